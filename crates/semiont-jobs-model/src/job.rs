@@ -1,0 +1,708 @@
+//! The job document: its fields, its type, its typed parameters, and how a
+//! new job is described before it is enqueued.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::{Error, JobId, JobStatus, Result, Timestamp};
+
+/// `maxRetries` when neither the job nor the queue says otherwise (the seed's default).
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+/// Largest accepted `maxRetries`.
+pub const MAX_MAX_RETRIES: u32 = 100;
+/// Largest accepted serialized size of a job's parameters (1 MiB).
+pub const MAX_PARAMS_BYTES: usize = 1 << 20;
+const MAX_TYPE_LEN: usize = 64;
+const MAX_USER_ID_LEN: usize = 256;
+
+/// Top-level field names owned by the job itself; custom parameters may not
+/// use them.
+pub const RESERVED_FIELDS: &[&str] = &[
+    "id",
+    "type",
+    "status",
+    "userId",
+    "created",
+    "startedAt",
+    "completedAt",
+    "error",
+    "retryCount",
+    "maxRetries",
+    "progress",
+    "result",
+    "attempt",
+    "runAt",
+    "priority",
+    "workerId",
+    "leaseExpiresAt",
+];
+
+/// What kind of work a job is. Serialized as a plain string.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum JobType {
+    /// Entity detection in a document (the seed's `DetectionJob`).
+    Detection,
+    /// Document generation from an annotation (the seed's `GenerationJob`).
+    Generation,
+    /// Any other type, e.g. the seed's `my-job-type`.
+    Custom(Box<str>),
+}
+
+impl JobType {
+    /// Parses and validates a type name: 1 to 64 characters from
+    /// `[A-Za-z0-9._:-]`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let reject = |reason| {
+            Err(Error::InvalidType {
+                job_type: s.chars().take(64).collect(),
+                reason,
+            })
+        };
+        if s.is_empty() {
+            return reject("empty");
+        }
+        if s.len() > MAX_TYPE_LEN {
+            return reject("longer than 64 bytes");
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+        {
+            return reject("only letters, digits and . _ : - are allowed");
+        }
+        Ok(match s {
+            "detection" => JobType::Detection,
+            "generation" => JobType::Generation,
+            other => JobType::Custom(other.into()),
+        })
+    }
+
+    /// The type name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            JobType::Detection => "detection",
+            JobType::Generation => "generation",
+            JobType::Custom(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for JobType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for JobType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::str::FromStr for JobType {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        JobType::parse(s)
+    }
+}
+
+impl Serialize for JobType {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for JobType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        JobType::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parameters of a detection job (the seed's `DetectionJob` fields).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DetectionParams {
+    /// The document to analyse.
+    pub resource_id: String,
+    /// Entity types to look for, e.g. `Person`, `Organization`.
+    pub entity_types: Vec<String>,
+}
+
+/// Parameters of a generation job (the seed's `GenerationJob` fields).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GenerationParams {
+    /// The reference annotation to generate a document for.
+    pub reference_id: String,
+    /// The document holding that annotation.
+    pub source_resource_id: String,
+    /// Extra instructions for the generator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Title of the generated document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Entity types to tag the generated document with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_types: Option<Vec<String>>,
+    /// Language of the generated document (BCP 47, e.g. `en`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+}
+
+/// A job's parameters, typed where the type is known.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobParams {
+    /// A detection job.
+    Detection(DetectionParams),
+    /// A generation job.
+    Generation(GenerationParams),
+    /// Any other type: its parameters are top-level JSON fields of the job.
+    Custom {
+        /// The type name (not `detection` or `generation`).
+        job_type: JobType,
+        /// The parameters, a JSON object whose keys avoid [`RESERVED_FIELDS`].
+        params: Map<String, Value>,
+    },
+}
+
+impl JobParams {
+    /// The job type these parameters belong to.
+    pub fn job_type(&self) -> JobType {
+        match self {
+            JobParams::Detection(_) => JobType::Detection,
+            JobParams::Generation(_) => JobType::Generation,
+            JobParams::Custom { job_type, .. } => job_type.clone(),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let nonempty = |field: &str, v: &str| {
+            if v.trim().is_empty() {
+                Err(Error::InvalidParams(format!("{field} is empty")))
+            } else {
+                Ok(())
+            }
+        };
+        match self {
+            JobParams::Detection(p) => {
+                nonempty("resourceId", &p.resource_id)?;
+                if p.entity_types.is_empty() {
+                    return Err(Error::InvalidParams("entityTypes is empty".into()));
+                }
+                for t in &p.entity_types {
+                    nonempty("an entity type", t)?;
+                }
+            }
+            JobParams::Generation(p) => {
+                nonempty("referenceId", &p.reference_id)?;
+                nonempty("sourceResourceId", &p.source_resource_id)?;
+                for t in p.entity_types.iter().flatten() {
+                    nonempty("an entity type", t)?;
+                }
+            }
+            JobParams::Custom { job_type, params } => {
+                if matches!(job_type, JobType::Detection | JobType::Generation) {
+                    return Err(Error::InvalidParams(format!(
+                        "type {job_type} takes typed parameters, not custom ones"
+                    )));
+                }
+                if let Some(key) = params.keys().find(|k| RESERVED_FIELDS.contains(&k.as_str())) {
+                    return Err(Error::InvalidParams(format!(
+                        "parameter name {key:?} is reserved for the job itself"
+                    )));
+                }
+            }
+        }
+        let size = serde_json::to_vec(&self.to_map())
+            .map_err(|e| Error::InvalidParams(e.to_string()))?
+            .len();
+        if size > MAX_PARAMS_BYTES {
+            return Err(Error::InvalidParams(format!(
+                "parameters are {size} bytes, more than the limit of {MAX_PARAMS_BYTES}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn to_map(&self) -> Map<String, Value> {
+        let value = match self {
+            JobParams::Detection(p) => serde_json::to_value(p),
+            JobParams::Generation(p) => serde_json::to_value(p),
+            JobParams::Custom { params, .. } => return params.clone(),
+        };
+        match value {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        }
+    }
+}
+
+/// A job the caller wants enqueued: its parameters plus per-job options.
+/// The queue turns it into a [`Job`] with an id and a creation time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewJob {
+    /// What to do.
+    pub params: JobParams,
+    /// Who asked for it.
+    pub user_id: String,
+    /// Per-job retry budget; the queue's default when `None`.
+    pub max_retries: Option<u32>,
+    /// Do not start before this time.
+    pub run_at: Option<Timestamp>,
+    /// Higher runs first among due jobs; FIFO within a priority.
+    pub priority: i16,
+}
+
+impl NewJob {
+    /// A job with these parameters for `user_id`.
+    pub fn new(params: JobParams, user_id: impl Into<String>) -> Self {
+        NewJob {
+            params,
+            user_id: user_id.into(),
+            max_retries: None,
+            run_at: None,
+            priority: 0,
+        }
+    }
+
+    /// A detection job over `resource_id` for the given entity types.
+    pub fn detection<I, S>(user_id: impl Into<String>, resource_id: impl Into<String>, entity_types: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::new(
+            JobParams::Detection(DetectionParams {
+                resource_id: resource_id.into(),
+                entity_types: entity_types.into_iter().map(Into::into).collect(),
+            }),
+            user_id,
+        )
+    }
+
+    /// A generation job.
+    pub fn generation(user_id: impl Into<String>, params: GenerationParams) -> Self {
+        Self::new(JobParams::Generation(params), user_id)
+    }
+
+    /// A job of a custom type whose parameters are the fields of `params`
+    /// (which must be a JSON object).
+    pub fn custom(job_type: &str, user_id: impl Into<String>, params: Value) -> Result<Self> {
+        let job_type = JobType::parse(job_type)?;
+        let params = match params {
+            Value::Object(map) => map,
+            Value::Null => Map::new(),
+            other => {
+                return Err(Error::InvalidParams(format!(
+                    "custom parameters must be a JSON object, not {}",
+                    json_kind(&other)
+                )))
+            }
+        };
+        Ok(Self::new(JobParams::Custom { job_type, params }, user_id))
+    }
+
+    /// Sets the per-job retry budget.
+    pub fn max_retries(mut self, n: u32) -> Self {
+        self.max_retries = Some(n);
+        self
+    }
+
+    /// Delays the job until `at`.
+    pub fn run_at(mut self, at: Timestamp) -> Self {
+        self.run_at = Some(at);
+        self
+    }
+
+    /// Sets the priority (higher first; default 0).
+    pub fn priority(mut self, p: i16) -> Self {
+        self.priority = p;
+        self
+    }
+
+    /// Validates and builds the pending job document.
+    pub fn into_job(self, id: JobId, created: Timestamp, default_max_retries: u32) -> Result<Job> {
+        validate_user_id(&self.user_id)?;
+        self.params.validate()?;
+        let max_retries = self.max_retries.unwrap_or(default_max_retries);
+        if max_retries > MAX_MAX_RETRIES {
+            return Err(Error::MaxRetriesOutOfRange(u64::from(max_retries)));
+        }
+        Ok(Job {
+            id,
+            job_type: self.params.job_type(),
+            status: JobStatus::Pending,
+            user_id: self.user_id,
+            created,
+            started_at: None,
+            completed_at: None,
+            error: None,
+            retry_count: 0,
+            max_retries,
+            progress: None,
+            result: None,
+            attempt: 0,
+            run_at: self.run_at,
+            priority: self.priority,
+            worker_id: None,
+            lease_expires_at: None,
+            params: self.params.to_map(),
+        })
+    }
+}
+
+fn validate_user_id(u: &str) -> Result<()> {
+    if u.trim().is_empty() {
+        return Err(Error::InvalidParams("userId is empty".into()));
+    }
+    if u.len() > MAX_USER_ID_LEN {
+        return Err(Error::InvalidParams(format!(
+            "userId is {} bytes, more than {MAX_USER_ID_LEN}",
+            u.len()
+        )));
+    }
+    if u.chars().any(char::is_control) {
+        return Err(Error::InvalidParams("userId contains a control character".into()));
+    }
+    Ok(())
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn is_zero_u32(v: &u32) -> bool {
+    *v == 0
+}
+
+fn is_zero_i16(v: &i16) -> bool {
+    *v == 0
+}
+
+fn default_max_retries() -> u32 {
+    DEFAULT_MAX_RETRIES
+}
+
+/// A job as stored and exchanged: the seed's flat camelCase JSON document.
+///
+/// The seed's fields come first. Fields this implementation adds are all
+/// optional and omitted when they hold their default:
+///
+/// | field | meaning |
+/// | --- | --- |
+/// | `attempt` | how many times the job was claimed; the fencing token of a running job |
+/// | `runAt` | not due before this time (delayed retry, scheduled jobs) |
+/// | `priority` | higher is claimed first among due jobs (default 0) |
+/// | `workerId` | the worker holding a running job |
+/// | `leaseExpiresAt` | when a running job's lease lapses if its worker cannot be seen |
+///
+/// Type parameters (`resourceId`, `entityTypes`, ...) and any field this
+/// version does not know live in [`Job::params`] and are written back as
+/// top-level fields, so nothing a newer writer added is lost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    /// The job's id; also its file name.
+    pub id: JobId,
+    /// The job's type.
+    #[serde(rename = "type")]
+    pub job_type: JobType,
+    /// Current status.
+    pub status: JobStatus,
+    /// Who created the job.
+    pub user_id: String,
+    /// When the job was created.
+    pub created: Timestamp,
+    /// When the current (or last) attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Timestamp>,
+    /// When the job finished (complete, failed or cancelled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Timestamp>,
+    /// The last error message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How many times the job was re-queued after a failed attempt.
+    #[serde(default)]
+    pub retry_count: u32,
+    /// How many retries the job may have.
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// The last progress report (generic or typed shape).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Value>,
+    /// The result of a complete job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// Claim count; fences a running job against stale owners.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub attempt: u32,
+    /// Not due before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<Timestamp>,
+    /// Claim priority, higher first.
+    #[serde(default, skip_serializing_if = "is_zero_i16")]
+    pub priority: i16,
+    /// The worker holding the job while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker_id: Option<String>,
+    /// Lease expiry of a running job, for owners whose liveness cannot be seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_expires_at: Option<Timestamp>,
+    /// Type parameters and unknown fields, written back at top level.
+    #[serde(flatten)]
+    pub params: Map<String, Value>,
+}
+
+impl Job {
+    /// Parses a job document.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| Error::InvalidJob(e.to_string()))
+    }
+
+    /// Serializes the job document (pretty-printed, as the seed writes it).
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing a Job cannot fail: all map keys are strings.
+        serde_json::to_vec_pretty(self).unwrap_or_default()
+    }
+
+    /// The typed parameters, checked against the job's type.
+    pub fn params_typed(&self) -> Result<JobParams> {
+        Ok(match &self.job_type {
+            JobType::Detection => JobParams::Detection(self.params_as()?),
+            JobType::Generation => JobParams::Generation(self.params_as()?),
+            other => JobParams::Custom {
+                job_type: other.clone(),
+                params: self.params.clone(),
+            },
+        })
+    }
+
+    /// The detection parameters (an error if this is not a detection job or
+    /// its fields are malformed).
+    pub fn detection_params(&self) -> Result<DetectionParams> {
+        self.expect_type(&JobType::Detection)?;
+        self.params_as()
+    }
+
+    /// The generation parameters (an error if this is not a generation job
+    /// or its fields are malformed).
+    pub fn generation_params(&self) -> Result<GenerationParams> {
+        self.expect_type(&JobType::Generation)?;
+        self.params_as()
+    }
+
+    /// Reads the parameters into any shape.
+    pub fn params_as<T: DeserializeOwned>(&self) -> Result<T> {
+        T::deserialize(serde_json::Value::Object(self.params.clone()))
+            .map_err(|e| Error::InvalidParams(format!("job {}: {e}", self.id)))
+    }
+
+    /// Reads the last progress report into a typed shape.
+    pub fn progress_as<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        self.progress
+            .clone()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| Error::InvalidProgress(format!("job {}: {e}", self.id)))
+    }
+
+    /// Reads the result into a typed shape.
+    pub fn result_as<T: DeserializeOwned>(&self) -> Result<Option<T>> {
+        self.result
+            .clone()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| Error::InvalidParams(format!("result of job {}: {e}", self.id)))
+    }
+
+    /// Whether a pending job may start at `now`.
+    pub fn is_due(&self, now: Timestamp) -> bool {
+        self.run_at.is_none_or(|t| t <= now)
+    }
+
+    fn expect_type(&self, want: &JobType) -> Result<()> {
+        if &self.job_type == want {
+            Ok(())
+        } else {
+            Err(Error::InvalidParams(format!(
+                "job {} has type {}, not {want}",
+                self.id, self.job_type
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn sample() -> Job {
+        NewJob::detection("user-123", "doc-456", ["Person", "Organization"])
+            .max_retries(3)
+            .into_job(
+                JobId::parse("job-abc123xyz").unwrap(),
+                Timestamp::parse("2024-01-15T10:30:00.000Z").unwrap(),
+                DEFAULT_MAX_RETRIES,
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn serializes_to_the_seed_shape() {
+        let v: Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        assert_eq!(
+            v,
+            json!({
+                "id": "job-abc123xyz",
+                "type": "detection",
+                "status": "pending",
+                "userId": "user-123",
+                "created": "2024-01-15T10:30:00.000Z",
+                "retryCount": 0,
+                "maxRetries": 3,
+                "resourceId": "doc-456",
+                "entityTypes": ["Person", "Organization"]
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_fields_survive_read_modify_write() {
+        let mut v: Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        v["futureField"] = json!({"nested": [1, 2, 3]});
+        let mut job = Job::from_json(v.to_string().as_bytes()).unwrap();
+        job.status = JobStatus::Running;
+        let back: Value = serde_json::from_slice(&job.to_json()).unwrap();
+        assert_eq!(back["futureField"], json!({"nested": [1, 2, 3]}));
+        assert_eq!(back["status"], "running");
+    }
+
+    #[test]
+    fn typed_params() {
+        let job = sample();
+        assert_eq!(job.detection_params().unwrap().entity_types, ["Person", "Organization"]);
+        assert!(job.generation_params().is_err());
+        assert!(matches!(job.params_typed().unwrap(), JobParams::Detection(_)));
+    }
+
+    fn rejects(new: NewJob) -> Error {
+        new.into_job(JobId::generate(), Timestamp::now(), 3).unwrap_err()
+    }
+
+    #[test]
+    fn bad_new_jobs_are_rejected_with_a_reason() {
+        let e = rejects(NewJob::detection("u", "doc", Vec::<String>::new()));
+        assert_eq!(e.to_string(), "invalid parameters: entityTypes is empty");
+        let e = rejects(NewJob::detection("", "doc", ["Person"]));
+        assert!(e.to_string().contains("userId"), "{e}");
+        let e = rejects(NewJob::detection("u", "doc", ["Person"]).max_retries(101));
+        assert_eq!(e, Error::MaxRetriesOutOfRange(101));
+        let e = rejects(NewJob::custom("t", "u", json!({"status": "complete"})).unwrap());
+        assert!(e.to_string().contains("\"status\""), "{e}");
+        let big = "x".repeat(MAX_PARAMS_BYTES + 1);
+        let e = rejects(NewJob::custom("t", "u", json!({ "blob": big })).unwrap());
+        assert!(e.to_string().contains("more than the limit"), "{e}");
+        assert!(NewJob::custom("t", "u", json!([1])).is_err());
+        assert!(NewJob::custom("bad type", "u", json!({})).is_err());
+        let e = rejects(NewJob::generation("u", GenerationParams::default()));
+        assert!(e.to_string().contains("referenceId"), "{e}");
+    }
+
+    #[test]
+    fn job_type_parsing() {
+        assert_eq!(JobType::parse("detection").unwrap(), JobType::Detection);
+        assert_eq!(JobType::parse("my-job-type").unwrap().as_str(), "my-job-type");
+        for bad in ["", "a b", "a/b", &"t".repeat(65)] {
+            assert!(JobType::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn wrong_schema_is_rejected() {
+        for bad in [
+            "{}",
+            r#"{"id":"job-1","type":"noop","status":"pending","userId":"u"}"#,
+            r#"{"id":"job-1","type":"noop","status":"done","userId":"u","created":"2024-01-01T00:00:00Z"}"#,
+            r#"{"id":"../x","type":"noop","status":"pending","userId":"u","created":"2024-01-01T00:00:00Z"}"#,
+            r#"{"id":"job-1","type":"noop","status":"pending","userId":"u","created":"2024-01-01T00:00:00Z","retryCount":-1}"#,
+            "[]",
+            "null",
+        ] {
+            assert!(Job::from_json(bad.as_bytes()).is_err(), "{bad}");
+        }
+    }
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "[a-z ]{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map("[a-z]{1,6}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    prop_compose! {
+        fn arb_job()(
+            status in prop::sample::select(JobStatus::ALL.to_vec()),
+            ty in "[a-z][a-z0-9-]{0,10}",
+            user in "[a-zA-Z0-9-]{1,12}",
+            created in 0i64..4_000_000_000_000,
+            retry in 0u32..10, max in 0u32..10, attempt in 0u32..10,
+            priority in any::<i16>(),
+            error in proptest::option::of("[ -~]{0,20}"),
+            progress in proptest::option::of(arb_value()),
+            extra in prop::collection::btree_map("x[a-z]{1,6}", arb_value(), 0..4),
+        ) -> Job {
+            Job {
+                id: JobId::generate(),
+                job_type: JobType::parse(&ty).unwrap(),
+                status,
+                user_id: user,
+                created: Timestamp::from_millis(created),
+                started_at: Some(Timestamp::from_millis(created + 5)),
+                completed_at: None,
+                error,
+                retry_count: retry,
+                max_retries: max,
+                progress: progress.filter(|v| !v.is_null()),
+                result: None,
+                attempt,
+                run_at: None,
+                priority,
+                worker_id: Some("w1".into()),
+                lease_expires_at: None,
+                params: extra.into_iter().collect(),
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn json_round_trip(job in arb_job()) {
+            let back = Job::from_json(&job.to_json()).unwrap();
+            prop_assert_eq!(back, job);
+        }
+    }
+}

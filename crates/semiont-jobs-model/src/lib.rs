@@ -1,0 +1,36 @@
+//! The job model of semiont-jobs: ids, statuses, job types and their typed
+//! parameters, progress and result shapes, the pure state machine, the retry
+//! policy, list filters and queue statistics.
+//!
+//! This crate does no IO and has no async code. Everything here is a value or a
+//! pure function, so the rules of the queue can be tested exhaustively without
+//! a disk or a runtime.
+//!
+//! The wire format of [`Job`] is the flat camelCase JSON of the upstream
+//! `@semiont/jobs` package: a file written by either implementation stays
+//! readable by the other, and fields this crate does not know survive a
+//! read-modify-write.
+
+mod error;
+mod filter;
+mod id;
+mod job;
+mod progress;
+mod retry;
+mod status;
+mod time;
+
+pub use error::{Error, Result};
+pub use filter::{JobFilter, JobPage, QueueStats, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+pub use id::{JobId, MAX_ID_LEN};
+pub use job::{
+    DetectionParams, GenerationParams, Job, JobParams, JobType, NewJob, DEFAULT_MAX_RETRIES,
+    MAX_MAX_RETRIES, MAX_PARAMS_BYTES, RESERVED_FIELDS,
+};
+pub use progress::{validate_progress, 
+    DetectionProgress, DetectionResult, GenerationProgress, GenerationResult, GenerationStage,
+    Progress,
+};
+pub use retry::RetryPolicy;
+pub use status::{check_transition, is_legal_transition, JobStatus, Transition};
+pub use time::Timestamp;
