@@ -1,7 +1,11 @@
 //! `cargo xtask`: the project's automation, in Rust so it needs nothing but
 //! the toolchain. `cargo xtask ci` is the one command CI runs.
 
-#![allow(clippy::print_stdout, clippy::print_stderr, reason = "a command-line tool reports on the terminal")]
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool reports on the terminal"
+)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -49,7 +53,9 @@ fn cargo() -> Command {
 fn run(name: &str, mut cmd: Command) -> Result<(), String> {
     println!("==> {name}");
     let start = Instant::now();
-    let status = cmd.status().map_err(|e| format!("{name}: cannot start: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("{name}: cannot start: {e}"))?;
     println!("<== {name}: {:.1}s", start.elapsed().as_secs_f64());
     if status.success() {
         Ok(())
@@ -65,14 +71,25 @@ fn ci() -> Result<(), String> {
     run("fmt", fmt)?;
     tidy(&root())?;
     let mut clippy = cargo();
-    clippy.args(["clippy", "--workspace", "--all-targets", "--all-features", "--", "-D", "warnings"]);
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]);
     run("clippy", clippy)?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--all-features"]);
     run("test", test)?;
     let mut doc = cargo();
     doc.args(["doc", "--workspace", "--all-features", "--no-deps"]);
-    doc.env("RUSTDOCFLAGS", "-D warnings -D rustdoc::broken_intra_doc_links");
+    doc.env(
+        "RUSTDOCFLAGS",
+        "-D warnings -D rustdoc::broken_intra_doc_links",
+    );
     run("doc", doc)?;
     println!("ci passed in {:.0}s", start.elapsed().as_secs_f64());
     Ok(())
@@ -105,9 +122,14 @@ fn tidy(root: &Path) -> Result<(), String> {
             continue;
         };
         let rel = file.strip_prefix(root).unwrap_or(file);
-        let is_test = rel.components().any(|c| c.as_os_str() == "tests" || c.as_os_str() == "benches");
+        let is_test = rel
+            .components()
+            .any(|c| c.as_os_str() == "tests" || c.as_os_str() == "benches");
         if !is_test && !text.trim_start().starts_with("//!") {
-            problems.push(format!("{}: does not start with a `//!` module doc", rel.display()));
+            problems.push(format!(
+                "{}: does not start with a `//!` module doc",
+                rel.display()
+            ));
         }
         for (n, line) in text.lines().enumerate() {
             for b in banned {
@@ -129,10 +151,15 @@ fn tidy(root: &Path) -> Result<(), String> {
 }
 
 fn collect_rs(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.file_name().is_some_and(|n| n == "target" || n == "fuzz") {
+        if path
+            .file_name()
+            .is_some_and(|n| n == "target" || n == "fuzz")
+        {
             continue;
         }
         if path.is_dir() {

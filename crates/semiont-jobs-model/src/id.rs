@@ -51,7 +51,10 @@ impl JobId {
         let uuid = uuid::Uuid::from_u128(value);
         let mut buf = String::with_capacity(40);
         buf.push_str("job-");
-        buf.push_str(uuid.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()));
+        buf.push_str(
+            uuid.hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer()),
+        );
         JobId(buf.into_boxed_str())
     }
 

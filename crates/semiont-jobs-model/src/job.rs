@@ -211,7 +211,10 @@ impl JobParams {
                         "type {job_type} takes typed parameters, not custom ones"
                     )));
                 }
-                if let Some(key) = params.keys().find(|k| RESERVED_FIELDS.contains(&k.as_str())) {
+                if let Some(key) = params
+                    .keys()
+                    .find(|k| RESERVED_FIELDS.contains(&k.as_str()))
+                {
                     return Err(Error::InvalidParams(format!(
                         "parameter name {key:?} is reserved for the job itself"
                     )));
@@ -271,7 +274,11 @@ impl NewJob {
     }
 
     /// A detection job over `resource_id` for the given entity types.
-    pub fn detection<I, S>(user_id: impl Into<String>, resource_id: impl Into<String>, entity_types: I) -> Self
+    pub fn detection<I, S>(
+        user_id: impl Into<String>,
+        resource_id: impl Into<String>,
+        entity_types: I,
+    ) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -367,7 +374,9 @@ fn validate_user_id(u: &str) -> Result<()> {
         )));
     }
     if u.chars().any(char::is_control) {
-        return Err(Error::InvalidParams("userId contains a control character".into()));
+        return Err(Error::InvalidParams(
+            "userId contains a control character".into(),
+        ));
     }
     Ok(())
 }
@@ -595,13 +604,20 @@ mod tests {
     #[test]
     fn typed_params() {
         let job = sample();
-        assert_eq!(job.detection_params().unwrap().entity_types, ["Person", "Organization"]);
+        assert_eq!(
+            job.detection_params().unwrap().entity_types,
+            ["Person", "Organization"]
+        );
         assert!(job.generation_params().is_err());
-        assert!(matches!(job.params_typed().unwrap(), JobParams::Detection(_)));
+        assert!(matches!(
+            job.params_typed().unwrap(),
+            JobParams::Detection(_)
+        ));
     }
 
     fn rejects(new: NewJob) -> Error {
-        new.into_job(JobId::generate(), Timestamp::now(), 3).unwrap_err()
+        new.into_job(JobId::generate(), Timestamp::now(), 3)
+            .unwrap_err()
     }
 
     #[test]
@@ -626,7 +642,10 @@ mod tests {
     #[test]
     fn job_type_parsing() {
         assert_eq!(JobType::parse("detection").unwrap(), JobType::Detection);
-        assert_eq!(JobType::parse("my-job-type").unwrap().as_str(), "my-job-type");
+        assert_eq!(
+            JobType::parse("my-job-type").unwrap().as_str(),
+            "my-job-type"
+        );
         for bad in ["", "a b", "a/b", &"t".repeat(65)] {
             assert!(JobType::parse(bad).is_err(), "{bad:?}");
         }

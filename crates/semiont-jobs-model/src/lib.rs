@@ -27,9 +27,9 @@ pub use job::{
     DetectionParams, GenerationParams, Job, JobParams, JobType, NewJob, DEFAULT_MAX_RETRIES,
     MAX_MAX_RETRIES, MAX_PARAMS_BYTES, RESERVED_FIELDS,
 };
-pub use progress::{validate_progress, 
-    DetectionProgress, DetectionResult, GenerationProgress, GenerationResult, GenerationStage,
-    Progress,
+pub use progress::{
+    validate_progress, DetectionProgress, DetectionResult, GenerationProgress, GenerationResult,
+    GenerationStage, Progress,
 };
 pub use retry::RetryPolicy;
 pub use status::{check_transition, is_legal_transition, JobStatus, Transition};

@@ -54,11 +54,15 @@ impl Progress {
 /// present, is a number in 0..=100 (NaN and infinities cannot be JSON).
 pub fn validate_progress(value: &Value) -> Result<()> {
     let Value::Object(map) = value else {
-        return Err(Error::InvalidProgress("progress must be a JSON object".into()));
+        return Err(Error::InvalidProgress(
+            "progress must be a JSON object".into(),
+        ));
     };
     if let Some(p) = map.get("percentage") {
         let Some(n) = p.as_f64() else {
-            return Err(Error::InvalidProgress(format!("percentage {p} is not a number")));
+            return Err(Error::InvalidProgress(format!(
+                "percentage {p} is not a number"
+            )));
         };
         if !(0.0..=100.0).contains(&n) {
             return Err(Error::InvalidProgress(format!(
@@ -165,6 +169,9 @@ mod tests {
         let p: Progress = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(p.current_step, Some(2));
         assert_eq!(p.extra["phase"], "x");
-        assert_eq!(serde_json::to_value(&p).unwrap(), json!({"percentage": 50.0, "message": "m", "currentStep": 2, "totalSteps": 4, "phase": "x"}));
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            json!({"percentage": 50.0, "message": "m", "currentStep": 2, "totalSteps": 4, "phase": "x"})
+        );
     }
 }

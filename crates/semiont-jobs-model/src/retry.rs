@@ -54,7 +54,11 @@ impl RetryPolicy {
         } else {
             0.0
         };
-        let unit = if unit.is_finite() { unit.clamp(0.0, 1.0) } else { 0.0 };
+        let unit = if unit.is_finite() {
+            unit.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         d.mul_f64(1.0 - jitter * unit)
     }
 }

@@ -192,6 +192,9 @@ mod tests {
             assert_eq!(serde_json::to_string(&st).unwrap(), format!("\"{st}\""));
             assert_eq!(JobStatus::ALL[st.index()], st);
         }
-        assert!(matches!("done".parse::<JobStatus>(), Err(Error::UnknownStatus(_))));
+        assert!(matches!(
+            "done".parse::<JobStatus>(),
+            Err(Error::UnknownStatus(_))
+        ));
     }
 }

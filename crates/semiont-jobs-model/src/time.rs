@@ -186,7 +186,8 @@ fn parse_rfc3339(s: &str) -> std::result::Result<Timestamp, &'static str> {
     };
     let second = second.min(59); // a leap second reads as :59
     let days = days_from_civil(year, month, day);
-    let ms = ((days * 86_400 + hour * 3600 + minute * 60 + second) - offset_min * 60) * 1000 + millis;
+    let ms =
+        ((days * 86_400 + hour * 3600 + minute * 60 + second) - offset_min * 60) * 1000 + millis;
     if !(MIN_MS..=MAX_MS).contains(&ms) {
         return Err("outside years 1..=9999");
     }
@@ -246,12 +247,22 @@ mod tests {
         let t = Timestamp::parse("2024-01-15T10:30:00.000Z").unwrap();
         assert_eq!(t.as_millis(), 1_705_314_600_000);
         assert_eq!(t.to_string(), "2024-01-15T10:30:00.000Z");
-        assert_eq!(Timestamp::from_millis(0).to_string(), "1970-01-01T00:00:00.000Z");
         assert_eq!(
-            Timestamp::parse("2024-02-29T23:59:59.9999+01:00").unwrap().to_string(),
+            Timestamp::from_millis(0).to_string(),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            Timestamp::parse("2024-02-29T23:59:59.9999+01:00")
+                .unwrap()
+                .to_string(),
             "2024-02-29T22:59:59.999Z"
         );
-        assert_eq!(Timestamp::parse("1969-12-31T23:59:59Z").unwrap().as_millis(), -1000);
+        assert_eq!(
+            Timestamp::parse("1969-12-31T23:59:59Z")
+                .unwrap()
+                .as_millis(),
+            -1000
+        );
     }
 
     #[test]

@@ -1,0 +1,31 @@
+//! The storage contract of semiont-jobs: the [`JobStore`] trait every backend
+//! implements, its error type, an in-memory backend ([`MemoryStore`]), and —
+//! behind the `conformance` feature — the behaviour suite every backend must
+//! pass.
+//!
+//! The contract in one sentence: every state change is a compare-and-swap on
+//! (status, attempt). A writer says "move job X from status A (at attempt N)
+//! to this new content"; if X is no longer in A at N, it gets
+//! [`ErrorKind::Conflict`] and nothing is written. Claiming is "take the
+//! oldest due pending job of these types and make it running at attempt N+1",
+//! atomically. This crate knows nothing about files or directories.
+
+mod error;
+mod memory;
+pub mod rules;
+mod store;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use error::{Error, ErrorKind, Result};
+pub use memory::MemoryStore;
+pub use store::{
+    Capabilities, ChangeKind, ChangeOrigin, ClaimRequest, Durability, Expect, FinishedJob,
+    JobChange, JobStore, JobStoreExt, RecoveryReport, TypeFilter, WorkerInfo,
+};
+
+/// Capacity of the change-event channel a backend should use: a subscriber
+/// that falls further behind than this sees `Lagged` and should resynchronise
+/// by reading the store.
+pub const CHANGE_CHANNEL_CAPACITY: usize = 4096;
