@@ -5,13 +5,15 @@
 use std::path::Path;
 
 use semiont_jobs_model::{
-    DetectionProgress, DetectionResult, GenerationProgress, GenerationResult, GenerationStage,
-    Job, JobFilter, JobStatus, JobType, NewJob, Progress, QueueStats, Timestamp,
+    DetectionProgress, DetectionResult, GenerationProgress, GenerationResult, GenerationStage, Job,
+    JobFilter, JobStatus, JobType, NewJob, Progress, QueueStats, Timestamp,
 };
 use serde_json::Value;
 
 fn golden(name: &str) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -24,7 +26,9 @@ fn same_json(a: &Value, b: &Value) -> bool {
             x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same_json(a, b))
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
         }
         _ => a == b,
     }
@@ -117,6 +121,9 @@ fn failed_job_with_offsets_in_timestamps() {
     let v = golden("failed-job.json");
     let job: Job = serde_json::from_value(v).unwrap();
     assert_eq!(job.status, JobStatus::Failed);
-    assert_eq!(job.completed_at.unwrap().to_string(), "2024-01-15T10:35:00.000Z");
+    assert_eq!(
+        job.completed_at.unwrap().to_string(),
+        "2024-01-15T10:35:00.000Z"
+    );
     assert_eq!(job.job_type.as_str(), "my-job-type");
 }
