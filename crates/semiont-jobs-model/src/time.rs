@@ -48,13 +48,21 @@ impl Timestamp {
         self.0
     }
 
-    /// This time plus `d` (saturating at year 9999).
+    /// This time plus `d` (saturating at year 9999). Same as `self + d`.
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "`Add<Duration>` is implemented too; the method reads better in chains"
+    )]
     pub fn add(self, d: Duration) -> Self {
         let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         Timestamp::from_millis(self.0.saturating_add(ms))
     }
 
-    /// This time minus `d` (saturating at year 1).
+    /// This time minus `d` (saturating at year 1). Same as `self - d`.
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "`Sub<Duration>` is implemented too; the method reads better in chains"
+    )]
     pub fn sub(self, d: Duration) -> Self {
         let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
         Timestamp::from_millis(self.0.saturating_sub(ms))
@@ -192,6 +200,20 @@ fn parse_rfc3339(s: &str) -> std::result::Result<Timestamp, &'static str> {
         return Err("outside years 1..=9999");
     }
     Ok(Timestamp(ms))
+}
+
+impl std::ops::Add<Duration> for Timestamp {
+    type Output = Timestamp;
+    fn add(self, d: Duration) -> Timestamp {
+        Timestamp::add(self, d)
+    }
+}
+
+impl std::ops::Sub<Duration> for Timestamp {
+    type Output = Timestamp;
+    fn sub(self, d: Duration) -> Timestamp {
+        Timestamp::sub(self, d)
+    }
 }
 
 impl fmt::Display for Timestamp {

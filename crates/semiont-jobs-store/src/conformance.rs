@@ -840,7 +840,7 @@ pub async fn recover_requeues_job_with_expired_lease(store: Arc<dyn JobStore>) {
         .recover(at(1).add(LEASE).add(Duration::from_secs(1)))
         .await
         .unwrap();
-    assert_eq!(report.requeued, [running.id.clone()]);
+    assert_eq!(report.requeued, std::slice::from_ref(&running.id));
     let back = store.get(&running.id).await.unwrap();
     assert_eq!(back.status, JobStatus::Pending);
     assert_eq!(back.retry_count, 1);
@@ -897,7 +897,7 @@ pub async fn recover_requeues_jobs_of_unregistered_worker(store: Arc<dyn JobStor
     let running = claim(&*store, "leaving").await.unwrap();
     store.unregister_worker("leaving").await.unwrap();
     let report = store.recover(at(2)).await.unwrap();
-    assert_eq!(report.requeued, [running.id.clone()]);
+    assert_eq!(report.requeued, std::slice::from_ref(&running.id));
 }
 
 /// Eight concurrent claimers over 1,000 jobs: each job claimed exactly once.
