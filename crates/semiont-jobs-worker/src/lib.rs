@@ -1,0 +1,36 @@
+//! The worker runtime of semiont-jobs: the [`JobWorker`] trait (the seed's
+//! `JobWorker` base class) and [`Worker`], the runner that claims jobs from a
+//! [`JobQueue`](semiont_jobs_queue::JobQueue) and executes them.
+//!
+//! What the runner guarantees:
+//!
+//! - **Wake-ups, not polling**: an idle runner sleeps until the store reports
+//!   new work (in this process or, where the backend can see it, in another);
+//!   `poll_interval` is only a fallback.
+//! - **Liveness**: the runner registers its worker id with the store and
+//!   renews its lease on a timer independent of progress writes, so a long
+//!   job is never mistaken for a dead one, while a dead process's jobs are
+//!   recovered by other workers.
+//! - **Cancellation from anywhere**: when a job is cancelled (by any process)
+//!   or its lease is lost, its [`JobContext::cancellation_token`] fires and the
+//!   runner records nothing further for that attempt.
+//! - **Isolation**: a panic in [`JobWorker::execute_job`] fails that attempt
+//!   (retryable); the runner keeps going.
+//! - **Graceful shutdown**: [`Worker::stop`] stops claiming, waits for running
+//!   jobs, then cancels them cooperatively after `shutdown_timeout` and puts
+//!   them back to pending — never half-complete.
+//!
+//! Every execution logs structured `tracing` events: `job.started`,
+//! `job.completed`, `job.failed`, `job.retrying`, `job.cancelled`,
+//! `job.released`, `job.lost`, `job.recovered`, with `job_id`, `attempt` and
+//! `worker_id` fields.
+
+mod context;
+mod error;
+mod runner;
+mod worker;
+
+pub use context::JobContext;
+pub use error::{Error, JobError, JobErrorKind, Result};
+pub use runner::{Worker, WorkerOptions};
+pub use worker::JobWorker;

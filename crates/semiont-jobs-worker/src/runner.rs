@@ -1,0 +1,702 @@
+//! [`Worker`], the runner: claims jobs for a [`JobWorker`], runs up to
+//! `concurrency` of them at once, keeps its lease alive, relays cancellation
+//! to running jobs, and shuts down gracefully.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use semiont_jobs_model::{Job, JobId, JobStatus};
+use semiont_jobs_queue::{EventKind, EventStream, JobQueue};
+use semiont_jobs_store::TypeFilter;
+use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::context::{Shared, StopReason};
+use crate::{Error, JobContext, JobError, JobErrorKind, JobWorker, Result};
+
+/// How a [`Worker`] runs.
+#[derive(Clone, Debug)]
+pub struct WorkerOptions {
+    /// Fallback wait between claims when idle (default 1 s). Idle runners
+    /// wake at once on new work reported by the store; this only bounds how
+    /// late a delayed (`runAt`) job or a missed notification is noticed.
+    pub poll_interval: Duration,
+    /// Wait after the store itself fails (default 5 s). A failing job does
+    /// not trigger it.
+    pub error_backoff: Duration,
+    /// Jobs run at once by this runner (default 1).
+    pub concurrency: usize,
+    /// How long [`Worker::stop`] waits for running jobs before cancelling
+    /// them (default 30 s).
+    pub shutdown_timeout: Duration,
+    /// Lease renewal period (default: a third of the queue's lease).
+    pub heartbeat_interval: Option<Duration>,
+    /// Minimum time between two progress writes of one job (default 250 ms).
+    pub progress_interval: Duration,
+    /// How often running jobs are checked for cancellation when no
+    /// notification arrived (default 500 ms), bounding how late a cancel
+    /// reaches a job when notifications are lost.
+    pub cancel_check_interval: Duration,
+    /// How often this runner looks for dead workers' jobs to recover
+    /// (default 5 s).
+    pub recovery_interval: Duration,
+    /// The worker id (default: `<worker name>-<host>-<pid>-<n>`).
+    pub worker_id: Option<String>,
+}
+
+impl Default for WorkerOptions {
+    fn default() -> Self {
+        WorkerOptions {
+            poll_interval: Duration::from_secs(1),
+            error_backoff: Duration::from_secs(5),
+            concurrency: 1,
+            shutdown_timeout: Duration::from_secs(30),
+            heartbeat_interval: None,
+            progress_interval: Duration::from_millis(250),
+            cancel_check_interval: Duration::from_millis(500),
+            recovery_interval: Duration::from_secs(5),
+            worker_id: None,
+        }
+    }
+}
+
+impl WorkerOptions {
+    /// Sets the fallback poll interval.
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.poll_interval = d;
+        self
+    }
+
+    /// Sets the back-off after store errors.
+    pub fn error_backoff(mut self, d: Duration) -> Self {
+        self.error_backoff = d;
+        self
+    }
+
+    /// Sets how many jobs run at once.
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n;
+        self
+    }
+
+    /// Sets the graceful shutdown timeout.
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.shutdown_timeout = d;
+        self
+    }
+
+    /// Sets the progress write throttle.
+    pub fn progress_interval(mut self, d: Duration) -> Self {
+        self.progress_interval = d;
+        self
+    }
+
+    /// Sets the worker id.
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = Some(id.into());
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |what: &str| Err(Error::InvalidOptions(what.to_owned()));
+        if self.concurrency == 0 {
+            return bad("concurrency must be at least 1");
+        }
+        if self.concurrency > 4096 {
+            return bad("concurrency must be at most 4096");
+        }
+        for (name, d) in [
+            ("poll interval", self.poll_interval),
+            ("cancel check interval", self.cancel_check_interval),
+            ("recovery interval", self.recovery_interval),
+        ] {
+            if d.is_zero() {
+                return Err(Error::InvalidOptions(format!("{name} must be above zero")));
+            }
+        }
+        if self.heartbeat_interval.is_some_and(|d| d.is_zero()) {
+            return bad("heartbeat interval must be above zero");
+        }
+        Ok(())
+    }
+}
+
+/// Runs a [`JobWorker`] against a queue (the seed's `worker.start()` /
+/// `worker.stop()`). Cheap to clone; clones control the same runner.
+///
+/// ```
+/// # use semiont_jobs_model::Job;
+/// # use semiont_jobs_worker::{JobContext, JobError, JobWorker, Worker, WorkerOptions};
+/// # use std::time::Duration;
+/// # struct MyWorker;
+/// # #[async_trait::async_trait]
+/// # impl JobWorker for MyWorker {
+/// #     fn worker_name(&self) -> &str { "my-worker" }
+/// #     fn can_process_job(&self, job: &Job) -> bool { job.job_type.as_str() == "my-job-type" }
+/// #     async fn execute_job(&self, _: &JobContext, _: &Job) -> Result<Option<serde_json::Value>, JobError> { Ok(None) }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let queue = semiont_jobs_queue::JobQueue::builder()
+/// #     .store(std::sync::Arc::new(semiont_jobs_store::MemoryStore::new()))
+/// #     .build()?;
+/// # queue.initialize().await?;
+/// let worker = Worker::new(
+///     queue.clone(),
+///     MyWorker,
+///     WorkerOptions::default()
+///         .poll_interval(Duration::from_millis(1000)) // check for jobs every second
+///         .error_backoff(Duration::from_millis(5000)), // back off on errors
+/// );
+///
+/// // Start processing jobs (runs until stopped).
+/// let running = tokio::spawn({
+///     let worker = worker.clone();
+///     async move { worker.start().await }
+/// });
+///
+/// // Graceful shutdown.
+/// worker.stop().await;
+/// running.await??;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Worker {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("worker_id", &self.inner.worker_id)
+            .field("options", &self.inner.options)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    queue: JobQueue,
+    worker: Arc<dyn JobWorker>,
+    options: WorkerOptions,
+    worker_id: Arc<str>,
+    types: TypeFilter,
+    stop_claiming: CancellationToken,
+    finished: CancellationToken,
+    started: AtomicBool,
+    in_flight: Mutex<HashMap<JobId, Arc<Shared>>>,
+    executed: AtomicU64,
+    claim_attempts: AtomicU64,
+}
+
+static WORKER_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn default_worker_id(name: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into());
+    let n = WORKER_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let raw = format!("{name}-{host}-{}-{n}", std::process::id());
+    let clean: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    clean.chars().take(120).collect()
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+impl Worker {
+    /// A runner for `worker` on `queue`. Nothing happens until
+    /// [`Worker::start`].
+    pub fn new(queue: JobQueue, worker: impl JobWorker, options: WorkerOptions) -> Self {
+        let worker: Arc<dyn JobWorker> = Arc::new(worker);
+        let worker_id: Arc<str> = options
+            .worker_id
+            .clone()
+            .unwrap_or_else(|| default_worker_id(worker.worker_name()))
+            .into();
+        let types = worker.job_types();
+        Worker {
+            inner: Arc::new(Inner {
+                queue,
+                worker,
+                options,
+                worker_id,
+                types,
+                stop_claiming: CancellationToken::new(),
+                finished: CancellationToken::new(),
+                started: AtomicBool::new(false),
+                in_flight: Mutex::new(HashMap::new()),
+                executed: AtomicU64::new(0),
+                claim_attempts: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// This runner's worker id (written into the jobs it runs).
+    pub fn worker_id(&self) -> &str {
+        &self.inner.worker_id
+    }
+
+    /// Jobs running now.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight().len()
+    }
+
+    /// Attempts this runner has finished executing so far.
+    pub fn executed(&self) -> u64 {
+        self.inner.executed.load(Ordering::Relaxed)
+    }
+
+    /// Claims tried so far (found a job or not): shows an idle runner is
+    /// polling.
+    pub fn claim_attempts(&self) -> u64 {
+        self.inner.claim_attempts.load(Ordering::Relaxed)
+    }
+
+    /// Claims and runs jobs until [`Worker::stop`]; returns once shutdown is
+    /// complete. Errors only when the runner cannot start (bad options, the
+    /// store refuses to register the worker) or was started before.
+    pub async fn start(&self) -> Result<()> {
+        let inner = &self.inner;
+        inner.options.validate()?;
+        if inner.started.swap(true, Ordering::SeqCst) {
+            return Err(Error::AlreadyStarted(inner.worker_id.to_string()));
+        }
+        let result = self.run().await;
+        inner.finished.cancel();
+        result
+    }
+
+    /// Stops claiming, waits up to the shutdown timeout for running jobs,
+    /// then cancels the rest cooperatively and gives them back to the queue.
+    /// Returns once [`Worker::start`] has finished (at once if it never ran).
+    pub async fn stop(&self) {
+        self.inner.stop_claiming.cancel();
+        if self.inner.started.load(Ordering::SeqCst) {
+            self.inner.finished.cancelled().await;
+        }
+    }
+
+    /// Stops claiming and cancels running jobs at once (cooperatively: their
+    /// tokens fire and they are given back to the queue). For a second
+    /// interrupt signal. Returns without waiting; [`Worker::stop`] waits.
+    pub fn cancel_running(&self) {
+        self.inner.stop_claiming.cancel();
+        for shared in self.inner.in_flight().values() {
+            shared.stop(StopReason::Shutdown);
+        }
+    }
+
+    async fn run(&self) -> Result<()> {
+        let inner = Arc::clone(&self.inner);
+        let wid = inner.worker_id.to_string();
+        let queue_err = |source| Error::Queue {
+            worker_id: wid.clone(),
+            source,
+        };
+        inner.queue.register_worker(&wid).await.map_err(queue_err)?;
+        info!(event = "worker.started", worker_id = %wid, concurrency = inner.options.concurrency, "worker started");
+        inner.recover_once().await;
+
+        let background = CancellationToken::new();
+        let mut bg = JoinSet::new();
+        bg.spawn(Arc::clone(&inner).heartbeat_loop(background.clone()));
+        bg.spawn(Arc::clone(&inner).cancel_watch_loop(background.clone()));
+        bg.spawn(Arc::clone(&inner).recovery_loop(background.clone()));
+
+        let mut events = inner.queue.subscribe().without_snapshots();
+        let permits = Arc::new(Semaphore::new(inner.options.concurrency));
+        let mut tasks = JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                biased;
+                _ = inner.stop_claiming.cancelled() => break,
+                p = Arc::clone(&permits).acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+            };
+            while tasks.try_join_next().is_some() {}
+            if inner.stop_claiming.is_cancelled() {
+                break;
+            }
+            let claimed = inner.queue.claim_next_job(&inner.types, &wid).await;
+            inner.claim_attempts.fetch_add(1, Ordering::Relaxed);
+            match claimed {
+                Ok(Some(job)) => {
+                    if !inner.worker.can_process_job(&job) {
+                        drop(permit);
+                        inner.give_back(&job, "refused by can_process_job").await;
+                        inner.pause(inner.options.poll_interval).await;
+                        continue;
+                    }
+                    tasks.spawn(Arc::clone(&inner).run_job(job, permit));
+                }
+                Ok(None) => {
+                    drop(permit);
+                    inner.wait_for_work(&mut events).await;
+                }
+                Err(e) => {
+                    drop(permit);
+                    warn!(worker_id = %wid, error = %e, "claim failed; backing off");
+                    inner.pause(inner.options.error_backoff).await;
+                }
+            }
+        }
+
+        // Graceful shutdown: wait, then cancel cooperatively, then force.
+        let timeout = inner.options.shutdown_timeout;
+        if tokio::time::timeout(timeout, drain(&mut tasks)).await.is_err() {
+            let running = inner.in_flight();
+            warn!(worker_id = %wid, jobs = running.len(), "shutdown timeout passed; cancelling running jobs");
+            for shared in running.values() {
+                shared.stop(StopReason::Shutdown);
+            }
+            let grace = timeout.max(Duration::from_secs(1));
+            if tokio::time::timeout(grace, drain(&mut tasks)).await.is_err() {
+                error!(worker_id = %wid, "jobs ignored cancellation; aborting them");
+                tasks.abort_all();
+                drain(&mut tasks).await;
+                for (id, shared) in inner.in_flight() {
+                    match inner.queue.release_job(&id, shared.attempt).await {
+                        Ok(_) => info!(event = "job.released", job_id = %id, attempt = shared.attempt, worker_id = %wid, "job released after abort"),
+                        Err(e) => warn!(job_id = %id, error = %e, "cannot release aborted job; recovery will"),
+                    }
+                }
+                inner.in_flight.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            }
+        }
+        background.cancel();
+        drain(&mut bg).await;
+        if let Err(e) = inner.queue.unregister_worker(&wid).await {
+            warn!(worker_id = %wid, error = %e, "cannot unregister worker");
+        }
+        info!(event = "worker.stopped", worker_id = %wid, executed = inner.executed.load(Ordering::Relaxed), "worker stopped");
+        Ok(())
+    }
+}
+
+async fn drain<T: 'static>(set: &mut JoinSet<T>) {
+    while set.join_next().await.is_some() {}
+}
+
+/// Events after which a claim may find something new.
+fn brings_work(kind: EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Created
+            | EventKind::Retrying
+            | EventKind::Resubmitted
+            | EventKind::Recovered
+            | EventKind::Resynced
+    )
+}
+
+impl Inner {
+    fn in_flight(&self) -> HashMap<JobId, Arc<Shared>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    async fn pause(&self, d: Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.stop_claiming.cancelled() => {}
+        }
+    }
+
+    async fn wait_for_work(&self, events: &mut EventStream) {
+        let types = &self.types;
+        let wake = async {
+            loop {
+                match events.recv().await {
+                    Some(ev) if brings_work(ev.kind) => {
+                        if ev.job_type.as_ref().is_none_or(|t| types.matches(t)) {
+                            return;
+                        }
+                    }
+                    Some(_) => {}
+                    None => std::future::pending::<()>().await,
+                }
+            }
+        };
+        tokio::select! {
+            _ = wake => {}
+            _ = tokio::time::sleep(self.options.poll_interval) => {}
+            _ = self.stop_claiming.cancelled() => {}
+        }
+    }
+
+    async fn give_back(&self, job: &Job, why: &str) {
+        match self.queue.release_job(&job.id, job.attempt).await {
+            Ok(_) => {
+                info!(event = "job.released", job_id = %job.id, attempt = job.attempt, worker_id = %self.worker_id, reason = why, "job released")
+            }
+            Err(e) => {
+                warn!(job_id = %job.id, error = %e, "cannot release job; recovery will")
+            }
+        }
+    }
+
+    async fn recover_once(&self) {
+        match self.queue.recover().await {
+            Ok(report) => {
+                for id in &report.requeued {
+                    info!(event = "job.recovered", job_id = %id, status = "pending", worker_id = %self.worker_id, "dead worker's job requeued");
+                }
+                for id in &report.failed {
+                    info!(event = "job.recovered", job_id = %id, status = "failed", worker_id = %self.worker_id, "dead worker's job failed: retries spent");
+                }
+            }
+            Err(e) => warn!(worker_id = %self.worker_id, error = %e, "recovery pass failed"),
+        }
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
+        let period = self
+            .options
+            .heartbeat_interval
+            .unwrap_or_else(|| self.queue.config().lease / 3)
+            .max(Duration::from_millis(10));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(period) => {}
+            }
+            if let Err(e) = self.queue.heartbeat(&self.worker_id).await {
+                warn!(worker_id = %self.worker_id, error = %e, "heartbeat failed");
+            }
+        }
+    }
+
+    async fn recovery_loop(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(self.options.recovery_interval) => {}
+            }
+            self.recover_once().await;
+        }
+    }
+
+    /// Relays cancellation to running jobs: on every store change to one of
+    /// them, and on a timer in case a notification was lost.
+    async fn cancel_watch_loop(self: Arc<Self>, stop: CancellationToken) {
+        let mut events = self.queue.subscribe().without_snapshots();
+        let mut tick = tokio::time::interval(self.options.cancel_check_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                ev = events.recv() => match ev {
+                    Some(ev) => match &ev.job_id {
+                        Some(id) => {
+                            let shared = self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
+                            if let Some(shared) = shared {
+                                if ev.status != Some(JobStatus::Running) || ev.kind == EventKind::Started {
+                                    self.check(&shared).await;
+                                }
+                            }
+                        }
+                        None => self.check_all().await,
+                    },
+                    None => return,
+                },
+                _ = tick.tick() => self.check_all().await,
+            }
+        }
+    }
+
+    async fn check_all(&self) {
+        for shared in self.in_flight().values() {
+            self.check(shared).await;
+        }
+    }
+
+    /// Fires a running job's token if the store says it is no longer ours.
+    async fn check(&self, shared: &Shared) {
+        if shared.token.is_cancelled() {
+            return;
+        }
+        match self.queue.get_job(&shared.job_id).await {
+            Ok(job) if job.status == JobStatus::Running && job.attempt == shared.attempt => {}
+            Ok(job) if job.status == JobStatus::Cancelled => shared.stop(StopReason::Cancelled),
+            Ok(job) => {
+                debug!(job_id = %job.id, status = %job.status, attempt = job.attempt, "job no longer ours");
+                shared.stop(StopReason::LeaseLost);
+            }
+            Err(e) if e.kind() == semiont_jobs_queue::ErrorKind::NotFound => {
+                shared.stop(StopReason::LeaseLost)
+            }
+            Err(e) => debug!(job_id = %shared.job_id, error = %e, "cannot check job"),
+        }
+    }
+
+    async fn run_job(self: Arc<Self>, job: Job, permit: OwnedSemaphorePermit) {
+        let ctx = JobContext::new(
+            self.queue.clone(),
+            &job,
+            Arc::clone(&self.worker_id),
+            self.options.progress_interval,
+        );
+        let shared = Arc::clone(&ctx.shared);
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.id.clone(), Arc::clone(&shared));
+        let (id, attempt, wid) = (job.id.clone(), job.attempt, Arc::clone(&self.worker_id));
+        info!(event = "job.started", job_id = %id, attempt, worker_id = %wid, job_type = %job.job_type, "job started");
+
+        let worker = Arc::clone(&self.worker);
+        let exec_ctx = ctx.clone();
+        let exec_job = job.clone();
+        let exec = tokio::spawn(async move { worker.execute_job(&exec_ctx, &exec_job).await });
+        let abort = exec.abort_handle();
+        // If this task is aborted (forced shutdown), abort the execution too.
+        let _guard = AbortOnDrop(abort);
+        let outcome = exec.await;
+        if shared.reason().is_none() {
+            let _ = shared.flush().await;
+        }
+        self.executed.fetch_add(1, Ordering::Relaxed);
+        match shared.reason() {
+            Some(StopReason::Shutdown) => self.give_back(&job, "shutdown").await,
+            Some(StopReason::Cancelled) => {
+                info!(event = "job.cancelled", job_id = %id, attempt, worker_id = %wid, "job cancelled while running")
+            }
+            Some(StopReason::LeaseLost) => {
+                warn!(event = "job.lost", job_id = %id, attempt, worker_id = %wid, "job taken away from this worker; nothing recorded")
+            }
+            None => match outcome {
+                Ok(Ok(result)) => self.record_completion(&job, result).await,
+                Ok(Err(e)) => self.record_failure(&job, e).await,
+                Err(join) if join.is_panic() => {
+                    let msg = panic_message(&*join.into_panic());
+                    error!(job_id = %id, attempt, worker_id = %wid, panic = %msg, "execute_job panicked");
+                    let e = JobError::retryable(format!("execute_job panicked: {msg}"))
+                        .with_code("PANIC");
+                    self.record_failure(&job, e).await;
+                }
+                Err(_) => self.give_back(&job, "execution aborted").await,
+            },
+        }
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        drop(permit);
+    }
+
+    /// Records an outcome, retrying store errors a few times (a job must not
+    /// stay running because the disk hiccuped once).
+    async fn record<F, Fut>(&self, job: &Job, what: &str, op: F) -> Option<Job>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = semiont_jobs_queue::Result<Job>>,
+    {
+        let mut delay = Duration::from_millis(50);
+        for round in 0..6 {
+            match op().await {
+                Ok(job) => return Some(job),
+                Err(e) if matches!(
+                    e.kind(),
+                    semiont_jobs_queue::ErrorKind::Conflict
+                        | semiont_jobs_queue::ErrorKind::IllegalTransition
+                        | semiont_jobs_queue::ErrorKind::NotFound
+                ) => {
+                    let cancelled = matches!(
+                        self.queue.get_job(&job.id).await,
+                        Ok(j) if j.status == JobStatus::Cancelled
+                    );
+                    if cancelled {
+                        info!(event = "job.cancelled", job_id = %job.id, attempt = job.attempt, worker_id = %self.worker_id, "job cancelled before its outcome was recorded");
+                    } else {
+                        warn!(event = "job.lost", job_id = %job.id, attempt = job.attempt, worker_id = %self.worker_id, error = %e, "job taken away before its outcome was recorded");
+                    }
+                    return None;
+                }
+                Err(e) => {
+                    warn!(job_id = %job.id, error = %e, round, "cannot record {what}; retrying");
+                    tokio::time::sleep(delay.min(self.options.error_backoff)).await;
+                    delay *= 2;
+                }
+            }
+        }
+        error!(job_id = %job.id, "giving up recording {what}; the job stays running until this worker stops and recovery returns it");
+        None
+    }
+
+    async fn record_completion(&self, job: &Job, result: Option<Value>) {
+        let result = result.unwrap_or(Value::Null);
+        let done = self
+            .record(job, "completion", || {
+                self.queue.complete_job_at(&job.id, job.attempt, &result)
+            })
+            .await;
+        if done.is_some() {
+            info!(event = "job.completed", job_id = %job.id, attempt = job.attempt, worker_id = %self.worker_id, "job completed");
+        }
+    }
+
+    async fn record_failure(&self, job: &Job, e: JobError) {
+        if matches!(e.kind(), JobErrorKind::Cancelled | JobErrorKind::LeaseLost) {
+            // The job said it stopped because it lost the job; if the store
+            // still shows it ours, that was a spurious stop: count a retry.
+            let still_ours = matches!(
+                self.queue.get_job(&job.id).await,
+                Ok(j) if j.status == JobStatus::Running && j.attempt == job.attempt
+            );
+            if !still_ours {
+                info!(event = "job.cancelled", job_id = %job.id, attempt = job.attempt, worker_id = %self.worker_id, "job stopped after losing its job");
+                return;
+            }
+        }
+        let failure = e.to_failure();
+        let written = self
+            .record(job, "failure", || {
+                self.queue.fail_job_at(&job.id, job.attempt, failure.clone())
+            })
+            .await;
+        match written {
+            Some(j) if j.status == JobStatus::Pending => {
+                info!(event = "job.retrying", job_id = %job.id, attempt = job.attempt, worker_id = %self.worker_id, retry_count = j.retry_count, run_at = ?j.run_at.map(|t| t.to_string()), error = %e, "job failed; retrying")
+            }
+            Some(_) => {
+                warn!(event = "job.failed", job_id = %job.id, attempt = job.attempt, worker_id = %self.worker_id, error = %e, "job failed")
+            }
+            None => {}
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,421 @@
+//! Integration tests of the worker runtime on the in-memory store: completion,
+//! retries on a manual clock, panics, concurrency, wake-ups, cancellation,
+//! graceful and forced shutdown, progress throttling, batches.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use semiont_jobs_model::{Job, JobStatus, NewJob, Progress, Timestamp};
+use semiont_jobs_queue::{EventKind, JobQueue, ManualClock};
+use semiont_jobs_store::{MemoryStore, TypeFilter};
+use semiont_jobs_worker::{JobContext, JobError, JobWorker, Worker, WorkerOptions};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+async fn queue() -> JobQueue {
+    let q = JobQueue::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .build()
+        .unwrap();
+    q.initialize().await.unwrap();
+    q
+}
+
+async fn queue_with_clock(clock: ManualClock) -> JobQueue {
+    let q = JobQueue::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .clock(clock)
+        .build()
+        .unwrap();
+    q.initialize().await.unwrap();
+    q
+}
+
+fn fast() -> WorkerOptions {
+    WorkerOptions::default()
+        .poll_interval(Duration::from_millis(20))
+        .error_backoff(Duration::from_millis(20))
+        .progress_interval(Duration::from_millis(10))
+}
+
+fn spawn(worker: &Worker) -> tokio::task::JoinHandle<semiont_jobs_worker::Result<()>> {
+    let w = worker.clone();
+    tokio::spawn(async move { w.start().await })
+}
+
+async fn enqueue(q: &JobQueue, ty: &str, params: Value) -> Job {
+    q.create_job(NewJob::custom(ty, "u1", params).unwrap())
+        .await
+        .unwrap()
+}
+
+/// Waits until `f` holds for the job, re-reading it on every queue event
+/// (and every 50 ms in case the condition depends on time).
+async fn wait_job(q: &JobQueue, job: &Job, f: impl Fn(&Job) -> bool) -> Job {
+    let mut events = q.subscribe().without_snapshots();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let current = q.get_job(&job.id).await.unwrap();
+            if f(&current) {
+                return current;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), events.recv()).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("job {} never reached the expected state", job.id))
+}
+
+/// A worker driven by the job's params: `{"mode": "ok" | "fail" | "permanent" | "panic" | "wait" | "progress"}`.
+struct Scripted {
+    running: AtomicUsize,
+    max_running: AtomicUsize,
+    /// "gate" jobs wait for a permit.
+    gate: Semaphore,
+    calls: AtomicUsize,
+}
+
+impl Default for Scripted {
+    fn default() -> Self {
+        Scripted {
+            running: AtomicUsize::new(0),
+            max_running: AtomicUsize::new(0),
+            gate: Semaphore::new(0),
+            calls: AtomicUsize::new(0),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl JobWorker for Scripted {
+    fn worker_name(&self) -> &str {
+        "scripted"
+    }
+    fn job_types(&self) -> TypeFilter {
+        TypeFilter::one("scripted".parse().unwrap())
+    }
+    fn can_process_job(&self, job: &Job) -> bool {
+        job.params.get("refuse").is_none()
+    }
+    async fn execute_job(&self, ctx: &JobContext, job: &Job) -> Result<Option<Value>, JobError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_running.fetch_max(now, Ordering::SeqCst);
+        let _dec = Dec(&self.running);
+        let mode = job.params["mode"].as_str().unwrap_or("ok").to_owned();
+        match mode.as_str() {
+            "ok" => Ok(Some(json!({"attempt": ctx.attempt()}))),
+            "fail-once" if ctx.attempt() == 1 => Err(JobError::network("flaky")),
+            "fail-once" => Ok(Some(json!({"attempt": ctx.attempt()}))),
+            "permanent" => Err(JobError::permanent("bad input").with_code("INVALID")),
+            "panic" if ctx.attempt() == 1 => panic!("worker bug"),
+            "panic" => Ok(None),
+            "gate" => {
+                tokio::select! {
+                    p = self.gate.acquire() => { p.unwrap().forget(); Ok(None) },
+                    _ = ctx.cancellation_token().cancelled() => Err(JobError::cancelled()),
+                }
+            }
+            "until-cancelled" => {
+                ctx.cancellation_token().cancelled().await;
+                Err(JobError::cancelled())
+            }
+            "ignore-cancel" => {
+                self.gate.acquire().await.unwrap().forget();
+                Ok(None)
+            }
+            "progress" => {
+                for i in 0..=200u32 {
+                    ctx.update_progress(Progress::percent(f64::from(i) / 2.0).with_message(format!("item {i}")))
+                        .await?;
+                }
+                Ok(None)
+            }
+            other => Err(JobError::permanent(format!("unknown mode {other}"))),
+        }
+    }
+}
+
+struct Dec<'a>(&'a AtomicUsize);
+impl Drop for Dec<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_jobs_to_completion_and_stops() {
+    let q = queue().await;
+    let w = Worker::new(q.clone(), Scripted::default(), fast());
+    let handle = spawn(&w);
+    let mut jobs = Vec::new();
+    for _ in 0..10 {
+        jobs.push(enqueue(&q, "scripted", json!({"mode": "ok"})).await);
+    }
+    for job in &jobs {
+        let done = wait_job(&q, job, |j| j.status == JobStatus::Complete).await;
+        assert_eq!(done.result, Some(json!({"attempt": 1})));
+    }
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+    assert_eq!(w.executed(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_back_off_follows_the_queue_clock() {
+    let clock = ManualClock::new(Timestamp::parse("2026-01-01T00:00:00Z").unwrap());
+    let q = queue_with_clock(clock.clone()).await;
+    let w = Worker::new(q.clone(), Scripted::default(), fast());
+    let handle = spawn(&w);
+    let job = enqueue(&q, "scripted", json!({"mode": "fail-once"})).await;
+    let pending = wait_job(&q, &job, |j| j.retry_count == 1).await;
+    assert_eq!(pending.status, JobStatus::Pending);
+    let run_at = pending.run_at.expect("a retry is scheduled");
+    assert!(run_at > q.now(), "back-off in the future");
+    assert!(pending.error.as_deref().unwrap().contains("NETWORK_ERROR"));
+    // Not due: the runner polls several more times without running it.
+    let polls = w.claim_attempts();
+    tokio::time::timeout(WAIT, async {
+        while w.claim_attempts() < polls + 3 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(q.get_job(&job.id).await.unwrap().status, JobStatus::Pending);
+    clock.set(run_at);
+    let done = wait_job(&q, &job, |j| j.status == JobStatus::Complete).await;
+    assert_eq!(done.attempt, 2);
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_errors_fail_at_once() {
+    let q = queue().await;
+    let w = Worker::new(q.clone(), Scripted::default(), fast());
+    let handle = spawn(&w);
+    let job = enqueue(&q, "scripted", json!({"mode": "permanent"})).await;
+    let failed = wait_job(&q, &job, |j| j.status == JobStatus::Failed).await;
+    assert_eq!(failed.error.as_deref(), Some("INVALID: bad input"));
+    assert_eq!(failed.retry_count, 0);
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_fails_the_attempt_not_the_worker() {
+    let clock = ManualClock::new(Timestamp::parse("2026-01-01T00:00:00Z").unwrap());
+    let q = queue_with_clock(clock.clone()).await;
+    let w = Worker::new(q.clone(), Scripted::default(), fast());
+    let handle = spawn(&w);
+    let bad = enqueue(&q, "scripted", json!({"mode": "panic"})).await;
+    let retried = wait_job(&q, &bad, |j| j.retry_count == 1).await;
+    assert!(retried.error.as_deref().unwrap().contains("worker bug"), "{retried:?}");
+    let good = enqueue(&q, "scripted", json!({"mode": "ok"})).await;
+    wait_job(&q, &good, |j| j.status == JobStatus::Complete).await;
+    clock.set(retried.run_at.unwrap());
+    wait_job(&q, &bad, |j| j.status == JobStatus::Complete).await;
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_is_respected() {
+    let q = queue().await;
+    let script = Arc::new(Scripted::default());
+    let w = Worker::new(q.clone(), Arc::clone(&script), fast().concurrency(3));
+    let mut jobs = Vec::new();
+    for _ in 0..12 {
+        jobs.push(enqueue(&q, "scripted", json!({"mode": "gate"})).await);
+    }
+    let handle = spawn(&w);
+    // Three are in flight at once, and no fourth starts while they hold.
+    tokio::time::timeout(WAIT, async {
+        while script.running.load(Ordering::SeqCst) < 3 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("three jobs in flight");
+    assert_eq!(w.in_flight(), 3);
+    script.gate.add_permits(12);
+    for job in &jobs {
+        wait_job(&q, job, |j| j.status == JobStatus::Complete).await;
+    }
+    assert_eq!(script.max_running.load(Ordering::SeqCst), 3);
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_wakes_on_new_work_long_before_its_poll_interval() {
+    let q = queue().await;
+    let opts = fast().poll_interval(Duration::from_secs(3600));
+    let w = Worker::new(q.clone(), Scripted::default(), opts);
+    let handle = spawn(&w);
+    let first = enqueue(&q, "scripted", json!({"mode": "ok"})).await;
+    wait_job(&q, &first, |j| j.status == JobStatus::Complete).await;
+    let started = std::time::Instant::now();
+    let second = enqueue(&q, "scripted", json!({"mode": "ok"})).await;
+    wait_job(&q, &second, |j| j.status == JobStatus::Complete).await;
+    assert!(started.elapsed() < Duration::from_secs(10), "woke by notification");
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_running_job_fires_its_token_and_records_nothing_more() {
+    let q = queue().await;
+    let script = Arc::new(Scripted::default());
+    let w = Worker::new(q.clone(), Arc::clone(&script), fast());
+    let handle = spawn(&w);
+    let job = enqueue(&q, "scripted", json!({"mode": "until-cancelled"})).await;
+    wait_job(&q, &job, |j| j.status == JobStatus::Running).await;
+    let mut events = q.subscribe().without_snapshots().only_job(job.id.clone());
+    q.cancel_job(&job.id).await.unwrap();
+    let start = std::time::Instant::now();
+    tokio::time::timeout(WAIT, async {
+        while script.running.load(Ordering::SeqCst) > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the job saw its token fire");
+    assert!(start.elapsed() < Duration::from_secs(1), "cancel reached the job in {:?}", start.elapsed());
+    tokio::time::timeout(WAIT, async { while w.in_flight() > 0 { tokio::task::yield_now().await } })
+        .await
+        .unwrap();
+    let after = q.get_job(&job.id).await.unwrap();
+    assert_eq!(after.status, JobStatus::Cancelled);
+    // The only event is the cancellation itself: no failure, no retry.
+    let ev = events.recv().await.unwrap();
+    assert_eq!(ev.kind, EventKind::Cancelled);
+    assert!(tokio::time::timeout(Duration::from_millis(100), events.recv()).await.is_err());
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_waits_for_the_running_job() {
+    let q = queue().await;
+    let script = Arc::new(Scripted::default());
+    let w = Worker::new(q.clone(), Arc::clone(&script), fast().shutdown_timeout(Duration::from_secs(60)));
+    let handle = spawn(&w);
+    let job = enqueue(&q, "scripted", json!({"mode": "gate"})).await;
+    wait_job(&q, &job, |j| j.status == JobStatus::Running).await;
+    let mut stopping = tokio::spawn({
+        let w = w.clone();
+        async move { w.stop().await }
+    });
+    // The stop is waiting on the job: the job is still running.
+    assert!(tokio::time::timeout(Duration::from_millis(200), &mut stopping).await.is_err());
+    assert_eq!(q.get_job(&job.id).await.unwrap().status, JobStatus::Running);
+    script.gate.add_permits(1);
+    handle.await.unwrap().unwrap();
+    assert_eq!(q.get_job(&job.id).await.unwrap().status, JobStatus::Complete);
+    // No new claims after stop.
+    let late = enqueue(&q, "scripted", json!({"mode": "ok"})).await;
+    assert_eq!(q.get_job(&late.id).await.unwrap().status, JobStatus::Pending);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_after_timeout_cancels_cooperatively_and_gives_the_job_back() {
+    let q = queue().await;
+    let w = Worker::new(q.clone(), Scripted::default(), fast().shutdown_timeout(Duration::from_millis(100)));
+    let handle = spawn(&w);
+    let job = enqueue(&q, "scripted", json!({"mode": "until-cancelled"})).await;
+    let running = wait_job(&q, &job, |j| j.status == JobStatus::Running).await;
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+    let after = q.get_job(&job.id).await.unwrap();
+    assert_eq!(after.status, JobStatus::Pending, "recoverable, never half-complete");
+    assert_eq!(after.retry_count, 0, "a shutdown is not the job's fault");
+    assert_eq!(after.attempt, running.attempt);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_ignoring_cancellation_is_aborted_and_given_back() {
+    let q = queue().await;
+    let w = Worker::new(q.clone(), Scripted::default(), fast().shutdown_timeout(Duration::from_millis(50)));
+    let handle = spawn(&w);
+    let job = enqueue(&q, "scripted", json!({"mode": "ignore-cancel"})).await;
+    wait_job(&q, &job, |j| j.status == JobStatus::Running).await;
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+    assert_eq!(q.get_job(&job.id).await.unwrap().status, JobStatus::Pending);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_jobs_are_left_for_others() {
+    let q = queue().await;
+    let script = Arc::new(Scripted::default());
+    let w = Worker::new(q.clone(), Arc::clone(&script), fast());
+    let refused = enqueue(&q, "scripted", json!({"mode": "ok", "refuse": true})).await;
+    let other = enqueue(&q, "other-type", json!({})).await;
+    let handle = spawn(&w);
+    let ok = enqueue(&q, "scripted", json!({"mode": "ok"})).await;
+    wait_job(&q, &ok, |j| j.status == JobStatus::Complete).await;
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+    let r = q.get_job(&refused.id).await.unwrap();
+    assert_eq!(r.status, JobStatus::Pending);
+    assert_eq!(r.retry_count, 0);
+    assert_eq!(q.get_job(&other.id).await.unwrap().attempt, 0, "other types are never claimed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_is_throttled_and_the_last_value_is_written_before_completion() {
+    let q = queue().await;
+    let w = Worker::new(q.clone(), Scripted::default(), fast().progress_interval(Duration::from_millis(50)));
+    let mut events = q.subscribe().without_snapshots();
+    let handle = spawn(&w);
+    let job = enqueue(&q, "scripted", json!({"mode": "progress"})).await;
+    let done = wait_job(&q, &job, |j| j.status == JobStatus::Complete).await;
+    assert_eq!(done.progress.as_ref().unwrap()["percentage"], json!(100.0));
+    assert_eq!(done.progress.as_ref().unwrap()["message"], "item 200");
+    let mut writes = 0;
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(10), events.recv()).await {
+        if ev.kind == EventKind::Progress && ev.job_id.as_ref() == Some(&job.id) {
+            writes += 1;
+        }
+    }
+    assert!((1..200).contains(&writes), "{writes} progress writes for 201 reports");
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_keep_order_and_stop_at_the_first_error() {
+    let q = queue().await;
+    let job = enqueue(&q, "scripted", json!({})).await;
+    let running = q.claim_next_job("scripted", q.worker_id()).await.unwrap().unwrap();
+    assert_eq!(running.id, job.id);
+    let ctx = JobContext::detached(q.clone(), &running);
+    let squares = ctx
+        .run_batch(0..25u64, 10, |n| async move { Ok::<_, JobError>(n * n) })
+        .await
+        .unwrap();
+    assert_eq!(squares, (0..25u64).map(|n| n * n).collect::<Vec<_>>());
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = Arc::clone(&started);
+    let err = ctx
+        .run_batch(0..1000u64, 2, move |n| {
+            let s = Arc::clone(&s);
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                if n == 3 {
+                    Err(JobError::permanent("item 3 is bad"))
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.message(), "item 3 is bad");
+    assert!(started.load(Ordering::SeqCst) < 1000, "stopped early");
+}
