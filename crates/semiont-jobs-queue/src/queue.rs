@@ -388,7 +388,7 @@ impl JobQueue {
                     self.fail_locked(job, JobFailure::permanent("status set to failed"))
                         .await
                 }
-                Transition::Requeue => self.release_locked(job).await,
+                Transition::Requeue => self.release_locked(job, None).await,
                 Transition::Retry => self.retry_locked(job).await,
             }
         }
@@ -608,25 +608,38 @@ impl JobQueue {
     /// retry (a worker shutting down before it started real work). Fenced by
     /// the worker's attempt.
     pub async fn release_job(&self, id: impl AsRef<str>, attempt: u32) -> Result<Job> {
+        self.release_job_until(id, attempt, None).await
+    }
+
+    /// Like [`release_job`](Self::release_job), but the job is not due again
+    /// before `run_at` (when given): for a worker that claimed a job it
+    /// cannot process, so the queue's FIFO head does not come straight back
+    /// to it while other jobs wait.
+    pub async fn release_job_until(
+        &self,
+        id: impl AsRef<str>,
+        attempt: u32,
+        run_at: Option<Timestamp>,
+    ) -> Result<Job> {
         let id = parse_id(id.as_ref())?;
         let span = tracing::debug_span!("job_queue", op = "release_job", job_id = %id);
         async {
             let _guard = self.lock(&id).await;
             let job = self.inner.store.get(&id).await?;
             check_running(&job, Some(attempt), illegal(&id, JobStatus::Pending))?;
-            self.release_locked(job).await
+            self.release_locked(job, run_at).await
         }
         .instrument(span)
         .await
     }
 
-    async fn release_locked(&self, job: Job) -> Result<Job> {
+    async fn release_locked(&self, job: Job, run_at: Option<Timestamp>) -> Result<Job> {
         let expect = Expect::running(job.attempt);
         let mut next = job;
         next.status = JobStatus::Pending;
         next.worker_id = None;
         next.lease_expires_at = None;
-        next.run_at = None;
+        next.run_at = run_at;
         self.transition(expect, &next).await?;
         info!(job_id = %next.id, job_type = %next.job_type, status = %next.status, attempt = next.attempt, "job released");
         Ok(next)

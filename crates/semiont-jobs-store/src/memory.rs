@@ -18,7 +18,9 @@ use crate::{
 };
 
 /// A [`JobStore`] that keeps jobs in memory: not persistent, not shared
-/// between processes, exactly the contract otherwise.
+/// between processes, exactly the contract otherwise. Change events are sent
+/// while the state lock is held, so they arrive in the order the changes
+/// were applied.
 #[derive(Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
@@ -88,8 +90,8 @@ impl JobStore for MemoryStore {
             return Err(Error::AlreadyExists { id: job.id.clone() });
         }
         st.jobs.insert(job.id.clone(), job.clone());
-        drop(st);
         self.notify(job, ChangeKind::Created);
+        drop(st);
         Ok(())
     }
 
@@ -119,10 +121,10 @@ impl JobStore for MemoryStore {
             return Err(conflict(&job.id, expect, Some(current)));
         }
         st.jobs.insert(job.id.clone(), job.clone());
-        drop(st);
         if let Some(t) = Transition::between(expect.status, job.status) {
             self.notify(job, ChangeKind::Transition(t));
         }
+        drop(st);
         Ok(())
     }
 
@@ -143,8 +145,8 @@ impl JobStore for MemoryStore {
             other => return Err(conflict(&job.id, expect, other)),
         }
         st.jobs.insert(job.id.clone(), job.clone());
-        drop(st);
         self.notify(job, ChangeKind::Updated);
+        drop(st);
         Ok(())
     }
 
@@ -155,8 +157,8 @@ impl JobStore for MemoryStore {
         };
         let job = rules::claimed(next.clone(), req);
         st.jobs.insert(job.id.clone(), job.clone());
-        drop(st);
         self.notify(&job, ChangeKind::Transition(Transition::Claim));
+        drop(st);
         Ok(Some(job))
     }
 
@@ -219,7 +221,6 @@ impl JobStore for MemoryStore {
             return Err(conflict(id, expect, Some(current)));
         }
         let job = st.jobs.remove(id);
-        drop(st);
         if let Some(job) = job {
             let _ = self.tx.send(JobChange {
                 id: Some(job.id),
@@ -229,6 +230,7 @@ impl JobStore for MemoryStore {
                 origin: ChangeOrigin::Local,
             });
         }
+        drop(st);
         Ok(())
     }
 
@@ -264,7 +266,6 @@ impl JobStore for MemoryStore {
 
     async fn recover(&self, now: Timestamp) -> Result<RecoveryReport> {
         let mut report = RecoveryReport::default();
-        let mut changed = Vec::new();
         {
             let mut st = self.lock();
             let State {
@@ -288,12 +289,9 @@ impl JobStore for MemoryStore {
                 } else {
                     report.failed.push(new.id.clone());
                 }
-                *job = new.clone();
-                changed.push(new);
+                self.notify(&new, ChangeKind::Recovered);
+                *job = new;
             }
-        }
-        for job in &changed {
-            self.notify(job, ChangeKind::Recovered);
         }
         Ok(report)
     }

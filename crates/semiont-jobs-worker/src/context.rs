@@ -92,7 +92,9 @@ impl Shared {
                     crate::JobErrorKind::LeaseLost | crate::JobErrorKind::Cancelled => {
                         self.stop(StopReason::LeaseLost);
                     }
-                    _ => tracing::warn!(job_id = %self.job_id, error = %err, "progress write failed"),
+                    _ => {
+                        tracing::warn!(job_id = %self.job_id, error = %err, "progress write failed")
+                    }
                 }
                 Err(err)
             }

@@ -286,6 +286,11 @@ mod tests {
         let f = JobError::network("refused").to_failure();
         assert!(f.retryable);
         assert_eq!(f.to_string(), "NETWORK_ERROR: refused");
-        assert!(!JobError::network("x").into_permanent().to_failure().retryable);
+        assert!(
+            !JobError::network("x")
+                .into_permanent()
+                .to_failure()
+                .retryable
+        );
     }
 }

@@ -348,8 +348,7 @@ impl Worker {
                 Ok(Some(job)) => {
                     if !inner.worker.can_process_job(&job) {
                         drop(permit);
-                        inner.give_back(&job, "refused by can_process_job").await;
-                        inner.pause(inner.options.poll_interval).await;
+                        inner.refuse(&job).await;
                         continue;
                     }
                     tasks.spawn(Arc::clone(&inner).run_job(job, permit));
@@ -368,24 +367,38 @@ impl Worker {
 
         // Graceful shutdown: wait, then cancel cooperatively, then force.
         let timeout = inner.options.shutdown_timeout;
-        if tokio::time::timeout(timeout, drain(&mut tasks)).await.is_err() {
+        if tokio::time::timeout(timeout, drain(&mut tasks))
+            .await
+            .is_err()
+        {
             let running = inner.in_flight();
             warn!(worker_id = %wid, jobs = running.len(), "shutdown timeout passed; cancelling running jobs");
             for shared in running.values() {
                 shared.stop(StopReason::Shutdown);
             }
             let grace = timeout.max(Duration::from_secs(1));
-            if tokio::time::timeout(grace, drain(&mut tasks)).await.is_err() {
+            if tokio::time::timeout(grace, drain(&mut tasks))
+                .await
+                .is_err()
+            {
                 error!(worker_id = %wid, "jobs ignored cancellation; aborting them");
                 tasks.abort_all();
                 drain(&mut tasks).await;
                 for (id, shared) in inner.in_flight() {
                     match inner.queue.release_job(&id, shared.attempt).await {
-                        Ok(_) => info!(event = "job.released", job_id = %id, attempt = shared.attempt, worker_id = %wid, "job released after abort"),
-                        Err(e) => warn!(job_id = %id, error = %e, "cannot release aborted job; recovery will"),
+                        Ok(_) => {
+                            info!(event = "job.released", job_id = %id, attempt = shared.attempt, worker_id = %wid, "job released after abort")
+                        }
+                        Err(e) => {
+                            warn!(job_id = %id, error = %e, "cannot release aborted job; recovery will")
+                        }
                     }
                 }
-                inner.in_flight.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                inner
+                    .in_flight
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
             }
         }
         background.cancel();
@@ -458,6 +471,25 @@ impl Inner {
             }
             Err(e) => {
                 warn!(job_id = %job.id, error = %e, "cannot release job; recovery will")
+            }
+        }
+    }
+
+    /// Gives back a job `can_process_job` refused, not due again for a
+    /// while (the error back-off), so the jobs behind it in FIFO order are
+    /// not starved and other workers can take it meanwhile.
+    async fn refuse(&self, job: &Job) {
+        let later = self.queue.now().add(self.options.error_backoff);
+        match self
+            .queue
+            .release_job_until(&job.id, job.attempt, Some(later))
+            .await
+        {
+            Ok(_) => {
+                info!(event = "job.released", job_id = %job.id, attempt = job.attempt, worker_id = %self.worker_id, reason = "refused by can_process_job", "job released")
+            }
+            Err(e) => {
+                warn!(job_id = %job.id, error = %e, "cannot release refused job; recovery will")
             }
         }
     }
@@ -622,12 +654,14 @@ impl Inner {
         for round in 0..6 {
             match op().await {
                 Ok(job) => return Some(job),
-                Err(e) if matches!(
-                    e.kind(),
-                    semiont_jobs_queue::ErrorKind::Conflict
-                        | semiont_jobs_queue::ErrorKind::IllegalTransition
-                        | semiont_jobs_queue::ErrorKind::NotFound
-                ) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        semiont_jobs_queue::ErrorKind::Conflict
+                            | semiont_jobs_queue::ErrorKind::IllegalTransition
+                            | semiont_jobs_queue::ErrorKind::NotFound
+                    ) =>
+                {
                     let cancelled = matches!(
                         self.queue.get_job(&job.id).await,
                         Ok(j) if j.status == JobStatus::Cancelled
@@ -678,7 +712,8 @@ impl Inner {
         let failure = e.to_failure();
         let written = self
             .record(job, "failure", || {
-                self.queue.fail_job_at(&job.id, job.attempt, failure.clone())
+                self.queue
+                    .fail_job_at(&job.id, job.attempt, failure.clone())
             })
             .await;
         match written {

@@ -23,9 +23,13 @@ use semiont_jobs_queue::{
 use semiont_jobs_store::{ChangeOrigin, JobStore, TypeFilter};
 use serde_json::json;
 
+/// Opens a second store instance on the same data (another "process").
+type Reopen = Box<dyn Fn() -> Arc<dyn JobStore> + Send + Sync>;
+
 /// A store under test plus whatever must outlive it (a temp dir).
 pub struct Backend {
     store: Arc<dyn JobStore>,
+    reopen: Option<Reopen>,
     _guard: Box<dyn Any + Send + Sync>,
 }
 
@@ -39,8 +43,20 @@ impl Backend {
     pub fn with_guard(store: impl JobStore, guard: impl Any + Send + Sync) -> Self {
         Backend {
             store: Arc::new(store),
+            reopen: None,
             _guard: Box::new(guard),
         }
+    }
+
+    /// How to open a second instance on the same data, for backends that
+    /// report other instances' changes (`Capabilities::external_events`).
+    #[allow(dead_code, reason = "used by persistent backends only")]
+    pub fn with_reopen(
+        mut self,
+        reopen: impl Fn() -> Arc<dyn JobStore> + Send + Sync + 'static,
+    ) -> Self {
+        self.reopen = Some(Box::new(reopen));
+        self
     }
 }
 
@@ -87,6 +103,7 @@ macro_rules! queue_suite {
             events_carry_snapshots_and_can_be_filtered,
             events_name_every_lifecycle_change,
             events_report_a_resync_after_falling_behind,
+            events_of_other_instances_arrive_as_external,
             close_makes_the_queues_own_jobs_recoverable,
             clones_share_one_queue,
         );
@@ -118,7 +135,7 @@ pub struct Harness {
     pub store: Arc<dyn JobStore>,
     pub clock: ManualClock,
     pub queue: JobQueue,
-    _backend: Backend,
+    backend: Backend,
 }
 
 /// Back-off without jitter: 1 s, 2 s, 4 s, ... capped at 60 s.
@@ -139,7 +156,7 @@ impl Harness {
             store,
             clock,
             queue,
-            _backend: backend,
+            backend,
         }
     }
 
@@ -1533,6 +1550,33 @@ pub async fn events_report_a_resync_after_falling_behind(h: Harness) {
     assert!(first.missed >= 10, "{first:?}");
     let next = next_event(&mut events).await;
     assert_eq!(next.kind, EventKind::Created);
+}
+
+/// Changes made through another store instance on the same data (another
+/// process) reach this queue's subscribers as external events. Backends
+/// without external events (the in-memory one) have nothing to check here.
+pub async fn events_of_other_instances_arrive_as_external(h: Harness) {
+    let (true, Some(reopen)) = (
+        h.store.capabilities().external_events,
+        h.backend.reopen.as_ref(),
+    ) else {
+        return;
+    };
+    let mut events = h.queue.subscribe();
+    let other = JobQueue::builder()
+        .store(reopen())
+        .clock(h.clock.clone())
+        .build()
+        .unwrap();
+    let job = other.create_job(detection()).await.unwrap();
+    loop {
+        let e = next_event(&mut events).await;
+        if e.job_id.as_ref() == Some(&job.id) {
+            assert_eq!(e.origin, ChangeOrigin::External);
+            assert_eq!(e.job.as_ref().map(|j| j.id.clone()), Some(job.id.clone()));
+            break;
+        }
+    }
 }
 
 /// `close()` unregisters the queue's worker: its running jobs become

@@ -129,8 +129,10 @@ impl JobWorker for Scripted {
             }
             "progress" => {
                 for i in 0..=200u32 {
-                    ctx.update_progress(Progress::percent(f64::from(i) / 2.0).with_message(format!("item {i}")))
-                        .await?;
+                    ctx.update_progress(
+                        Progress::percent(f64::from(i) / 2.0).with_message(format!("item {i}")),
+                    )
+                    .await?;
                 }
                 Ok(None)
             }
@@ -214,7 +216,10 @@ async fn a_panic_fails_the_attempt_not_the_worker() {
     let handle = spawn(&w);
     let bad = enqueue(&q, "scripted", json!({"mode": "panic"})).await;
     let retried = wait_job(&q, &bad, |j| j.retry_count == 1).await;
-    assert!(retried.error.as_deref().unwrap().contains("worker bug"), "{retried:?}");
+    assert!(
+        retried.error.as_deref().unwrap().contains("worker bug"),
+        "{retried:?}"
+    );
     let good = enqueue(&q, "scripted", json!({"mode": "ok"})).await;
     wait_job(&q, &good, |j| j.status == JobStatus::Complete).await;
     clock.set(retried.run_at.unwrap());
@@ -262,7 +267,10 @@ async fn an_idle_worker_wakes_on_new_work_long_before_its_poll_interval() {
     let started = std::time::Instant::now();
     let second = enqueue(&q, "scripted", json!({"mode": "ok"})).await;
     wait_job(&q, &second, |j| j.status == JobStatus::Complete).await;
-    assert!(started.elapsed() < Duration::from_secs(10), "woke by notification");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "woke by notification"
+    );
     w.stop().await;
     handle.await.unwrap().unwrap();
 }
@@ -285,16 +293,28 @@ async fn cancelling_a_running_job_fires_its_token_and_records_nothing_more() {
     })
     .await
     .expect("the job saw its token fire");
-    assert!(start.elapsed() < Duration::from_secs(1), "cancel reached the job in {:?}", start.elapsed());
-    tokio::time::timeout(WAIT, async { while w.in_flight() > 0 { tokio::task::yield_now().await } })
-        .await
-        .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "cancel reached the job in {:?}",
+        start.elapsed()
+    );
+    tokio::time::timeout(WAIT, async {
+        while w.in_flight() > 0 {
+            tokio::task::yield_now().await
+        }
+    })
+    .await
+    .unwrap();
     let after = q.get_job(&job.id).await.unwrap();
     assert_eq!(after.status, JobStatus::Cancelled);
     // The only event is the cancellation itself: no failure, no retry.
     let ev = events.recv().await.unwrap();
     assert_eq!(ev.kind, EventKind::Cancelled);
-    assert!(tokio::time::timeout(Duration::from_millis(100), events.recv()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), events.recv())
+            .await
+            .is_err()
+    );
     w.stop().await;
     handle.await.unwrap().unwrap();
 }
@@ -303,7 +323,11 @@ async fn cancelling_a_running_job_fires_its_token_and_records_nothing_more() {
 async fn graceful_stop_waits_for_the_running_job() {
     let q = queue().await;
     let script = Arc::new(Scripted::default());
-    let w = Worker::new(q.clone(), Arc::clone(&script), fast().shutdown_timeout(Duration::from_secs(60)));
+    let w = Worker::new(
+        q.clone(),
+        Arc::clone(&script),
+        fast().shutdown_timeout(Duration::from_secs(60)),
+    );
     let handle = spawn(&w);
     let job = enqueue(&q, "scripted", json!({"mode": "gate"})).await;
     wait_job(&q, &job, |j| j.status == JobStatus::Running).await;
@@ -312,27 +336,45 @@ async fn graceful_stop_waits_for_the_running_job() {
         async move { w.stop().await }
     });
     // The stop is waiting on the job: the job is still running.
-    assert!(tokio::time::timeout(Duration::from_millis(200), &mut stopping).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut stopping)
+            .await
+            .is_err()
+    );
     assert_eq!(q.get_job(&job.id).await.unwrap().status, JobStatus::Running);
     script.gate.add_permits(1);
     handle.await.unwrap().unwrap();
-    assert_eq!(q.get_job(&job.id).await.unwrap().status, JobStatus::Complete);
+    assert_eq!(
+        q.get_job(&job.id).await.unwrap().status,
+        JobStatus::Complete
+    );
     // No new claims after stop.
     let late = enqueue(&q, "scripted", json!({"mode": "ok"})).await;
-    assert_eq!(q.get_job(&late.id).await.unwrap().status, JobStatus::Pending);
+    assert_eq!(
+        q.get_job(&late.id).await.unwrap().status,
+        JobStatus::Pending
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_after_timeout_cancels_cooperatively_and_gives_the_job_back() {
     let q = queue().await;
-    let w = Worker::new(q.clone(), Scripted::default(), fast().shutdown_timeout(Duration::from_millis(100)));
+    let w = Worker::new(
+        q.clone(),
+        Scripted::default(),
+        fast().shutdown_timeout(Duration::from_millis(100)),
+    );
     let handle = spawn(&w);
     let job = enqueue(&q, "scripted", json!({"mode": "until-cancelled"})).await;
     let running = wait_job(&q, &job, |j| j.status == JobStatus::Running).await;
     w.stop().await;
     handle.await.unwrap().unwrap();
     let after = q.get_job(&job.id).await.unwrap();
-    assert_eq!(after.status, JobStatus::Pending, "recoverable, never half-complete");
+    assert_eq!(
+        after.status,
+        JobStatus::Pending,
+        "recoverable, never half-complete"
+    );
     assert_eq!(after.retry_count, 0, "a shutdown is not the job's fault");
     assert_eq!(after.attempt, running.attempt);
 }
@@ -340,7 +382,11 @@ async fn stop_after_timeout_cancels_cooperatively_and_gives_the_job_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_ignoring_cancellation_is_aborted_and_given_back() {
     let q = queue().await;
-    let w = Worker::new(q.clone(), Scripted::default(), fast().shutdown_timeout(Duration::from_millis(50)));
+    let w = Worker::new(
+        q.clone(),
+        Scripted::default(),
+        fast().shutdown_timeout(Duration::from_millis(50)),
+    );
     let handle = spawn(&w);
     let job = enqueue(&q, "scripted", json!({"mode": "ignore-cancel"})).await;
     wait_job(&q, &job, |j| j.status == JobStatus::Running).await;
@@ -364,13 +410,21 @@ async fn refused_jobs_are_left_for_others() {
     let r = q.get_job(&refused.id).await.unwrap();
     assert_eq!(r.status, JobStatus::Pending);
     assert_eq!(r.retry_count, 0);
-    assert_eq!(q.get_job(&other.id).await.unwrap().attempt, 0, "other types are never claimed");
+    assert_eq!(
+        q.get_job(&other.id).await.unwrap().attempt,
+        0,
+        "other types are never claimed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_is_throttled_and_the_last_value_is_written_before_completion() {
     let q = queue().await;
-    let w = Worker::new(q.clone(), Scripted::default(), fast().progress_interval(Duration::from_millis(50)));
+    let w = Worker::new(
+        q.clone(),
+        Scripted::default(),
+        fast().progress_interval(Duration::from_millis(50)),
+    );
     let mut events = q.subscribe().without_snapshots();
     let handle = spawn(&w);
     let job = enqueue(&q, "scripted", json!({"mode": "progress"})).await;
@@ -383,7 +437,10 @@ async fn progress_is_throttled_and_the_last_value_is_written_before_completion()
             writes += 1;
         }
     }
-    assert!((1..200).contains(&writes), "{writes} progress writes for 201 reports");
+    assert!(
+        (1..200).contains(&writes),
+        "{writes} progress writes for 201 reports"
+    );
     w.stop().await;
     handle.await.unwrap().unwrap();
 }
@@ -392,7 +449,11 @@ async fn progress_is_throttled_and_the_last_value_is_written_before_completion()
 async fn batches_keep_order_and_stop_at_the_first_error() {
     let q = queue().await;
     let job = enqueue(&q, "scripted", json!({})).await;
-    let running = q.claim_next_job("scripted", q.worker_id()).await.unwrap().unwrap();
+    let running = q
+        .claim_next_job("scripted", q.worker_id())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(running.id, job.id);
     let ctx = JobContext::detached(q.clone(), &running);
     let squares = ctx
