@@ -530,7 +530,7 @@ impl JobQueue {
         done.lease_expires_at = None;
         done.run_at = None;
         self.transition(expect, &done).await?;
-        info!(job_id = %done.id, job_type = %done.job_type, status = %done.status, attempt = done.attempt, "job completed");
+        debug!(job_id = %done.id, job_type = %done.job_type, status = %done.status, attempt = done.attempt, "job completed");
         Ok(done)
     }
 
@@ -593,13 +593,13 @@ impl JobQueue {
             next.worker_id = None;
             next.completed_at = None;
             self.transition(expect, &next).await?;
-            info!(job_id = %next.id, job_type = %next.job_type, status = %next.status, attempt = next.attempt, retry_count = next.retry_count, delay_ms = delay.as_millis() as u64, error = %failure, "job retrying");
+            debug!(job_id = %next.id, job_type = %next.job_type, status = %next.status, attempt = next.attempt, retry_count = next.retry_count, delay_ms = delay.as_millis() as u64, error = %failure, "job retrying");
         } else {
             next.status = JobStatus::Failed;
             next.completed_at = Some(now);
             next.run_at = None;
             self.transition(expect, &next).await?;
-            info!(job_id = %next.id, job_type = %next.job_type, status = %next.status, attempt = next.attempt, retryable = failure.retryable, error = %failure, "job failed");
+            debug!(job_id = %next.id, job_type = %next.job_type, status = %next.status, attempt = next.attempt, retryable = failure.retryable, error = %failure, "job failed");
         }
         Ok(next)
     }
@@ -641,7 +641,7 @@ impl JobQueue {
         next.lease_expires_at = None;
         next.run_at = run_at;
         self.transition(expect, &next).await?;
-        info!(job_id = %next.id, job_type = %next.job_type, status = %next.status, attempt = next.attempt, "job released");
+        debug!(job_id = %next.id, job_type = %next.job_type, status = %next.status, attempt = next.attempt, "job released");
         Ok(next)
     }
 
@@ -790,7 +790,7 @@ impl JobQueue {
             };
             let job = self.inner.store.claim(&req).await?;
             if let Some(job) = &job {
-                info!(job_id = %job.id, job_type = %job.job_type, status = %job.status, attempt = job.attempt, worker_id = %worker_id, "job started");
+                debug!(job_id = %job.id, job_type = %job.job_type, status = %job.status, attempt = job.attempt, worker_id = %worker_id, "job started");
             }
             Ok(job)
         }
@@ -848,10 +848,10 @@ impl JobQueue {
     pub async fn recover(&self) -> Result<RecoveryReport> {
         let report = self.inner.store.recover(self.now()).await?;
         for id in &report.requeued {
-            info!(job_id = %id, status = "pending", "job recovered");
+            debug!(job_id = %id, status = "pending", "job recovered");
         }
         for id in &report.failed {
-            info!(job_id = %id, status = "failed", "job recovered");
+            debug!(job_id = %id, status = "failed", "job recovered");
         }
         Ok(report)
     }

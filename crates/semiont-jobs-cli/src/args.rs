@@ -1,0 +1,346 @@
+//! The command line: every command, flag and help text (clap derive).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Output format of log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (`event`, `job_id`, `attempt`, `worker_id`, ...).
+    Json,
+}
+
+/// Durability of writes to the jobs directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// Survive process crashes only.
+    None,
+    /// Survive power loss: fsync before and after publishing (default).
+    Fsync,
+}
+
+/// `semiont-jobs`: a durable, filesystem-based job queue.
+#[derive(Debug, Parser)]
+#[command(
+    name = "semiont-jobs",
+    version,
+    about = "A durable, filesystem-based job queue: enqueue, inspect, watch and work jobs",
+    after_help = "Examples:\n  semiont-jobs demo\n  semiont-jobs enqueue detection --user u1 --resource doc-1 --entity-type Person\n  semiont-jobs work --exit-when-idle\n  semiont-jobs list --status failed --json"
+)]
+pub struct Cli {
+    /// Application data directory (holds jobs/, resources/, annotations/).
+    #[arg(
+        long,
+        global = true,
+        env = "SEMIONT_JOBS_DATA_DIR",
+        default_value = "./data"
+    )]
+    pub data_dir: PathBuf,
+    /// Log line format (logs go to standard error).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Print data as JSON (one document, or JSON lines for streams).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Durability of queue writes.
+    #[arg(long, global = true, value_enum, default_value = "fsync")]
+    pub durability: DurabilityArg,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the data directory (idempotent).
+    #[command(after_help = "Example:\n  semiont-jobs --data-dir ./data init")]
+    Init,
+    /// Add a job to the queue.
+    #[command(subcommand)]
+    Enqueue(Enqueue),
+    /// Show one job.
+    #[command(
+        after_help = "Example:\n  semiont-jobs get job-0193c1f0-8a2b-7cde-8f01-23456789abcd --json"
+    )]
+    Get {
+        /// The job id.
+        id: String,
+    },
+    /// List jobs, newest first.
+    #[command(
+        after_help = "Examples:\n  semiont-jobs list --status pending --type detection\n  semiont-jobs list --user user-123 --limit 10 --offset 10 --json"
+    )]
+    List(ListArgs),
+    /// Job counts per status.
+    #[command(after_help = "Example:\n  semiont-jobs stats --json")]
+    Stats,
+    /// Cancel a pending or running job (a running job's worker is told).
+    #[command(
+        after_help = "Example:\n  semiont-jobs cancel job-0193c1f0-8a2b-7cde-8f01-23456789abcd"
+    )]
+    Cancel {
+        /// The job id.
+        id: String,
+    },
+    /// Retry a failed or cancelled job.
+    #[command(
+        after_help = "Example:\n  semiont-jobs retry job-0193c1f0-8a2b-7cde-8f01-23456789abcd"
+    )]
+    Retry {
+        /// The job id.
+        id: String,
+    },
+    /// Delete finished jobs older than the retention period.
+    #[command(
+        after_help = "Examples:\n  semiont-jobs cleanup\n  semiont-jobs cleanup --older-than 7d"
+    )]
+    Cleanup {
+        /// Age of finished jobs to delete (e.g. 90s, 30m, 24h, 7d).
+        #[arg(long, default_value = "24h", value_parser = crate::duration::parse)]
+        older_than: std::time::Duration,
+    },
+    /// Live progress of running jobs (of one job: until it ends).
+    #[command(
+        after_help = "Examples:\n  semiont-jobs watch\n  semiont-jobs watch job-0193c1f0-8a2b-7cde-8f01-23456789abcd --json"
+    )]
+    Watch {
+        /// Only this job; the command ends when it ends.
+        id: Option<String>,
+    },
+    /// Run the built-in workers until interrupted.
+    #[command(
+        after_help = "Examples:\n  semiont-jobs work\n  semiont-jobs work --types noop,sleep --concurrency 4 --exit-when-idle\n  semiont-jobs work --inference ollama --model llama3.2 --url http://127.0.0.1:11434\n\nSIGINT/SIGTERM stops gracefully (running jobs finish); a second signal cancels them."
+    )]
+    Work(WorkArgs),
+    /// Documents the workers read and write.
+    #[command(subcommand)]
+    Resources(Resources),
+    /// Annotations the detection worker wrote.
+    #[command(subcommand)]
+    Annotations(Annotations),
+    /// Run the end-to-end demo on the sample documents.
+    #[command(after_help = "Example:\n  semiont-jobs --data-dir /tmp/demo demo")]
+    Demo,
+    /// Benchmark workloads W1–W4 (JSON lines).
+    #[command(
+        after_help = "Examples:\n  semiont-jobs bench --workload w1 --jobs 10000 --durability none\n  semiont-jobs bench --workload all --json"
+    )]
+    Bench(BenchArgs),
+    /// Print shell completions.
+    #[command(
+        after_help = "Example:\n  semiont-jobs completions bash > /etc/bash_completion.d/semiont-jobs"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// `enqueue` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Enqueue {
+    /// Entity detection in a resource.
+    #[command(
+        after_help = "Example:\n  semiont-jobs enqueue detection --user user-123 --resource doc-456 --entity-type Person --entity-type Organization"
+    )]
+    Detection {
+        /// The user the job is for.
+        #[arg(long)]
+        user: String,
+        /// The resource to analyse.
+        #[arg(long)]
+        resource: String,
+        /// Entity types to find (repeat, or comma-separate).
+        #[arg(long = "entity-type", required = true, value_delimiter = ',')]
+        entity_types: Vec<String>,
+        #[command(flatten)]
+        common: EnqueueCommon,
+    },
+    /// Document generation from a reference annotation.
+    #[command(
+        after_help = "Example:\n  semiont-jobs enqueue generation --user user-123 --reference ann-1 --source-resource doc-456 --title 'Ada Lovelace'"
+    )]
+    Generation {
+        /// The user the job is for.
+        #[arg(long)]
+        user: String,
+        /// The reference annotation.
+        #[arg(long)]
+        reference: String,
+        /// The resource holding the annotation.
+        #[arg(long)]
+        source_resource: String,
+        /// Title of the generated document.
+        #[arg(long)]
+        title: Option<String>,
+        /// Extra instructions.
+        #[arg(long)]
+        prompt: Option<String>,
+        /// Language (e.g. en).
+        #[arg(long)]
+        language: Option<String>,
+        /// Entity types to tag the document with.
+        #[arg(long = "entity-type", value_delimiter = ',')]
+        entity_types: Vec<String>,
+        #[command(flatten)]
+        common: EnqueueCommon,
+    },
+    /// A job of any type with JSON parameters.
+    #[command(
+        after_help = "Examples:\n  semiont-jobs enqueue custom --type noop --user u1\n  semiont-jobs enqueue custom --type sleep --user u1 --params '{\"ms\": 5000}'"
+    )]
+    Custom {
+        /// The job type.
+        #[arg(long = "type")]
+        job_type: String,
+        /// The user the job is for.
+        #[arg(long)]
+        user: String,
+        /// Parameters: a JSON object.
+        #[arg(long, default_value = "{}")]
+        params: String,
+        #[command(flatten)]
+        common: EnqueueCommon,
+    },
+}
+
+/// Options of every `enqueue` command.
+#[derive(Debug, Args)]
+pub struct EnqueueCommon {
+    /// Retry budget of this job (default: the queue's, 3).
+    #[arg(long)]
+    pub max_retries: Option<u32>,
+    /// Claim priority, higher first (default 0).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i16,
+}
+
+/// `list` options: the seed's filters.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only jobs in this status (pending, running, complete, failed, cancelled).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only jobs of this type.
+    #[arg(long = "type")]
+    pub job_type: Option<String>,
+    /// Only jobs of this user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Page size.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Page start.
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+}
+
+/// Inference backend of the detection and generation workers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InferenceArg {
+    /// Deterministic, rule- and gazetteer-based; no network.
+    Offline,
+    /// An Ollama server.
+    Ollama,
+    /// An OpenAI-compatible server (key from OPENAI_API_KEY).
+    Openai,
+}
+
+/// `work` options.
+#[derive(Debug, Args)]
+pub struct WorkArgs {
+    /// Job types to run (default: all built-in: detection, generation, noop, sleep, fail).
+    #[arg(long, value_delimiter = ',')]
+    pub types: Vec<String>,
+    /// Jobs run at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Fallback poll interval in milliseconds (idle workers wake on notifications).
+    #[arg(long, default_value_t = 1000)]
+    pub poll_interval: u64,
+    /// Stop once no job of these types is pending or running.
+    #[arg(long)]
+    pub exit_when_idle: bool,
+    /// Graceful shutdown timeout in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub shutdown_timeout: u64,
+    /// Inference backend for detection and generation.
+    #[arg(long, value_enum, default_value = "offline")]
+    pub inference: InferenceArg,
+    /// Model name (ollama, openai).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Server base URL (ollama default http://127.0.0.1:11434, openai default https://api.openai.com).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Worker id (default: generated).
+    #[arg(long)]
+    pub worker_id: Option<String>,
+}
+
+/// `resources` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Resources {
+    /// Add a text or markdown file as a resource.
+    #[command(
+        after_help = "Example:\n  semiont-jobs resources add notes.md --name 'Meeting notes'"
+    )]
+    Add {
+        /// The file.
+        file: PathBuf,
+        /// Resource id (default: derived from the file name).
+        #[arg(long)]
+        id: Option<String>,
+        /// Display name (default: the file name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Language (e.g. en).
+        #[arg(long)]
+        language: Option<String>,
+    },
+    /// List resources.
+    List,
+    /// Show one resource.
+    Show {
+        /// The resource id.
+        id: String,
+    },
+}
+
+/// `annotations` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Annotations {
+    /// List a resource's annotations.
+    #[command(after_help = "Example:\n  semiont-jobs annotations list doc-456 --json")]
+    List {
+        /// The resource id.
+        resource: String,
+    },
+}
+
+/// `bench` options (workload definitions in DESIGN §9).
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Workload: w1, w2, w3, w4 or all.
+    #[arg(long, default_value = "all")]
+    pub workload: String,
+    /// Jobs per run (W1, W3, W4).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Job counts on disk for W2, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub scale: Vec<usize>,
+    /// Worker processes (W4).
+    #[arg(long)]
+    pub processes: Option<usize>,
+    /// Durability for W1: none, fsync or batch (fsync + bulk enqueue).
+    #[arg(long = "bench-durability", alias = "durability-mode")]
+    pub bench_durability: Option<String>,
+    /// Directory for benchmark data (default: a temp dir).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+}

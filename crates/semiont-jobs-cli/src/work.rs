@@ -1,0 +1,200 @@
+//! `work`: runs the built-in workers in this process until interrupted (or
+//! idle, with `--exit-when-idle`), stopping gracefully on SIGINT/SIGTERM and
+//! cancelling running jobs on a second signal.
+
+#![allow(clippy::print_stderr, reason = "tells the operator about signals")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use semiont_jobs_model::{Job, JobFilter, JobStatus, JobType};
+use semiont_jobs_queue::JobQueue;
+use semiont_jobs_store::TypeFilter;
+use semiont_jobs_worker::{JobContext, JobError, JobWorker, Worker, WorkerOptions};
+use serde_json::Value;
+
+use crate::builtin;
+
+/// Every type `work` runs by default.
+pub const ALL_TYPES: [&str; 5] = ["detection", "generation", "noop", "sleep", "fail"];
+
+/// The one worker `work` runs: dispatches each job to the built-in code for
+/// its type.
+pub struct Builtin {
+    types: Vec<JobType>,
+    detection: Option<Arc<dyn JobWorker>>,
+    generation: Option<Arc<dyn JobWorker>>,
+}
+
+impl Builtin {
+    /// A dispatcher for `types`, with the content workers it should use.
+    pub fn new(
+        types: Vec<JobType>,
+        detection: Option<Arc<dyn JobWorker>>,
+        generation: Option<Arc<dyn JobWorker>>,
+    ) -> Self {
+        Builtin {
+            types,
+            detection,
+            generation,
+        }
+    }
+}
+
+#[async_trait]
+impl JobWorker for Builtin {
+    fn worker_name(&self) -> &str {
+        "semiont-jobs"
+    }
+
+    fn job_types(&self) -> TypeFilter {
+        TypeFilter::Only(self.types.clone())
+    }
+
+    fn can_process_job(&self, job: &Job) -> bool {
+        self.types.contains(&job.job_type)
+    }
+
+    async fn execute_job(&self, ctx: &JobContext, job: &Job) -> Result<Option<Value>, JobError> {
+        let delegate = match job.job_type {
+            JobType::Detection => self.detection.as_ref(),
+            JobType::Generation => self.generation.as_ref(),
+            _ => None,
+        };
+        if let Some(worker) = delegate {
+            return worker.execute_job(ctx, job).await;
+        }
+        match builtin::run(ctx, job).await {
+            Some(outcome) => outcome,
+            None => Err(JobError::permanent(format!(
+                "this worker has no implementation for job type {}",
+                job.job_type
+            ))
+            .with_code("UNKNOWN_TYPE")),
+        }
+    }
+}
+
+/// Parses `--types` (empty: all built-in types).
+pub fn parse_types(names: &[String]) -> anyhow::Result<Vec<JobType>> {
+    let names: Vec<&str> = if names.is_empty() {
+        ALL_TYPES.to_vec()
+    } else {
+        names.iter().map(String::as_str).collect()
+    };
+    let mut out = Vec::new();
+    for n in names {
+        let t = JobType::parse(n).map_err(|e| crate::UsageError(e.to_string()))?;
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    Ok(out)
+}
+
+/// Whether no job of `types` is pending (due or not).
+pub async fn nothing_pending(queue: &JobQueue, types: &[JobType]) -> anyhow::Result<bool> {
+    for t in types {
+        let filter = JobFilter::default()
+            .status(JobStatus::Pending)
+            .job_type(t.clone())
+            .limit(0);
+        if queue.list_jobs(&filter).await?.total > 0 {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Runs `worker` until a signal (or idleness), returning once it stopped.
+pub async fn run_until_stopped(
+    queue: &JobQueue,
+    worker: Worker,
+    types: Vec<JobType>,
+    exit_when_idle: bool,
+) -> anyhow::Result<()> {
+    let runner = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.start().await }
+    });
+    let signals = tokio::spawn(handle_signals(worker.clone()));
+    let idle = exit_when_idle.then(|| {
+        let worker = worker.clone();
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            let mut events = queue.subscribe().without_snapshots();
+            loop {
+                let _ = tokio::time::timeout(Duration::from_millis(200), events.recv()).await;
+                if worker.in_flight() == 0 && nothing_pending(&queue, &types).await.unwrap_or(false)
+                {
+                    // Re-check after the runner had a chance to claim.
+                    if worker.in_flight() == 0
+                        && nothing_pending(&queue, &types).await.unwrap_or(false)
+                    {
+                        tracing::info!("no pending jobs left; stopping");
+                        worker.stop().await;
+                        return;
+                    }
+                }
+            }
+        })
+    });
+    let result = runner.await.context("worker task failed")?;
+    signals.abort();
+    if let Some(idle) = idle {
+        idle.abort();
+    }
+    result?;
+    Ok(())
+}
+
+async fn handle_signals(worker: Worker) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot install signal handlers; stop with SIGKILL");
+        return;
+    };
+    next_signal(&mut int, &mut term).await;
+    eprintln!("stopping: waiting for running jobs (signal again to cancel them)");
+    let stopping = tokio::spawn({
+        let worker = worker.clone();
+        async move { worker.stop().await }
+    });
+    next_signal(&mut int, &mut term).await;
+    eprintln!("cancelling running jobs");
+    worker.cancel_running();
+    let _ = stopping.await;
+}
+
+async fn next_signal(
+    int: &mut tokio::signal::unix::Signal,
+    term: &mut tokio::signal::unix::Signal,
+) {
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Worker options from `work`'s flags.
+pub fn options(args: &crate::args::WorkArgs) -> anyhow::Result<WorkerOptions> {
+    if args.concurrency == 0 {
+        return Err(crate::UsageError("--concurrency must be at least 1".into()).into());
+    }
+    if args.poll_interval == 0 {
+        return Err(crate::UsageError("--poll-interval must be at least 1 ms".into()).into());
+    }
+    let mut o = WorkerOptions::default()
+        .concurrency(args.concurrency)
+        .poll_interval(Duration::from_millis(args.poll_interval))
+        .shutdown_timeout(Duration::from_millis(args.shutdown_timeout));
+    if let Some(id) = &args.worker_id {
+        o = o.worker_id(id.clone());
+    }
+    Ok(o)
+}

@@ -1,0 +1,121 @@
+//! Bad input: exit codes (2 usage, 1 other) and one-line messages naming
+//! what was wrong; nothing written.
+
+use crate::support::{path_str, Env};
+
+#[test]
+fn unknown_id_is_exit_1_and_named() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let err = env.fails(&["get", "job-does-not-exist"], 1);
+    assert!(
+        err.contains("job-does-not-exist") && err.contains("not found"),
+        "{err}"
+    );
+    env.fails(&["cancel", "job-does-not-exist"], 1);
+    env.fails(&["retry", "job-does-not-exist"], 1);
+}
+
+#[test]
+fn invalid_id_is_a_usage_error() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    for bad in ["../etc/passwd", "a b", ".hidden"] {
+        let err = env.fails(&["get", bad], 2);
+        assert!(err.contains("invalid job id"), "{err}");
+    }
+}
+
+#[test]
+fn bad_params_are_usage_errors_and_write_nothing() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let err = env.fails(
+        &[
+            "enqueue",
+            "custom",
+            "--type",
+            "noop",
+            "--user",
+            "u",
+            "--params",
+            "{not json",
+        ],
+        2,
+    );
+    assert!(err.contains("--params is not valid JSON"), "{err}");
+    let err = env.fails(
+        &[
+            "enqueue", "custom", "--type", "noop", "--user", "u", "--params", "[1,2]",
+        ],
+        2,
+    );
+    assert!(err.contains("JSON object"), "{err}");
+    let err = env.fails(
+        &["enqueue", "custom", "--type", "bad type", "--user", "u"],
+        2,
+    );
+    assert!(err.contains("bad type"), "{err}");
+    let err = env.fails(
+        &[
+            "enqueue",
+            "custom",
+            "--type",
+            "noop",
+            "--user",
+            "u",
+            "--params",
+            r#"{"status":"complete"}"#,
+        ],
+        2,
+    );
+    assert!(err.contains("reserved"), "{err}");
+    env.fails(
+        &[
+            "enqueue",
+            "custom",
+            "--type",
+            "noop",
+            "--user",
+            "u",
+            "--max-retries",
+            "1000",
+        ],
+        2,
+    );
+    env.fails(
+        &["enqueue", "detection", "--user", "u", "--resource", "r"],
+        2,
+    );
+    assert_eq!(env.json(&["stats"])["pending"], 0);
+}
+
+#[test]
+fn unknown_status_and_bad_flags_are_usage_errors() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let err = env.fails(&["list", "--status", "done"], 2);
+    assert!(err.contains("done"), "{err}");
+    env.fails(&["list", "--limit", "100000"], 2);
+    env.fails(&["cleanup", "--older-than", "1y"], 2);
+    env.fails(&["work", "--concurrency", "0"], 2);
+    env.fails(&["no-such-command"], 2);
+}
+
+#[test]
+fn data_dir_that_is_a_file_or_missing() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.data.parent().unwrap()).unwrap();
+    std::fs::write(&env.data, "not a dir").unwrap();
+    let err = env.fails(&["stats"], 1);
+    assert!(
+        err.contains(path_str(&env.data)) && err.contains("not a directory"),
+        "{err}"
+    );
+    let err = env.fails(&["enqueue", "custom", "--type", "noop", "--user", "u"], 1);
+    assert!(err.contains("not a directory"), "{err}");
+    let missing = Env::new();
+    let err = missing.fails(&["stats"], 1);
+    assert!(err.contains("does not exist"), "{err}");
+    assert!(!missing.data.exists(), "reading never creates the data dir");
+}

@@ -1,0 +1,6 @@
+//! CLI integration tests: every command through the real binary, its JSON
+//! output schema, exit codes and one-line errors.
+
+mod commands;
+mod errors;
+mod support;

@@ -1,0 +1,378 @@
+//! The shared state of an open store and the protocol's building blocks:
+//! reading and judging a job file, loading a job under its lock, the
+//! staged move (stage → rename → replace), quarantine, and change events.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use semiont_jobs_model::{Job, JobId, JobStatus, JobType};
+use semiont_jobs_store::{ChangeKind, ChangeOrigin, Error, JobChange, Result};
+use tokio::sync::broadcast;
+
+use crate::error::io_err;
+use crate::index::{Facts, Index};
+use crate::key::Key;
+use crate::layout::{self, JobGuard, Layout, Stripes};
+use crate::options::FsOptions;
+use crate::sys::{self, Dir, FileInfo};
+use crate::workers::Registered;
+
+/// Calls the fault-injection hook after step `what` of operation `op`.
+#[inline]
+pub(crate) fn step(op: &str, what: &str) {
+    #[cfg(feature = "fault-injection")]
+    crate::fault::step(op, what);
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = (op, what);
+}
+
+/// Which syncs a staged move makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sync {
+    /// None (durability `none`, progress updates, heartbeats).
+    Nothing,
+    /// `fdatasync` of the staged file only (claims in `fsync` mode: never a
+    /// torn file; a claim lost to power loss just leaves the job pending).
+    File,
+    /// The staged file and both directories.
+    Full,
+}
+
+/// What reading a file in a status directory found.
+#[derive(Debug)]
+pub(crate) enum Read {
+    /// No such file.
+    Missing,
+    /// A valid job document whose `id` matches the file name (its `status`
+    /// may still differ from the directory: the caller checks).
+    Job(Box<Job>, FileInfo),
+    /// Not a usable job file, with the reason (and the file's info when it
+    /// could be seen).
+    Bad(String, Option<FileInfo>),
+}
+
+/// The shared state of one open store.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub layout: Layout,
+    pub opts: FsOptions,
+    pub stripes: Stripes,
+    /// This instance's staging directory (`tmp/<instance>`), flocked.
+    pub tmp: Dir,
+    pub instance: String,
+    pub _instance_lock: File,
+    pub recovery_lock: File,
+    pub recovery_mutex: Mutex<()>,
+    pub rescan_mutex: Mutex<()>,
+    pub index: Mutex<Index>,
+    pub tx: broadcast::Sender<JobChange>,
+    pub seq: AtomicU64,
+    pub quarantined: AtomicU64,
+    pub workers: Mutex<HashMap<String, Registered>>,
+}
+
+impl Inner {
+    /// The index, locked (never held across IO of another job's lock).
+    pub fn ix(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Locks a job across threads and processes.
+    pub fn lock(&self, key: &Key) -> Result<JobGuard<'_>> {
+        self.stripes
+            .lock(key)
+            .map_err(|e| io_err("lock", self.layout.locks.path(), e))
+    }
+
+    /// The directory of `status`.
+    pub fn dir(&self, status: JobStatus) -> &Dir {
+        self.layout.dir(status)
+    }
+
+    /// Sends a change event (nobody listening is fine).
+    pub fn emit(
+        &self,
+        id: Option<JobId>,
+        kind: ChangeKind,
+        status: Option<JobStatus>,
+        job_type: Option<JobType>,
+        origin: ChangeOrigin,
+    ) {
+        let _ = self.tx.send(JobChange {
+            id,
+            kind,
+            status,
+            job_type,
+            origin,
+        });
+    }
+
+    /// Sends a local change event about `job`.
+    pub fn emit_local(&self, job: &Job, kind: ChangeKind) {
+        self.emit(
+            Some(job.id.clone()),
+            kind,
+            Some(job.status),
+            Some(job.job_type.clone()),
+            ChangeOrigin::Local,
+        );
+    }
+
+    /// Whether a file modified at `info.mtime_ms` is still in its grace period.
+    pub fn within_grace(&self, info: Option<&FileInfo>) -> bool {
+        let Some(info) = info else { return false };
+        let grace = self.opts.quarantine_grace.as_millis() as i64;
+        grace > 0 && now_ms() - info.mtime_ms < grace
+    }
+
+    /// Reads and judges `status/<name>` for `key`.
+    pub fn read_file(&self, status: JobStatus, key: &Key, name: &str) -> Result<Read> {
+        let mut buf = Vec::new();
+        let dir = self.dir(status);
+        let info = match dir.read(name, &mut buf) {
+            Ok(info) => info,
+            Err(e) if sys::is_not_found(&e) => return Ok(Read::Missing),
+            Err(e) if sys::is_symlink_error(&e) => {
+                return Ok(Read::Bad("a symlink (symlinks are refused)".into(), None))
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Ok(Read::Bad(e.to_string(), None))
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::PermissionDenied
+                    || e.raw_os_error() == Some(libc::EIO) =>
+            {
+                return Ok(Read::Bad(format!("unreadable: {e}"), None))
+            }
+            Err(e) => return Err(io_err("read", dir.join(name), e)),
+        };
+        Ok(judge(&buf, key, info))
+    }
+
+    /// Loads the job `key` under its lock (the caller holds it): looks in
+    /// `hint`'s directory first, then the others; repairs an interrupted
+    /// operation and quarantines bad copies on the way. `None` when the job
+    /// is nowhere; `Corrupt` when its only copy is unreadable.
+    pub fn load_locked(
+        &self,
+        key: &Key,
+        hint: Option<JobStatus>,
+    ) -> Result<Option<(JobStatus, Job, FileInfo)>> {
+        let name = key.file_name();
+        let order = probe_order(hint);
+        for _round in 0..4 {
+            let mut corrupt: Option<Error> = None;
+            let mut repaired = false;
+            for &status in &order {
+                match self.read_file(status, key, &name)? {
+                    Read::Missing => {}
+                    Read::Job(job, info) if job.status == status => {
+                        return Ok(Some((status, *job, info)));
+                    }
+                    Read::Job(..) => {
+                        self.repair_locked(key)?;
+                        repaired = true;
+                        break;
+                    }
+                    Read::Bad(reason, info) => {
+                        let path = self.dir(status).join(&name);
+                        if !self.within_grace(info.as_ref()) {
+                            self.quarantine(self.dir(status), &name, status.as_str(), &reason)?;
+                        }
+                        corrupt = Some(Error::Corrupt { path, reason });
+                    }
+                }
+            }
+            if !repaired {
+                return match corrupt {
+                    Some(e) => Err(e),
+                    None => Ok(None),
+                };
+            }
+        }
+        Err(Error::Corrupt {
+            path: self.layout.root_path().join(&name),
+            reason: "the job could not be repaired".into(),
+        })
+    }
+
+    /// Like [`Inner::load_locked`], and brings the index in line with what
+    /// was found. Returns the index's previous status too.
+    pub fn refresh_locked(
+        &self,
+        key: &Key,
+        hint: Option<JobStatus>,
+    ) -> Result<(Option<JobStatus>, Option<(JobStatus, Job, FileInfo)>)> {
+        let found = match self.load_locked(key, hint) {
+            Ok(found) => found,
+            Err(e) if e.kind() == semiont_jobs_store::ErrorKind::Corrupt => None,
+            Err(e) => return Err(e),
+        };
+        let mut ix = self.ix();
+        let prev = match &found {
+            Some((_, job, info)) => ix.upsert(key, &Facts::of_job(job, info.ino)),
+            None => ix.remove(key),
+        };
+        Ok((prev, found))
+    }
+
+    /// A fresh staged-file name for `key`.
+    pub fn staged_name(&self, key: &Key, target: &str) -> String {
+        layout::staged_name(key, target, self.seq.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The staged move of a job from `from` to `to` with new content `job`
+    /// (the caller holds the job lock and has checked the precondition):
+    /// 1. write the new content to `tmp/<instance>/<id>.<to>.<n>`
+    ///    (`fdatasync` when durable), 2. rename `from/<id>.json` to
+    ///    `to/<id>.json` (no replace), 3. rename the staged file over it,
+    ///    4. `fsync` both directories when durable. Returns the published
+    ///    inode. `from == to` (an update in place) skips step 2.
+    ///    `durability` says which of the syncs happen.
+    pub fn move_job(
+        &self,
+        key: &Key,
+        from: JobStatus,
+        job: &Job,
+        durability: Sync,
+        op: &str,
+    ) -> Result<u64> {
+        let to = job.status;
+        let name = key.file_name();
+        let staged = self.staged_name(key, to.as_str());
+        let ino = self
+            .tmp
+            .create_write(&staged, &job.to_json(), durability != Sync::Nothing)
+            .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
+        step(op, "staged");
+        if from != to {
+            if let Err(e) = sys::rename(self.dir(from), &name, self.dir(to), &name, true) {
+                let _ = self.tmp.unlink(&staged);
+                if sys::is_exists(&e) {
+                    // A second copy in `to`: not made by this protocol.
+                    // Resolve it; the caller's precondition no longer holds.
+                    self.repair_locked(key)?;
+                    return Err(Error::Conflict {
+                        id: job.id.clone(),
+                        expected: semiont_jobs_store::Expect::status(from),
+                        actual: None,
+                    });
+                }
+                return Err(io_err("rename", self.dir(from).join(&name), e));
+            }
+            step(op, "moved");
+        }
+        if let Err(e) = sys::rename(&self.tmp, &staged, self.dir(to), &name, false) {
+            // Put the job back where it was, with its old content.
+            if from != to {
+                let _ = sys::rename(self.dir(to), &name, self.dir(from), &name, true);
+            }
+            let _ = self.tmp.unlink(&staged);
+            return Err(io_err("rename", self.tmp.join(&staged), e));
+        }
+        step(op, "replaced");
+        if durability == Sync::Full {
+            self.dir(to)
+                .sync()
+                .map_err(|e| io_err("fsync", self.dir(to).path(), e))?;
+            if from != to {
+                self.dir(from)
+                    .sync()
+                    .map_err(|e| io_err("fsync", self.dir(from).path(), e))?;
+            }
+        }
+        Ok(ino)
+    }
+
+    /// Moves `dir/<name>` to `quarantine/<origin>.<name>.<unique>` and writes
+    /// a `.reason` file beside it. Returns false if the file was already gone.
+    pub fn quarantine(&self, dir: &Dir, name: &str, origin: &str, reason: &str) -> Result<bool> {
+        let q = &self.layout.quarantine;
+        let qname = format!(
+            "{origin}.{name}.{}-{}",
+            now_ms(),
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        );
+        match sys::rename(dir, name, q, &qname, true) {
+            Ok(()) => {}
+            Err(e) if sys::is_not_found(&e) => return Ok(false),
+            Err(e) => return Err(io_err("quarantine", dir.join(name), e)),
+        }
+        step("quarantine", "moved");
+        let text = format!(
+            "reason: {reason}\noriginal: {}\nquarantined-at: {}\nby-pid: {}\n",
+            dir.join(name).display(),
+            semiont_jobs_model::Timestamp::now(),
+            sys::pid()
+        );
+        let rname = format!("{qname}.reason");
+        if let Err(e) = q.create_write(&rname, text.as_bytes(), self.opts.sync()) {
+            tracing::warn!(path = %q.join(&rname).display(), error = %e, "cannot write quarantine reason");
+        }
+        if self.opts.sync() {
+            let _ = q.sync();
+            let _ = dir.sync();
+        }
+        self.quarantined.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            file = %dir.join(name).display(),
+            moved_to = %q.join(&qname).display(),
+            reason,
+            "quarantined a file that is not a usable job"
+        );
+        Ok(true)
+    }
+}
+
+/// The order to look for a job: `hint` first, then lifecycle order.
+pub(crate) fn probe_order(hint: Option<JobStatus>) -> Vec<JobStatus> {
+    let mut order = Vec::with_capacity(5);
+    if let Some(h) = hint {
+        order.push(h);
+    }
+    order.extend(JobStatus::ALL.into_iter().filter(|s| Some(*s) != hint));
+    order
+}
+
+/// Judges the bytes of a job file named for `key`.
+pub(crate) fn judge(buf: &[u8], key: &Key, info: FileInfo) -> Read {
+    if buf.is_empty() {
+        return Read::Bad("empty file".into(), Some(info));
+    }
+    match Job::from_json(buf) {
+        Ok(job) => {
+            if key.with_str(|id| id == job.id.as_str()) {
+                Read::Job(Box::new(job), info)
+            } else {
+                Read::Bad(
+                    format!(
+                        "id field {:?} does not match the file name {}",
+                        job.id.as_str(),
+                        key.file_name()
+                    ),
+                    Some(info),
+                )
+            }
+        }
+        Err(e) => {
+            let reason = if serde_json::from_slice::<serde::de::IgnoredAny>(buf).is_ok() {
+                format!("wrong schema: {e}")
+            } else {
+                format!("not JSON (truncated or garbage): {e}")
+            };
+            Read::Bad(reason, Some(info))
+        }
+    }
+}
+
+/// Wall-clock milliseconds (only for grace periods and unique names; the
+/// protocol's times come from callers).
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,365 @@
+//! The filesystem backend of semiont-jobs: a [`JobStore`] keeping each job
+//! as `<id>.json` in the directory of its status, safe to share between
+//! processes and crash-safe at every step.
+//!
+//! ```text
+//! <jobs dir>/
+//!   pending/ running/ complete/ failed/ cancelled/   <id>.json, the seed's layout
+//!   tmp/<instance>/       staged files of one live store instance (flocked)
+//!   quarantine/           unusable files, each with a .reason file
+//!   workers/<id>.lock     one per registered worker, flocked while it lives
+//!   locks/stripe-NN       per-job lock stripes; locks/recovery.lock
+//! ```
+//!
+//! The protocol in brief (`docs/storage-format.md` has every step):
+//! - a file is published only by renaming a staged file from `tmp/` into
+//!   a status directory; nothing is ever written in place there;
+//! - every change of a job happens under its lock (an `flock` the kernel
+//!   releases when a process dies) and is conditional on (status, attempt);
+//! - a transition renames the job into its new directory, then renames the
+//!   staged new content over it: the job is in exactly one directory at
+//!   every instant, and recovery rolls a half-done transition forward
+//!   (staged content present) or back;
+//! - a claim is one rename out of `pending/`;
+//! - claim, stats and list read an in-memory index built by one scan at
+//!   open and kept current by this instance's operations and `notify`
+//!   events (rescans on overflow and on a slow timer).
+//!
+//! ```no_run
+//! use semiont_jobs_store::JobStore;
+//! use semiont_jobs_store_fs::{FsOptions, FsStore};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = FsStore::open("/path/to/data/jobs", FsOptions::default()).await?;
+//! let stats = store.stats().await?;
+//! assert_eq!(stats.total(), stats.pending + stats.running + stats.complete + stats.failed + stats.cancelled);
+//! # Ok(()) }
+//! ```
+
+mod error;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
+mod index;
+mod inner;
+mod key;
+mod layout;
+mod ops;
+mod options;
+mod recovery;
+mod scan;
+mod sys;
+mod watch;
+mod workers;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use semiont_jobs_model::{Job, JobFilter, JobId, JobPage, QueueStats, Timestamp};
+use semiont_jobs_store::{
+    Capabilities, ClaimRequest, Error, Expect, FinishedJob, JobChange, JobStore, RecoveryReport,
+    Result, TypeFilter, WorkerInfo, CHANGE_CHANNEL_CAPACITY,
+};
+use tokio::sync::broadcast;
+
+pub use error::OpenError;
+pub use options::FsOptions;
+#[doc(no_inline)]
+pub use semiont_jobs_store::Durability;
+
+use crate::index::Index;
+use crate::inner::Inner;
+use crate::layout::{Layout, Stripes, RECOVERY_LOCK};
+
+/// A [`JobStore`] on a jobs directory. See the crate docs for the layout
+/// and protocol. Cheap to share behind an `Arc`; background work (watcher,
+/// rescans, recovery passes) stops when it is dropped.
+pub struct FsStore {
+    inner: Arc<Inner>,
+    _watcher: Option<notify::RecommendedWatcher>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl fmt::Debug for FsStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FsStore")
+            .field("dir", &self.inner.layout.root_path())
+            .field("instance", &self.inner.instance)
+            .field("durability", &self.inner.opts.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for FsStore {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Our own staged files are leftovers of failed operations only.
+        if let Ok(names) = self.tmp.list() {
+            for (name, _) in names {
+                let _ = self.tmp.unlink(&name);
+            }
+        }
+        let _ = self.layout.tmp_root.rmdir(&self.instance);
+    }
+}
+
+type Opened = (
+    Inner,
+    Option<(
+        notify::RecommendedWatcher,
+        std::sync::mpsc::Receiver<notify::Result<notify::Event>>,
+    )>,
+);
+
+fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, OpenError> {
+    let layout = Layout::open(&root)?;
+    let stripes = Stripes::open(&layout.locks)?;
+    let recovery_lock = layout
+        .locks
+        .open_rw(RECOVERY_LOCK, true)
+        .map_err(|e| OpenError::io("open", &layout.locks.join(RECOVERY_LOCK), e))?;
+    let instance = layout::instance_name();
+    let tmp_path = layout.tmp_root.join(&instance);
+    layout
+        .tmp_root
+        .mkdir(&instance, 0o700)
+        .map_err(|e| OpenError::io("create", &tmp_path, e))?;
+    let tmp = layout
+        .tmp_root
+        .open_sub(&instance)
+        .map_err(|e| OpenError::io("open", &tmp_path, e))?;
+    let instance_lock = tmp
+        .as_file()
+        .map_err(|e| OpenError::io("open", &tmp_path, e))?;
+    instance_lock
+        .try_lock()
+        .map_err(|e| OpenError::io("lock", &tmp_path, std::io::Error::other(e.to_string())))?;
+    let inner = Inner {
+        layout,
+        opts,
+        stripes,
+        tmp,
+        instance,
+        _instance_lock: instance_lock,
+        recovery_lock,
+        recovery_mutex: Mutex::new(()),
+        rescan_mutex: Mutex::new(()),
+        index: Mutex::new(Index::default()),
+        tx: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
+        seq: AtomicU64::new(0),
+        quarantined: AtomicU64::new(0),
+        workers: Mutex::new(HashMap::new()),
+    };
+    let watch = if inner.opts.watch {
+        match watch::start(&inner) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(dir = %root.display(), error = %e, "cannot watch the status directories; changes by other processes show up at rescans only");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let store_err = |source: Error| OpenError::Store {
+        path: root.clone(),
+        source,
+    };
+    // Recovery first (rolls interrupted operations forward or back), then
+    // the scan that builds the index from the repaired directories.
+    inner.recover(Timestamp::now()).map_err(store_err)?;
+    inner.initial_scan().map_err(store_err)?;
+    Ok((inner, watch))
+}
+
+fn join_error(root: &Path, e: tokio::task::JoinError) -> Error {
+    Error::io(
+        "run a store operation on",
+        root,
+        std::io::Error::other(format!("the operation's thread failed: {e}")),
+    )
+}
+
+fn spawn_timer(inner: Weak<Inner>, every: Duration, pass: fn(&Inner)) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let start = tokio::time::Instant::now() + every;
+        let mut interval = tokio::time::interval_at(start, every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let Some(inner) = inner.upgrade() else { break };
+            let _ = tokio::task::spawn_blocking(move || pass(&inner)).await;
+        }
+    })
+}
+
+impl FsStore {
+    /// Opens (creating if needed) the jobs directory `dir`: checks that it
+    /// and its subdirectories are real directories owned by this user (mode
+    /// 0700), runs a recovery pass, builds the index, and starts the
+    /// watcher and the background passes.
+    pub async fn open(dir: impl Into<PathBuf>, options: FsOptions) -> std::result::Result<FsStore, OpenError> {
+        let root: PathBuf = dir.into();
+        let (inner, watch) = {
+            let dir = root.clone();
+            let opts = options.clone();
+            tokio::task::spawn_blocking(move || open_blocking(dir, opts))
+                .await
+                .map_err(|e| OpenError::Io {
+                    op: "open",
+                    path: root.clone(),
+                    source: std::io::Error::other(e.to_string()),
+                })??
+        };
+        let inner = Arc::new(inner);
+        let mut tasks = Vec::new();
+        let watcher = match watch {
+            Some((watcher, rx)) => {
+                watch::spawn_processor(Arc::downgrade(&inner), rx)
+                    .map_err(|e| OpenError::io("start the watcher for", &root, e))?;
+                Some(watcher)
+            }
+            None => None,
+        };
+        if let Some(every) = options.rescan_interval {
+            tasks.push(spawn_timer(Arc::downgrade(&inner), every, |inner| {
+                if let Err(e) = inner.rescan(false) {
+                    tracing::warn!(error = %e, "periodic rescan failed");
+                }
+            }));
+        }
+        if let Some(every) = options.recovery_interval {
+            tasks.push(spawn_timer(Arc::downgrade(&inner), every, |inner| {
+                if let Err(e) = inner.recover(Timestamp::now()) {
+                    tracing::warn!(error = %e, "periodic recovery failed");
+                }
+            }));
+        }
+        Ok(FsStore {
+            inner,
+            _watcher: watcher,
+            tasks,
+        })
+    }
+
+    /// The jobs directory.
+    pub fn dir(&self) -> &Path {
+        self.inner.layout.root_path()
+    }
+
+    /// Re-reads every status directory and corrects the index (what the
+    /// slow timer and watcher overflows do). Sends `Resynced`.
+    pub async fn rescan(&self) -> Result<()> {
+        self.blocking(|inner| inner.rescan(true)).await
+    }
+
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        match tokio::task::spawn_blocking(move || f(&inner)).await {
+            Ok(r) => r,
+            Err(e) => Err(join_error(self.dir(), e)),
+        }
+    }
+}
+
+#[async_trait]
+impl JobStore for FsStore {
+    async fn create(&self, job: &Job) -> Result<()> {
+        let job = job.clone();
+        self.blocking(move |inner| inner.create(&job)).await
+    }
+
+    async fn create_batch(&self, jobs: &[Job]) -> Result<()> {
+        let jobs = jobs.to_vec();
+        self.blocking(move |inner| inner.create_batch(&jobs)).await
+    }
+
+    async fn get(&self, id: &JobId) -> Result<Job> {
+        let id = id.clone();
+        self.blocking(move |inner| inner.get(&id)).await
+    }
+
+    async fn transition(&self, expect: Expect, job: &Job) -> Result<()> {
+        let job = job.clone();
+        self.blocking(move |inner| inner.transition(expect, &job))
+            .await
+    }
+
+    async fn update_running(&self, job: &Job) -> Result<()> {
+        let job = job.clone();
+        self.blocking(move |inner| inner.update_running(&job)).await
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Option<Job>> {
+        let req = req.clone();
+        self.blocking(move |inner| inner.claim(&req)).await
+    }
+
+    async fn peek_next(&self, types: &TypeFilter, now: Timestamp) -> Result<Option<Job>> {
+        let types = types.clone();
+        self.blocking(move |inner| inner.peek_next(&types, now)).await
+    }
+
+    async fn list(&self, filter: &JobFilter) -> Result<JobPage> {
+        let filter = filter.clone();
+        self.blocking(move |inner| inner.list(&filter)).await
+    }
+
+    async fn stats(&self) -> Result<QueueStats> {
+        Ok(self.inner.stats())
+    }
+
+    async fn finished_before(&self, before: Timestamp, limit: usize) -> Result<Vec<FinishedJob>> {
+        Ok(self.inner.finished_before(before, limit))
+    }
+
+    async fn delete(&self, id: &JobId, expect: Expect) -> Result<()> {
+        let id = id.clone();
+        self.blocking(move |inner| inner.delete(&id, expect)).await
+    }
+
+    async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
+        let worker = worker.clone();
+        self.blocking(move |inner| inner.register_worker(&worker))
+            .await
+    }
+
+    async fn heartbeat(&self, worker_id: &str, now: Timestamp) -> Result<()> {
+        let worker_id = worker_id.to_owned();
+        self.blocking(move |inner| inner.heartbeat(&worker_id, now))
+            .await
+    }
+
+    async fn unregister_worker(&self, worker_id: &str) -> Result<()> {
+        let worker_id = worker_id.to_owned();
+        self.blocking(move |inner| inner.unregister_worker(&worker_id))
+            .await
+    }
+
+    async fn recover(&self, now: Timestamp) -> Result<RecoveryReport> {
+        self.blocking(move |inner| inner.recover(now)).await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<JobChange> {
+        self.inner.tx.subscribe()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(true, true, true)
+    }
+}

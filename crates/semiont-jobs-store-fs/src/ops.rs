@@ -1,0 +1,351 @@
+//! The store operations as blocking functions: create, get, the
+//! conditional transitions, in-place updates, claim, listing, stats and
+//! deletion. `lib.rs` runs them on the blocking thread pool.
+
+use semiont_jobs_model::{Job, JobFilter, JobId, JobPage, JobStatus, QueueStats, Timestamp, Transition};
+use semiont_jobs_store::{
+    rules, ChangeKind, ChangeOrigin, ClaimRequest, Error, Expect, FinishedJob, Result, TypeFilter,
+};
+
+use crate::error::io_err;
+use crate::index::Facts;
+use crate::inner::{probe_order, step, Inner, Read, Sync};
+use crate::key::Key;
+use crate::sys;
+
+/// Upper bound on candidates a claim tries before giving up for this call
+/// (each failed candidate also corrects the index, so this is never hit in
+/// practice).
+const CLAIM_ATTEMPTS: usize = 100_000;
+
+fn conflict(id: &JobId, expected: Expect, actual: Option<(JobStatus, u32)>) -> Error {
+    Error::Conflict {
+        id: id.clone(),
+        expected,
+        actual,
+    }
+}
+
+/// The step-table name of a transition.
+pub(crate) fn op_name(from: JobStatus, to: JobStatus) -> &'static str {
+    match Transition::between(from, to) {
+        Some(Transition::Claim) => "claim",
+        Some(Transition::CancelPending) => "cancel-pending",
+        Some(Transition::Complete) => "complete",
+        Some(Transition::Fail) => "fail",
+        Some(Transition::Requeue) => "requeue",
+        Some(Transition::CancelRunning) => "cancel-running",
+        Some(Transition::Retry) => "retry",
+        None => "move",
+    }
+}
+
+impl Inner {
+    fn full_sync(&self) -> Sync {
+        if self.opts.sync() {
+            Sync::Full
+        } else {
+            Sync::Nothing
+        }
+    }
+
+    fn sync_dir(&self, status: JobStatus) -> Result<()> {
+        if self.opts.sync() {
+            self.dir(status)
+                .sync()
+                .map_err(|e| io_err("fsync", self.dir(status).path(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Publishes a staged new job under its lock: fails with `AlreadyExists`
+    /// if the id is in any status directory.
+    fn publish_created(&self, key: &Key, staged: &str, ino: u64, job: &Job, op: &str) -> Result<()> {
+        let name = key.file_name();
+        let _g = self.lock(key)?;
+        for status in JobStatus::ALL {
+            let dir = self.dir(status);
+            if dir
+                .stat(&name)
+                .map_err(|e| io_err("stat", dir.join(&name), e))?
+                .is_some()
+            {
+                return Err(Error::AlreadyExists { id: job.id.clone() });
+            }
+        }
+        let to = self.dir(job.status);
+        match sys::rename(&self.tmp, staged, to, &name, true) {
+            Ok(()) => {}
+            Err(e) if sys::is_exists(&e) => return Err(Error::AlreadyExists { id: job.id.clone() }),
+            Err(e) => return Err(io_err("rename", self.tmp.join(staged), e)),
+        }
+        step(op, "published");
+        self.ix().upsert(key, &Facts::of_job(job, ino));
+        self.emit_local(job, ChangeKind::Created);
+        Ok(())
+    }
+
+    /// `JobStore::create`.
+    pub fn create(&self, job: &Job) -> Result<()> {
+        let key = Key::of(&job.id);
+        let staged = self.staged_name(&key, "create");
+        let ino = self
+            .tmp
+            .create_write(&staged, &job.to_json(), self.opts.sync())
+            .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
+        step("create", "staged");
+        if let Err(e) = self.publish_created(&key, &staged, ino, job, "create") {
+            let _ = self.tmp.unlink(&staged);
+            return Err(e);
+        }
+        self.sync_dir(job.status)
+    }
+
+    /// `JobStore::create_batch`: stage all, one barrier, publish in order.
+    pub fn create_batch(&self, jobs: &[Job]) -> Result<()> {
+        let mut staged: Vec<(Key, String, u64)> = Vec::with_capacity(jobs.len());
+        let mut failure: Option<Error> = None;
+        for job in jobs {
+            let key = Key::of(&job.id);
+            let name = self.staged_name(&key, "create");
+            match self.tmp.create_write(&name, &job.to_json(), false) {
+                Ok(ino) => staged.push((key, name, ino)),
+                Err(e) => {
+                    failure = Some(io_err("write", self.tmp.join(&name), e));
+                    break;
+                }
+            }
+        }
+        step("batch", "staged");
+        if self.opts.sync() && !staged.is_empty() {
+            if let Err(e) = self.tmp.syncfs() {
+                for (_, name, _) in &staged {
+                    let _ = self.tmp.unlink(name);
+                }
+                return Err(io_err("syncfs", self.tmp.path(), e));
+            }
+            step("batch", "synced");
+        }
+        let mut touched = [false; 5];
+        let mut published = 0usize;
+        for (i, (key, name, ino)) in staged.iter().enumerate() {
+            let job = &jobs[i];
+            match self.publish_created(key, name, *ino, job, "batch") {
+                Ok(()) => {
+                    touched[job.status.index()] = true;
+                    published += 1;
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        for (_, name, _) in &staged[published..] {
+            let _ = self.tmp.unlink(name);
+        }
+        for status in JobStatus::ALL {
+            if touched[status.index()] {
+                self.sync_dir(status)?;
+            }
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads job `key` wherever it is (no lock on the fast path).
+    pub fn get_key(&self, key: &Key) -> Result<Job> {
+        let hint = self.ix().status(key);
+        let name = key.file_name();
+        for status in probe_order(hint) {
+            match self.read_file(status, key, &name)? {
+                Read::Missing => continue,
+                Read::Job(job, _) if job.status == status => return Ok(*job),
+                _ => break,
+            }
+        }
+        // Not found, mid-move, or needing repair: look again under the lock.
+        let _g = self.lock(key)?;
+        match self.load_locked(key, hint)? {
+            Some((_, job, _)) => Ok(job),
+            None => Err(Error::NotFound { id: key.id() }),
+        }
+    }
+
+    /// `JobStore::get`.
+    pub fn get(&self, id: &JobId) -> Result<Job> {
+        self.get_key(&Key::of(id))
+    }
+
+    /// `JobStore::transition`.
+    pub fn transition(&self, expect: Expect, job: &Job) -> Result<()> {
+        rules::check_transition_request(expect, job)?;
+        let key = Key::of(&job.id);
+        let _g = self.lock(&key)?;
+        let Some((status, current, info)) = self.load_locked(&key, Some(expect.status))? else {
+            self.ix().remove(&key);
+            return Err(Error::NotFound { id: job.id.clone() });
+        };
+        if !expect.holds(status, current.attempt) {
+            self.ix().upsert(&key, &Facts::of_job(&current, info.ino));
+            return Err(conflict(&job.id, expect, Some((status, current.attempt))));
+        }
+        let ino = self.move_job(&key, status, job, self.full_sync(), op_name(status, job.status))?;
+        self.ix().upsert(&key, &Facts::of_job(job, ino));
+        if let Some(t) = Transition::between(status, job.status) {
+            self.emit_local(job, ChangeKind::Transition(t));
+        }
+        Ok(())
+    }
+
+    /// `JobStore::update_running`.
+    pub fn update_running(&self, job: &Job) -> Result<()> {
+        let expect = Expect::running(job.attempt);
+        if job.status != JobStatus::Running {
+            return Err(semiont_jobs_model::Error::IllegalTransition {
+                id: job.id.to_string(),
+                from: JobStatus::Running,
+                to: job.status,
+            }
+            .into());
+        }
+        let key = Key::of(&job.id);
+        let _g = self.lock(&key)?;
+        let current = self.load_locked(&key, Some(JobStatus::Running))?;
+        match &current {
+            Some((status, cur, _)) if expect.holds(*status, cur.attempt) => {}
+            Some((status, cur, _)) => {
+                return Err(conflict(&job.id, expect, Some((*status, cur.attempt))))
+            }
+            None => return Err(conflict(&job.id, expect, None)),
+        }
+        let ino = self.move_job(&key, JobStatus::Running, job, Sync::Nothing, "progress")?;
+        self.ix().upsert(&key, &Facts::of_job(job, ino));
+        self.emit_local(job, ChangeKind::Updated);
+        Ok(())
+    }
+
+    /// `JobStore::claim`.
+    pub fn claim(&self, req: &ClaimRequest) -> Result<Option<Job>> {
+        let now = req.now.as_millis();
+        for _ in 0..CLAIM_ATTEMPTS {
+            let Some(key) = self.ix().best_candidate(&req.types, now) else {
+                return Ok(None);
+            };
+            let _g = self.lock(&key)?;
+            let name = key.file_name();
+            let job = match self.read_file(JobStatus::Pending, &key, &name)? {
+                Read::Job(job, _) if job.status == JobStatus::Pending => job,
+                // Taken by another process, moved, bad or mid-repair: fix
+                // the index entry and try the next candidate.
+                _ => {
+                    self.refresh_locked(&key, Some(JobStatus::Pending))?;
+                    continue;
+                }
+            };
+            if !rules::claimable(&job, &req.types, req.now) {
+                self.ix().upsert(&key, &Facts::of_job(&job, 0));
+                continue;
+            }
+            let claimed = rules::claimed(*job, req);
+            let sync = if self.opts.sync() { Sync::File } else { Sync::Nothing };
+            let ino = self.move_job(&key, JobStatus::Pending, &claimed, sync, "claim")?;
+            self.ix().upsert(&key, &Facts::of_job(&claimed, ino));
+            self.emit_local(&claimed, ChangeKind::Transition(Transition::Claim));
+            return Ok(Some(claimed));
+        }
+        tracing::warn!(root = %self.layout.root_path().display(), "claim gave up after too many stale candidates");
+        Ok(None)
+    }
+
+    /// `JobStore::peek_next`.
+    pub fn peek_next(&self, types: &TypeFilter, now: Timestamp) -> Result<Option<Job>> {
+        for _ in 0..CLAIM_ATTEMPTS {
+            let Some(key) = self.ix().best_candidate(types, now.as_millis()) else {
+                return Ok(None);
+            };
+            match self.get_key(&key) {
+                Ok(job) if rules::claimable(&job, types, now) => return Ok(Some(job)),
+                Ok(_) | Err(Error::NotFound { .. }) | Err(Error::Corrupt { .. }) => {
+                    let _g = self.lock(&key)?;
+                    self.refresh_locked(&key, None)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// `JobStore::list`.
+    pub fn list(&self, filter: &JobFilter) -> Result<JobPage> {
+        filter.validate()?;
+        let (keys, total) = self.ix().list(filter);
+        let mut jobs = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.get_key(&key) {
+                Ok(job) if filter.matches(&job) => jobs.push(job),
+                Ok(_) | Err(Error::NotFound { .. }) | Err(Error::Corrupt { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(JobPage { jobs, total })
+    }
+
+    /// `JobStore::stats`.
+    pub fn stats(&self) -> QueueStats {
+        let counts = self.ix().counts();
+        let mut stats = QueueStats::default();
+        for status in JobStatus::ALL {
+            *stats.get_mut(status) = counts[status.index()];
+        }
+        stats.quarantined = self
+            .quarantined
+            .load(std::sync::atomic::Ordering::Relaxed);
+        stats
+    }
+
+    /// `JobStore::finished_before`.
+    pub fn finished_before(&self, before: Timestamp, limit: usize) -> Vec<FinishedJob> {
+        self.ix()
+            .finished_before(before.as_millis(), limit)
+            .into_iter()
+            .map(|(at, key, status)| FinishedJob {
+                id: key.id(),
+                status,
+                completed_at: Timestamp::from_millis(at),
+            })
+            .collect()
+    }
+
+    /// `JobStore::delete`.
+    pub fn delete(&self, id: &JobId, expect: Expect) -> Result<()> {
+        rules::check_delete_request(id, expect)?;
+        let key = Key::of(id);
+        let _g = self.lock(&key)?;
+        let Some((status, current, info)) = self.load_locked(&key, Some(expect.status))? else {
+            self.ix().remove(&key);
+            return Err(Error::NotFound { id: id.clone() });
+        };
+        if !expect.holds(status, current.attempt) {
+            self.ix().upsert(&key, &Facts::of_job(&current, info.ino));
+            return Err(conflict(id, expect, Some((status, current.attempt))));
+        }
+        let name = key.file_name();
+        let dir = self.dir(status);
+        dir.unlink(&name)
+            .map_err(|e| io_err("delete", dir.join(&name), e))?;
+        step("delete", "unlinked");
+        self.sync_dir(status)?;
+        self.ix().remove(&key);
+        self.emit(
+            Some(id.clone()),
+            ChangeKind::Deleted,
+            None,
+            Some(current.job_type),
+            ChangeOrigin::Local,
+        );
+        Ok(())
+    }
+}

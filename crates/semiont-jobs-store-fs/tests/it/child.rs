@@ -1,0 +1,239 @@
+//! The child-process side of the multi-process tests: when this test binary
+//! is started with `SEMIONT_FS_TEST_CHILD` set, `entry` runs one role
+//! (crash an operation, drain the queue, or be a torture-test worker);
+//! otherwise it does nothing.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use semiont_jobs_model::{Job, JobStatus, Timestamp};
+use semiont_jobs_store::{Durability, Expect, JobStore, WorkerInfo};
+use semiont_jobs_store_fs::{fault, FsStore};
+use serde_json::Value;
+
+use crate::support::{self, claim_req, finished, CHILD_ENV};
+
+#[test]
+fn entry() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let spec: Value = serde_json::from_str(&spec).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        match spec["mode"].as_str().unwrap() {
+            "crash" => crash(&spec).await,
+            "drain" => drain(&spec).await,
+            "torture" => torture(&spec).await,
+            other => panic!("unknown child mode {other}"),
+        }
+    });
+}
+
+fn dir(spec: &Value) -> PathBuf {
+    PathBuf::from(spec["dir"].as_str().unwrap())
+}
+
+fn durability(spec: &Value) -> Durability {
+    spec["durability"]
+        .as_str()
+        .unwrap_or("none")
+        .parse()
+        .unwrap()
+}
+
+fn job_of(v: &Value) -> Job {
+    Job::from_json(v.to_string().as_bytes()).unwrap()
+}
+
+/// Performs one operation with a crash point armed.
+async fn crash(spec: &Value) {
+    let crash_at = spec["crash"].as_str();
+    let before_open = spec["arm_before_open"].as_bool().unwrap_or(false);
+    if before_open {
+        fault::set_crash_point(crash_at);
+    }
+    let options = support::opts().durability(durability(spec));
+    let store = FsStore::open(dir(spec), options).await.unwrap();
+    fault::set_crash_point(crash_at);
+    let now = Timestamp::now();
+    let op = spec["op"].as_str().unwrap();
+    let job = || job_of(&spec["job"]);
+    let current = || async { store.get(&job().id).await.unwrap() };
+    match op {
+        "open" => {}
+        "create" => store.create(&job()).await.unwrap(),
+        "batch" => {
+            let jobs: Vec<Job> = spec["jobs"].as_array().unwrap().iter().map(job_of).collect();
+            store.create_batch(&jobs).await.unwrap();
+        }
+        "claim" => {
+            store
+                .register_worker(&WorkerInfo {
+                    id: "w-child".into(),
+                    lease: Duration::from_secs(30),
+                })
+                .await
+                .unwrap();
+            store
+                .claim(&claim_req("w-child", now, Duration::from_secs(30)))
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        "progress" => {
+            let mut j = current().await;
+            j.progress = Some(serde_json::json!({"percentage": 50}));
+            store.update_running(&j).await.unwrap();
+        }
+        "complete" | "fail" | "cancel-running" => {
+            let j = current().await;
+            let status = match op {
+                "complete" => JobStatus::Complete,
+                "fail" => JobStatus::Failed,
+                _ => JobStatus::Cancelled,
+            };
+            let mut done = finished(j.clone(), status);
+            if status == JobStatus::Complete {
+                done.result = Some(serde_json::json!({"ok": true}));
+            }
+            store.transition(Expect::running(j.attempt), &done).await.unwrap();
+        }
+        "requeue" => {
+            let j = current().await;
+            let mut back = j.clone();
+            back.status = JobStatus::Pending;
+            back.retry_count += 1;
+            back.worker_id = None;
+            store.transition(Expect::running(j.attempt), &back).await.unwrap();
+        }
+        "retry" => {
+            let j = current().await;
+            let mut back = j.clone();
+            back.status = JobStatus::Pending;
+            back.completed_at = None;
+            store
+                .transition(Expect::status(JobStatus::Failed), &back)
+                .await
+                .unwrap();
+        }
+        "cancel-pending" => {
+            let j = current().await;
+            store
+                .transition(
+                    Expect::status(JobStatus::Pending),
+                    &finished(j, JobStatus::Cancelled),
+                )
+                .await
+                .unwrap();
+        }
+        "delete" => {
+            store
+                .delete(&job().id, Expect::status(JobStatus::Complete))
+                .await
+                .unwrap();
+        }
+        "heartbeat" => {
+            let j = current().await;
+            let worker = j.worker_id.clone().unwrap();
+            store
+                .register_worker(&WorkerInfo {
+                    id: worker.clone(),
+                    lease: Duration::from_secs(30),
+                })
+                .await
+                .unwrap();
+            store.heartbeat(&worker, now).await.unwrap();
+        }
+        "recover" => {
+            store.recover(now).await.unwrap();
+        }
+        other => panic!("unknown op {other}"),
+    }
+}
+
+/// Drains the queue as one worker; writes each completed id to `out`.
+async fn drain(spec: &Value) {
+    let store = FsStore::open(dir(spec), support::opts()).await.unwrap();
+    let worker = format!("drain-{}", std::process::id());
+    store
+        .register_worker(&WorkerInfo {
+            id: worker.clone(),
+            lease: Duration::from_secs(60),
+        })
+        .await
+        .unwrap();
+    let mut done = Vec::new();
+    while let Some(job) = store
+        .claim(&claim_req(&worker, Timestamp::now(), Duration::from_secs(60)))
+        .await
+        .unwrap()
+    {
+        store
+            .transition(
+                Expect::running(job.attempt),
+                &finished(job.clone(), JobStatus::Complete),
+            )
+            .await
+            .unwrap();
+        done.push(job.id.to_string());
+    }
+    store.unregister_worker(&worker).await.unwrap();
+    let mut out = std::fs::File::create(spec["out"].as_str().unwrap()).unwrap();
+    out.write_all(done.join("\n").as_bytes()).unwrap();
+}
+
+/// A torture-test worker: logs `start`/`done` records (one `write` each,
+/// `O_APPEND`) and drains until nothing is left to do.
+async fn torture(spec: &Value) {
+    let store = FsStore::open(dir(spec), support::opts()).await.unwrap();
+    let worker = format!("torture-{}", std::process::id());
+    store
+        .register_worker(&WorkerInfo {
+            id: worker.clone(),
+            lease: Duration::from_secs(60),
+        })
+        .await
+        .unwrap();
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(spec["log"].as_str().unwrap())
+        .unwrap();
+    let mut idle = 0;
+    loop {
+        let claimed = store
+            .claim(&claim_req(&worker, Timestamp::now(), Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let Some(job) = claimed else {
+            // Jobs of killed workers come back through recovery.
+            store.recover(Timestamp::now()).await.unwrap();
+            idle += 1;
+            let stats = store.stats().await.unwrap();
+            if stats.pending == 0 && stats.running == 0 || idle > 2000 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        idle = 0;
+        log.write_all(format!("start {} {} {}\n", job.id, job.attempt, std::process::id()).as_bytes())
+            .unwrap();
+        let mut done = finished(job.clone(), JobStatus::Complete);
+        done.result = Some(serde_json::json!({"by": worker}));
+        match store.transition(Expect::running(job.attempt), &done).await {
+            Ok(()) => log
+                .write_all(format!("done {} {} {}\n", job.id, job.attempt, std::process::id()).as_bytes())
+                .unwrap(),
+            Err(e) => log
+                .write_all(format!("lost {} {} {} {e}\n", job.id, job.attempt, std::process::id()).as_bytes())
+                .unwrap(),
+        }
+    }
+}
