@@ -2,8 +2,6 @@
 //! idle, with `--exit-when-idle`), stopping gracefully on SIGINT/SIGTERM and
 //! cancelling running jobs on a second signal.
 
-#![allow(clippy::print_stderr, reason = "tells the operator about signals")]
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,13 +158,13 @@ async fn handle_signals(worker: Worker) {
         return;
     };
     next_signal(&mut int, &mut term).await;
-    eprintln!("stopping: waiting for running jobs (signal again to cancel them)");
+    tracing::info!(event = "worker.stopping", worker_id = %worker.worker_id(), "stopping: waiting for running jobs (signal again to cancel them)");
     let stopping = tokio::spawn({
         let worker = worker.clone();
         async move { worker.stop().await }
     });
     next_signal(&mut int, &mut term).await;
-    eprintln!("cancelling running jobs");
+    tracing::warn!(event = "worker.cancelling", worker_id = %worker.worker_id(), "cancelling running jobs");
     worker.cancel_running();
     let _ = stopping.await;
 }
