@@ -9,6 +9,29 @@ mod memory {
     queue_suite!(|| async { crate::suite::Backend::new(semiont_jobs_store::MemoryStore::new()) });
 }
 
-// The filesystem backend runs the same suite with one more invocation here,
-// e.g. `mod fs { queue_suite!(|| async { let dir = tempfile::tempdir().unwrap();
-// crate::suite::Backend::with_guard(FsStore::open(dir.path(), ..).unwrap(), dir) }); }`.
+/// The same suite on the filesystem backend, a fresh directory per case;
+/// `reopen` opens a second instance on the same directory (another
+/// process's view, with its own watcher).
+mod fs {
+    use std::sync::Arc;
+
+    use semiont_jobs_store::JobStore;
+    use semiont_jobs_store_fs::{FsOptions, FsStore};
+
+    async fn open(dir: std::path::PathBuf) -> FsStore {
+        FsStore::open(dir, FsOptions::default()).await.unwrap()
+    }
+
+    queue_suite!(|| async {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("jobs");
+        let store = open(dir.clone()).await;
+        crate::suite::Backend::with_guard(store, tmp).with_reopen(move || {
+            let dir = dir.clone();
+            let store = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(open(dir))
+            });
+            Arc::new(store) as Arc<dyn JobStore>
+        })
+    });
+}
