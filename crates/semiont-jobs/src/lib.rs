@@ -1,38 +1,75 @@
 //! semiont-jobs: a durable, filesystem-based job queue for long-running work
 //! (LLM inference, document analysis, generation) with atomic state
-//! transitions, progress tracking, automatic retry and a worker runtime.
+//! transitions, live progress, automatic retry and a worker runtime.
 //!
 //! This facade re-exports the layers so applications depend on one crate:
 //!
 //! - [`model`]: jobs, ids, statuses, typed parameters and progress, the pure
 //!   state machine and retry policy;
 //! - [`store`]: the [`JobStore`](store::JobStore) backend contract and the
-//!   in-memory backend.
+//!   in-memory backend;
+//! - [`store_fs`] (feature `fs`): the filesystem backend;
+//! - [`queue`]: [`JobQueue`](queue::JobQueue), the seed's queue API;
+//! - [`worker`] (feature `worker`): the [`JobWorker`](worker::JobWorker)
+//!   trait and the [`Worker`](worker::Worker) runner.
 //!
 //! # Feature flags
 //!
-//! - `conformance`: the backend behaviour suite
-//!   (`store::conformance`), for authors of new backends.
+//! - `fs` (default): the filesystem backend and `open_fs_queue`.
+//! - `worker` (default): the worker runtime. A program that only enqueues
+//!   jobs can turn it off.
+//! - `conformance`: the backend behaviour suite (`store::conformance`), for
+//!   authors of new backends.
 //!
-//! # Example
-//!
-//! ```
-//! use semiont_jobs::prelude::*;
-//!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let store = MemoryStore::new();
-//! let job = NewJob::detection("user-123", "doc-456", ["Person", "Organization"])
-//!     .into_job(JobId::generate(), Timestamp::now(), 3)?;
-//! store.create(&job).await?;
-//! let claimed = store.claim_any("worker-1", Timestamp::now(), std::time::Duration::from_secs(30)).await?;
-//! assert_eq!(claimed.map(|j| j.status), Some(JobStatus::Running));
-//! # Ok(()) }
-//! ```
+//! The README's example (below, with default features) is compiled and run
+//! as a doc test.
+#![cfg_attr(
+    all(feature = "fs", feature = "worker"),
+    doc = include_str!("../../../README.md")
+)]
 
 #[doc(inline)]
 pub use semiont_jobs_model as model;
 #[doc(inline)]
+pub use semiont_jobs_queue as queue;
+#[doc(inline)]
 pub use semiont_jobs_store as store;
+#[cfg(feature = "fs")]
+#[doc(inline)]
+pub use semiont_jobs_store_fs as store_fs;
+#[cfg(feature = "worker")]
+#[doc(inline)]
+pub use semiont_jobs_worker as worker;
+
+/// Errors of the facade's conveniences.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The filesystem backend could not open the jobs directory.
+    #[cfg(feature = "fs")]
+    #[error(transparent)]
+    Open(#[from] semiont_jobs_store_fs::OpenError),
+    /// The queue refused its configuration or could not initialise.
+    #[error(transparent)]
+    Queue(#[from] semiont_jobs_queue::Error),
+}
+
+/// Opens (creating if needed) a [`JobQueue`](queue::JobQueue) on the
+/// filesystem backend in `config.data_dir` (the jobs directory itself, as in
+/// the seed), with `config.durability`, and initialises it.
+#[cfg(feature = "fs")]
+pub async fn open_fs_queue(
+    config: semiont_jobs_queue::JobQueueConfig,
+) -> Result<semiont_jobs_queue::JobQueue, Error> {
+    let store = semiont_jobs_store_fs::FsStore::open(
+        &config.data_dir,
+        semiont_jobs_store_fs::FsOptions::default().durability(config.durability),
+    )
+    .await?;
+    let queue = semiont_jobs_queue::JobQueue::new(config, std::sync::Arc::new(store))?;
+    queue.initialize().await?;
+    Ok(queue)
+}
 
 /// The names most programs need.
 pub mod prelude {
@@ -41,5 +78,10 @@ pub mod prelude {
         Job, JobFilter, JobId, JobStatus, JobType, NewJob, Progress, QueueStats, Timestamp,
     };
     #[doc(inline)]
+    pub use semiont_jobs_queue::{JobQueue, JobQueueConfig};
+    #[doc(inline)]
     pub use semiont_jobs_store::{JobStore, JobStoreExt, MemoryStore};
+    #[cfg(feature = "worker")]
+    #[doc(inline)]
+    pub use semiont_jobs_worker::{JobContext, JobError, JobWorker, Worker, WorkerOptions};
 }
