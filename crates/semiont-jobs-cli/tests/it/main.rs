@@ -2,6 +2,7 @@
 //! output schema, exit codes and one-line errors.
 
 mod commands;
+mod content;
 mod errors;
 mod processes;
 mod support;
