@@ -480,3 +480,82 @@ async fn batches_keep_order_and_stop_at_the_first_error() {
     assert_eq!(err.message(), "item 3 is bad");
     assert!(started.load(Ordering::SeqCst) < 1000, "stopped early");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_longer_than_its_lease_is_never_reclaimed_while_its_worker_lives() {
+    let q = JobQueue::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .lease(Duration::from_millis(150))
+        .build()
+        .unwrap();
+    q.initialize().await.unwrap();
+    let script = Arc::new(Scripted::default());
+    let mut opts = fast();
+    opts.recovery_interval = Duration::from_millis(20);
+    let w = Worker::new(q.clone(), Arc::clone(&script), opts);
+    let handle = spawn(&w);
+    let job = enqueue(&q, "scripted", json!({"mode": "gate"})).await;
+    wait_job(&q, &job, |j| j.status == JobStatus::Running).await;
+    // Recovery runs every 20 ms; wait until the job has outlived three
+    // lease lengths, seen through heartbeats pushing its lease forward.
+    let first = q.get_job(&job.id).await.unwrap().lease_expires_at.unwrap();
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let lease = q.get_job(&job.id).await.unwrap().lease_expires_at.unwrap();
+            if lease.as_millis() >= first.as_millis() + 450 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("heartbeats renew the lease");
+    script.gate.add_permits(1);
+    let done = wait_job(&q, &job, |j| j.status == JobStatus::Complete).await;
+    assert_eq!(done.attempt, 1, "never reclaimed");
+    assert_eq!(done.retry_count, 0);
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+}
+
+/// Runs every job of one type and records which type it saw.
+struct Typed(&'static str);
+
+#[async_trait::async_trait]
+impl JobWorker for Typed {
+    fn worker_name(&self) -> &str {
+        self.0
+    }
+    fn job_types(&self) -> TypeFilter {
+        TypeFilter::one(self.0.parse().unwrap())
+    }
+    fn can_process_job(&self, job: &Job) -> bool {
+        job.job_type.as_str() == self.0
+    }
+    async fn execute_job(&self, _: &JobContext, _: &Job) -> Result<Option<Value>, JobError> {
+        Ok(Some(json!({ "by": self.0 })))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_workers_of_different_types_share_one_queue() {
+    let q = queue().await;
+    let a = Worker::new(q.clone(), Typed("alpha"), fast());
+    let b = Worker::new(q.clone(), Typed("beta"), fast());
+    assert_ne!(a.worker_id(), b.worker_id());
+    let (ha, hb) = (spawn(&a), spawn(&b));
+    let mut jobs = Vec::new();
+    for i in 0..10 {
+        let ty = if i % 2 == 0 { "alpha" } else { "beta" };
+        jobs.push((ty, enqueue(&q, ty, json!({})).await));
+    }
+    for (ty, job) in &jobs {
+        let done = wait_job(&q, job, |j| j.status == JobStatus::Complete).await;
+        assert_eq!(done.result, Some(json!({ "by": ty })));
+    }
+    assert_eq!((a.executed(), b.executed()), (5, 5));
+    a.stop().await;
+    b.stop().await;
+    ha.await.unwrap().unwrap();
+    hb.await.unwrap().unwrap();
+}
