@@ -65,7 +65,11 @@ fn floor(dir: &Path, n: usize) -> (f64, f64, f64) {
     let create = t.elapsed().as_secs_f64();
     let t = Instant::now();
     for (name, _) in &jobs {
-        std::fs::rename(dir.join("pending").join(name), dir.join("running").join(name)).unwrap();
+        std::fs::rename(
+            dir.join("pending").join(name),
+            dir.join("running").join(name),
+        )
+        .unwrap();
     }
     let claim = t.elapsed().as_secs_f64();
     let t = Instant::now();
@@ -80,10 +84,18 @@ fn floor(dir: &Path, n: usize) -> (f64, f64, f64) {
 }
 
 async fn lifecycle(dir: &Path, n: usize, mode: &str) -> (f64, f64, f64) {
-    let durability = if mode == "none" { Durability::None } else { Durability::Fsync };
-    let store = FsStore::open(dir, FsOptions::default().durability(durability))
-        .await
-        .unwrap();
+    let durability = if mode == "none" {
+        Durability::None
+    } else {
+        Durability::Fsync
+    };
+    let watch = arg("--no-watch").is_none() && !std::env::args().any(|a| a == "--no-watch");
+    let store = FsStore::open(
+        dir,
+        FsOptions::default().durability(durability).watch(watch),
+    )
+    .await
+    .unwrap();
     let jobs: Vec<Job> = (0..n).map(|_| noop()).collect();
     let t = Instant::now();
     if mode == "batch" {
@@ -113,13 +125,18 @@ async fn lifecycle(dir: &Path, n: usize, mode: &str) -> (f64, f64, f64) {
     let mut complete = 0.0;
     loop {
         let t = Instant::now();
-        let Some(job) = store.claim(&req).await.unwrap() else { break };
+        let Some(job) = store.claim(&req).await.unwrap() else {
+            break;
+        };
         claim += t.elapsed().as_secs_f64();
         let t = Instant::now();
         let mut done = job.clone();
         done.status = JobStatus::Complete;
         done.completed_at = Some(Timestamp::now());
-        store.transition(Expect::running(job.attempt), &done).await.unwrap();
+        store
+            .transition(Expect::running(job.attempt), &done)
+            .await
+            .unwrap();
         complete += t.elapsed().as_secs_f64();
     }
     (create, claim, complete)
@@ -165,7 +182,11 @@ fn populate(dir: &Path, n: usize) {
         j.status = JobStatus::Complete;
         j.completed_at = Some(Timestamp::now());
         j.attempt = 1;
-        std::fs::write(dir.join("complete").join(format!("{}.json", j.id)), j.to_json()).unwrap();
+        std::fs::write(
+            dir.join("complete").join(format!("{}.json", j.id)),
+            j.to_json(),
+        )
+        .unwrap();
     }
 }
 
@@ -181,7 +202,11 @@ async fn open_only(dir: PathBuf) {
     let stats_us = t.elapsed().as_secs_f64() * 1e6;
     let t = Instant::now();
     let page = store
-        .list(&semiont_jobs_model::JobFilter::default().status(JobStatus::Complete).limit(10))
+        .list(
+            &semiont_jobs_model::JobFilter::default()
+                .status(JobStatus::Complete)
+                .limit(10),
+        )
         .await
         .unwrap();
     let list_us = t.elapsed().as_secs_f64() * 1e6;
@@ -201,6 +226,11 @@ async fn main() {
         open_only(PathBuf::from(dir)).await;
         return;
     }
+    if let Some(dir) = arg("--populate") {
+        let n = arg("--jobs").map_or(100_000, |s| s.parse().unwrap());
+        populate(Path::new(&dir), n);
+        return;
+    }
     let n: usize = arg("--jobs").map_or(10_000, |s| s.parse().unwrap());
     let runs: usize = arg("--runs").map_or(3, |s| s.parse().unwrap());
     let pending: usize = arg("--pending").map_or(100_000, |s| s.parse().unwrap());
@@ -210,7 +240,13 @@ async fn main() {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().unwrap())
         .collect();
-    let base = std::env::var("BENCH_DIR").map_or_else(|_| std::env::temp_dir(), PathBuf::from);
+    // Default: under the target directory (on some machines /tmp is much
+    // slower at creating files than the filesystem the build lives on).
+    let base = std::env::var("BENCH_DIR").map_or_else(
+        |_| PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into())),
+        PathBuf::from,
+    );
+    std::fs::create_dir_all(&base).unwrap();
     let root = tempfile::tempdir_in(base).unwrap();
 
     let mut floors = Vec::new();
@@ -218,7 +254,12 @@ async fn main() {
         let (c, k, d) = floor(&root.path().join(format!("floor-{r}")), n);
         floors.push((c, k, d));
     }
-    let floor_life = median(floors.iter().map(|(c, k, d)| n as f64 / (c + k + d)).collect());
+    let floor_life = median(
+        floors
+            .iter()
+            .map(|(c, k, d)| n as f64 / (c + k + d))
+            .collect(),
+    );
     println!(
         "{}",
         json!({"bench": "floor", "jobs": n,
@@ -234,7 +275,11 @@ async fn main() {
         for r in 0..runs_here {
             res.push(lifecycle(&root.path().join(format!("{mode}-{r}")), jobs_here, mode).await);
         }
-        let life = median(res.iter().map(|(c, k, d)| jobs_here as f64 / (c + k + d)).collect());
+        let life = median(
+            res.iter()
+                .map(|(c, k, d)| jobs_here as f64 / (c + k + d))
+                .collect(),
+        );
         println!(
             "{}",
             json!({"bench": "lifecycle", "durability": mode, "jobs": jobs_here,

@@ -140,7 +140,8 @@ impl Index {
             }
             JobStatus::Running => {
                 let worker = f.worker_id.map_or(NONE, |w| self.workers.intern(w));
-                self.running.insert(key.clone(), RunInfo { worker, ino: f.ino });
+                self.running
+                    .insert(key.clone(), RunInfo { worker, ino: f.ino });
             }
             _ => {}
         }
@@ -184,14 +185,20 @@ impl Index {
             if old == meta {
                 if meta.status == JobStatus::Running {
                     let worker = f.worker_id.map_or(NONE, |w| self.workers.intern(w));
-                    self.running.insert(key.clone(), RunInfo { worker, ino: f.ino });
+                    self.running
+                        .insert(key.clone(), RunInfo { worker, ino: f.ino });
                 }
                 return Some(old.status);
             }
             self.remove_parts(key, &old);
         }
         self.jobs.insert(key.clone(), meta);
-        self.by_created[meta.status.index()].insert((meta.created, key.clone(), meta.ty, meta.user));
+        self.by_created[meta.status.index()].insert((
+            meta.created,
+            key.clone(),
+            meta.ty,
+            meta.user,
+        ));
         self.counts[meta.status.index()] += 1;
         self.add_side(key, &meta, f);
         prev.map(|m| m.status)
@@ -201,6 +208,25 @@ impl Index {
         self.by_created[old.status.index()].remove(&(old.created, key.clone(), old.ty, old.user));
         self.counts[old.status.index()] -= 1;
         self.remove_side(key, old);
+    }
+
+    /// Takes a pending job out of the claim candidates until the next
+    /// `upsert` for it (another process took it; the watcher will say
+    /// where it went). Its status and counts stay as they were.
+    pub fn park(&mut self, key: &Key) {
+        let Some(meta) = self.jobs.get(key).copied() else {
+            return;
+        };
+        if meta.status != JobStatus::Pending {
+            return;
+        }
+        self.remove_side(key, &meta);
+        let parked = Meta {
+            aux: i64::MAX,
+            ..meta
+        };
+        self.jobs.insert(key.clone(), parked);
+        self.delayed.insert((i64::MAX, key.clone()));
     }
 
     /// Forgets `key`; returns the status it had.
@@ -294,15 +320,20 @@ impl Index {
             },
             None => None,
         };
-        let matches =
-            |e: &&ListEntry| ty.is_none_or(|t| t == e.2) && user.is_none_or(|u| u == e.3);
+        let matches = |e: &&ListEntry| ty.is_none_or(|t| t == e.2) && user.is_none_or(|u| u == e.3);
         let statuses: Vec<JobStatus> = match filter.status {
             Some(s) => vec![s],
             None => JobStatus::ALL.to_vec(),
         };
         let mut iters: Vec<_> = statuses
             .iter()
-            .map(|s| self.by_created[s.index()].iter().rev().filter(matches).peekable())
+            .map(|s| {
+                self.by_created[s.index()]
+                    .iter()
+                    .rev()
+                    .filter(matches)
+                    .peekable()
+            })
             .collect();
         let want = filter.offset.saturating_add(filter.limit);
         let mut page = Vec::new();
@@ -328,7 +359,10 @@ impl Index {
             }
         }
         let total = if ty.is_none() && user.is_none() {
-            statuses.iter().map(|s| self.counts[s.index()] as usize).sum()
+            statuses
+                .iter()
+                .map(|s| self.counts[s.index()] as usize)
+                .sum()
         } else {
             seen + iters.into_iter().map(|it| it.count()).sum::<usize>()
         };
@@ -348,7 +382,10 @@ impl Index {
             }
             if heap.len() < limit {
                 heap.push((m.aux, key.clone(), m.status));
-            } else if heap.peek().is_some_and(|top| (m.aux, key) < (top.0, &top.1)) {
+            } else if heap
+                .peek()
+                .is_some_and(|top| (m.aux, key) < (top.0, &top.1))
+            {
                 heap.pop();
                 heap.push((m.aux, key.clone(), m.status));
             }
@@ -359,5 +396,134 @@ impl Index {
     /// Every indexed key with its status (for reconciliation).
     pub fn statuses(&self) -> impl Iterator<Item = (&Key, JobStatus)> {
         self.jobs.iter().map(|(k, m)| (k, m.status))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use semiont_jobs_model::{JobId, JobType};
+
+    fn facts(status: JobStatus, ty: &'static str, created: i64) -> Facts<'static> {
+        Facts {
+            status,
+            job_type: ty,
+            user_id: "u",
+            created,
+            completed_at: None,
+            run_at: None,
+            priority: 0,
+            worker_id: None,
+            ino: 0,
+        }
+    }
+
+    fn keys(n: usize) -> Vec<Key> {
+        (0..n).map(|_| Key::of(&JobId::generate())).collect()
+    }
+
+    #[test]
+    fn claim_order_is_priority_then_id_and_respects_run_at() {
+        let k = keys(5);
+        let mut ix = Index::default();
+        ix.upsert(&k[3], &facts(JobStatus::Pending, "a", 0));
+        ix.upsert(&k[1], &facts(JobStatus::Pending, "a", 0));
+        ix.upsert(
+            &k[4],
+            &Facts {
+                priority: 2,
+                ..facts(JobStatus::Pending, "b", 0)
+            },
+        );
+        ix.upsert(
+            &k[0],
+            &Facts {
+                run_at: Some(100),
+                ..facts(JobStatus::Pending, "a", 0)
+            },
+        );
+        ix.upsert(&k[2], &facts(JobStatus::Running, "a", 0));
+        let any = TypeFilter::Any;
+        let only_a = TypeFilter::one(JobType::parse("a").unwrap());
+        assert_eq!(ix.best_candidate(&any, 50), Some(k[4].clone()));
+        assert_eq!(ix.best_candidate(&only_a, 50), Some(k[1].clone()));
+        assert_eq!(ix.best_candidate(&only_a, 100), Some(k[0].clone()));
+        // A clock that goes back does not see the promoted job as due.
+        assert_eq!(ix.best_candidate(&only_a, 99), Some(k[1].clone()));
+        ix.park(&k[1]);
+        assert_eq!(ix.best_candidate(&only_a, 99), Some(k[3].clone()));
+        assert_eq!(
+            ix.counts()[JobStatus::Pending.index()],
+            4,
+            "parking keeps counts"
+        );
+        ix.upsert(&k[1], &facts(JobStatus::Pending, "a", 0));
+        assert_eq!(
+            ix.best_candidate(&only_a, 99),
+            Some(k[1].clone()),
+            "an upsert un-parks"
+        );
+        ix.upsert(&k[1], &facts(JobStatus::Running, "a", 0));
+        assert_eq!(ix.best_candidate(&only_a, 99), Some(k[3].clone()));
+        assert_eq!(
+            ix.best_candidate(&TypeFilter::one(JobType::parse("zz").unwrap()), 99),
+            None
+        );
+    }
+
+    #[test]
+    fn lists_are_newest_first_with_totals_and_bulk_build_matches_upserts() {
+        let k = keys(6);
+        let rows: Vec<(Key, Facts<'static>)> = vec![
+            (k[0].clone(), facts(JobStatus::Complete, "a", 30)),
+            (k[1].clone(), facts(JobStatus::Pending, "b", 10)),
+            (k[2].clone(), facts(JobStatus::Complete, "a", 30)),
+            (k[3].clone(), facts(JobStatus::Failed, "b", 50)),
+            (k[4].clone(), facts(JobStatus::Pending, "a", 20)),
+            (
+                k[5].clone(),
+                Facts {
+                    completed_at: Some(5),
+                    ..facts(JobStatus::Cancelled, "a", 40)
+                },
+            ),
+        ];
+        let built = Index::build(rows.clone());
+        let mut upserted = Index::default();
+        for (key, f) in &rows {
+            upserted.upsert(key, f);
+        }
+        for ix in [&built, &upserted] {
+            let (page, total) = ix.list(&JobFilter::default());
+            assert_eq!(total, 6);
+            assert_eq!(
+                page,
+                [
+                    k[3].clone(),
+                    k[5].clone(),
+                    k[2].clone(),
+                    k[0].clone(),
+                    k[4].clone(),
+                    k[1].clone()
+                ]
+            );
+            let (page, total) = ix.list(
+                &JobFilter::default()
+                    .job_type(JobType::parse("a").unwrap())
+                    .limit(2)
+                    .offset(1),
+            );
+            assert_eq!((page, total), (vec![k[2].clone(), k[0].clone()], 4));
+            let (page, total) = ix.list(&JobFilter::default().status(JobStatus::Pending));
+            assert_eq!((page, total), (vec![k[4].clone(), k[1].clone()], 2));
+            assert_eq!(ix.list(&JobFilter::default().user("nobody")).1, 0);
+            let old = ix.finished_before(35, 10);
+            let ids: Vec<Key> = old.iter().map(|o| o.1.clone()).collect();
+            let mut first_two = vec![k[0].clone(), k[2].clone()];
+            first_two.sort();
+            assert_eq!(ids, [vec![k[5].clone()], first_two].concat());
+            assert_eq!(ix.finished_before(35, 1).len(), 1);
+            assert_eq!(ix.counts(), [2, 0, 2, 1, 1]);
+        }
     }
 }

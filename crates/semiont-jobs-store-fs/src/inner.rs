@@ -55,6 +55,9 @@ pub(crate) enum Read {
     Bad(String, Option<FileInfo>),
 }
 
+/// A job found on disk: its directory, content and file info.
+pub(crate) type Found = (JobStatus, Job, FileInfo);
+
 /// The shared state of one open store.
 #[derive(Debug)]
 pub(crate) struct Inner {
@@ -157,11 +160,7 @@ impl Inner {
     /// `hint`'s directory first, then the others; repairs an interrupted
     /// operation and quarantines bad copies on the way. `None` when the job
     /// is nowhere; `Corrupt` when its only copy is unreadable.
-    pub fn load_locked(
-        &self,
-        key: &Key,
-        hint: Option<JobStatus>,
-    ) -> Result<Option<(JobStatus, Job, FileInfo)>> {
+    pub fn load_locked(&self, key: &Key, hint: Option<JobStatus>) -> Result<Option<Found>> {
         let name = key.file_name();
         let order = probe_order(hint);
         for _round in 0..4 {
@@ -206,7 +205,7 @@ impl Inner {
         &self,
         key: &Key,
         hint: Option<JobStatus>,
-    ) -> Result<(Option<JobStatus>, Option<(JobStatus, Job, FileInfo)>)> {
+    ) -> Result<(Option<JobStatus>, Option<Found>)> {
         let found = match self.load_locked(key, hint) {
             Ok(found) => found,
             Err(e) if e.kind() == semiont_jobs_store::ErrorKind::Corrupt => None,
@@ -246,7 +245,12 @@ impl Inner {
         let staged = self.staged_name(key, to.as_str());
         let ino = self
             .tmp
-            .create_write(&staged, &job.to_json(), durability != Sync::Nothing)
+            .create_write(
+                &staged,
+                &job.to_json(),
+                durability != Sync::Nothing,
+                to == JobStatus::Running,
+            )
             .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
         step(op, "staged");
         if from != to {
@@ -310,7 +314,7 @@ impl Inner {
             sys::pid()
         );
         let rname = format!("{qname}.reason");
-        if let Err(e) = q.create_write(&rname, text.as_bytes(), self.opts.sync()) {
+        if let Err(e) = q.create_write(&rname, text.as_bytes(), self.opts.sync(), false) {
             tracing::warn!(path = %q.join(&rname).display(), error = %e, "cannot write quarantine reason");
         }
         if self.opts.sync() {

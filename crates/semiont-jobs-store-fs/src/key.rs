@@ -45,7 +45,7 @@ fn parse_uuid(s: &str) -> Option<[u8; 16]> {
             continue;
         }
         let v = hex_val(c)?;
-        out[nibble / 2] |= if nibble % 2 == 0 { v << 4 } else { v };
+        out[nibble / 2] |= if nibble.is_multiple_of(2) { v << 4 } else { v };
         nibble += 1;
     }
     Some(out)

@@ -242,3 +242,33 @@ pub(crate) fn instance_name() -> String {
     let s = id.as_str();
     format!("{}-{}", sys::pid(), &s[s.len().saturating_sub(12)..])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_names_round_trip_even_with_dots_in_ids() {
+        for id in ["job-0193c1f0-8a2b-7cde-8f01-23456789abcd", "a.b.c", "x"] {
+            let key = Key::from_valid_str(id);
+            for (target, what) in [
+                ("create", StagedFor::Create),
+                ("running", StagedFor::Status(JobStatus::Running)),
+                ("cancelled", StagedFor::Status(JobStatus::Cancelled)),
+            ] {
+                let name = staged_name(&key, target, 42);
+                assert_eq!(parse_staged(&name), Some((key.clone(), what)), "{name}");
+            }
+        }
+        for bad in [
+            "x",
+            "x.running",
+            "x.running.",
+            "x.bogus.1",
+            "..running.1",
+            "x.running.1a",
+        ] {
+            assert_eq!(parse_staged(bad), None, "{bad}");
+        }
+    }
+}

@@ -191,7 +191,11 @@ fn join_error(root: &Path, e: tokio::task::JoinError) -> Error {
     )
 }
 
-fn spawn_timer(inner: Weak<Inner>, every: Duration, pass: fn(&Inner)) -> tokio::task::JoinHandle<()> {
+fn spawn_timer(
+    inner: Weak<Inner>,
+    every: Duration,
+    pass: fn(&Inner),
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let start = tokio::time::Instant::now() + every;
         let mut interval = tokio::time::interval_at(start, every);
@@ -208,8 +212,14 @@ impl FsStore {
     /// Opens (creating if needed) the jobs directory `dir`: checks that it
     /// and its subdirectories are real directories owned by this user (mode
     /// 0700), runs a recovery pass, builds the index, and starts the
-    /// watcher and the background passes.
-    pub async fn open(dir: impl Into<PathBuf>, options: FsOptions) -> std::result::Result<FsStore, OpenError> {
+    /// watcher and the background passes. Must be called within a Tokio
+    /// runtime (the store runs its file operations on Tokio's blocking
+    /// threads, or in place on a multi-threaded runtime when durability is
+    /// `None`).
+    pub async fn open(
+        dir: impl Into<PathBuf>,
+        options: FsOptions,
+    ) -> std::result::Result<FsStore, OpenError> {
         let root: PathBuf = dir.into();
         let (inner, watch) = {
             let dir = root.clone();
@@ -269,6 +279,15 @@ impl FsStore {
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T> + Send + 'static,
     {
+        // Without fsync an operation is a few fast system calls: run it on
+        // this worker thread (handing the worker's other tasks to another
+        // thread) instead of paying two thread hand-offs. With fsync it
+        // waits for the disk: the blocking pool.
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread && !self.inner.opts.sync() {
+            return tokio::task::block_in_place(|| f(&self.inner));
+        }
         let inner = Arc::clone(&self.inner);
         match tokio::task::spawn_blocking(move || f(&inner)).await {
             Ok(r) => r,
@@ -312,7 +331,8 @@ impl JobStore for FsStore {
 
     async fn peek_next(&self, types: &TypeFilter, now: Timestamp) -> Result<Option<Job>> {
         let types = types.clone();
-        self.blocking(move |inner| inner.peek_next(&types, now)).await
+        self.blocking(move |inner| inner.peek_next(&types, now))
+            .await
     }
 
     async fn list(&self, filter: &JobFilter) -> Result<JobPage> {

@@ -2,7 +2,9 @@
 //! conditional transitions, in-place updates, claim, listing, stats and
 //! deletion. `lib.rs` runs them on the blocking thread pool.
 
-use semiont_jobs_model::{Job, JobFilter, JobId, JobPage, JobStatus, QueueStats, Timestamp, Transition};
+use semiont_jobs_model::{
+    Job, JobFilter, JobId, JobPage, JobStatus, QueueStats, Timestamp, Transition,
+};
 use semiont_jobs_store::{
     rules, ChangeKind, ChangeOrigin, ClaimRequest, Error, Expect, FinishedJob, Result, TypeFilter,
 };
@@ -60,10 +62,18 @@ impl Inner {
 
     /// Publishes a staged new job under its lock: fails with `AlreadyExists`
     /// if the id is in any status directory.
-    fn publish_created(&self, key: &Key, staged: &str, ino: u64, job: &Job, op: &str) -> Result<()> {
+    fn publish_created(
+        &self,
+        key: &Key,
+        staged: &str,
+        ino: u64,
+        job: &Job,
+        op: &str,
+    ) -> Result<()> {
         let name = key.file_name();
         let _g = self.lock(key)?;
-        for status in JobStatus::ALL {
+        // The target directory is checked by the no-replace rename below.
+        for status in JobStatus::ALL.into_iter().filter(|s| *s != job.status) {
             let dir = self.dir(status);
             if dir
                 .stat(&name)
@@ -76,7 +86,9 @@ impl Inner {
         let to = self.dir(job.status);
         match sys::rename(&self.tmp, staged, to, &name, true) {
             Ok(()) => {}
-            Err(e) if sys::is_exists(&e) => return Err(Error::AlreadyExists { id: job.id.clone() }),
+            Err(e) if sys::is_exists(&e) => {
+                return Err(Error::AlreadyExists { id: job.id.clone() })
+            }
             Err(e) => return Err(io_err("rename", self.tmp.join(staged), e)),
         }
         step(op, "published");
@@ -91,7 +103,12 @@ impl Inner {
         let staged = self.staged_name(&key, "create");
         let ino = self
             .tmp
-            .create_write(&staged, &job.to_json(), self.opts.sync())
+            .create_write(
+                &staged,
+                &job.to_json(),
+                self.opts.sync(),
+                job.status == JobStatus::Running,
+            )
             .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
         step("create", "staged");
         if let Err(e) = self.publish_created(&key, &staged, ino, job, "create") {
@@ -108,7 +125,12 @@ impl Inner {
         for job in jobs {
             let key = Key::of(&job.id);
             let name = self.staged_name(&key, "create");
-            match self.tmp.create_write(&name, &job.to_json(), false) {
+            match self.tmp.create_write(
+                &name,
+                &job.to_json(),
+                false,
+                job.status == JobStatus::Running,
+            ) {
                 Ok(ino) => staged.push((key, name, ino)),
                 Err(e) => {
                     failure = Some(io_err("write", self.tmp.join(&name), e));
@@ -166,9 +188,20 @@ impl Inner {
                 _ => break,
             }
         }
-        // Not found, mid-move, or needing repair: look again under the lock.
+        // Not found, mid-move, or needing repair: look again under the
+        // lock, and correct the index with what is found.
         let _g = self.lock(key)?;
-        match self.load_locked(key, hint)? {
+        let found = self.load_locked(key, hint);
+        match &found {
+            Ok(Some((_, job, info))) => {
+                self.ix().upsert(key, &Facts::of_job(job, info.ino));
+            }
+            Ok(None) | Err(Error::Corrupt { .. }) => {
+                self.ix().remove(key);
+            }
+            Err(_) => {}
+        }
+        match found? {
             Some((_, job, _)) => Ok(job),
             None => Err(Error::NotFound { id: key.id() }),
         }
@@ -192,7 +225,13 @@ impl Inner {
             self.ix().upsert(&key, &Facts::of_job(&current, info.ino));
             return Err(conflict(&job.id, expect, Some((status, current.attempt))));
         }
-        let ino = self.move_job(&key, status, job, self.full_sync(), op_name(status, job.status))?;
+        let ino = self.move_job(
+            &key,
+            status,
+            job,
+            self.full_sync(),
+            op_name(status, job.status),
+        )?;
         self.ix().upsert(&key, &Facts::of_job(job, ino));
         if let Some(t) = Transition::between(status, job.status) {
             self.emit_local(job, ChangeKind::Transition(t));
@@ -238,8 +277,14 @@ impl Inner {
             let name = key.file_name();
             let job = match self.read_file(JobStatus::Pending, &key, &name)? {
                 Read::Job(job, _) if job.status == JobStatus::Pending => job,
-                // Taken by another process, moved, bad or mid-repair: fix
-                // the index entry and try the next candidate.
+                // Taken by another process: skip it (the watcher will
+                // tell the index where it went).
+                Read::Missing => {
+                    self.ix().park(&key);
+                    continue;
+                }
+                // Bad or mid-repair: fix the index entry and try the next
+                // candidate.
                 _ => {
                     self.refresh_locked(&key, Some(JobStatus::Pending))?;
                     continue;
@@ -250,7 +295,11 @@ impl Inner {
                 continue;
             }
             let claimed = rules::claimed(*job, req);
-            let sync = if self.opts.sync() { Sync::File } else { Sync::Nothing };
+            let sync = if self.opts.sync() {
+                Sync::File
+            } else {
+                Sync::Nothing
+            };
             let ino = self.move_job(&key, JobStatus::Pending, &claimed, sync, "claim")?;
             self.ix().upsert(&key, &Facts::of_job(&claimed, ino));
             self.emit_local(&claimed, ChangeKind::Transition(Transition::Claim));
@@ -300,9 +349,7 @@ impl Inner {
         for status in JobStatus::ALL {
             *stats.get_mut(status) = counts[status.index()];
         }
-        stats.quarantined = self
-            .quarantined
-            .load(std::sync::atomic::Ordering::Relaxed);
+        stats.quarantined = self.quarantined.load(std::sync::atomic::Ordering::Relaxed);
         stats
     }
 

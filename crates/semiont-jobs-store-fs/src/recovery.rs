@@ -125,7 +125,7 @@ impl Inner {
                 }
             }
         }
-        copies.sort_by(|a, b| rank(b.0, &b.1).cmp(&rank(a.0, &a.1)));
+        copies.sort_by_key(|c| std::cmp::Reverse(rank(c.0, &c.1)));
         if copies.len() > 1 {
             let kept = copies[0].0;
             for (status, _) in &copies[1..] {
@@ -243,7 +243,9 @@ impl Inner {
             match tmp_root.rmdir(&inst) {
                 Ok(()) => {}
                 Err(e) if sys::is_not_found(&e) => {}
-                Err(e) => tracing::warn!(dir = %dir.path().display(), error = %e, "cannot remove a dead instance's staging directory"),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.path().display(), error = %e, "cannot remove a dead instance's staging directory")
+                }
             }
             drop(lock);
         }
@@ -288,7 +290,11 @@ impl Inner {
                 continue;
             }
             let new = rules::recovered(current, now, why);
-            let sync = if self.opts.sync() { Sync::Full } else { Sync::Nothing };
+            let sync = if self.opts.sync() {
+                Sync::Full
+            } else {
+                Sync::Nothing
+            };
             let ino = self.move_job(&key, JobStatus::Running, &new, sync, "recover")?;
             self.ix().upsert(&key, &Facts::of_job(&new, ino));
             self.emit_local(&new, ChangeKind::Recovered);

@@ -47,6 +47,8 @@ pub(crate) struct FileInfo {
     pub kind: u32,
     /// Owner.
     pub uid: u32,
+    /// Size in bytes.
+    pub size: u64,
     /// Permission bits.
     pub mode: u32,
 }
@@ -58,6 +60,7 @@ impl FileInfo {
             mtime_ms: st.st_mtime.saturating_mul(1000) + st.st_mtime_nsec / 1_000_000,
             kind: st.st_mode & libc::S_IFMT,
             uid: st.st_uid,
+            size: u64::try_from(st.st_size).unwrap_or(0),
             mode: st.st_mode & 0o7777,
         }
     }
@@ -207,13 +210,36 @@ impl Dir {
         if !info.is_file() {
             return Err(not_regular(&info));
         }
-        file.read_to_end(buf)?;
+        // Published files never change in place: read the size `fstat`
+        // gave, and only look further if the file was shorter than that.
+        let size = usize::try_from(info.size).unwrap_or(0);
+        buf.resize(size, 0);
+        let mut got = 0;
+        while got < size {
+            match file.read(&mut buf[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(got);
+        if got == size && size == 0 {
+            file.read_to_end(buf)?;
+        }
         Ok(info)
     }
 
     /// Creates `name` exclusively (mode 0600), writes `data`, optionally
-    /// `fdatasync`s it, and returns its inode number.
-    pub fn create_write(&self, name: &str, data: &[u8], sync: bool) -> io::Result<u64> {
+    /// `fdatasync`s it, and returns its inode number when `want_ino`
+    /// (else 0).
+    pub fn create_write(
+        &self,
+        name: &str,
+        data: &[u8],
+        sync: bool,
+        want_ino: bool,
+    ) -> io::Result<u64> {
         let fd = with_cstr(name, |c| {
             // SAFETY: valid dirfd and NUL-terminated name; mode is a constant.
             cvt(unsafe {
@@ -236,10 +262,14 @@ impl Dir {
             if sync {
                 file.sync_data()?;
             }
-            fstat(file.as_raw_fd())
+            if want_ino {
+                fstat(file.as_raw_fd()).map(|i| i.ino)
+            } else {
+                Ok(0)
+            }
         })();
         match r {
-            Ok(info) => Ok(info.ino),
+            Ok(ino) => Ok(ino),
             Err(e) => {
                 drop(file);
                 let _ = self.unlink(name);

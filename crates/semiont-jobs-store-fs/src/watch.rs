@@ -20,6 +20,9 @@ use crate::key::Key;
 
 /// Most events handled before looking at the channel again.
 const BATCH: usize = 4096;
+/// How long a burst of events is collected before it is handled (a delay
+/// subscribers see on external changes).
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// Starts watching the status directories; events queue in the returned
 /// receiver until [`spawn_processor`] consumes them.
@@ -27,7 +30,14 @@ pub(crate) fn start(
     inner: &Inner,
 ) -> notify::Result<(RecommendedWatcher, Receiver<notify::Result<Event>>)> {
     let (tx, rx) = std::sync::mpsc::channel();
-    let mut watcher = notify::recommended_watcher(move |ev| {
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<Event>| {
+        // Reads of job files (ours and everyone's) are events too: drop
+        // them here, before they cost a channel slot and a wake-up.
+        if let Ok(e) = &ev {
+            if ignored(&e.kind) && !e.need_rescan() {
+                return;
+            }
+        }
         let _ = tx.send(ev);
     })?;
     for status in JobStatus::ALL {
@@ -46,6 +56,9 @@ pub(crate) fn spawn_processor(
         .name("semiont-jobs-fs-watch".into())
         .spawn(move || loop {
             let Ok(first) = rx.recv() else { return };
+            // Events come in bursts (a transition is several): let the
+            // burst finish, then handle it at once, each job once.
+            std::thread::sleep(COALESCE);
             let Some(inner) = inner.upgrade() else { return };
             let mut batch = vec![first];
             loop {
@@ -81,12 +94,8 @@ fn process(inner: &Arc<Inner>, batch: Vec<notify::Result<Event>>) {
             rescan = true;
             continue;
         }
-        match ev.kind {
-            EventKind::Access(AccessKind::Open(_))
-            | EventKind::Access(AccessKind::Read)
-            | EventKind::Access(AccessKind::Close(notify::event::AccessMode::Read))
-            | EventKind::Modify(ModifyKind::Metadata(_)) => continue,
-            _ => {}
+        if ignored(&ev.kind) {
+            continue;
         }
         for path in &ev.paths {
             if let Some((status, key, name)) = parse_path(inner, path) {
@@ -105,6 +114,17 @@ fn process(inner: &Arc<Inner>, batch: Vec<notify::Result<Event>>) {
     for (status, key, name) in hints {
         inner.hint(status, &key, &name);
     }
+}
+
+/// Events that never mean a job file appeared, vanished or changed.
+fn ignored(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Access(AccessKind::Open(_))
+            | EventKind::Access(AccessKind::Read)
+            | EventKind::Access(AccessKind::Close(notify::event::AccessMode::Read))
+            | EventKind::Modify(ModifyKind::Metadata(_))
+    )
 }
 
 fn parse_path(inner: &Inner, path: &Path) -> Option<(JobStatus, Key, String)> {
@@ -148,7 +168,9 @@ impl Inner {
         };
         let (kind, now, job_type) = match (prev, &found) {
             (None, None) => return,
-            (None, Some((s, job, _))) => (ChangeKind::Created, Some(*s), Some(job.job_type.clone())),
+            (None, Some((s, job, _))) => {
+                (ChangeKind::Created, Some(*s), Some(job.job_type.clone()))
+            }
             (Some(p), Some((s, job, _))) => {
                 let kind = if p == *s {
                     ChangeKind::Updated

@@ -68,7 +68,11 @@ fn says_stopped(file: &mut File) -> bool {
     }
     serde_json::from_str::<serde_json::Value>(&s)
         .ok()
-        .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(|s| s == "stopped"))
+        .and_then(|v| {
+            v.get("state")
+                .and_then(|s| s.as_str())
+                .map(|s| s == "stopped")
+        })
         .unwrap_or(false)
 }
 
@@ -113,7 +117,9 @@ impl Inner {
                 Ok(()) => {
                     // The file may have been removed by a GC pass between
                     // our open and our lock: then lock the new one.
-                    let ino = file.metadata().map(|m| std::os::unix::fs::MetadataExt::ino(&m));
+                    let ino = file
+                        .metadata()
+                        .map(|m| std::os::unix::fs::MetadataExt::ino(&m));
                     let now = dir.stat(&name).ok().flatten().map(|i| i.ino);
                     if ino.ok() == now {
                         break file;

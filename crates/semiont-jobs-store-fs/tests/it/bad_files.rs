@@ -13,7 +13,7 @@ use semiont_jobs_store_fs::{fault, FsStore};
 use crate::support::{self, claim_req, eventually, finished, noop_job, Disk};
 
 async fn fresh() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::support::tempdir();
     let dir = tmp.path().join("jobs");
     drop(FsStore::open(&dir, support::opts()).await.unwrap());
     (tmp, dir)
@@ -47,12 +47,19 @@ async fn every_kind_of_bad_file_is_quarantined_at_open() {
     w(&name_for(&truncated.id), &bytes[..bytes.len() / 2]);
     w(&name_for(&JobId::generate()), b"hello, not json");
     let schema = JobId::generate();
-    w(&name_for(&schema), format!(r#"{{"id":"{schema}","hello":1}}"#).as_bytes());
+    w(
+        &name_for(&schema),
+        format!(r#"{{"id":"{schema}","hello":1}}"#).as_bytes(),
+    );
     let other = noop_job();
     w(&name_for(&JobId::generate()), &other.to_json());
     w("notes.txt", b"a foreign file");
     std::fs::create_dir(pending.join(name_for(&JobId::generate()))).unwrap();
-    std::os::unix::fs::symlink("../complete/x.json", pending.join(name_for(&JobId::generate()))).unwrap();
+    std::os::unix::fs::symlink(
+        "../complete/x.json",
+        pending.join(name_for(&JobId::generate())),
+    )
+    .unwrap();
     let fifo = pending.join(name_for(&JobId::generate()));
     let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: a valid path; creates a FIFO.
@@ -91,7 +98,10 @@ async fn every_kind_of_bad_file_is_quarantined_at_open() {
         "unreadable",
         "duplicate",
     ] {
-        assert!(all.contains(expected), "a reason mentions {expected:?}:\n{all}");
+        assert!(
+            all.contains(expected),
+            "a reason mentions {expected:?}:\n{all}"
+        );
     }
     let disk = Disk::read(&dir);
     assert_eq!(disk.single().len(), 2);
@@ -142,13 +152,18 @@ async fn bad_files_appearing_later_are_quarantined_and_skipped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reading_a_corrupted_job_is_corrupt_and_sets_it_aside() {
     let (_tmp, dir) = fresh().await;
-    let store = FsStore::open(&dir, support::opts().watch(false)).await.unwrap();
+    let store = FsStore::open(&dir, support::opts().watch(false))
+        .await
+        .unwrap();
     let job = noop_job();
     store.create(&job).await.unwrap();
     std::fs::write(dir.join("pending").join(name_for(&job.id)), b"{").unwrap();
     let err = store.get(&job.id).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Corrupt);
-    assert_eq!(store.get(&job.id).await.unwrap_err().kind(), ErrorKind::NotFound);
+    assert_eq!(
+        store.get(&job.id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
     assert_eq!(store.stats().await.unwrap().quarantined, 1);
     // A claim skips it and the index forgets it.
     assert!(store

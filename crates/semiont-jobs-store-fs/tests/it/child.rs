@@ -69,7 +69,12 @@ async fn crash(spec: &Value) {
         "open" => {}
         "create" => store.create(&job()).await.unwrap(),
         "batch" => {
-            let jobs: Vec<Job> = spec["jobs"].as_array().unwrap().iter().map(job_of).collect();
+            let jobs: Vec<Job> = spec["jobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(job_of)
+                .collect();
             store.create_batch(&jobs).await.unwrap();
         }
         "claim" => {
@@ -102,7 +107,10 @@ async fn crash(spec: &Value) {
             if status == JobStatus::Complete {
                 done.result = Some(serde_json::json!({"ok": true}));
             }
-            store.transition(Expect::running(j.attempt), &done).await.unwrap();
+            store
+                .transition(Expect::running(j.attempt), &done)
+                .await
+                .unwrap();
         }
         "requeue" => {
             let j = current().await;
@@ -110,7 +118,10 @@ async fn crash(spec: &Value) {
             back.status = JobStatus::Pending;
             back.retry_count += 1;
             back.worker_id = None;
-            store.transition(Expect::running(j.attempt), &back).await.unwrap();
+            store
+                .transition(Expect::running(j.attempt), &back)
+                .await
+                .unwrap();
         }
         "retry" => {
             let j = current().await;
@@ -160,7 +171,11 @@ async fn crash(spec: &Value) {
 /// Drains the queue as one worker; writes each completed id to `out`.
 async fn drain(spec: &Value) {
     let store = FsStore::open(dir(spec), support::opts()).await.unwrap();
-    let worker = format!("drain-{}", std::process::id());
+    let worker = format!(
+        "drain-{}-{}",
+        std::process::id(),
+        Timestamp::now().as_millis()
+    );
     store
         .register_worker(&WorkerInfo {
             id: worker.clone(),
@@ -170,7 +185,11 @@ async fn drain(spec: &Value) {
         .unwrap();
     let mut done = Vec::new();
     while let Some(job) = store
-        .claim(&claim_req(&worker, Timestamp::now(), Duration::from_secs(60)))
+        .claim(&claim_req(
+            &worker,
+            Timestamp::now(),
+            Duration::from_secs(60),
+        ))
         .await
         .unwrap()
     {
@@ -192,7 +211,11 @@ async fn drain(spec: &Value) {
 /// `O_APPEND`) and drains until nothing is left to do.
 async fn torture(spec: &Value) {
     let store = FsStore::open(dir(spec), support::opts()).await.unwrap();
-    let worker = format!("torture-{}", std::process::id());
+    let worker = format!(
+        "torture-{}-{}",
+        std::process::id(),
+        Timestamp::now().as_millis()
+    );
     store
         .register_worker(&WorkerInfo {
             id: worker.clone(),
@@ -208,7 +231,11 @@ async fn torture(spec: &Value) {
     let mut idle = 0;
     loop {
         let claimed = store
-            .claim(&claim_req(&worker, Timestamp::now(), Duration::from_secs(60)))
+            .claim(&claim_req(
+                &worker,
+                Timestamp::now(),
+                Duration::from_secs(60),
+            ))
             .await
             .unwrap();
         let Some(job) = claimed else {
@@ -223,16 +250,30 @@ async fn torture(spec: &Value) {
             continue;
         };
         idle = 0;
-        log.write_all(format!("start {} {} {}\n", job.id, job.attempt, std::process::id()).as_bytes())
-            .unwrap();
+        log.write_all(
+            format!("start {} {} {}\n", job.id, job.attempt, std::process::id()).as_bytes(),
+        )
+        .unwrap();
+        // The "work": long enough for kills to land mid-job.
+        tokio::time::sleep(Duration::from_millis(2)).await;
         let mut done = finished(job.clone(), JobStatus::Complete);
         done.result = Some(serde_json::json!({"by": worker}));
         match store.transition(Expect::running(job.attempt), &done).await {
             Ok(()) => log
-                .write_all(format!("done {} {} {}\n", job.id, job.attempt, std::process::id()).as_bytes())
+                .write_all(
+                    format!("done {} {} {}\n", job.id, job.attempt, std::process::id()).as_bytes(),
+                )
                 .unwrap(),
             Err(e) => log
-                .write_all(format!("lost {} {} {} {e}\n", job.id, job.attempt, std::process::id()).as_bytes())
+                .write_all(
+                    format!(
+                        "lost {} {} {} {e}\n",
+                        job.id,
+                        job.attempt,
+                        std::process::id()
+                    )
+                    .as_bytes(),
+                )
                 .unwrap(),
         }
     }

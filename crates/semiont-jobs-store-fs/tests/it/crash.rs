@@ -95,12 +95,20 @@ fn crash_child(dir: &Path, op: &str, crash: &str, before_open: bool, extra: Valu
         s.extend(e);
     }
     let status = run_child(&spec);
-    assert!(killed(&status), "{crash}: the crash point was reached ({status:?})");
+    assert!(
+        killed(&status),
+        "{crash}: the crash point was reached ({status:?})"
+    );
 }
 
 /// Reopens, recovers as if far in the future (so leases have lapsed), and
 /// checks the invariants. Returns the final state of each job.
-async fn reopen_and_check(dir: &Path, before: &[Job], may_vanish: bool, quarantined: usize) -> Vec<(JobStatus, Job)> {
+async fn reopen_and_check(
+    dir: &Path,
+    before: &[Job],
+    may_vanish: bool,
+    quarantined: usize,
+) -> Vec<(JobStatus, Job)> {
     let store = FsStore::open(dir, support::opts()).await.unwrap();
     store
         .recover(Timestamp::now().add(Duration::from_secs(3 * 86_400)))
@@ -109,9 +117,22 @@ async fn reopen_and_check(dir: &Path, before: &[Job], may_vanish: bool, quaranti
     let disk = Disk::read(dir);
     let jobs = disk.single();
     // Staged files: only none (this store's own directory is empty).
-    assert!(disk.staged.is_empty(), "staged leftovers: {:?}", disk.staged);
-    assert_eq!(disk.quarantined.len(), quarantined, "quarantine: {:?}", disk.quarantined);
-    assert_eq!(disk.count(JobStatus::Running), 0, "nothing stuck in running");
+    assert!(
+        disk.staged.is_empty(),
+        "staged leftovers: {:?}",
+        disk.staged
+    );
+    assert_eq!(
+        disk.quarantined.len(),
+        quarantined,
+        "quarantine: {:?}",
+        disk.quarantined
+    );
+    assert_eq!(
+        disk.count(JobStatus::Running),
+        0,
+        "nothing stuck in running"
+    );
     let mut out = Vec::new();
     for job in before {
         match jobs.get(job.id.as_str()) {
@@ -129,7 +150,10 @@ async fn reopen_and_check(dir: &Path, before: &[Job], may_vanish: bool, quaranti
         .unwrap()
     {
         store
-            .transition(Expect::running(j.attempt), &finished(j.clone(), JobStatus::Complete))
+            .transition(
+                Expect::running(j.attempt),
+                &finished(j.clone(), JobStatus::Complete),
+            )
             .await
             .unwrap();
     }
@@ -140,14 +164,20 @@ async fn reopen_and_check(dir: &Path, before: &[Job], may_vanish: bool, quaranti
 /// One single-job scenario: set up, crash the op at `step`, check that the
 /// job ends in one of `allowed`.
 async fn scenario(op: &str, step: &str, from: Setup, allowed: &[JobStatus]) {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::support::tempdir();
     let dir = tmp.path().join("jobs");
     let job = setup(&dir, from).await;
     let (job, extra) = match job {
-        Some(j) => (j.clone(), json!({ "job": serde_json::from_slice::<Value>(&j.to_json()).unwrap() })),
+        Some(j) => (
+            j.clone(),
+            json!({ "job": serde_json::from_slice::<Value>(&j.to_json()).unwrap() }),
+        ),
         None => {
             let j = noop_job();
-            (j.clone(), json!({ "job": serde_json::from_slice::<Value>(&j.to_json()).unwrap() }))
+            (
+                j.clone(),
+                json!({ "job": serde_json::from_slice::<Value>(&j.to_json()).unwrap() }),
+            )
         }
     };
     let crash = format!("{op}:{step}");
@@ -157,7 +187,10 @@ async fn scenario(op: &str, step: &str, from: Setup, allowed: &[JobStatus]) {
     let may_vanish = matches!(op, "create" | "delete");
     let end = reopen_and_check(&dir, std::slice::from_ref(&job), may_vanish, 0).await;
     if let Some((status, _)) = end.first() {
-        assert!(allowed.contains(status), "{crash}: job ended {status}, allowed {allowed:?}");
+        assert!(
+            allowed.contains(status),
+            "{crash}: job ended {status}, allowed {allowed:?}"
+        );
     }
 }
 
@@ -194,7 +227,7 @@ crash_cases! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch() {
     for step in ["staged", "synced", "published"] {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = crate::support::tempdir();
         let dir = tmp.path().join("jobs");
         setup(&dir, Setup::Nothing).await;
         let jobs: Vec<Job> = (0..5).map(|_| noop_job()).collect();
@@ -202,14 +235,23 @@ async fn batch() {
             .iter()
             .map(|j| serde_json::from_slice(&j.to_json()).unwrap())
             .collect();
-        crash_child(&dir, "batch", &format!("batch:{step}"), false, json!({ "jobs": values }));
+        crash_child(
+            &dir,
+            "batch",
+            &format!("batch:{step}"),
+            false,
+            json!({ "jobs": values }),
+        );
         let disk = Disk::read(&dir);
         let present: Vec<bool> = jobs
             .iter()
             .map(|j| disk.jobs.contains_key(j.id.as_str()))
             .collect();
         let published = present.iter().filter(|p| **p).count();
-        assert!(present[..published].iter().all(|p| *p), "{step}: a prefix is published: {present:?}");
+        assert!(
+            present[..published].iter().all(|p| *p),
+            "{step}: a prefix is published: {present:?}"
+        );
         if step == "published" {
             assert_eq!(published, 1, "killed right after the first publish");
         }
@@ -222,14 +264,33 @@ async fn batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recovery_steps() {
     let cases = [
-        ("complete", "complete:moved", "repair:rolled-forward", JobStatus::Complete),
-        ("claim", "claim:moved", "repair:rolled-back", JobStatus::Pending),
-        ("complete", "complete:staged", "recover:staging-resolved", JobStatus::Pending),
+        (
+            "complete",
+            "complete:moved",
+            "repair:rolled-forward",
+            JobStatus::Complete,
+        ),
+        (
+            "claim",
+            "claim:moved",
+            "repair:rolled-back",
+            JobStatus::Pending,
+        ),
+        (
+            "complete",
+            "complete:staged",
+            "recover:staging-resolved",
+            JobStatus::Pending,
+        ),
     ];
     for (op, first, second, end) in cases {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = crate::support::tempdir();
         let dir = tmp.path().join("jobs");
-        let from = if op == "claim" { Setup::Pending } else { Setup::Running };
+        let from = if op == "claim" {
+            Setup::Pending
+        } else {
+            Setup::Running
+        };
         let job = setup(&dir, from).await.unwrap();
         let extra = json!({ "job": serde_json::from_slice::<Value>(&job.to_json()).unwrap() });
         crash_child(&dir, op, first, false, extra.clone());
@@ -237,7 +298,11 @@ async fn recovery_steps() {
         let out = reopen_and_check(&dir, std::slice::from_ref(&job), false, 0).await;
         assert_eq!(out[0].0, end, "{first} then {second}");
         if end == JobStatus::Complete {
-            assert_eq!(out[0].1.result, Some(json!({"ok": true})), "rolled forward with the new content");
+            assert_eq!(
+                out[0].1.result,
+                Some(json!({"ok": true})),
+                "rolled forward with the new content"
+            );
         }
     }
 }
@@ -246,19 +311,23 @@ async fn recovery_steps() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repair_steps() {
     // A job in complete/ and a stale copy in pending/.
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::support::tempdir();
     let dir = tmp.path().join("jobs");
     let job = setup(&dir, Setup::Complete).await.unwrap();
     let mut stale = job.clone();
     stale.status = JobStatus::Pending;
     stale.completed_at = None;
-    std::fs::write(dir.join("pending").join(format!("{}.json", job.id)), stale.to_json()).unwrap();
+    std::fs::write(
+        dir.join("pending").join(format!("{}.json", job.id)),
+        stale.to_json(),
+    )
+    .unwrap();
     crash_child(&dir, "open", "repair:deduplicated", true, json!({}));
     let out = reopen_and_check(&dir, std::slice::from_ref(&job), false, 1).await;
     assert_eq!(out[0].0, JobStatus::Complete);
 
     // A bad file, quarantine killed before its reason file.
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::support::tempdir();
     let dir = tmp.path().join("jobs");
     let job = setup(&dir, Setup::Pending).await.unwrap();
     std::fs::write(dir.join("pending").join("garbage.txt"), b"hello").unwrap();

@@ -9,12 +9,13 @@ mod multiprocess;
 mod notify;
 mod open;
 mod support;
+mod torture;
 
 mod conformance {
     use semiont_jobs_store_fs::{FsOptions, FsStore};
 
     semiont_jobs_store::conformance_tests!(|| async {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = crate::support::tempdir();
         let store = FsStore::open(dir.path().join("jobs"), FsOptions::default())
             .await
             .unwrap();

@@ -16,7 +16,7 @@ const JOBS: usize = 5_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_drain_5000_jobs_exactly_once() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::support::tempdir();
     let dir = tmp.path().join("jobs");
     let jobs: Vec<Job> = (0..JOBS).map(|_| noop_job()).collect();
     {
@@ -39,15 +39,26 @@ async fn four_processes_drain_5000_jobs_exactly_once() {
         let status = child.wait().unwrap();
         assert!(status.success(), "drain child failed: {status:?}");
         let text = std::fs::read_to_string(out).unwrap();
-        let ids: Vec<String> = text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect();
+        let ids: Vec<String> = text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
         per_process.push(ids.len());
         all.extend(ids);
     }
     let distinct: HashSet<&String> = all.iter().collect();
-    assert_eq!(all.len(), JOBS, "completions (per process: {per_process:?})");
+    assert_eq!(
+        all.len(),
+        JOBS,
+        "completions (per process: {per_process:?})"
+    );
     assert_eq!(distinct.len(), JOBS, "distinct jobs");
     let expected: HashSet<String> = jobs.iter().map(|j| j.id.to_string()).collect();
-    assert_eq!(distinct.into_iter().cloned().collect::<HashSet<_>>(), expected);
+    assert_eq!(
+        distinct.into_iter().cloned().collect::<HashSet<_>>(),
+        expected
+    );
 
     let disk = Disk::read(&dir);
     disk.single();
@@ -57,5 +68,8 @@ async fn four_processes_drain_5000_jobs_exactly_once() {
     assert!(disk.staged.is_empty(), "{:?}", disk.staged);
     let store = FsStore::open(&dir, support::opts()).await.unwrap();
     let stats = store.stats().await.unwrap();
-    assert_eq!((stats.pending, stats.running, stats.complete), (0, 0, JOBS as u64));
+    assert_eq!(
+        (stats.pending, stats.running, stats.complete),
+        (0, 0, JOBS as u64)
+    );
 }

@@ -35,7 +35,7 @@ async fn wait_for(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_created_by_another_instance_wakes_a_subscriber() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::support::tempdir();
     let dir = tmp.path().join("jobs");
     let watcher = FsStore::open(&dir, support::opts()).await.unwrap();
     let other = FsStore::open(&dir, support::opts()).await.unwrap();
@@ -73,7 +73,7 @@ async fn job_created_by_another_instance_wakes_a_subscriber() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn job_created_by_another_process_wakes_a_subscriber() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::support::tempdir();
     let dir = tmp.path().join("jobs");
     let store = FsStore::open(&dir, support::opts()).await.unwrap();
     let mut rx = store.subscribe();
@@ -93,7 +93,7 @@ async fn job_created_by_another_process_wakes_a_subscriber() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transitions_by_another_instance_arrive_with_their_kind() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::support::tempdir();
     let dir = tmp.path().join("jobs");
     let a = FsStore::open(&dir, support::opts()).await.unwrap();
     let b = FsStore::open(&dir, support::opts()).await.unwrap();
@@ -109,7 +109,10 @@ async fn transitions_by_another_instance_arrive_with_their_kind() {
         .unwrap()
         .unwrap();
     let c = wait_for(&mut rx, &job.id, ChangeKind::Transition(Transition::Claim)).await;
-    assert_eq!((c.origin, c.status), (ChangeOrigin::External, Some(JobStatus::Running)));
+    assert_eq!(
+        (c.origin, c.status),
+        (ChangeOrigin::External, Some(JobStatus::Running))
+    );
     let mut p = claimed.clone();
     p.progress = Some(json!({"percentage": 40}));
     b.update_running(&p).await.unwrap();

@@ -10,7 +10,7 @@ use crate::support::{self, noop_job};
 
 #[tokio::test]
 async fn directories_are_0700_and_files_0600() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::support::tempdir();
     let dir = tmp.path().join("jobs");
     std::fs::create_dir(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -18,8 +18,22 @@ async fn directories_are_0700_and_files_0600() {
     let job = noop_job();
     store.create(&job).await.unwrap();
     assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
-    for sub in ["pending", "running", "complete", "failed", "cancelled", "tmp", "quarantine", "workers", "locks"] {
-        assert_eq!(std::fs::metadata(dir.join(sub)).unwrap().mode() & 0o777, 0o700, "{sub}");
+    for sub in [
+        "pending",
+        "running",
+        "complete",
+        "failed",
+        "cancelled",
+        "tmp",
+        "quarantine",
+        "workers",
+        "locks",
+    ] {
+        assert_eq!(
+            std::fs::metadata(dir.join(sub)).unwrap().mode() & 0o777,
+            0o700,
+            "{sub}"
+        );
     }
     let file = dir.join("pending").join(format!("{}.json", job.id));
     assert_eq!(std::fs::metadata(file).unwrap().mode() & 0o777, 0o600);
@@ -29,7 +43,7 @@ async fn directories_are_0700_and_files_0600() {
 
 #[tokio::test]
 async fn refuses_a_symlinked_root_or_status_dir() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::support::tempdir();
     let real = tmp.path().join("real");
     std::fs::create_dir(&real).unwrap();
     let link = tmp.path().join("jobs");
@@ -48,17 +62,20 @@ async fn refuses_a_symlinked_root_or_status_dir() {
 
 #[tokio::test]
 async fn refuses_a_file_where_a_directory_belongs() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::support::tempdir();
     let file = tmp.path().join("jobs");
     std::fs::write(&file, b"x").unwrap();
     let err = FsStore::open(&file, support::opts()).await.unwrap_err();
     assert!(matches!(err, OpenError::NotADirectory { .. }), "{err}");
-    assert_eq!(err.to_string(), format!("{} is not a directory", file.display()));
+    assert_eq!(
+        err.to_string(),
+        format!("{} is not a directory", file.display())
+    );
 }
 
 #[tokio::test]
 async fn refuses_another_users_directory() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = crate::support::tempdir();
     let dir = tmp.path().join("jobs");
     std::fs::create_dir(&dir).unwrap();
     // Only root can give a directory away; elsewhere there is nothing to test.
@@ -66,6 +83,9 @@ async fn refuses_another_users_directory() {
         return;
     }
     let err = FsStore::open(&dir, support::opts()).await.unwrap_err();
-    assert!(matches!(err, OpenError::ForeignOwner { owner: 4242, .. }), "{err}");
+    assert!(
+        matches!(err, OpenError::ForeignOwner { owner: 4242, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("owned by uid 4242"), "{err}");
 }

@@ -58,7 +58,14 @@ pub fn finished(mut job: Job, status: JobStatus) -> Job {
 pub fn spawn_child(spec: &Value) -> Child {
     let exe = std::env::current_exe().unwrap();
     Command::new(exe)
-        .args(["--exact", "child::entry", "--nocapture", "--test-threads", "1", "-q"])
+        .args([
+            "--exact",
+            "child::entry",
+            "--nocapture",
+            "--test-threads",
+            "1",
+            "-q",
+        ])
         .env(CHILD_ENV, spec.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -104,7 +111,10 @@ impl Disk {
                 let job = Job::from_json(&bytes)
                     .unwrap_or_else(|e| panic!("torn or bad file {}: {e}", entry.path().display()));
                 assert_eq!(format!("{}.json", job.id), name, "id matches the file name");
-                assert_eq!(job.status, status, "{name}: status field matches the directory");
+                assert_eq!(
+                    job.status, status,
+                    "{name}: status field matches the directory"
+                );
                 disk.jobs
                     .entry(job.id.to_string())
                     .or_default()
@@ -136,7 +146,11 @@ impl Disk {
         self.jobs
             .iter()
             .map(|(id, copies)| {
-                assert_eq!(copies.len(), 1, "job {id} is in one directory only: {copies:?}");
+                assert_eq!(
+                    copies.len(),
+                    1,
+                    "job {id} is in one directory only: {copies:?}"
+                );
                 (id.clone(), copies[0].clone())
             })
             .collect()
@@ -169,4 +183,14 @@ where
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// A fresh temporary directory under cargo's per-target scratch directory
+/// (`CARGO_TARGET_TMPDIR`): on the same filesystem as the build, which on
+/// some machines is much faster than `/tmp`.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("fs-it-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap()
 }
