@@ -7,6 +7,8 @@
     reason = "a command-line tool reports on the terminal"
 )]
 
+mod bench;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -18,11 +20,18 @@ fn main() -> ExitCode {
         "ci" => ci(),
         "tidy" => tidy(&root()),
         "torture" => torture(),
+        "fuzz" => fuzz(&args[1..]),
+        "bench" => bench::bench(&root(), &args[1..]),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <ci|tidy|torture>\n");
+            println!("usage: cargo xtask <ci|tidy|torture|fuzz|bench>\n");
             println!("  ci       fmt check, clippy -D warnings, tests, docs, tidy (what CI runs)");
             println!("  tidy     module docs present, no dbg!/todo!/unimplemented!");
             println!("  torture  the slow tests (crash loops, long property runs)");
+            println!("  fuzz     the cargo-fuzz targets: fuzz [--seconds N] [job_json|job_id|params ...]");
+            println!("  bench    W1-W4 and the upstream package -> docs/benchmarks.md:");
+            println!(
+                "           bench [--runs R] [--data-root DIR] [--no-upstream] [--no-1m] [--quick]"
+            );
             Ok(())
         }
         other => Err(format!("unknown task {other:?}; try `cargo xtask help`")),
@@ -100,6 +109,125 @@ fn torture() -> Result<(), String> {
     test.args(["test", "--workspace", "--all-features", "--release"]);
     test.env("SEMIONT_JOBS_TORTURE", "1");
     run("torture", test)
+}
+
+/// The fuzz targets in `fuzz/fuzz_targets/`.
+const FUZZ_TARGETS: [&str; 3] = ["job_json", "job_id", "params"];
+
+/// `cargo xtask fuzz [--seconds N] [target...]`: runs each cargo-fuzz
+/// target (default: all) for N seconds (default 600), installing
+/// cargo-fuzz first when it is missing. libFuzzer needs nightly rustc
+/// flags: a nightly toolchain is used when rustup has one, else the stable
+/// one with `RUSTC_BOOTSTRAP=1` and no sanitizer. New corpus entries go to
+/// `fuzz/target/corpus/<target>/` (the committed seeds in
+/// `fuzz/corpus/<target>/` are only read); crashes to `fuzz/artifacts/`.
+fn fuzz(args: &[String]) -> Result<(), String> {
+    let mut seconds: u64 = 600;
+    let mut targets: Vec<String> = Vec::new();
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                seconds = it
+                    .next()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or("--seconds needs a number")?;
+            }
+            t if FUZZ_TARGETS.contains(&t) => targets.push(t.to_owned()),
+            other => {
+                return Err(format!(
+                    "unknown fuzz argument {other:?} (targets: {})",
+                    FUZZ_TARGETS.join(", ")
+                ))
+            }
+        }
+    }
+    if targets.is_empty() {
+        targets = FUZZ_TARGETS.iter().map(|t| (*t).to_owned()).collect();
+    }
+    let has_cargo_fuzz = cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_cargo_fuzz {
+        let mut install = cargo();
+        install.args(["install", "cargo-fuzz", "--locked"]);
+        run("install cargo-fuzz", install)?;
+    }
+    let nightly = Command::new("rustup")
+        .args(["toolchain", "list"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("nightly"));
+    let root = root();
+    let mut failed = Vec::new();
+    for target in &targets {
+        let work = root.join("fuzz/target/corpus").join(target);
+        std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+        let log = root.join("fuzz/target").join(format!("{target}.log"));
+        let log_file =
+            std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        // rustup's proxy picks the toolchain from RUSTUP_TOOLCHAIN.
+        let mut cmd = Command::new("cargo");
+        cmd.current_dir(&root);
+        if nightly {
+            cmd.env("RUSTUP_TOOLCHAIN", "nightly");
+            cmd.args(["fuzz", "run", target]);
+        } else {
+            cmd.env("RUSTC_BOOTSTRAP", "1");
+            cmd.args(["fuzz", "run", "--sanitizer", "none", target]);
+        }
+        // The fuzz crate is its own workspace: give it a target dir of its
+        // own inside the caller's, when one is set.
+        if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+            cmd.env_remove("CARGO_TARGET_DIR");
+            cmd.arg("--target-dir").arg(Path::new(&dir).join("fuzz"));
+        }
+        cmd.arg(&work)
+            .arg(root.join("fuzz/corpus").join(target))
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-print_final_stats=1")
+            .arg("-rss_limit_mb=4096")
+            .stderr(log_file);
+        println!(
+            "==> fuzz {target} for {seconds}s ({}; log {})",
+            if nightly {
+                "nightly, address sanitizer"
+            } else {
+                "stable + RUSTC_BOOTSTRAP, no sanitizer"
+            },
+            log.display()
+        );
+        let start = Instant::now();
+        let status = cmd
+            .status()
+            .map_err(|e| format!("cannot start cargo fuzz: {e}"))?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        for line in text.lines() {
+            if line.starts_with("stat::")
+                || line.contains("Done ")
+                || line.contains("ERROR")
+                || line.contains("crash-")
+            {
+                println!("    {line}");
+            }
+        }
+        println!(
+            "<== fuzz {target}: {:.0}s, {status}",
+            start.elapsed().as_secs_f64()
+        );
+        if !status.success() {
+            failed.push(target.clone());
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "fuzz targets failed: {} (reproducers in fuzz/artifacts/, logs in fuzz/target/)",
+            failed.join(", ")
+        ))
+    }
 }
 
 /// Every non-test `.rs` file starts with a `//!` line; no stray debugging or

@@ -33,7 +33,7 @@ impl App {
     pub async fn open(cli: &Cli, create: Create) -> anyhow::Result<App> {
         let durability = match cli.durability {
             DurabilityArg::None => Durability::None,
-            DurabilityArg::Fsync => Durability::Fsync,
+            DurabilityArg::Fsync | DurabilityArg::Batch => Durability::Fsync,
         };
         Self::open_at(&cli.data_dir, durability, create).await
     }

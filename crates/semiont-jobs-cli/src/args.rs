@@ -20,6 +20,9 @@ pub enum DurabilityArg {
     None,
     /// Survive power loss: fsync before and after publishing (default).
     Fsync,
+    /// Like fsync, and bulk enqueue shares one barrier per batch (what
+    /// `bench` W1 measures as group commit; other commands treat it as fsync).
+    Batch,
 }
 
 /// `semiont-jobs`: a durable, filesystem-based job queue.
@@ -274,12 +277,18 @@ pub struct WorkArgs {
     /// Model name (ollama, openai).
     #[arg(long)]
     pub model: Option<String>,
-    /// Server base URL (ollama default http://127.0.0.1:11434, openai default https://api.openai.com).
+    /// Server base URL (ollama default 127.0.0.1:11434, openai default api.openai.com/v1).
     #[arg(long)]
     pub url: Option<String>,
     /// Worker id (default: generated).
     #[arg(long)]
     pub worker_id: Option<String>,
+    /// Benchmarks: append `<job id>\t<unix nanos>` to this file when a job starts executing.
+    #[arg(long, hide = true)]
+    pub exec_log: Option<PathBuf>,
+    /// Benchmarks: after opening the queue print `ready`, then wait for a line on stdin before working.
+    #[arg(long, hide = true)]
+    pub gate: bool,
 }
 
 /// `resources` subcommands.
@@ -322,25 +331,75 @@ pub enum Annotations {
     },
 }
 
-/// `bench` options (workload definitions in DESIGN §9).
+/// A benchmark workload (`bench --workload`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Workload {
+    /// Throughput: create N noop jobs, then drain them with one in-process loop.
+    W1,
+    /// Scale: list, stats, get, cleanup and cold open with M complete jobs on disk.
+    W2,
+    /// Latency: enqueue → execution start in an idle `work` process.
+    W3,
+    /// Contention: P `work` processes drain J pre-created jobs.
+    W4,
+    /// W1, W2, W3 and W4.
+    All,
+}
+
+/// `bench` options (workload definitions in DESIGN §9). The durability is
+/// the global `--durability none|fsync|batch`; when it is not given, W1
+/// runs all three and W3/W4 use fsync (the default of every command).
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Workload: w1, w2, w3, w4 or all.
-    #[arg(long, default_value = "all")]
-    pub workload: String,
-    /// Jobs per run (W1, W3, W4).
+    /// Workloads to run (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    pub workload: Vec<Workload>,
+    /// Jobs per run: W1 (default 10000), W3 (default 20), W4 (default 2000).
     #[arg(long)]
     pub jobs: Option<usize>,
-    /// Job counts on disk for W2, comma-separated.
-    #[arg(long, value_delimiter = ',')]
+    /// Complete jobs on disk for W2, comma-separated (1000000 needs ~5 GB of disk).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
     pub scale: Vec<usize>,
-    /// Worker processes (W4).
+    /// Worker process counts for W4, comma-separated (each count is one run).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub processes: Vec<usize>,
+    /// Jobs per `create_jobs` call with `--durability batch` (W1).
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    /// W1 only: open the store with its directory watcher off (shows what watching costs).
     #[arg(long)]
-    pub processes: Option<usize>,
-    /// Durability for W1: none, fsync or batch (fsync + bulk enqueue).
-    #[arg(long = "bench-durability", alias = "durability-mode")]
-    pub bench_durability: Option<String>,
-    /// Directory for benchmark data (default: a temp dir).
+    pub no_watch: bool,
+    /// Directory in which the benchmark's data directories are made (default: the system temp dir).
     #[arg(long)]
     pub root: Option<PathBuf>,
+    /// Seed of the W3 spacing and of everything else random.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u32,
+    /// Keep the data directories (their paths are printed).
+    #[arg(long)]
+    pub keep: bool,
+    /// Internal: run exactly one W2 size in this process.
+    #[arg(long, hide = true)]
+    pub inner: bool,
+    /// Report mode: write a markdown report built from JSON-lines files to this path, run nothing.
+    #[arg(long, hide = true)]
+    pub report: Option<PathBuf>,
+    /// Report mode: JSON lines of `semiont-jobs bench` on the disk (repeatable).
+    #[arg(long, hide = true)]
+    pub ours: Vec<PathBuf>,
+    /// Report mode: JSON lines of `semiont-jobs bench` on tmpfs (diagnostic column).
+    #[arg(long, hide = true)]
+    pub ours_tmpfs: Vec<PathBuf>,
+    /// Report mode: JSON lines of the upstream harness.
+    #[arg(long, hide = true)]
+    pub upstream: Option<PathBuf>,
+    /// Report mode: `key=value` facts to print (repeatable).
+    #[arg(long, hide = true)]
+    pub fact: Vec<String>,
+    /// Report mode: a markdown file with the analysis to include.
+    #[arg(long, hide = true)]
+    pub analysis: Option<PathBuf>,
+    /// Report mode: profile outputs to append (repeatable).
+    #[arg(long, hide = true)]
+    pub profile: Vec<PathBuf>,
 }

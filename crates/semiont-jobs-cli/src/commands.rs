@@ -220,9 +220,13 @@ async fn work(cli: &Cli, args: &WorkArgs) -> anyhow::Result<()> {
         .context("cannot set up the detection and generation workers")?;
     let worker = semiont_jobs_worker::Worker::new(
         app.queue.clone(),
-        crate::work::Builtin::new(types.clone(), detection, generation),
+        crate::work::Builtin::new(types.clone(), detection, generation)
+            .with_exec_log(args.exec_log.as_deref())?,
         options,
     );
     tracing::info!(worker_id = %worker.worker_id(), types = ?types.iter().map(JobType::as_str).collect::<Vec<_>>(), "working");
+    if args.gate {
+        crate::work::gate().await?;
+    }
     crate::work::run_until_stopped(&app.queue, worker, types, args.exit_when_idle).await
 }

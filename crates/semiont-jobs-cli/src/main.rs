@@ -55,6 +55,23 @@ fn init_logging(format: LogFormat, default_level: &str) {
     }
 }
 
+/// The error and its causes on one line, `: `-separated, skipping a cause
+/// whose text the line already ends with (error types that print their
+/// source in their own message would otherwise show it twice).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.command {
@@ -76,7 +93,7 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let message = format!("{e:#}").replace('\n', " ");
+            let message = one_line(&e);
             eprintln!("error: {message}");
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)

@@ -24,6 +24,42 @@ pub struct Builtin {
     types: Vec<JobType>,
     detection: Option<Arc<dyn JobWorker>>,
     generation: Option<Arc<dyn JobWorker>>,
+    exec_log: Option<ExecLog>,
+}
+
+/// The hidden `--exec-log` of `work` (benchmarks): one `<job id>\t<unix
+/// nanos>` line appended when each job starts executing, so another process
+/// can measure enqueue → start latency and count executions per job.
+pub struct ExecLog {
+    file: std::sync::Mutex<std::fs::File>,
+}
+
+impl ExecLog {
+    /// Opens `path` for appending (creating it).
+    pub fn open(path: &std::path::Path) -> anyhow::Result<ExecLog> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("cannot open the exec log {}", path.display()))?;
+        Ok(ExecLog {
+            file: std::sync::Mutex::new(file),
+        })
+    }
+
+    /// Appends one line for `job` (one `write`, so lines of several
+    /// processes never interleave).
+    pub fn record(&self, job: &Job) {
+        use std::io::Write;
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let line = format!("{}\t{nanos}\n", job.id);
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = file.write_all(line.as_bytes()) {
+            tracing::warn!(error = %e, "cannot write the exec log");
+        }
+    }
 }
 
 impl Builtin {
@@ -37,7 +73,14 @@ impl Builtin {
             types,
             detection,
             generation,
+            exec_log: None,
         }
+    }
+
+    /// Records every execution start in `path` (the hidden `--exec-log`).
+    pub fn with_exec_log(mut self, path: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        self.exec_log = path.map(ExecLog::open).transpose()?;
+        Ok(self)
     }
 }
 
@@ -56,6 +99,9 @@ impl JobWorker for Builtin {
     }
 
     async fn execute_job(&self, ctx: &JobContext, job: &Job) -> Result<Option<Value>, JobError> {
+        if let Some(log) = &self.exec_log {
+            log.record(job);
+        }
         let delegate = match job.job_type {
             JobType::Detection => self.detection.as_ref(),
             JobType::Generation => self.generation.as_ref(),
@@ -90,6 +136,25 @@ pub fn parse_types(names: &[String]) -> anyhow::Result<Vec<JobType>> {
         }
     }
     Ok(out)
+}
+
+/// The hidden `--gate` of `work` (benchmarks): prints `ready` on standard
+/// output, then waits for one line on standard input (or its end), so a
+/// benchmark can start several workers at the same instant.
+pub async fn gate() -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ready")?;
+        out.flush()?;
+    }
+    tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map(drop)
+    })
+    .await
+    .context("the gate's reader failed")?
+    .context("cannot read the gate's standard input")
 }
 
 /// Whether no job of `types` is pending (due or not).

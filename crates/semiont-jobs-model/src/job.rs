@@ -15,6 +15,11 @@ pub const DEFAULT_MAX_RETRIES: u32 = 3;
 pub const MAX_MAX_RETRIES: u32 = 100;
 /// Largest accepted serialized size of a job's parameters (1 MiB).
 pub const MAX_PARAMS_BYTES: usize = 1 << 20;
+/// Deepest accepted nesting of arrays and objects in parameters, progress
+/// and results. A job document holds them one or two levels down, and
+/// `serde_json` refuses to read documents nested deeper than 128 levels: a
+/// job accepted with deeper values could be written but never read back.
+pub const MAX_JSON_DEPTH: usize = 64;
 const MAX_TYPE_LEN: usize = 64;
 const MAX_USER_ID_LEN: usize = 256;
 
@@ -221,7 +226,14 @@ impl JobParams {
                 }
             }
         }
-        let size = serde_json::to_vec(&self.to_map())
+        let map = self.to_map();
+        let depth = map.values().map(json_depth).max().unwrap_or(0) + 1;
+        if depth > MAX_JSON_DEPTH {
+            return Err(Error::InvalidParams(format!(
+                "parameters are nested {depth} levels deep, more than the limit of {MAX_JSON_DEPTH}"
+            )));
+        }
+        let size = serde_json::to_vec(&map)
             .map_err(|e| Error::InvalidParams(e.to_string()))?
             .len();
         if size > MAX_PARAMS_BYTES {
@@ -379,6 +391,25 @@ fn validate_user_id(u: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// How deeply arrays and objects nest in `value`: 0 for a scalar, 1 for
+/// `[1]` or `{"a": 1}`, and so on. Iterative, so a deep value cannot
+/// exhaust the stack here.
+pub fn json_depth(value: &Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match v {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        let depth = depth + 1;
+        deepest = deepest.max(depth);
+        stack.extend(children.map(|c| (c, depth)));
+    }
+    deepest
 }
 
 fn json_kind(v: &Value) -> &'static str {
@@ -637,6 +668,34 @@ mod tests {
         assert!(NewJob::custom("bad type", "u", json!({})).is_err());
         let e = rejects(NewJob::generation("u", GenerationParams::default()));
         assert!(e.to_string().contains("referenceId"), "{e}");
+    }
+
+    fn nested(depth: usize) -> Value {
+        let mut v = json!(1);
+        for _ in 0..depth {
+            v = json!([v]);
+        }
+        v
+    }
+
+    #[test]
+    fn json_depth_table() {
+        assert_eq!(json_depth(&json!(1)), 0);
+        assert_eq!(json_depth(&json!([])), 1);
+        assert_eq!(json_depth(&json!({"a": [1, {"b": 2}]})), 3);
+        assert_eq!(json_depth(&nested(1_000)), 1_000);
+    }
+
+    #[test]
+    fn params_nested_past_the_limit_are_rejected_and_the_rest_read_back() {
+        // Found by the hardening suite: params nested ~127 levels deep were
+        // accepted, written, and then unreadable (serde_json's limit is 128).
+        let ok = NewJob::custom("t", "u", json!({ "a": nested(MAX_JSON_DEPTH - 1) })).unwrap();
+        let job = ok.into_job(JobId::generate(), Timestamp::now(), 3).unwrap();
+        assert_eq!(Job::from_json(&job.to_json()).unwrap(), job);
+        let deep = NewJob::custom("t", "u", json!({ "a": nested(MAX_JSON_DEPTH) })).unwrap();
+        let e = rejects(deep);
+        assert!(e.to_string().contains("nested 65 levels deep"), "{e}");
     }
 
     #[test]

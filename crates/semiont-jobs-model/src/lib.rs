@@ -24,8 +24,8 @@ pub use error::{Error, Result};
 pub use filter::{JobFilter, JobPage, QueueStats, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 pub use id::{JobId, MAX_ID_LEN};
 pub use job::{
-    DetectionParams, GenerationParams, Job, JobParams, JobType, NewJob, DEFAULT_MAX_RETRIES,
-    MAX_MAX_RETRIES, MAX_PARAMS_BYTES, RESERVED_FIELDS,
+    json_depth, DetectionParams, GenerationParams, Job, JobParams, JobType, NewJob,
+    DEFAULT_MAX_RETRIES, MAX_JSON_DEPTH, MAX_MAX_RETRIES, MAX_PARAMS_BYTES, RESERVED_FIELDS,
 };
 pub use progress::{
     validate_progress, DetectionProgress, DetectionResult, GenerationProgress, GenerationResult,

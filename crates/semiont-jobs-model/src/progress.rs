@@ -58,6 +58,13 @@ pub fn validate_progress(value: &Value) -> Result<()> {
             "progress must be a JSON object".into(),
         ));
     };
+    let depth = crate::json_depth(value);
+    if depth > crate::MAX_JSON_DEPTH {
+        return Err(Error::InvalidProgress(format!(
+            "progress is nested {depth} levels deep, more than the limit of {}",
+            crate::MAX_JSON_DEPTH
+        )));
+    }
     if let Some(p) = map.get("percentage") {
         let Some(n) = p.as_f64() else {
             return Err(Error::InvalidProgress(format!(

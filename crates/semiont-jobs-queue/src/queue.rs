@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use semiont_jobs_model::{
     validate_progress, Job, JobFilter, JobId, JobPage, JobStatus, NewJob, QueueStats, RetryPolicy,
-    Timestamp, Transition, MAX_PARAMS_BYTES,
+    Timestamp, Transition, MAX_JSON_DEPTH, MAX_PARAMS_BYTES,
 };
 use semiont_jobs_store::{
     rules, ClaimRequest, ErrorKind as StoreKind, Expect, JobStore, RecoveryReport, TypeFilter,
@@ -98,12 +98,19 @@ pub(crate) fn validate_worker_id(id: &str) -> Result<()> {
 }
 
 /// Serializes a progress or result value, refusing NaN and infinities
-/// (which `serde_json` would silently turn into `null`) and oversize values.
+/// (which `serde_json` would silently turn into `null`), oversize values and
+/// values nested deeper than [`MAX_JSON_DEPTH`] (unreadable once stored).
 fn to_json<T: Serialize + ?Sized>(value: &T) -> std::result::Result<Value, String> {
     if let Some(problem) = first_non_finite(value) {
         return Err(problem);
     }
     let v = serde_json::to_value(value).map_err(|e| e.to_string())?;
+    let depth = semiont_jobs_model::json_depth(&v);
+    if depth > MAX_JSON_DEPTH {
+        return Err(format!(
+            "it is nested {depth} levels deep, more than the limit of {MAX_JSON_DEPTH}"
+        ));
+    }
     let size = serde_json::to_vec(&v).map_err(|e| e.to_string())?.len();
     if size > MAX_PARAMS_BYTES {
         return Err(format!(

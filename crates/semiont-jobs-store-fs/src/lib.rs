@@ -131,20 +131,30 @@ fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, 
         .map_err(|e| OpenError::io("open", &layout.locks.join(RECOVERY_LOCK), e))?;
     let instance = layout::instance_name();
     let tmp_path = layout.tmp_root.join(&instance);
-    layout
-        .tmp_root
-        .mkdir(&instance, 0o700)
-        .map_err(|e| OpenError::io("create", &tmp_path, e))?;
-    let tmp = layout
-        .tmp_root
-        .open_sub(&instance)
-        .map_err(|e| OpenError::io("open", &tmp_path, e))?;
-    let instance_lock = tmp
-        .as_file()
-        .map_err(|e| OpenError::io("open", &tmp_path, e))?;
-    instance_lock
-        .try_lock()
-        .map_err(|e| OpenError::io("lock", &tmp_path, std::io::Error::other(e.to_string())))?;
+    // Create and lock the staging directory under the recovery lock: another
+    // process's recovery removes unlocked staging directories, and must not
+    // see ours between its creation and its lock.
+    layout::flock_exclusive(&recovery_lock)
+        .map_err(|e| OpenError::io("lock", &layout.locks.join(RECOVERY_LOCK), e))?;
+    let staged = (|| {
+        layout
+            .tmp_root
+            .mkdir(&instance, 0o700)
+            .map_err(|e| OpenError::io("create", &tmp_path, e))?;
+        let tmp = layout
+            .tmp_root
+            .open_sub(&instance)
+            .map_err(|e| OpenError::io("open", &tmp_path, e))?;
+        let instance_lock = tmp
+            .as_file()
+            .map_err(|e| OpenError::io("open", &tmp_path, e))?;
+        instance_lock
+            .try_lock()
+            .map_err(|e| OpenError::io("lock", &tmp_path, std::io::Error::other(e.to_string())))?;
+        Ok((tmp, instance_lock))
+    })();
+    let _ = recovery_lock.unlock();
+    let (tmp, instance_lock) = staged?;
     let inner = Inner {
         layout,
         opts,

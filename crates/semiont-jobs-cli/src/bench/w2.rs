@@ -1,0 +1,250 @@
+//! W2 scale: M complete jobs on disk (written directly in the storage
+//! format, two threads), then in a fresh process: cold open (store open with
+//! its recovery pass and index scan, plus queue initialize; the page cache
+//! is warm), RSS, `list(status=complete, limit=10)`, `stats`, `get(id)` of
+//! random ids, and cleanup with nothing to delete. Each figure is the median
+//! of several samples; a sample of a sub-millisecond call averages a few
+//! calls.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use semiont_jobs_model::{Job, JobFilter, JobId, JobStatus, NewJob, Timestamp};
+use serde_json::{json, Value};
+
+use super::{loadavg1, median, peak_rss_mib, r3, reset_peak_rss, rss_mib, Ctx, Mode, Mulberry32};
+use crate::app::{App, Create};
+
+/// Runs W2 at `m` in a child process (a fresh heap for the RSS figures) and
+/// prints its result.
+pub fn run_in_child(ctx: &Ctx, m: usize, mode: Mode) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--durability",
+        mode.as_str(),
+        "--json",
+        "bench",
+        "--workload",
+        "w2",
+    ])
+    .arg("--scale")
+    .arg(m.to_string())
+    .arg("--root")
+    .arg(&ctx.run_dir)
+    .arg("--seed")
+    .arg(ctx.seed.to_string())
+    .arg("--inner")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().context("cannot start the W2 process")?;
+    let stdout = child.stdout.take().context("no stdout of the W2 process")?;
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: Value = serde_json::from_str(&line)
+            .with_context(|| format!("the W2 process printed something else than JSON: {line}"))?;
+        ctx.emit(&row)?;
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("the W2 process for M={m} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Runs W2 at `m` in this process; returns its result line.
+pub async fn run(ctx: &Ctx, m: usize, mode: Mode) -> anyhow::Result<Value> {
+    if m == 0 {
+        bail!("W2 needs at least one job (--scale)");
+    }
+    let dir = ctx.new_dir("w2")?;
+    // Create the layout, then put M complete jobs in place.
+    {
+        let app = App::open_at(&dir, mode.durability(), Create::Yes).await?;
+        app.queue.close().await?;
+    }
+    super::progress(format!("W2 M={m}: writing {m} complete jobs"));
+    let t = Instant::now();
+    let ids = populate(&dir.join("jobs").join("complete"), m)?;
+    let populate_s = t.elapsed().as_secs_f64();
+    let load0 = loadavg1();
+    let rss_before = rss_mib();
+    reset_peak_rss();
+
+    super::progress(format!("W2 M={m}: measuring"));
+    // Cold open: three opens, each of a fresh store and queue.
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let t = Instant::now();
+        let a = App::open_at(&dir, mode.durability(), Create::No).await?;
+        open.push(ms(t.elapsed()));
+        a.queue.close().await?;
+    }
+    let t = Instant::now();
+    let app = App::open_at(&dir, mode.durability(), Create::No).await?;
+    open.push(ms(t.elapsed()));
+    let queue = &app.queue;
+    let rss_open = rss_mib();
+
+    let filter = &JobFilter::default().status(JobStatus::Complete).limit(10);
+    let newest = &ids[m - 1];
+    let list = sample(21, 10, || async move {
+        let page = queue.list_jobs(filter).await?;
+        if page.jobs.len() != m.min(10) || page.total != m {
+            bail!("list returned {} jobs of {}", page.jobs.len(), page.total);
+        }
+        if page.jobs[0].id != *newest {
+            bail!("list is not newest first");
+        }
+        Ok(())
+    })
+    .await?;
+    let stats = sample(21, 100, || async move {
+        let s = queue.get_stats().await?;
+        if s.complete != m as u64 {
+            bail!("stats says {} complete, not {m}", s.complete);
+        }
+        Ok(())
+    })
+    .await?;
+    let mut rng = Mulberry32::new(ctx.seed.wrapping_mul(7919).wrapping_add(m as u32));
+    let probes: Vec<JobId> = (0..21 * 10)
+        .map(|_| ids[((rng.next_f64() * m as f64) as usize).min(m - 1)].clone())
+        .collect();
+    let mut next = probes.iter();
+    let getjob = sample(21, 10, || {
+        let id = next.next().cloned();
+        async move {
+            let id = id.context("probe ids")?;
+            let job = queue.get_job(&id).await?;
+            if job.status != JobStatus::Complete || job.id != id {
+                bail!("get returned the wrong job");
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    let cleanup = sample(5, 1, || async move {
+        let deleted = queue
+            .cleanup_jobs_older_than(Duration::from_secs(24 * 3600))
+            .await?;
+        if deleted != 0 {
+            bail!("cleanup deleted {deleted} jobs");
+        }
+        Ok(())
+    })
+    .await?;
+    let rss_end = rss_mib();
+    let peak = peak_rss_mib();
+    queue.close().await?;
+    drop(app);
+    let f = |xs: &[f64]| (median(xs) * 1e6).round() / 1e6;
+    Ok(json!({
+        "workload": "W2",
+        "m": m,
+        "durability": mode.as_str(),
+        "stat": "median",
+        "open_ms": f(&open),
+        "rss_mib": rss_open,
+        "rss_mib_before_open": rss_before,
+        "rss_mib_end": rss_end,
+        "peak_rss_mib": peak,
+        "list_ms": f(&list),
+        "stats_ms": f(&stats),
+        "getjob_ms": f(&getjob),
+        "cleanup_ms": f(&cleanup),
+        "samples": { "open": 3, "list": 21, "stats": 21, "getjob": 21, "cleanup": 5 },
+        "calls_per_sample": { "list": 10, "stats": 100, "getjob": 10, "cleanup": 1 },
+        "samples_ms": { "open": open.iter().map(|x| r3(*x)).collect::<Vec<_>>(), "cleanup": cleanup.iter().map(|x| r3(*x)).collect::<Vec<_>>() },
+        "populate_s": r3(populate_s),
+        "page_cache": "warm (files just written)",
+        "loadavg1_start": load0,
+        "loadavg1_end": loadavg1(),
+    }))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `samples` samples, each the mean time (ms) of `calls` calls of `op`.
+async fn sample<F, Fut>(samples: usize, calls: usize, mut op: F) -> anyhow::Result<Vec<f64>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let mut out = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let t = Instant::now();
+        for _ in 0..calls {
+            op().await?;
+        }
+        out.push(ms(t.elapsed()) / calls as f64);
+    }
+    Ok(out)
+}
+
+/// Writes `m` complete jobs (ids in creation order) straight into
+/// `complete/`, on two threads; returns their ids, oldest first.
+fn populate(complete: &Path, m: usize) -> anyhow::Result<Vec<JobId>> {
+    let now = Timestamp::now().as_millis();
+    let base = now - m as i64 - 60_000;
+    let ids: Vec<JobId> = (0..m)
+        .map(|i| JobId::generate_at(Timestamp::from_millis(base + i as i64)))
+        .collect();
+    let threads = 2;
+    let chunk = m.div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = ids
+            .chunks(chunk)
+            .enumerate()
+            .map(|(t, part)| {
+                s.spawn(move || -> anyhow::Result<()> {
+                    for (j, id) in part.iter().enumerate() {
+                        let i = t * chunk + j;
+                        let job = complete_job(id.clone(), base + i as i64, now)?;
+                        let mut f = std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .mode(0o600)
+                            .open(complete.join(format!("{id}.json")))?;
+                        f.write_all(&job.to_json())?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a populate thread panicked"))??;
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
+    Ok(ids)
+}
+
+/// A complete detection job like the upstream harness's.
+fn complete_job(id: JobId, created: i64, completed: i64) -> anyhow::Result<Job> {
+    let resource = format!("res-{}", &id.as_str()[id.as_str().len() - 10..]);
+    let mut job = NewJob::detection(
+        "bench-user@example.com",
+        resource,
+        ["Person", "Organization", "Location"],
+    )
+    .into_job(id, Timestamp::from_millis(created), 1)?;
+    job.status = JobStatus::Complete;
+    job.attempt = 1;
+    job.started_at = Some(Timestamp::from_millis(completed - 5));
+    job.completed_at = Some(Timestamp::from_millis(completed));
+    job.worker_id = Some("bench-w2".into());
+    job.result = Some(json!({ "totalFound": 3, "totalEmitted": 3, "errors": 0 }));
+    Ok(job)
+}

@@ -1,0 +1,608 @@
+//! `cargo xtask bench`: builds the CLI in release, runs `semiont-jobs bench`
+//! workloads W1–W4 several times on the disk (and once more on tmpfs as a
+//! diagnostic), runs the upstream TypeScript harness on the same data root
+//! when `node`/`npm` and `../shared/anchors/node` are there, captures
+//! `strace -c` / `perf` profiles when those tools work, and has
+//! `semiont-jobs bench --report` write `docs/benchmarks.md` from it all.
+//!
+//! Options: `--runs R` (default 3), `--data-root DIR` (default
+//! `/var/tmp/semiont-bench`), `--no-upstream`, `--no-1m` (skip W2 at one
+//! million jobs), `--quick` (one run, small sizes, no upstream, no 1M; for
+//! checking the pipeline, not for the doc).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// Settings of one `cargo xtask bench`.
+struct Opts {
+    runs: usize,
+    data_root: PathBuf,
+    upstream: bool,
+    million: bool,
+    quick: bool,
+}
+
+fn parse(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts {
+        runs: 3,
+        data_root: PathBuf::from("/var/tmp/semiont-bench"),
+        upstream: true,
+        million: true,
+        quick: false,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--runs" => {
+                o.runs = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&r| r > 0)
+                    .ok_or("--runs needs a positive number")?;
+            }
+            "--data-root" => {
+                o.data_root = PathBuf::from(it.next().ok_or("--data-root needs a directory")?);
+            }
+            "--no-upstream" => o.upstream = false,
+            "--no-1m" => o.million = false,
+            "--quick" => {
+                o.quick = true;
+                o.runs = 1;
+                o.upstream = false;
+                o.million = false;
+            }
+            other => return Err(format!("bench: unknown option {other:?}")),
+        }
+    }
+    Ok(o)
+}
+
+/// Where the run's JSON lines, logs and profiles go.
+struct Out {
+    dir: PathBuf,
+    commands: Vec<String>,
+    failures: Vec<String>,
+}
+
+impl Out {
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Runs `cmd`, appending its standard output to `jsonl` (standard error
+    /// to the terminal). Fails if it fails.
+    fn run_into(&mut self, what: &str, mut cmd: Command, jsonl: &Path) -> Result<(), String> {
+        let line = describe(&cmd);
+        println!("==> {what}: {line}");
+        if !self.commands.contains(&line) {
+            self.commands.push(line);
+        }
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(jsonl)
+            .map_err(|e| format!("cannot open {}: {e}", jsonl.display()))?;
+        let start = Instant::now();
+        let status = cmd
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::inherit())
+            .status()
+            .map_err(|e| format!("{what}: cannot start: {e}"))?;
+        println!("<== {what}: {:.1}s", start.elapsed().as_secs_f64());
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("{what} failed ({status})"))
+        }
+    }
+
+    /// Like [`Out::run_into`], but a failure is recorded for the report
+    /// and the benchmark goes on.
+    fn keep_going(&mut self, what: &str, cmd: Command, jsonl: &Path) {
+        if let Err(e) = self.run_into(what, cmd, jsonl) {
+            eprintln!("xtask bench: {e}; going on");
+            self.failures.push(e);
+        }
+    }
+}
+
+fn describe(cmd: &Command) -> String {
+    let prog = Path::new(cmd.get_program())
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let mut parts = vec![prog];
+    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    parts.join(" ")
+}
+
+fn have(tool: &str, args: &[&str]) -> bool {
+    Command::new(tool)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn capture(tool: &str, args: &[&str]) -> String {
+    Command::new(tool)
+        .args(args)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Processes using more than 5% CPU now (for "also running").
+fn busy_processes() -> String {
+    let text = capture("ps", &["-eo", "pcpu=,comm=", "--sort=-pcpu"]);
+    let busy: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let (cpu, comm) = l.trim().split_once(' ')?;
+            let cpu: f64 = cpu.parse().ok()?;
+            (cpu >= 5.0).then(|| format!("{} {cpu:.0}%", comm.trim()))
+        })
+        .take(8)
+        .collect();
+    if busy.is_empty() {
+        "nothing above 5% CPU".into()
+    } else {
+        busy.join(", ")
+    }
+}
+
+/// The mount options of the filesystem holding `path`.
+fn mount_options(path: &Path) -> String {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut best = ("", "");
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        if f.len() > 3 && real.starts_with(f[1]) && f[1].len() >= best.0.len() {
+            best = (f[1], f[3]);
+        }
+    }
+    let journal = if Path::new("/proc/fs/jbd2").exists() {
+        ""
+    } else {
+        "; no ext4 journal (no /proc/fs/jbd2)"
+    };
+    format!("{}{journal}", best.1)
+}
+
+fn is_tmpfs(path: &str) -> bool {
+    std::fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            f.len() > 2 && f[1] == path && f[2] == "tmpfs"
+        })
+}
+
+/// `cargo xtask bench`.
+pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
+    let o = parse(args)?;
+    let started = Instant::now();
+    let load_start = loadavg();
+    let concurrent = busy_processes();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| if t.is_absolute() { t } else { root.join(t) })
+        .unwrap_or_else(|| root.join("target"));
+    let mut build = crate::cargo();
+    build.args(["build", "--release", "-j2", "-p", "semiont-jobs-cli"]);
+    crate::run("build (release)", build)?;
+    let exe = target.join("release").join("semiont-jobs");
+    if !exe.exists() {
+        return Err(format!("{} was not built", exe.display()));
+    }
+    let mut out = Out {
+        dir: target.join("bench"),
+        commands: Vec::new(),
+        failures: Vec::new(),
+    };
+    let _ = std::fs::remove_dir_all(&out.dir);
+    std::fs::create_dir_all(&out.dir)
+        .map_err(|e| format!("cannot create {}: {e}", out.dir.display()))?;
+    std::fs::create_dir_all(&o.data_root)
+        .map_err(|e| format!("cannot create {}: {e}", o.data_root.display()))?;
+    let data = o.data_root.display().to_string();
+    let disk = out.file("ours-disk.jsonl");
+    let shm = out.file("ours-tmpfs.jsonl");
+    let ours = |args: &[&str], root: &str| {
+        let mut cmd = Command::new(&exe);
+        cmd.args(args).args(["--root", root]).env_remove("RUST_LOG");
+        cmd
+    };
+    let (n_none, n_sync) = if o.quick {
+        ("2000", "300")
+    } else {
+        ("10000", "2000")
+    };
+    let scales = if o.quick {
+        "1000,10000"
+    } else {
+        "1000,10000,100000"
+    };
+
+    // ---- semiont-jobs on the disk
+    for r in 1..=o.runs {
+        for (mode, n) in [("none", n_none), ("fsync", n_sync), ("batch", n_sync)] {
+            let cmd = ours(
+                &[
+                    "--durability",
+                    mode,
+                    "--json",
+                    "bench",
+                    "--workload",
+                    "w1",
+                    "--jobs",
+                    n,
+                ],
+                &data,
+            );
+            out.keep_going(&format!("W1 {mode} run {r}"), cmd, &disk);
+        }
+    }
+    for r in 1..=o.runs {
+        let cmd = ours(
+            &[
+                "--durability",
+                "none",
+                "--json",
+                "bench",
+                "--workload",
+                "w2",
+                "--scale",
+                scales,
+            ],
+            &data,
+        );
+        out.keep_going(&format!("W2 run {r}"), cmd, &disk);
+    }
+    if o.million {
+        let free_gb = capture("df", &["--output=avail", "-B1G", &data])
+            .lines()
+            .last()
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if free_gb >= 20 {
+            let cmd = ours(
+                &[
+                    "--durability",
+                    "none",
+                    "--json",
+                    "bench",
+                    "--workload",
+                    "w2",
+                    "--scale",
+                    "1000000",
+                ],
+                &data,
+            );
+            out.keep_going("W2 1M (one run)", cmd, &disk);
+        } else {
+            println!("skipping W2 at 1M: {free_gb} GB free in {data}");
+        }
+    }
+    for r in 1..=o.runs {
+        for mode in ["fsync", "none"] {
+            let cmd = ours(
+                &["--durability", mode, "--json", "bench", "--workload", "w3"],
+                &data,
+            );
+            out.keep_going(&format!("W3 {mode} run {r}"), cmd, &disk);
+        }
+    }
+    for r in 1..=o.runs {
+        for mode in ["none", "fsync"] {
+            let cmd = ours(
+                &[
+                    "--durability",
+                    mode,
+                    "--json",
+                    "bench",
+                    "--workload",
+                    "w4",
+                    "--processes",
+                    "1,2,4",
+                    "--jobs",
+                    "2000",
+                ],
+                &data,
+            );
+            out.keep_going(&format!("W4 {mode} run {r}"), cmd, &disk);
+        }
+    }
+
+    // ---- the upstream harness on the same data root
+    let anchor = root.join("..").join("shared").join("anchors").join("node");
+    let upstream = out.file("upstream.jsonl");
+    let mut upstream_skipped = String::new();
+    if !o.upstream {
+        upstream_skipped = "`--no-upstream` was given".into();
+    } else if !anchor.join("bench.mjs").exists() {
+        upstream_skipped = format!("{} is absent", anchor.display());
+    } else if !have("node", &["--version"]) || !have("npm", &["--version"]) {
+        upstream_skipped = "node or npm is not installed".into();
+    } else {
+        let cache = std::env::var("ANCHOR_CACHE").unwrap_or_else(|_| "/tmp/anchor-cache".into());
+        let mut setup = Command::new("bash");
+        setup
+            .arg("setup.sh")
+            .current_dir(&anchor)
+            .env("ANCHOR_CACHE", &cache);
+        crate::run("upstream setup", setup)?;
+        let runs = o.runs.to_string();
+        let node = |extra: &[&str]| {
+            let mut cmd = Command::new("node");
+            cmd.arg("bench.mjs")
+                .args(extra)
+                .args(["--data-root", &data])
+                .current_dir(&anchor)
+                .env("ANCHOR_CACHE", &cache);
+            cmd
+        };
+        // As shipped, W1 drains at ~60-100 jobs/s: one run of it.
+        out.keep_going(
+            "upstream W1 as shipped",
+            node(&["--workload", "w1", "--runs", "1"]),
+            &upstream,
+        );
+        out.keep_going(
+            "upstream W1-nowatch, W2, W3, W3x, W4",
+            node(&[
+                "--workload",
+                "w1nowatch,w2,w3,w3x,w4",
+                "--runs",
+                &runs,
+                "--w4-runs",
+                &runs,
+            ]),
+            &upstream,
+        );
+    }
+
+    // ---- the same code on tmpfs, and profiles
+    let tmpfs_root = "/dev/shm/semiont-bench";
+    let tmpfs = is_tmpfs("/dev/shm") && std::fs::create_dir_all(tmpfs_root).is_ok();
+    if tmpfs {
+        for r in 1..=o.runs {
+            for mode in ["none", "fsync", "batch"] {
+                let cmd = ours(
+                    &[
+                        "--durability",
+                        mode,
+                        "--json",
+                        "bench",
+                        "--workload",
+                        "w1",
+                        "--jobs",
+                        n_none,
+                    ],
+                    tmpfs_root,
+                );
+                out.keep_going(&format!("tmpfs W1 {mode} run {r}"), cmd, &shm);
+            }
+            let cmd = ours(
+                &[
+                    "--durability",
+                    "none",
+                    "--json",
+                    "bench",
+                    "--workload",
+                    "w1",
+                    "--jobs",
+                    n_none,
+                    "--no-watch",
+                ],
+                tmpfs_root,
+            );
+            out.keep_going(&format!("tmpfs W1 none --no-watch run {r}"), cmd, &shm);
+            let cmd = ours(
+                &[
+                    "--durability",
+                    "none",
+                    "--json",
+                    "bench",
+                    "--workload",
+                    "w3,w4",
+                    "--processes",
+                    "1,2,4",
+                ],
+                tmpfs_root,
+            );
+            out.keep_going(&format!("tmpfs W3, W4 run {r}"), cmd, &shm);
+        }
+    }
+    let mut profiles = Vec::new();
+    if have("strace", &["-V"]) {
+        for (name, root_dir, mode) in [
+            ("strace-c-w1-none-disk.txt", data.as_str(), "none"),
+            ("strace-c-w1-fsync-disk.txt", data.as_str(), "fsync"),
+            ("strace-c-w1-none-tmpfs.txt", tmpfs_root, "none"),
+        ] {
+            if root_dir == tmpfs_root && !tmpfs {
+                continue;
+            }
+            let file = out.file(name);
+            let n = if mode == "none" { "2000" } else { "500" };
+            let mut cmd = Command::new("strace");
+            cmd.args(["-c", "-f", "-o"])
+                .arg(&file)
+                .arg(&exe)
+                .args([
+                    "--durability",
+                    mode,
+                    "--json",
+                    "bench",
+                    "--workload",
+                    "w1",
+                    "--jobs",
+                    n,
+                ])
+                .args(["--root", root_dir]);
+            let header = format!(
+                "# {} (N={n}: the whole run, floor included; per job ≈ calls / N)\n",
+                describe(&cmd)
+            );
+            out.keep_going(
+                &format!("profile {name}"),
+                cmd,
+                &out.file("profile-runs.jsonl"),
+            );
+            prepend(&file, &header)?;
+            profiles.push(file);
+        }
+    }
+    if have("perf", &["stat", "-e", "task-clock", "true"]) {
+        for (name, mode, n) in [
+            ("perf-w1-none-disk.txt", "none", "3000"),
+            ("perf-w2-open-disk.txt", "none", ""),
+        ] {
+            let data_file = out.file(&format!("{name}.data"));
+            let mut cmd = Command::new("perf");
+            cmd.args(["record", "-F", "999", "-g", "-o"])
+                .arg(&data_file)
+                .arg("--")
+                .arg(&exe);
+            if n.is_empty() {
+                cmd.args([
+                    "--durability",
+                    mode,
+                    "--json",
+                    "bench",
+                    "--workload",
+                    "w2",
+                    "--scale",
+                    "30000",
+                ]);
+            } else {
+                cmd.args([
+                    "--durability",
+                    mode,
+                    "--json",
+                    "bench",
+                    "--workload",
+                    "w1",
+                    "--jobs",
+                    n,
+                ]);
+            }
+            cmd.args(["--root", &data]);
+            let header = format!(
+                "# {}\n# perf report --no-children --sort symbol (top 40)\n",
+                describe(&cmd)
+            );
+            out.keep_going(
+                &format!("profile {name}"),
+                cmd,
+                &out.file("profile-runs.jsonl"),
+            );
+            let report = capture(
+                "perf",
+                &[
+                    "report",
+                    "-i",
+                    &data_file.display().to_string(),
+                    "--no-children",
+                    "--sort",
+                    "comm,symbol",
+                    "--stdio",
+                    "-g",
+                    "none",
+                ],
+            );
+            let top: Vec<&str> = report
+                .lines()
+                .filter(|l| {
+                    l.trim_start()
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_digit())
+                })
+                .take(40)
+                .map(str::trim_end)
+                .collect();
+            let file = out.file(name);
+            std::fs::write(&file, format!("{header}{}\n", top.join("\n")))
+                .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+            let _ = std::fs::remove_file(&data_file);
+            profiles.push(file);
+        }
+    }
+
+    // ---- the report
+    let load_end = loadavg();
+    let _ = std::fs::remove_dir_all(&o.data_root);
+    if tmpfs {
+        let _ = std::fs::remove_dir_all(tmpfs_root);
+    }
+    let analysis = out.file("analysis.md");
+    std::fs::write(&analysis, include_str!("bench_analysis.md"))
+        .map_err(|e| format!("cannot write {}: {e}", analysis.display()))?;
+    let doc = root.join("docs").join("benchmarks.md");
+    let mut report = Command::new(&exe);
+    report
+        .args(["bench", "--report"])
+        .arg(&doc)
+        .arg("--ours")
+        .arg(&disk)
+        .arg("--analysis")
+        .arg(&analysis);
+    if shm.exists() {
+        report.arg("--ours-tmpfs").arg(&shm);
+    }
+    if upstream.exists() {
+        report.arg("--upstream").arg(&upstream);
+    }
+    for p in &profiles {
+        report.arg("--profile").arg(p);
+    }
+    let elapsed = format!("{:.0} min", started.elapsed().as_secs_f64() / 60.0);
+    let facts = [
+        ("rustc", capture("rustc", &["--version"])),
+        ("data_root", data.clone()),
+        ("mount_options", mount_options(&o.data_root)),
+        ("tmpfs_root", tmpfs_root.to_owned()),
+        ("load_start", load_start),
+        ("load_end", load_end),
+        ("concurrent", concurrent),
+        ("elapsed", elapsed),
+        ("upstream_skipped", upstream_skipped),
+        ("commands", out.commands.join(" ;; ")),
+        ("failures", out.failures.join(" ;; ")),
+    ];
+    for (k, v) in facts {
+        if !v.is_empty() {
+            report.arg("--fact").arg(format!("{k}={v}"));
+        }
+    }
+    crate::run("report", report)?;
+    println!(
+        "wrote {} (raw data in {})",
+        doc.display(),
+        out.dir.display()
+    );
+    Ok(())
+}
+
+fn prepend(file: &Path, header: &str) -> Result<(), String> {
+    let body = std::fs::read_to_string(file).unwrap_or_default();
+    let mut f = File::create(file).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+    f.write_all(header.as_bytes())
+        .and_then(|()| f.write_all(body.as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", file.display()))
+}
