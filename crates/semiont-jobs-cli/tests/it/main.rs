@@ -4,6 +4,7 @@
 mod bench;
 mod commands;
 mod content;
+mod crash_retry;
 mod errors;
 mod hostile;
 mod processes;

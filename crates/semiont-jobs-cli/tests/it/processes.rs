@@ -13,13 +13,13 @@ use crate::support::Env;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// A `work` process whose JSON log events arrive on a channel.
-struct WorkerProc {
+pub(crate) struct WorkerProc {
     child: Option<Child>,
     events: mpsc::Receiver<Value>,
 }
 
 impl WorkerProc {
-    fn start(env: &Env, extra: &[&str]) -> WorkerProc {
+    pub(crate) fn start(env: &Env, extra: &[&str]) -> WorkerProc {
         let mut child = env
             .cmd()
             .args(["--log-format", "json", "work", "--poll-interval", "200"])
@@ -47,7 +47,7 @@ impl WorkerProc {
     }
 
     /// Waits for a log event named `event` (for `job_id`, if given).
-    fn wait_for(&self, event: &str, job_id: Option<&str>) -> Value {
+    pub(crate) fn wait_for(&self, event: &str, job_id: Option<&str>) -> Value {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -70,7 +70,7 @@ impl WorkerProc {
         assert!(ok, "kill {sig}");
     }
 
-    fn wait_exit(mut self) -> std::process::ExitStatus {
+    pub(crate) fn wait_exit(mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -1,0 +1,200 @@
+//! Crash and retry idempotency of the content workers across processes: a
+//! worker killed in the middle of a job, a second worker retrying it, and no
+//! duplicate annotation or second generated document. The model is a stub
+//! server on 127.0.0.1 whose second answer never comes, so the kill lands
+//! mid-job deterministically.
+
+use std::time::Duration;
+
+use semiont_jobs_content::testing::{Reply, StubServer};
+use serde_json::Value;
+
+use crate::processes::WorkerProc;
+use crate::support::Env;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn add_doc(env: &Env, text: &str) {
+    env.ok(&["init"]);
+    let file = env.data.parent().unwrap().join("doc.txt");
+    std::fs::write(&file, text).unwrap();
+    env.ok(&["resources", "add", file.to_str().unwrap()]);
+}
+
+fn model_args(url: &str, types: &str) -> Vec<String> {
+    [
+        "--types",
+        types,
+        "--inference",
+        "ollama",
+        "--model",
+        "stub",
+        "--url",
+        url,
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect()
+}
+
+#[test]
+fn a_detection_job_killed_mid_job_emits_no_duplicates_when_retried() {
+    let rt = runtime();
+    let stub = rt.block_on(StubServer::start()).unwrap();
+    let env = Env::new();
+    add_doc(&env, "Grace Hopper visited Boston.");
+    let id = env.json(&[
+        "enqueue",
+        "detection",
+        "--user",
+        "u",
+        "--resource",
+        "doc",
+        "--entity-type",
+        "Person,Location",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let person = r#"{"entities":[{"text":"Grace Hopper","start":0,"end":12}]}"#;
+    let location = r#"{"entities":[{"text":"Boston","start":20,"end":26}]}"#;
+    stub.push(Reply::ollama_chat(person));
+    stub.push(Reply::ollama_chat(location).delayed(Duration::from_secs(600)));
+
+    let args = model_args(&stub.base_url(), "detection");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = WorkerProc::start(&env, &args);
+    first.wait_for("job.started", Some(&id));
+    // The first answer arrived and its annotation was written; the second
+    // call hangs: the job is in the middle of its second entity type.
+    assert!(rt.block_on(stub.wait_for_request(Duration::from_secs(30))));
+    assert!(rt.block_on(stub.wait_for_request(Duration::from_secs(30))));
+    let before = env.json(&["annotations", "list", "doc"]);
+    assert_eq!(before.as_array().unwrap().len(), 1, "{before}");
+    drop(first); // SIGKILL mid-job
+
+    stub.push(Reply::ollama_chat(person));
+    stub.push(Reply::ollama_chat(location));
+    let mut second_args = args.clone();
+    second_args.push("--exit-when-idle");
+    let second = WorkerProc::start(&env, &second_args);
+    let done = second.wait_for("job.completed", Some(&id));
+    assert_eq!(done["attempt"], 2);
+    assert!(second.wait_exit().success());
+
+    let anns = env.json(&["annotations", "list", "doc"]);
+    let anns = anns.as_array().unwrap();
+    let exact: Vec<&str> = anns
+        .iter()
+        .filter_map(|a| a["target"]["selector"].as_array())
+        .flatten()
+        .filter_map(|s| s["exact"].as_str())
+        .collect();
+    assert_eq!(
+        exact,
+        ["Grace Hopper", "Boston"],
+        "one annotation per mention, none twice"
+    );
+    assert_eq!(
+        anns[0]["id"], before[0]["id"],
+        "the retry wrote the same id again"
+    );
+    let job = env.json(&["get", &id]);
+    assert_eq!(job["status"], "complete");
+    assert_eq!(job["result"]["totalEmitted"], 2);
+}
+
+#[test]
+fn a_generation_job_killed_mid_job_creates_one_document_when_retried() {
+    let rt = runtime();
+    let stub = rt.block_on(StubServer::start()).unwrap();
+    let env = Env::new();
+    add_doc(
+        &env,
+        "Ada Lovelace wrote about the Analytical Engine in London.",
+    );
+    env.ok(&[
+        "enqueue",
+        "detection",
+        "--user",
+        "u",
+        "--resource",
+        "doc",
+        "--entity-type",
+        "Person",
+    ]);
+    env.ok(&[
+        "work",
+        "--types",
+        "detection",
+        "--exit-when-idle",
+        "--poll-interval",
+        "50",
+    ]);
+    let anns = env.json(&["annotations", "list", "doc"]);
+    let reference = anns[0]["id"].as_str().unwrap().to_owned();
+    let id = env.json(&[
+        "enqueue",
+        "generation",
+        "--user",
+        "u",
+        "--reference",
+        &reference,
+        "--source-resource",
+        "doc",
+        "--title",
+        "Ada Lovelace",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let doc = "# Ada Lovelace\n\nAda Lovelace wrote about the Analytical Engine.";
+    stub.push(Reply::ollama_chat(doc).delayed(Duration::from_secs(600)));
+
+    let args = model_args(&stub.base_url(), "generation");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = WorkerProc::start(&env, &args);
+    first.wait_for("job.started", Some(&id));
+    assert!(rt.block_on(stub.wait_for_request(Duration::from_secs(30))));
+    drop(first); // SIGKILL while generating
+
+    stub.push(Reply::ollama_chat(doc));
+    let mut second_args = args.clone();
+    second_args.push("--exit-when-idle");
+    let second = WorkerProc::start(&env, &second_args);
+    let done = second.wait_for("job.completed", Some(&id));
+    assert_eq!(done["attempt"], 2);
+    assert!(second.wait_exit().success());
+
+    let job = env.json(&["get", &id]);
+    assert_eq!(job["status"], "complete");
+    let resources = env.json(&["resources", "list"]);
+    let generated: Vec<&Value> = resources
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["id"].as_str().unwrap().starts_with("gen-"))
+        .collect();
+    assert_eq!(generated.len(), 1, "one document for the job: {resources}");
+    assert_eq!(generated[0]["id"], job["result"]["resourceId"]);
+    // The reference links to it exactly once.
+    let reference_ann = env
+        .json(&["annotations", "list", "doc"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == reference.as_str())
+        .cloned()
+        .unwrap();
+    let links = reference_ann
+        .to_string()
+        .matches(generated[0]["id"].as_str().unwrap())
+        .count();
+    assert_eq!(links, 1, "{reference_ann}");
+}
