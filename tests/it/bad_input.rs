@@ -838,8 +838,8 @@ async fn concurrent_opens_of_one_dir_all_succeed() {
     // between its `mkdir` and its `flock`, and delete it.
     let (_tmp, dir) = fresh().await;
     let mut failures = Vec::new();
-    for round in 0..40 {
-        let opens: Vec<_> = (0..4)
+    for round in 0..100 {
+        let opens: Vec<_> = (0..6)
             .map(|_| {
                 let dir = dir.clone();
                 tokio::spawn(async move { FsStore::open(&dir, support::opts()).await })

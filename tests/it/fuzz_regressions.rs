@@ -37,11 +37,13 @@ async fn job_json_sequence(inputs: &[&[u8]]) {
                 "{e}"
             );
         }
-        assert_eq!(
-            indexed == 1,
-            got.is_ok(),
-            "input {i} in {status}/: the scan counted {indexed} but a read gave {got:?}"
-        );
+        if !known_disagreement(data) {
+            assert_eq!(
+                indexed == 1,
+                got.is_ok(),
+                "input {i} in {status}/: the scan counted {indexed} but a read gave {got:?}"
+            );
+        }
         for s in JobStatus::ALL {
             let _ = std::fs::remove_file(dir.join(s.as_str()).join("job-fuzz.json"));
         }
@@ -53,6 +55,16 @@ async fn job_json_sequence(inputs: &[&[u8]]) {
             "input {i}: forgotten"
         );
     }
+}
+
+/// The inputs the `job_json` target skips (as its `known_disagreement`):
+/// the two store-fs bugs that have their own failing tests below.
+fn known_disagreement(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return true;
+    };
+    serde_json::from_str::<serde_json::Value>(text)
+        .is_ok_and(|v| v.get("maxRetries").is_some_and(serde_json::Value::is_null))
 }
 
 fn clear(dir: &Path) {
@@ -114,8 +126,9 @@ async fn scan_and_read_agree(status: JobStatus, bytes: &[u8]) {
 /// first read quarantines it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fs_scan_indexes_a_job_file_with_invalid_utf8_in_an_unknown_field() {
+    // A running job (the fuzzer dropped it into running/).
     let bytes = include_bytes!("fuzz_job_json_invalid_utf8.bin");
-    job_json_sequence(&[bytes]).await;
+    scan_and_read_agree(JobStatus::Running, bytes).await;
 }
 
 /// The same disagreement, found while reducing the one above (store-fs

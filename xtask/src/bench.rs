@@ -461,55 +461,113 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
             out.keep_going(
                 &format!("profile {name}"),
                 cmd,
-                &out.file("profile-runs.jsonl"),
+                &out.file("profile-runs.txt"),
             );
-            prepend(&file, &header)?;
+            if let Err(e) = prepend(&file, &header) {
+                eprintln!("xtask bench: {e}");
+            }
             profiles.push(file);
         }
     }
+    // A data dir of 30,000 complete jobs kept for profiling the cold open
+    // alone (`semiont-jobs stats` = open + one stats call).
+    let kept_root = o.data_root.join("open-profile");
+    let mut keep = ours(
+        &[
+            "--durability",
+            "none",
+            "--json",
+            "bench",
+            "--workload",
+            "w2",
+            "--scale",
+            "30000",
+            "--keep",
+        ],
+        &kept_root.display().to_string(),
+    );
+    keep.stderr(Stdio::null());
+    let kept = match keep.status() {
+        Ok(st) if st.success() => find_data_dir(&kept_root),
+        _ => None,
+    };
+    if let (Some(dir), true) = (&kept, have("strace", &["-V"])) {
+        let file = out.file("strace-c-open-30k-disk.txt");
+        let mut cmd = Command::new("strace");
+        cmd.args(["-c", "-f", "-o"])
+            .arg(&file)
+            .arg(&exe)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--durability", "none", "stats"]);
+        let header = format!("# {} (cold open of 30,000 complete jobs)\n", describe(&cmd));
+        out.keep_going("profile open (strace)", cmd, &out.file("profile-runs.txt"));
+        if let Err(e) = prepend(&file, &header) {
+            eprintln!("xtask bench: {e}");
+        }
+        profiles.push(file);
+    }
     if have("perf", &["stat", "-e", "task-clock", "true"]) {
-        for (name, mode, n) in [
-            ("perf-w1-none-disk.txt", "none", "3000"),
-            ("perf-w2-open-disk.txt", "none", ""),
-        ] {
+        let w1 = [
+            "--durability",
+            "none",
+            "--json",
+            "bench",
+            "--workload",
+            "w1",
+            "--jobs",
+            "3000",
+            "--root",
+            &data,
+        ];
+        let w4 = [
+            "--durability",
+            "none",
+            "--json",
+            "bench",
+            "--workload",
+            "w4",
+            "--processes",
+            "2",
+            "--jobs",
+            "2000",
+            "--root",
+            &data,
+        ];
+        let kept_dir = kept
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        let open = [
+            "--data-dir",
+            kept_dir.as_str(),
+            "--durability",
+            "none",
+            "stats",
+        ];
+        let mut runs: Vec<(&str, &[&str])> = vec![
+            ("perf-w1-none-disk.txt", &w1[..]),
+            ("perf-w4-2-processes-disk.txt", &w4[..]),
+        ];
+        if kept.is_some() {
+            runs.push(("perf-open-30k-disk.txt", &open[..]));
+        }
+        for (name, args) in runs {
             let data_file = out.file(&format!("{name}.data"));
             let mut cmd = Command::new("perf");
             cmd.args(["record", "-F", "999", "-g", "-o"])
                 .arg(&data_file)
                 .arg("--")
-                .arg(&exe);
-            if n.is_empty() {
-                cmd.args([
-                    "--durability",
-                    mode,
-                    "--json",
-                    "bench",
-                    "--workload",
-                    "w2",
-                    "--scale",
-                    "30000",
-                ]);
-            } else {
-                cmd.args([
-                    "--durability",
-                    mode,
-                    "--json",
-                    "bench",
-                    "--workload",
-                    "w1",
-                    "--jobs",
-                    n,
-                ]);
-            }
-            cmd.args(["--root", &data]);
+                .arg(&exe)
+                .args(args);
             let header = format!(
-                "# {}\n# perf report --no-children --sort symbol (top 40)\n",
+                "# {}\n# perf report --no-children --sort comm,symbol (top 40; comm = thread name)\n",
                 describe(&cmd)
             );
             out.keep_going(
                 &format!("profile {name}"),
                 cmd,
-                &out.file("profile-runs.jsonl"),
+                &out.file("profile-runs.txt"),
             );
             let report = capture(
                 "perf",
@@ -605,4 +663,16 @@ fn prepend(file: &Path, header: &str) -> Result<(), String> {
     f.write_all(header.as_bytes())
         .and_then(|()| f.write_all(body.as_bytes()))
         .map_err(|e| format!("cannot write {}: {e}", file.display()))
+}
+
+/// The data dir (parent of a `jobs/` holding `complete/`) somewhere below `root`.
+fn find_data_dir(root: &Path) -> Option<PathBuf> {
+    if root.join("jobs").join("complete").is_dir() {
+        return Some(root.to_owned());
+    }
+    let entries = std::fs::read_dir(root).ok()?;
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .find_map(|e| find_data_dir(&e.path()))
 }

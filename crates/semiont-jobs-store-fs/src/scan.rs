@@ -39,8 +39,11 @@ struct Probe<'a> {
     error: Option<Cow<'a, str>>,
     #[serde(default)]
     retry_count: u32,
+    // Parsed only so that the probe rejects exactly what `Job` rejects
+    // (`"maxRetries": null` included).
     #[serde(default)]
-    max_retries: Option<u32>,
+    #[allow(dead_code, reason = "validated, not read")]
+    max_retries: u32,
     #[serde(default)]
     progress: Option<serde::de::IgnoredAny>,
     #[serde(default)]
@@ -89,7 +92,10 @@ struct Listing {
 }
 
 fn probe<'a>(buf: &'a [u8], key: &Key, dir: JobStatus) -> Option<Probe<'a>> {
-    let p: Probe<'a> = serde_json::from_slice(buf).ok()?;
+    // Validate UTF-8 first: `from_slice` skips the check inside ignored
+    // values, which the full `Job` parse (keeping unknown fields) does not.
+    let text = std::str::from_utf8(buf).ok()?;
+    let p: Probe<'a> = serde_json::from_str(text).ok()?;
     if p.status != dir || !key.with_str(|id| id == p.id) || JobType::parse(&p.job_type).is_err() {
         return None;
     }

@@ -311,6 +311,21 @@ pub fn write(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
         );
     }
     let _ = writeln!(md);
+    if let Some(over) = med(&none, "staged_floor_jobs_per_s") {
+        let _ = writeln!(
+            md,
+            "Measured in the same runs (durability none, after the queue): the store's own file \
+             pattern as bare system calls — stage a new file, rename the job into its new \
+             directory, then replace it by the staged file — drains **{} jobs/s** when the \
+             replace is a `rename(2)` over the existing file (what the store does), and **{} \
+             jobs/s** when it is `renameat2(RENAME_EXCHANGE)` followed by an unlink of the old \
+             content; the minimal floor drains {} jobs/s and the queue {} jobs/s.\n",
+            int(Some(over)),
+            int(med(&none, "staged_exchange_floor_jobs_per_s")),
+            int(med(&none, "floor_jobs_per_s")),
+            int(med(&none, "drain_jobs_per_s")),
+        );
+    }
     let drain = med(&none, "drain_jobs_per_s");
     let up_best = med(&up_nowatch, "drain_jobs_per_s");
     let up_default = med(&up_shipped, "drain_jobs_per_s");
@@ -713,11 +728,11 @@ pub fn write(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
         );
         let _ = writeln!(
             md,
-            "| W1 durability | runs | create jobs/s | drain jobs/s | floor drain jobs/s | drain / floor | claim µs | complete µs | watcher |"
+            "| W1 durability | N | runs | create jobs/s | drain jobs/s | floor drain jobs/s | drain / floor | claim µs | complete µs | watcher | pattern, rename over / exchange |"
         );
         let _ = writeln!(
             md,
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
         );
         for mode in ["none", "fsync", "batch"] {
             for watch in [true, false] {
@@ -732,7 +747,8 @@ pub fn write(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
                 };
                 let _ = writeln!(
                     md,
-                    "| {mode} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {mode} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    int(med(&rows, "n")),
                     rows.len(),
                     int(med(&rows, "create_jobs_per_s")),
                     int(med(&rows, "drain_jobs_per_s")),
@@ -741,6 +757,14 @@ pub fn write(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
                     num(med(&rows, "claim_us_mean")),
                     num(med(&rows, "complete_us_mean")),
                     if watch { "on" } else { "off (`--no-watch`)" },
+                    match med(&rows, "staged_floor_jobs_per_s") {
+                        Some(x) => format!(
+                            "{} / {}",
+                            int(Some(x)),
+                            int(med(&rows, "staged_exchange_floor_jobs_per_s"))
+                        ),
+                        None => "—".into(),
+                    },
                 );
             }
         }

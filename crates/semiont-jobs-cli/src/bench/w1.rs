@@ -141,6 +141,19 @@ pub async fn run(
         "loadavg1_start": load0,
         "loadavg1_end": load1,
     });
+    if !durable {
+        // Diagnostics after the queue: the queue's file pattern as bare
+        // system calls, with its replace-by-rename, and with an exchange.
+        super::progress(format!("W1 protocol-shaped floors N={n}"));
+        let exchange = staged_floor(&dir.join("staged-exchange"), n, Replace::Exchange)?;
+        let over = staged_floor(&dir.join("staged-rename"), n, Replace::RenameOver)?;
+        let obj = row.as_object_mut().context("a W1 row is an object")?;
+        obj.insert("staged_floor_jobs_per_s".into(), json!(over.round()));
+        obj.insert(
+            "staged_exchange_floor_jobs_per_s".into(),
+            json!(exchange.round()),
+        );
+    }
     let (prefix, suffix) = if durable {
         ("floor_durable", "_durable")
     } else {
@@ -238,4 +251,77 @@ fn floor(dir: &Path, n: usize, durable: bool) -> anyhow::Result<Floor> {
         drain_rate: n as f64 / drain_s,
         lifecycle_rate: n as f64 / (create_s + drain_s),
     })
+}
+
+/// How a staged file replaces the job file in [`staged_floor`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replace {
+    /// `rename(2)` over the existing file (what the store does).
+    RenameOver,
+    /// `renameat2(RENAME_EXCHANGE)`, then unlink the old content.
+    Exchange,
+}
+
+/// `renameat2(old, new, RENAME_EXCHANGE)`.
+fn exchange(old: &Path, new: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::other("path contains NUL"))
+    };
+    let (old, new) = (c(old)?, c(new)?);
+    // SAFETY: two valid NUL-terminated paths; AT_FDCWD and the flag are constants.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            old.as_ptr(),
+            libc::AT_FDCWD,
+            new.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The store's file pattern as bare system calls (no locks, index, JSON or
+/// threads), not durable; returns the drain rate. Create as in [`floor`];
+/// claim = write `tmp/x.r`, rename `pending/x` → `running/x`, replace
+/// `running/x` by `tmp/x.r`; complete = write `tmp/x.c`, rename
+/// `running/x` → `complete/x`, replace `complete/x` by `tmp/x.c`.
+fn staged_floor(dir: &Path, n: usize, how: Replace) -> anyhow::Result<f64> {
+    let sub = |s: &str| dir.join(s);
+    for s in ["tmp", "pending", "running", "complete"] {
+        crate::app::create_private_dir(&sub(s))?;
+    }
+    let (tmp, pending, running, complete) =
+        (sub("tmp"), sub("pending"), sub("running"), sub("complete"));
+    let names: Vec<String> = (0..n).map(|i| format!("job-{i:036}.json")).collect();
+    for (i, name) in names.iter().enumerate() {
+        write_file(&tmp, name, &doc(i, "pending"), false)?;
+        std::fs::rename(tmp.join(name), pending.join(name))?;
+    }
+    let replace = |staged: &Path, target: &Path| -> std::io::Result<()> {
+        match how {
+            Replace::RenameOver => std::fs::rename(staged, target),
+            Replace::Exchange => {
+                exchange(staged, target)?;
+                std::fs::remove_file(staged)
+            }
+        }
+    };
+    let t = Instant::now();
+    for (i, name) in names.iter().enumerate() {
+        let (r, c) = (format!("{name}.r"), format!("{name}.c"));
+        write_file(&tmp, &r, &doc(i, "running"), false)?;
+        std::fs::rename(pending.join(name), running.join(name))?;
+        replace(&tmp.join(&r), &running.join(name))?;
+        write_file(&tmp, &c, &doc(i, "complete"), false)?;
+        std::fs::rename(running.join(name), complete.join(name))?;
+        replace(&tmp.join(&c), &complete.join(name))?;
+    }
+    Ok(n as f64 / t.elapsed().as_secs_f64())
 }
