@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -74,6 +74,9 @@ pub(crate) struct Inner {
     pub index: Mutex<Index>,
     pub tx: broadcast::Sender<JobChange>,
     pub seq: AtomicU64,
+    /// Whether `renameat2(RENAME_EXCHANGE)` works here (cleared at the
+    /// first `EINVAL`).
+    pub exchange_ok: AtomicBool,
     pub quarantined: AtomicU64,
     pub workers: Mutex<HashMap<String, Registered>>,
 }
@@ -228,8 +231,8 @@ impl Inner {
     /// (the caller holds the job lock and has checked the precondition):
     /// 1. write the new content to `tmp/<instance>/<id>.<to>.<n>`
     ///    (`fdatasync` when durable), 2. rename `from/<id>.json` to
-    ///    `to/<id>.json` (no replace), 3. rename the staged file over it,
-    ///    4. `fsync` both directories when durable. Returns the published
+    ///    `to/<id>.json` (no replace), 3. replace it by the staged file
+    ///    ([`Inner::replace`]), 4. `fsync` both directories when durable. Returns the published
     ///    inode. `from == to` (an update in place) skips step 2.
     ///    `durability` says which of the syncs happen.
     pub fn move_job(
@@ -270,7 +273,7 @@ impl Inner {
             }
             step(op, "moved");
         }
-        if let Err(e) = sys::rename(&self.tmp, &staged, self.dir(to), &name, false) {
+        if let Err(e) = self.replace(&staged, to, &name, durability, op) {
             // Put the job back where it was, with its old content.
             if from != to {
                 let _ = sys::rename(self.dir(to), &name, self.dir(from), &name, true);
@@ -290,6 +293,50 @@ impl Inner {
             }
         }
         Ok(ino)
+    }
+
+    /// Step 3 of [`Inner::move_job`]: publishes the staged file as
+    /// `to/<name>`, replacing the file there.
+    ///
+    /// Usually an exchange (`renameat2(RENAME_EXCHANGE)`) followed by an
+    /// unlink of the staged name, which then holds the old content: on ext4
+    /// a `rename(2)` over an existing file makes the kernel start writing
+    /// the renamed file back at once (`auto_da_alloc`), and the replaced
+    /// file's freshly allocated blocks are then freed (with `discard`,
+    /// synchronously); an exchange does neither. A plain rename over the
+    /// file is kept where that flush is the only power-loss protection the
+    /// content has: an unsynced rewrite (progress, heartbeat) in durable
+    /// mode. It is also the fallback on filesystems without exchange.
+    /// Recovery never rolls an exchanged-out file forward: see
+    /// docs/storage-format.md ("Staged files").
+    fn replace(
+        &self,
+        staged: &str,
+        to: JobStatus,
+        name: &str,
+        durability: Sync,
+        op: &str,
+    ) -> io::Result<()> {
+        let want_flush = self.opts.sync() && durability == Sync::Nothing;
+        if !want_flush && self.exchange_ok.load(Ordering::Relaxed) {
+            match sys::exchange(&self.tmp, staged, self.dir(to), name) {
+                Ok(()) => {
+                    step(op, "exchanged");
+                    if let Err(e) = self.tmp.unlink(staged) {
+                        // Only the old content is lost to the cleanup; the
+                        // staging directory is emptied at the next open.
+                        tracing::debug!(file = %self.tmp.join(staged).display(), error = %e, "cannot remove an exchanged-out file");
+                    }
+                    return Ok(());
+                }
+                Err(e) if sys::is_unsupported(&e) => {
+                    tracing::debug!(dir = %self.dir(to).path().display(), "renameat2(RENAME_EXCHANGE) unsupported; replacing by rename");
+                    self.exchange_ok.store(false, Ordering::Relaxed);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        sys::rename(&self.tmp, staged, self.dir(to), name, false)
     }
 
     /// Moves `dir/<name>` to `quarantine/<origin>.<name>.<unique>` and writes

@@ -133,13 +133,6 @@ impl Layout {
         &self.status[status.index()]
     }
 
-    /// The status whose directory is `path`, if any.
-    pub fn status_of_dir(&self, path: &Path) -> Option<JobStatus> {
-        JobStatus::ALL
-            .into_iter()
-            .find(|s| self.status[s.index()].path() == path)
-    }
-
     /// The root path.
     pub fn root_path(&self) -> &Path {
         self.root.path()

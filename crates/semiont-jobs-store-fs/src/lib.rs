@@ -54,7 +54,7 @@ mod workers;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -80,7 +80,7 @@ use crate::layout::{Layout, Stripes, RECOVERY_LOCK};
 /// rescans, recovery passes) stops when it is dropped.
 pub struct FsStore {
     inner: Arc<Inner>,
-    _watcher: Option<notify::RecommendedWatcher>,
+    _watcher: Option<watch::Watcher>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -114,13 +114,7 @@ impl Drop for Inner {
     }
 }
 
-type Opened = (
-    Inner,
-    Option<(
-        notify::RecommendedWatcher,
-        std::sync::mpsc::Receiver<notify::Result<notify::Event>>,
-    )>,
-);
+type Opened = (Inner, Option<(watch::Watcher, watch::Started)>);
 
 fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, OpenError> {
     let layout = Layout::open(&root)?;
@@ -168,6 +162,7 @@ fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, 
         index: Mutex::new(Index::default()),
         tx: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
         seq: AtomicU64::new(0),
+        exchange_ok: AtomicBool::new(true),
         quarantined: AtomicU64::new(0),
         workers: Mutex::new(HashMap::new()),
     };
@@ -245,8 +240,8 @@ impl FsStore {
         let inner = Arc::new(inner);
         let mut tasks = Vec::new();
         let watcher = match watch {
-            Some((watcher, rx)) => {
-                watch::spawn_processor(Arc::downgrade(&inner), rx)
+            Some((watcher, started)) => {
+                watch::spawn_processor(Arc::downgrade(&inner), started)
                     .map_err(|e| OpenError::io("start the watcher for", &root, e))?;
                 Some(watcher)
             }

@@ -395,6 +395,23 @@ pub(crate) fn rename(
     noreplace: bool,
 ) -> io::Result<()> {
     let flags = if noreplace { libc::RENAME_NOREPLACE } else { 0 };
+    renameat2(from, from_name, to, to_name, flags)
+}
+
+/// `renameat2(RENAME_EXCHANGE)`: atomically swaps two existing names.
+/// `EINVAL` when the filesystem does not support it (see
+/// [`is_unsupported`]).
+pub(crate) fn exchange(a: &Dir, a_name: &str, b: &Dir, b_name: &str) -> io::Result<()> {
+    renameat2(a, a_name, b, b_name, libc::RENAME_EXCHANGE)
+}
+
+fn renameat2(
+    from: &Dir,
+    from_name: &str,
+    to: &Dir,
+    to_name: &str,
+    flags: libc::c_uint,
+) -> io::Result<()> {
     with_cstr(from_name, |a| {
         with_cstr(to_name, |b| {
             // SAFETY: valid dirfds and NUL-terminated names.
@@ -410,6 +427,12 @@ pub(crate) fn rename(
             .map(drop)
         })
     })
+}
+
+/// Whether an IO error says the filesystem does not support a `renameat2`
+/// flag (`EINVAL`, or `ENOSYS` on very old kernels).
+pub(crate) fn is_unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS))
 }
 
 /// The effective user id of this process.

@@ -1,143 +1,219 @@
-//! The directory watcher: `notify` events on the status directories are
-//! hints. Each names a job whose file appeared or vanished; when the index
-//! disagrees with the disk, the job is re-read under its lock, the index
-//! corrected, and an `External` change event sent. Overflows and watcher
-//! errors trigger a full rescan.
+//! The directory watcher: inotify events on the status directories are
+//! hints. Each names a job whose file appeared in or vanished from a
+//! status directory; when the index disagrees with the disk, the job is
+//! re-read under its lock, the index corrected, and an `External` change
+//! event sent. Overflows and watcher errors trigger a full rescan.
+//!
+//! The watch mask is only what can change which jobs a directory holds:
+//! `IN_MOVED_TO`, `IN_MOVED_FROM`, `IN_CREATE`, `IN_DELETE` and
+//! `IN_CLOSE_WRITE` (a foreign writer that writes a file in place). Opens,
+//! reads and attribute changes of job files — every process reads them
+//! all the time — are not even queued by the kernel.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
 use std::path::Path;
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
-use notify::event::{AccessKind, EventKind, ModifyKind};
-use notify::{Event, RecommendedWatcher, RecursiveMode, Watcher};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 use semiont_jobs_model::{JobStatus, JobType, Transition};
 use semiont_jobs_store::{ChangeKind, ChangeOrigin};
 
 use crate::inner::Inner;
 use crate::key::Key;
 
-/// Most events handled before looking at the channel again.
-const BATCH: usize = 4096;
-/// How long a burst of events is collected before it is handled (a delay
-/// subscribers see on external changes).
-const COALESCE: std::time::Duration = std::time::Duration::from_millis(2);
+/// Bytes read from the inotify descriptor at once (a few hundred events).
+const BUFFER: usize = 64 * 1024;
 
-/// Starts watching the status directories; events queue in the returned
-/// receiver until [`spawn_processor`] consumes them.
-pub(crate) fn start(
-    inner: &Inner,
-) -> notify::Result<(RecommendedWatcher, Receiver<notify::Result<Event>>)> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<Event>| {
-        // Reads of job files (ours and everyone's) are events too: drop
-        // them here, before they cost a channel slot and a wake-up.
-        if let Ok(e) = &ev {
-            if ignored(&e.kind) && !e.need_rescan() {
-                return;
-            }
-        }
-        let _ = tx.send(ev);
-    })?;
-    for status in JobStatus::ALL {
-        watcher.watch(inner.dir(status).path(), RecursiveMode::NonRecursive)?;
-    }
-    Ok((watcher, rx))
+/// What events for one job in one directory said, within one read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Seen {
+    /// Only that the file appeared (moved in, created, written).
+    Appeared,
+    /// Only that the file vanished (moved out, deleted).
+    Vanished,
+    /// Both, in some order.
+    Both,
 }
 
-/// Runs the event loop on its own thread until the watcher is dropped or
-/// the store is gone.
-pub(crate) fn spawn_processor(
-    inner: Weak<Inner>,
-    rx: Receiver<notify::Result<Event>>,
-) -> std::io::Result<JoinHandle<()>> {
+impl Seen {
+    fn of(mask: EventMask) -> Option<Seen> {
+        let appeared =
+            mask.intersects(EventMask::MOVED_TO | EventMask::CREATE | EventMask::CLOSE_WRITE);
+        let vanished = mask.intersects(EventMask::MOVED_FROM | EventMask::DELETE);
+        match (appeared, vanished) {
+            (true, true) => Some(Seen::Both),
+            (true, false) => Some(Seen::Appeared),
+            (false, true) => Some(Seen::Vanished),
+            (false, false) => None,
+        }
+    }
+
+    fn merge(self, other: Seen) -> Seen {
+        if self == other {
+            self
+        } else {
+            Seen::Both
+        }
+    }
+}
+
+/// The running watch: dropping it stops the event thread.
+#[derive(Debug)]
+pub(crate) struct Watcher {
+    watches: Watches,
+    wds: Vec<WatchDescriptor>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Removing a watch queues an `IN_IGNORED` event, which wakes the
+        // event thread's blocking read; it then sees `stop` and exits.
+        for wd in self.wds.drain(..) {
+            let _ = self.watches.remove(wd);
+        }
+    }
+}
+
+/// A watch whose events queue in the kernel until [`spawn_processor`]
+/// consumes them.
+pub(crate) struct Started {
+    inotify: Inotify,
+    dirs: HashMap<i32, JobStatus>,
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Started").field("dirs", &self.dirs).finish()
+    }
+}
+
+/// Starts watching the status directories.
+pub(crate) fn start(inner: &Inner) -> io::Result<(Watcher, Started)> {
+    let inotify = Inotify::init()?;
+    let mut watches = inotify.watches();
+    let mask = WatchMask::MOVED_TO
+        | WatchMask::MOVED_FROM
+        | WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::CLOSE_WRITE
+        | WatchMask::ONLYDIR
+        | WatchMask::DONT_FOLLOW;
+    let mut wds = Vec::new();
+    let mut dirs = HashMap::new();
+    for status in JobStatus::ALL {
+        let wd = watches.add(inner.dir(status).path(), mask)?;
+        dirs.insert(wd.get_watch_descriptor_id(), status);
+        wds.push(wd);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    Ok((
+        Watcher {
+            watches,
+            wds,
+            stop: stop.clone(),
+        },
+        Started {
+            inotify,
+            dirs,
+            stop,
+        },
+    ))
+}
+
+/// Runs the event loop on its own thread until the [`Watcher`] is dropped
+/// or the store is gone.
+pub(crate) fn spawn_processor(inner: Weak<Inner>, started: Started) -> io::Result<JoinHandle<()>> {
+    let Started {
+        mut inotify,
+        dirs,
+        stop,
+    } = started;
     std::thread::Builder::new()
         .name("semiont-jobs-fs-watch".into())
-        .spawn(move || loop {
-            let Ok(first) = rx.recv() else { return };
-            // Events come in bursts (a transition is several): let the
-            // burst finish, then handle it at once, each job once.
-            std::thread::sleep(COALESCE);
-            let Some(inner) = inner.upgrade() else { return };
-            let mut batch = vec![first];
+        .spawn(move || {
+            let mut buf = vec![0u8; BUFFER];
             loop {
-                match rx.try_recv() {
-                    Ok(ev) => {
-                        batch.push(ev);
-                        if batch.len() >= BATCH {
-                            break;
+                let events = match inotify.read_events_blocking(&mut buf) {
+                    Ok(events) => events,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "directory watcher failed; changes by other processes show up at rescans only");
+                        return;
+                    }
+                };
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Some(inner) = inner.upgrade() else { return };
+                let mut rescan = false;
+                let mut hints: Vec<(JobStatus, Key, Seen)> = Vec::new();
+                let mut at: HashMap<(JobStatus, Key), usize> = HashMap::new();
+                for ev in events {
+                    if ev.mask.contains(EventMask::Q_OVERFLOW) {
+                        rescan = true;
+                        continue;
+                    }
+                    let Some(&status) = dirs.get(&ev.wd.get_watch_descriptor_id()) else {
+                        continue;
+                    };
+                    if ev
+                        .mask
+                        .intersects(EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF)
+                    {
+                        tracing::warn!(status = %status, "a status directory stopped being watched (removed or moved?); rescanning");
+                        rescan = true;
+                        continue;
+                    }
+                    let (Some(seen), Some(key)) = (Seen::of(ev.mask), ev.name.and_then(key_of))
+                    else {
+                        continue;
+                    };
+                    match at.get(&(status, key.clone())) {
+                        Some(&i) => hints[i].2 = hints[i].2.merge(seen),
+                        None => {
+                            at.insert((status, key.clone()), hints.len());
+                            hints.push((status, key, seen));
                         }
                     }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => break,
+                }
+                if rescan {
+                    if let Err(e) = inner.rescan(true) {
+                        tracing::warn!(error = %e, "rescan failed");
+                    }
+                    continue;
+                }
+                for (status, key, seen) in hints {
+                    inner.hint(status, &key, seen);
                 }
             }
-            process(&inner, batch);
         })
 }
 
-fn process(inner: &Arc<Inner>, batch: Vec<notify::Result<Event>>) {
-    let mut rescan = false;
-    let mut seen: HashSet<(JobStatus, Key)> = HashSet::new();
-    let mut hints = Vec::new();
-    for ev in batch {
-        let ev = match ev {
-            Ok(ev) => ev,
-            Err(e) => {
-                tracing::warn!(error = %e, "directory watcher error; rescanning");
-                rescan = true;
-                continue;
-            }
-        };
-        if ev.need_rescan() {
-            rescan = true;
-            continue;
-        }
-        if ignored(&ev.kind) {
-            continue;
-        }
-        for path in &ev.paths {
-            if let Some((status, key, name)) = parse_path(inner, path) {
-                if seen.insert((status, key.clone())) {
-                    hints.push((status, key, name));
-                }
-            }
-        }
-    }
-    if rescan {
-        if let Err(e) = inner.rescan(true) {
-            tracing::warn!(error = %e, "rescan failed");
-        }
-        return;
-    }
-    for (status, key, name) in hints {
-        inner.hint(status, &key, &name);
-    }
-}
-
-/// Events that never mean a job file appeared, vanished or changed.
-fn ignored(kind: &EventKind) -> bool {
-    matches!(
-        kind,
-        EventKind::Access(AccessKind::Open(_))
-            | EventKind::Access(AccessKind::Read)
-            | EventKind::Access(AccessKind::Close(notify::event::AccessMode::Read))
-            | EventKind::Modify(ModifyKind::Metadata(_))
-    )
-}
-
-fn parse_path(inner: &Inner, path: &Path) -> Option<(JobStatus, Key, String)> {
-    let status = inner.layout.status_of_dir(path.parent()?)?;
-    let name = path.file_name()?.to_str()?;
-    let key = Key::from_file_name(name)?;
-    Some((status, key, name.to_owned()))
+fn key_of(name: &OsStr) -> Option<Key> {
+    Key::from_file_name(Path::new(name).to_str()?)
 }
 
 impl Inner {
-    /// Whether what the disk shows for `status/<name>` differs from the index.
-    fn hint_needs_look(&self, status: JobStatus, key: &Key, name: &str) -> bool {
-        let on_disk = self.dir(status).stat(name).ok().flatten();
+    /// Whether what the disk shows for `status/<key>.json` may differ from
+    /// the index, given what the events said (`seen`). Events that only
+    /// confirm the index (a file appeared where the index has it, vanished
+    /// from where the index does not have it) need no look at the disk; a
+    /// later event reports any later change.
+    fn hint_needs_look(&self, status: JobStatus, key: &Key, seen: Seen) -> bool {
+        let indexed = self.ix().status(key);
+        match (indexed == Some(status), seen) {
+            (true, Seen::Appeared) if status != JobStatus::Running => return false,
+            (false, Seen::Vanished) => return false,
+            _ => {}
+        }
+        let on_disk = self.dir(status).stat(&key.file_name()).ok().flatten();
         let ix = self.ix();
         match (on_disk, ix.status(key)) {
             (Some(info), Some(s)) if s == status => {
@@ -150,12 +226,12 @@ impl Inner {
     }
 
     /// Handles one hint: "something happened to `key` in `status`".
-    pub(crate) fn hint(&self, status: JobStatus, key: &Key, name: &str) {
-        if !self.hint_needs_look(status, key, name) {
+    pub(crate) fn hint(&self, status: JobStatus, key: &Key, seen: Seen) {
+        if !self.hint_needs_look(status, key, seen) {
             return;
         }
         let Ok(_g) = self.lock(key) else { return };
-        if !self.hint_needs_look(status, key, name) {
+        if !self.hint_needs_look(status, key, Seen::Both) {
             return;
         }
         let old_type = self.ix().job_type(key).and_then(|t| JobType::parse(t).ok());
