@@ -2,7 +2,7 @@
 //! reading and judging a job file, loading a job under its lock, the
 //! staged move (stage → rename → replace), quarantine, and change events.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +29,9 @@ pub(crate) fn step(op: &str, what: &str) {
     #[cfg(not(feature = "fault-injection"))]
     let _ = (op, what);
 }
+
+/// Most spare files an instance keeps.
+const MAX_SPARES: usize = 32;
 
 /// Which syncs a staged move makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +80,8 @@ pub(crate) struct Inner {
     /// Whether `renameat2(RENAME_EXCHANGE)` works here (cleared at the
     /// first `EINVAL`).
     pub exchange_ok: AtomicBool,
+    /// Spare files in `tmp`, oldest first (see [`Inner::stage`]).
+    pub spares: Mutex<VecDeque<String>>,
     pub quarantined: AtomicU64,
     pub workers: Mutex<HashMap<String, Registered>>,
 }
@@ -246,13 +251,18 @@ impl Inner {
         let to = job.status;
         let name = key.file_name();
         let staged = self.staged_name(key, to.as_str());
+        // Spares only for content headed to `pending/` or a claim's
+        // `running/`: a finished file always gets a fresh inode (what the
+        // index snapshot relies on), and so does an update in place (what
+        // watchers of a running job compare).
+        let spare_ok = to == JobStatus::Pending || (to == JobStatus::Running && from != to);
         let ino = self
-            .tmp
-            .create_write(
+            .stage(
                 &staged,
                 &job.to_json(),
                 durability != Sync::Nothing,
                 to == JobStatus::Running,
+                spare_ok,
             )
             .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
         step(op, "staged");
@@ -295,6 +305,68 @@ impl Inner {
         Ok(ino)
     }
 
+    /// Writes `data` to the new staged file `name` in this instance's
+    /// staging directory: into a spare file when `spare_ok` and one is at
+    /// hand (rewritten in place, then renamed to `name`), else into a new
+    /// file. Returns the inode when `want_ino` (else 0).
+    ///
+    /// Spares are the files an exchange swapped out (see
+    /// [`Inner::recycle`]). On ext4 without a journal, creating a file where
+    /// files were freed recently is slow (the inode allocator skips
+    /// recently freed inodes), and so is freeing one whose blocks were
+    /// written (with `discard`); a spare does neither.
+    pub fn stage(
+        &self,
+        name: &str,
+        data: &[u8],
+        sync: bool,
+        want_ino: bool,
+        spare_ok: bool,
+    ) -> io::Result<u64> {
+        if spare_ok {
+            let spare = self.spares().pop_front();
+            if let Some(spare) = spare {
+                let reused = self.tmp.rewrite(&spare, data, sync).and_then(|ino| {
+                    sys::rename(&self.tmp, &spare, &self.tmp, name, true).map(|()| ino)
+                });
+                match reused {
+                    Ok(ino) => return Ok(if want_ino { ino } else { 0 }),
+                    Err(e) => {
+                        tracing::debug!(file = %self.tmp.join(&spare).display(), error = %e, "cannot reuse a spare file");
+                        let _ = self.tmp.unlink(&spare);
+                    }
+                }
+            }
+        }
+        self.tmp.create_write(name, data, sync, want_ino)
+    }
+
+    /// Keeps the exchanged-out file `staged` (old content, in this
+    /// instance's staging directory) as a spare for [`Inner::stage`],
+    /// renamed to `spare.<n>` (a name recovery treats as junk), or deletes
+    /// it when there are enough spares.
+    fn recycle(&self, staged: &str) {
+        let mut spares = self.spares();
+        if spares.len() < MAX_SPARES {
+            let spare = format!("spare.{}", self.seq.fetch_add(1, Ordering::Relaxed));
+            if sys::rename(&self.tmp, staged, &self.tmp, &spare, true).is_ok() {
+                spares.push_back(spare);
+                return;
+            }
+        }
+        drop(spares);
+        if let Err(e) = self.tmp.unlink(staged) {
+            // Only the old content is left behind; the staging directory
+            // is emptied when the store closes or by the next open's
+            // recovery after a crash.
+            tracing::debug!(file = %self.tmp.join(staged).display(), error = %e, "cannot remove an exchanged-out file");
+        }
+    }
+
+    fn spares(&self) -> MutexGuard<'_, VecDeque<String>> {
+        self.spares.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Step 3 of [`Inner::move_job`]: publishes the staged file as
     /// `to/<name>`, replacing the file there.
     ///
@@ -322,11 +394,7 @@ impl Inner {
             match sys::exchange(&self.tmp, staged, self.dir(to), name) {
                 Ok(()) => {
                     step(op, "exchanged");
-                    if let Err(e) = self.tmp.unlink(staged) {
-                        // Only the old content is lost to the cleanup; the
-                        // staging directory is emptied at the next open.
-                        tracing::debug!(file = %self.tmp.join(staged).display(), error = %e, "cannot remove an exchanged-out file");
-                    }
+                    self.recycle(staged);
                     return Ok(());
                 }
                 Err(e) if sys::is_unsupported(&e) => {

@@ -163,6 +163,7 @@ fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, 
         tx: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
         seq: AtomicU64::new(0),
         exchange_ok: AtomicBool::new(true),
+        spares: Mutex::new(std::collections::VecDeque::new()),
         quarantined: AtomicU64::new(0),
         workers: Mutex::new(HashMap::new()),
     };

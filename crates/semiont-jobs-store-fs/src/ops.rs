@@ -102,12 +102,12 @@ impl Inner {
         let key = Key::of(&job.id);
         let staged = self.staged_name(&key, "create");
         let ino = self
-            .tmp
-            .create_write(
+            .stage(
                 &staged,
                 &job.to_json(),
                 self.opts.sync(),
                 job.status == JobStatus::Running,
+                job.status == JobStatus::Pending,
             )
             .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
         step("create", "staged");
@@ -125,11 +125,12 @@ impl Inner {
         for job in jobs {
             let key = Key::of(&job.id);
             let name = self.staged_name(&key, "create");
-            match self.tmp.create_write(
+            match self.stage(
                 &name,
                 &job.to_json(),
                 false,
                 job.status == JobStatus::Running,
+                job.status == JobStatus::Pending,
             ) {
                 Ok(ino) => staged.push((key, name, ino)),
                 Err(e) => {

@@ -278,6 +278,35 @@ impl Dir {
         }
     }
 
+    /// Rewrites the existing file `name` with `data` without truncating it
+    /// to zero first (on ext4 a truncate to zero makes the close flush the
+    /// file: `auto_da_alloc`): writes from offset 0, then shortens the file
+    /// to `data`'s length. Optionally `fdatasync`s it. Returns its inode.
+    pub fn rewrite(&self, name: &str, data: &[u8], sync: bool) -> io::Result<u64> {
+        use std::os::unix::fs::FileExt;
+        let fd = with_cstr(name, |c| {
+            // SAFETY: valid dirfd and NUL-terminated name.
+            cvt(unsafe {
+                libc::openat(
+                    self.fd.as_raw_fd(),
+                    c.as_ptr(),
+                    libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            })
+        })?;
+        // SAFETY: fresh descriptor from openat, owned here.
+        let file = unsafe { File::from_raw_fd(fd) };
+        file.write_all_at(data, 0)?;
+        let info = fstat(file.as_raw_fd())?;
+        if info.size > data.len() as u64 {
+            file.set_len(data.len() as u64)?;
+        }
+        if sync {
+            file.sync_data()?;
+        }
+        Ok(info.ino)
+    }
+
     /// Opens (creating if needed, mode 0600) a file for reading and writing,
     /// never following a symlink.
     pub fn open_rw(&self, name: &str, create: bool) -> io::Result<File> {

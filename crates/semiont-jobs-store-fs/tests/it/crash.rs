@@ -116,11 +116,16 @@ async fn reopen_and_check(
         .unwrap();
     let disk = Disk::read(dir);
     let jobs = disk.single();
-    // Staged files: only none (this store's own directory is empty).
+    // Staged files: none; spares: only in this store's own directory (the
+    // crashed instance's directory is gone).
     assert!(
         disk.staged.is_empty(),
         "staged leftovers: {:?}",
         disk.staged
+    );
+    assert_eq!(
+        disk.tmp_dirs, 1,
+        "only the reopened store's staging directory"
     );
     assert_eq!(
         disk.quarantined.len(),

@@ -8,6 +8,7 @@ mod crash;
 mod multiprocess;
 mod notify;
 mod open;
+mod spares;
 mod support;
 mod torture;
 

@@ -90,8 +90,13 @@ pub fn killed(status: &ExitStatus) -> bool {
 pub struct Disk {
     /// Every job file, by id: (directory, parsed content).
     pub jobs: BTreeMap<String, Vec<(JobStatus, Job)>>,
-    /// Files in `tmp/` subdirectories (and stray entries in `tmp/`).
+    /// Files in `tmp/` subdirectories (and stray entries in `tmp/`),
+    /// except spares.
     pub staged: Vec<PathBuf>,
+    /// Spare files (`spare.<n>`) in `tmp/` subdirectories.
+    pub spares: Vec<PathBuf>,
+    /// Subdirectories of `tmp/` (one per live or unrecovered instance).
+    pub tmp_dirs: usize,
     /// Entries in `quarantine/` that are not `.reason` files.
     pub quarantined: Vec<String>,
 }
@@ -124,8 +129,14 @@ impl Disk {
         for entry in std::fs::read_dir(dir.join("tmp")).unwrap() {
             let entry = entry.unwrap();
             if entry.file_type().unwrap().is_dir() {
+                disk.tmp_dirs += 1;
                 for f in std::fs::read_dir(entry.path()).unwrap() {
-                    disk.staged.push(f.unwrap().path());
+                    let f = f.unwrap();
+                    if f.file_name().to_string_lossy().starts_with("spare.") {
+                        disk.spares.push(f.path());
+                    } else {
+                        disk.staged.push(f.path());
+                    }
                 }
             } else {
                 disk.staged.push(entry.path());

@@ -1,0 +1,106 @@
+//! Spare files: the staging directory's recycled files never leak old
+//! content into a published job, are shortened when the new content is
+//! smaller, stay bounded in number, and go away with the store.
+
+use std::time::Duration;
+
+use semiont_jobs_model::{Job, JobId, JobStatus, NewJob, Timestamp};
+use semiont_jobs_store::{Expect, JobStore};
+use semiont_jobs_store_fs::FsStore;
+use serde_json::json;
+
+use crate::support::{self, claim_req, finished, Disk};
+
+const DAY: Duration = Duration::from_secs(86_400);
+
+fn job_with_blob(bytes: usize) -> Job {
+    NewJob::custom("noop", "u1", json!({ "blob": "x".repeat(bytes) }))
+        .unwrap()
+        .into_job(JobId::generate(), Timestamp::now(), 3)
+        .unwrap()
+}
+
+/// Big jobs first, then small ones: every small job's files are written
+/// into spares that held a big document, and must read back exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recycled_files_hold_exactly_the_new_content() {
+    let tmp = support::tempdir();
+    let dir = tmp.path().join("jobs");
+    let store = FsStore::open(&dir, support::opts()).await.unwrap();
+    let mut jobs = Vec::new();
+    for i in 0..120 {
+        let job = if i < 40 {
+            job_with_blob(64 * 1024)
+        } else {
+            job_with_blob(i)
+        };
+        store.create(&job).await.unwrap();
+        jobs.push(job);
+        // Interleave claims and completions with creates so that creates,
+        // claims and requeues all draw on the spares.
+        if i % 3 == 2 {
+            let running = store
+                .claim(&claim_req("w1", Timestamp::now(), DAY))
+                .await
+                .unwrap()
+                .expect("a pending job");
+            let disk = Disk::read(&dir);
+            let (status, on_disk) = &disk.single()[running.id.as_str()];
+            assert_eq!((*status, on_disk), (JobStatus::Running, &running));
+            let mut back = running.clone();
+            back.status = JobStatus::Pending;
+            back.worker_id = None;
+            back.lease_expires_at = None;
+            if i % 2 == 0 {
+                store
+                    .transition(Expect::running(running.attempt), &back)
+                    .await
+                    .unwrap();
+            } else {
+                store
+                    .transition(
+                        Expect::running(running.attempt),
+                        &finished(running.clone(), JobStatus::Complete),
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    while let Some(j) = store
+        .claim(&claim_req("w1", Timestamp::now(), DAY))
+        .await
+        .unwrap()
+    {
+        store
+            .transition(
+                Expect::running(j.attempt),
+                &finished(j.clone(), JobStatus::Complete),
+            )
+            .await
+            .unwrap();
+    }
+    // Every file parses (Disk::read panics on a torn or padded file) and
+    // holds its job's own parameters.
+    let disk = Disk::read(&dir);
+    let on_disk = disk.single();
+    for job in &jobs {
+        let (status, content) = &on_disk[job.id.as_str()];
+        assert_eq!(*status, JobStatus::Complete);
+        assert_eq!(content.params, job.params, "{}", job.id);
+    }
+    assert!(!disk.spares.is_empty(), "transitions leave spares");
+    assert!(
+        disk.spares.len() <= 32,
+        "spares are bounded: {}",
+        disk.spares.len()
+    );
+    assert!(disk.staged.is_empty(), "{:?}", disk.staged);
+    drop(store);
+    let disk = Disk::read(&dir);
+    assert_eq!(
+        (disk.tmp_dirs, disk.spares.len()),
+        (0, 0),
+        "closing removes them"
+    );
+}
