@@ -251,11 +251,13 @@ impl Inner {
         let to = job.status;
         let name = key.file_name();
         let staged = self.staged_name(key, to.as_str());
-        // Spares only for content headed to `pending/` or a claim's
-        // `running/`: a finished file always gets a fresh inode (what the
-        // index snapshot relies on), and so does an update in place (what
-        // watchers of a running job compare).
-        let spare_ok = to == JobStatus::Pending || (to == JobStatus::Running && from != to);
+        // Spares for every move, not for an update in place (what watchers
+        // of a running job compare is the inode).
+        let spare_ok = from != to;
+        // A file that was a finished job's is never recycled: an inode
+        // number seen under a finished name never comes back under one by
+        // our doing (what the index snapshot relies on).
+        let recycle = !from.is_finished();
         let ino = self
             .stage(
                 &staged,
@@ -283,7 +285,7 @@ impl Inner {
             }
             step(op, "moved");
         }
-        if let Err(e) = self.replace(&staged, to, &name, durability, op) {
+        if let Err(e) = self.replace(&staged, to, &name, durability, recycle, op) {
             // Put the job back where it was, with its old content.
             if from != to {
                 let _ = sys::rename(self.dir(to), &name, self.dir(from), &name, true);
@@ -387,6 +389,7 @@ impl Inner {
         to: JobStatus,
         name: &str,
         durability: Sync,
+        recycle: bool,
         op: &str,
     ) -> io::Result<()> {
         let want_flush = self.opts.sync() && durability == Sync::Nothing;
@@ -394,7 +397,11 @@ impl Inner {
             match sys::exchange(&self.tmp, staged, self.dir(to), name) {
                 Ok(()) => {
                     step(op, "exchanged");
-                    self.recycle(staged);
+                    if recycle {
+                        self.recycle(staged);
+                    } else if let Err(e) = self.tmp.unlink(staged) {
+                        tracing::debug!(file = %self.tmp.join(staged).display(), error = %e, "cannot remove an exchanged-out file");
+                    }
                     return Ok(());
                 }
                 Err(e) if sys::is_unsupported(&e) => {

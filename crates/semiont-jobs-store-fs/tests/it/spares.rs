@@ -104,3 +104,64 @@ async fn recycled_files_hold_exactly_the_new_content() {
         "closing removes them"
     );
 }
+
+/// A finished job's file is never kept as a spare: right after a retry
+/// its inode is nowhere in the jobs directory, so it can never come back
+/// under a finished job's name through a spare.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_files_are_not_recycled() {
+    let tmp = support::tempdir();
+    let dir = tmp.path().join("jobs");
+    let store = FsStore::open(&dir, support::opts()).await.unwrap();
+    for _ in 0..10 {
+        store.create(&job_with_blob(10)).await.unwrap();
+        let running = store
+            .claim(&claim_req("w1", Timestamp::now(), DAY))
+            .await
+            .unwrap()
+            .expect("a pending job");
+        let failed = finished(running.clone(), JobStatus::Failed);
+        store
+            .transition(Expect::running(running.attempt), &failed)
+            .await
+            .unwrap();
+        let path = dir.join("failed").join(format!("{}.json", running.id));
+        let failed_ino = inode(&path);
+        assert!(!inodes(&dir).is_empty());
+        let mut again = failed.clone();
+        again.status = JobStatus::Pending;
+        again.completed_at = None;
+        store
+            .transition(Expect::status(JobStatus::Failed), &again)
+            .await
+            .unwrap();
+        assert!(
+            !inodes(&dir).contains(&failed_ino),
+            "the failed file of {} was kept",
+            running.id
+        );
+    }
+}
+
+fn inode(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+/// Inodes of every file in the status and staging directories.
+fn inodes(dir: &std::path::Path) -> Vec<u64> {
+    let mut dirs: Vec<std::path::PathBuf> = JobStatus::ALL
+        .iter()
+        .map(|s| dir.join(s.as_str()))
+        .collect();
+    for entry in std::fs::read_dir(dir.join("tmp")).unwrap() {
+        dirs.push(entry.unwrap().path());
+    }
+    let mut out = Vec::new();
+    for d in dirs {
+        for f in std::fs::read_dir(d).unwrap() {
+            out.push(inode(&f.unwrap().path()));
+        }
+    }
+    out
+}
