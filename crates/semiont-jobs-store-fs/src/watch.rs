@@ -13,10 +13,12 @@
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask, Watches};
 use semiont_jobs_model::{JobStatus, JobType, Transition};
@@ -27,6 +29,12 @@ use crate::key::Key;
 
 /// Bytes read from the inotify descriptor at once (a few hundred events).
 const BUFFER: usize = 64 * 1024;
+/// Most hints collected before they are handled.
+const MAX_BATCH: usize = 4096;
+/// A batch within this long of the previous one counts as a burst.
+const QUIET: Duration = Duration::from_millis(5);
+/// How long a burst's events are collected before they are handled.
+const COALESCE: Duration = Duration::from_millis(1);
 
 /// What events for one job in one directory said, within one read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +137,13 @@ pub(crate) fn start(inner: &Inner) -> io::Result<(Watcher, Started)> {
 
 /// Runs the event loop on its own thread until the [`Watcher`] is dropped
 /// or the store is gone.
+///
+/// Coalescing on the trailing edge: an event after a quiet spell is
+/// handled at once (the latency a waiting worker sees); while events keep
+/// coming (this process's own transitions, a busy producer), the thread
+/// waits [`COALESCE`] after each batch and handles what queued meanwhile
+/// in one pass, instead of waking for every rename and running into the
+/// operations that are still in flight.
 pub(crate) fn spawn_processor(inner: Weak<Inner>, started: Started) -> io::Result<JoinHandle<()>> {
     let Started {
         mut inotify,
@@ -139,61 +154,119 @@ pub(crate) fn spawn_processor(inner: Weak<Inner>, started: Started) -> io::Resul
         .name("semiont-jobs-fs-watch".into())
         .spawn(move || {
             let mut buf = vec![0u8; BUFFER];
+            let mut last_batch: Option<Instant> = None;
             loop {
-                let events = match inotify.read_events_blocking(&mut buf) {
-                    Ok(events) => events,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "directory watcher failed; changes by other processes show up at rescans only");
-                        return;
+                if let Err(e) = wait_readable(&inotify) {
+                    tracing::warn!(error = %e, "directory watcher failed; changes by other processes show up at rescans only");
+                    return;
+                }
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let mut batch = Batch::default();
+                let busy = last_batch.is_some_and(|t| t.elapsed() < QUIET);
+                if busy {
+                    std::thread::sleep(COALESCE);
+                }
+                loop {
+                    match inotify.read_events(&mut buf) {
+                        Ok(events) => {
+                            for ev in events {
+                                batch.add(&dirs, ev.mask, &ev.wd, ev.name);
+                            }
+                            if batch.hints.len() >= MAX_BATCH {
+                                break;
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "directory watcher failed; changes by other processes show up at rescans only");
+                            return;
+                        }
                     }
-                };
+                }
                 if stop.load(Ordering::SeqCst) {
                     return;
                 }
                 let Some(inner) = inner.upgrade() else { return };
-                let mut rescan = false;
-                let mut hints: Vec<(JobStatus, Key, Seen)> = Vec::new();
-                let mut at: HashMap<(JobStatus, Key), usize> = HashMap::new();
-                for ev in events {
-                    if ev.mask.contains(EventMask::Q_OVERFLOW) {
-                        rescan = true;
-                        continue;
-                    }
-                    let Some(&status) = dirs.get(&ev.wd.get_watch_descriptor_id()) else {
-                        continue;
-                    };
-                    if ev
-                        .mask
-                        .intersects(EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF)
-                    {
-                        tracing::warn!(status = %status, "a status directory stopped being watched (removed or moved?); rescanning");
-                        rescan = true;
-                        continue;
-                    }
-                    let (Some(seen), Some(key)) = (Seen::of(ev.mask), ev.name.and_then(key_of))
-                    else {
-                        continue;
-                    };
-                    match at.get(&(status, key.clone())) {
-                        Some(&i) => hints[i].2 = hints[i].2.merge(seen),
-                        None => {
-                            at.insert((status, key.clone()), hints.len());
-                            hints.push((status, key, seen));
-                        }
-                    }
-                }
-                if rescan {
-                    if let Err(e) = inner.rescan(true) {
-                        tracing::warn!(error = %e, "rescan failed");
-                    }
-                    continue;
-                }
-                for (status, key, seen) in hints {
-                    inner.hint(status, &key, seen);
-                }
+                batch.handle(&inner);
+                last_batch = Some(Instant::now());
             }
         })
+}
+
+/// Blocks until the inotify descriptor has events (or an error).
+fn wait_readable(inotify: &Inotify) -> io::Result<()> {
+    let mut pfd = libc::pollfd {
+        fd: inotify.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let r = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if r >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// The hints of one batch of events, each job and directory once.
+#[derive(Default)]
+struct Batch {
+    rescan: bool,
+    hints: Vec<(JobStatus, Key, Seen)>,
+    at: HashMap<(JobStatus, Key), usize>,
+}
+
+impl Batch {
+    fn add(
+        &mut self,
+        dirs: &HashMap<i32, JobStatus>,
+        mask: EventMask,
+        wd: &WatchDescriptor,
+        name: Option<&OsStr>,
+    ) {
+        if mask.contains(EventMask::Q_OVERFLOW) {
+            self.rescan = true;
+            return;
+        }
+        let Some(&status) = dirs.get(&wd.get_watch_descriptor_id()) else {
+            return;
+        };
+        if mask.intersects(EventMask::IGNORED | EventMask::DELETE_SELF | EventMask::MOVE_SELF) {
+            tracing::warn!(status = %status, "a status directory stopped being watched (removed or moved?); rescanning");
+            self.rescan = true;
+            return;
+        }
+        let (Some(seen), Some(key)) = (Seen::of(mask), name.and_then(key_of)) else {
+            return;
+        };
+        match self.at.get(&(status, key.clone())) {
+            Some(&i) => self.hints[i].2 = self.hints[i].2.merge(seen),
+            None => {
+                self.at.insert((status, key.clone()), self.hints.len());
+                self.hints.push((status, key, seen));
+            }
+        }
+    }
+
+    fn handle(self, inner: &Inner) {
+        if self.rescan {
+            if let Err(e) = inner.rescan(true) {
+                tracing::warn!(error = %e, "rescan failed");
+            }
+            return;
+        }
+        for (status, key, seen) in self.hints {
+            inner.hint(status, &key, seen);
+        }
+    }
 }
 
 fn key_of(name: &OsStr) -> Option<Key> {
