@@ -27,7 +27,7 @@ mod w4;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::CommandFactory;
@@ -124,9 +124,36 @@ impl Ctx {
             progress(format!("kept {}", self.run_dir.display()));
         } else if let Err(e) = std::fs::remove_dir_all(&self.run_dir) {
             progress(format!("cannot remove {}: {e}", self.run_dir.display()));
+        } else {
+            settle(self.run_dir.parent().unwrap_or(&self.run_dir));
         }
     }
 }
+
+/// Lets the filesystem forget this invocation's deletes before the next
+/// benchmark starts: writes everything back (`syncfs`), then waits
+/// [`SETTLE`]. ext4 without a journal does not reuse an inode freed in the
+/// last 5 s — 5 min while its inode table block is still dirty — and a
+/// create scans past every such inode, so right after one unit deleted its
+/// tens of thousands of files, the next unit's creates would cost
+/// milliseconds each because of the benchmark itself.
+pub(crate) fn settle(root: &Path) {
+    if let Ok(dir) = std::fs::File::open(root) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid descriptor for the duration of the call.
+        unsafe {
+            libc::syncfs(dir.as_raw_fd());
+        }
+    }
+    progress(format!(
+        "waiting {} s for the filesystem to forget freed inodes",
+        SETTLE.as_secs()
+    ));
+    std::thread::sleep(SETTLE);
+}
+
+/// See [`settle`].
+const SETTLE: Duration = Duration::from_secs(6);
 
 /// A progress message on standard error.
 pub fn progress(msg: impl AsRef<str>) {

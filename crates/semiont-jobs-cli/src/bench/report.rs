@@ -15,6 +15,9 @@ use crate::args::BenchArgs;
 
 /// Upstream figures quoted by the issue, used when the harness did not run.
 const UPSTREAM_NOWATCH_DRAIN: f64 = 2400.0;
+/// The anchor README's drain of upstream as shipped with its data on the
+/// disk, used when this run's as-shipped W1 did not reach its drain.
+const UPSTREAM_SHIPPED_DRAIN_DISK: f64 = 94.0;
 
 /// JSON lines read from files (lines that are not JSON objects are skipped).
 struct Rows(Vec<Value>);
@@ -298,9 +301,21 @@ pub fn write(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
         if rows.is_empty() {
             continue;
         }
+        let timed_out = rows.iter().filter(|r| r["completed"] == false).count();
+        let note = if timed_out > 0 {
+            format!(
+                " ({timed_out} run(s) timed out after {} s, in its {} phase)",
+                int(med(rows, "timeout_s")),
+                rows.iter()
+                    .find_map(|r| r["timed_out_in"].as_str())
+                    .unwrap_or("?")
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             md,
-            "| {name} | {} | {} | {} | {} | — | — | — | {} (executions {}) | — | — | {} |",
+            "| {name} | {} | {} | {} | {}{note} | — | — | — | {} (executions {}) | — | — | {} |",
             int(med(rows, "n")),
             rows.len(),
             int(med(rows, "create_jobs_per_s")),
@@ -328,7 +343,13 @@ pub fn write(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
     }
     let drain = med(&none, "drain_jobs_per_s");
     let up_best = med(&up_nowatch, "drain_jobs_per_s");
-    let up_default = med(&up_shipped, "drain_jobs_per_s");
+    // A run that timed out before it drained anything has no drain rate.
+    let shipped_done: Vec<&Value> = up_shipped
+        .iter()
+        .copied()
+        .filter(|r| r["drain_jobs_per_s"].as_f64().is_some_and(|d| d > 0.0))
+        .collect();
+    let up_default = med(&shipped_done, "drain_jobs_per_s");
     let _ = writeln!(
         md,
         "semiont-jobs (durability none) vs upstream: drain {} its best configuration, {} as shipped; create {} its best configuration.\n",
@@ -356,15 +377,23 @@ pub fn write(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
         measured: format!("{} jobs/s = {}", int(drain), times(drain, Some(best_ref))),
         met: drain.map(|d| d >= 2.5 * best_ref),
     });
+    let shipped_ref = up_default.unwrap_or(UPSTREAM_SHIPPED_DRAIN_DISK);
     targets.push(Target {
-        what: "W1 drain (none) ≥ 50× upstream as shipped".into(),
-        measured: format!(
-            "{} vs {} jobs/s = {}",
-            int(drain),
-            int(up_default),
-            times(drain, up_default)
+        what: format!(
+            "W1 drain (none) ≥ 50× upstream as shipped ({} jobs/s{})",
+            int(Some(shipped_ref)),
+            if up_default.is_some() {
+                ", measured"
+            } else {
+                ", the anchor README's disk figure: this run's as-shipped W1 drained nothing before its timeout"
+            }
         ),
-        met: ratio(drain, up_default).map(|r| r >= 50.0),
+        measured: format!(
+            "{} jobs/s = {}",
+            int(drain),
+            times(drain, Some(shipped_ref))
+        ),
+        met: drain.map(|d| d >= 50.0 * shipped_ref),
     });
     let dups = [&none, &fsync, &batch]
         .iter()

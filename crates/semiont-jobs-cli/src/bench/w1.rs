@@ -41,6 +41,9 @@ pub async fn run(
     // The floor first, in its own directory, then the queue.
     let durable = mode != Mode::None;
     let floor = floor(&dir.join("floor"), n, durable)?;
+    // The floor freed N inodes: let the filesystem forget them before the
+    // queue creates its files (see `settle`).
+    super::settle(&dir);
 
     let jobs = dir.join("jobs");
     let store = FsStore::open(
@@ -146,6 +149,7 @@ pub async fn run(
         // system calls, with its replace-by-rename, and with an exchange.
         super::progress(format!("W1 protocol-shaped floors N={n}"));
         let exchange = staged_floor(&dir.join("staged-exchange"), n, Replace::Exchange)?;
+        super::settle(&dir);
         let over = staged_floor(&dir.join("staged-rename"), n, Replace::RenameOver)?;
         let obj = row.as_object_mut().context("a W1 row is an object")?;
         obj.insert("staged_floor_jobs_per_s".into(), json!(over.round()));
