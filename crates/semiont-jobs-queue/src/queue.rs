@@ -13,7 +13,7 @@ use semiont_jobs_model::{
 };
 use semiont_jobs_store::{
     rules, ClaimRequest, ErrorKind as StoreKind, Expect, JobStore, RecoveryReport, TypeFilter,
-    WorkerInfo,
+    Updated, WorkerInfo,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -149,6 +149,18 @@ fn illegal(id: &JobId, to: JobStatus) -> impl FnOnce(JobStatus) -> Error + '_ {
         from,
         to,
     }
+}
+
+/// `job` completed at `now` with `result`: no error of earlier attempts,
+/// no lease, no `runAt`.
+fn completed(mut job: Job, now: Timestamp, result: Option<Value>) -> Job {
+    job.status = JobStatus::Complete;
+    job.completed_at = Some(now);
+    job.result = result;
+    job.error = None;
+    job.lease_expires_at = None;
+    job.run_at = None;
+    job
 }
 
 /// The expectation that exactly this version of a job is current.
@@ -519,9 +531,43 @@ impl JobQueue {
             })?;
             let result = (!result.is_null()).then_some(result);
             let _guard = self.lock(&id).await;
-            let job = self.inner.store.get(&id).await?;
-            check_running(&job, attempt, illegal(&id, JobStatus::Complete))?;
-            self.complete_locked(job, result).await
+            let now = self.now();
+            // One read and one write under the store's lock.
+            let update = self
+                .inner
+                .store
+                .update_with(
+                    &id,
+                    Box::new(move |job: &Job| {
+                        let running = job.status == JobStatus::Running
+                            && attempt.is_none_or(|a| a == job.attempt);
+                        running.then(|| {
+                            (
+                                Expect::running(job.attempt),
+                                completed(job.clone(), now, result),
+                            )
+                        })
+                    }),
+                )
+                .await;
+            match update {
+                Ok(Updated::Written(done)) => {
+                    debug!(job_id = %done.id, job_type = %done.job_type, status = %done.status, attempt = done.attempt, "job completed");
+                    Ok(done)
+                }
+                Ok(Updated::Declined(job)) => {
+                    check_running(&job, attempt, illegal(&id, JobStatus::Complete))?;
+                    Err(Error::Conflict {
+                        id: id.clone(),
+                        expected: Expect::running(job.attempt),
+                        actual: Some((job.status, job.attempt)),
+                    })
+                }
+                Err(e) => {
+                    debug!(job_id = %id, to = %JobStatus::Complete, error = %e, "transition refused");
+                    Err(e.into())
+                }
+            }
         }
         .instrument(span)
         .await
@@ -529,13 +575,7 @@ impl JobQueue {
 
     async fn complete_locked(&self, job: Job, result: Option<Value>) -> Result<Job> {
         let expect = Expect::running(job.attempt);
-        let mut done = job;
-        done.status = JobStatus::Complete;
-        done.completed_at = Some(self.now());
-        done.result = result;
-        done.error = None;
-        done.lease_expires_at = None;
-        done.run_at = None;
+        let done = completed(job, self.now(), result);
         self.transition(expect, &done).await?;
         debug!(job_id = %done.id, job_type = %done.job_type, status = %done.status, attempt = done.attempt, "job completed");
         Ok(done)

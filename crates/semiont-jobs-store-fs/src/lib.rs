@@ -62,7 +62,7 @@ use async_trait::async_trait;
 use semiont_jobs_model::{Job, JobFilter, JobId, JobPage, QueueStats, Timestamp};
 use semiont_jobs_store::{
     Capabilities, ClaimRequest, Error, Expect, FinishedJob, JobChange, JobStore, RecoveryReport,
-    Result, TypeFilter, WorkerInfo, CHANGE_CHANNEL_CAPACITY,
+    Result, TypeFilter, UpdateFn, Updated, WorkerInfo, CHANGE_CHANNEL_CAPACITY,
 };
 use tokio::sync::broadcast;
 
@@ -323,6 +323,11 @@ impl JobStore for FsStore {
         let job = job.clone();
         self.blocking(move |inner| inner.transition(expect, &job))
             .await
+    }
+
+    async fn update_with(&self, id: &JobId, f: UpdateFn) -> Result<Updated> {
+        let id = id.clone();
+        self.blocking(move |inner| inner.update_with(&id, f)).await
     }
 
     async fn update_running(&self, job: &Job) -> Result<()> {

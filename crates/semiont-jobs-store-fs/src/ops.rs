@@ -7,11 +7,12 @@ use semiont_jobs_model::{
 };
 use semiont_jobs_store::{
     rules, ChangeKind, ChangeOrigin, ClaimRequest, Error, Expect, FinishedJob, Result, TypeFilter,
+    UpdateFn, Updated,
 };
 
 use crate::error::io_err;
 use crate::index::Facts;
-use crate::inner::{probe_order, step, Inner, Read, Sync};
+use crate::inner::{probe_order, step, Found, Inner, Read, Sync};
 use crate::key::Key;
 use crate::sys;
 
@@ -218,22 +219,46 @@ impl Inner {
         rules::check_transition_request(expect, job)?;
         let key = Key::of(&job.id);
         let _g = self.lock(&key)?;
-        let Some((status, current, info)) = self.load_locked(&key, Some(expect.status))? else {
+        let Some(found) = self.load_locked(&key, Some(expect.status))? else {
             self.ix().remove(&key);
             return Err(Error::NotFound { id: job.id.clone() });
         };
+        self.transition_loaded(&key, expect, job, found)
+    }
+
+    /// `JobStore::update_with`: one lock, one read.
+    pub fn update_with(&self, id: &JobId, f: UpdateFn) -> Result<Updated> {
+        let key = Key::of(id);
+        let hint = self.ix().status(&key);
+        let _g = self.lock(&key)?;
+        let Some(found) = self.load_locked(&key, hint)? else {
+            self.ix().remove(&key);
+            return Err(Error::NotFound { id: id.clone() });
+        };
+        let Some((expect, job)) = f(&found.1) else {
+            return Ok(Updated::Declined(found.1));
+        };
+        rules::check_same_id(id, &job)?;
+        rules::check_transition_request(expect, &job)?;
+        self.transition_loaded(&key, expect, &job, found)?;
+        Ok(Updated::Written(job))
+    }
+
+    /// The rest of a transition once the job is loaded under its lock.
+    fn transition_loaded(&self, key: &Key, expect: Expect, job: &Job, found: Found) -> Result<()> {
+        let (status, current, info) = found;
         if !expect.holds(status, current.attempt) {
-            self.ix().upsert(&key, &Facts::of_job(&current, info.ino));
+            self.ix().upsert(key, &Facts::of_job(&current, info.ino));
             return Err(conflict(&job.id, expect, Some((status, current.attempt))));
         }
         let ino = self.move_job(
-            &key,
+            key,
             status,
             job,
             self.full_sync(),
             op_name(status, job.status),
         )?;
-        self.ix().upsert(&key, &Facts::of_job(job, ino));
+        self.ix().upsert(key, &Facts::of_job(job, ino));
         if let Some(t) = Transition::between(status, job.status) {
             self.emit_local(job, ChangeKind::Transition(t));
         }

@@ -31,7 +31,7 @@ use serde_json::json;
 
 use crate::{
     ChangeKind, ClaimRequest, ErrorKind, Expect, JobStore, JobStoreExt, Result, TypeFilter,
-    WorkerInfo,
+    Updated, WorkerInfo,
 };
 
 /// A store under test plus whatever must live as long as it (a temp dir).
@@ -80,6 +80,9 @@ macro_rules! conformance_tests {
             stale_attempt_cannot_complete,
             illegal_transition_is_invalid_input,
             transition_of_unknown_job_is_not_found,
+            update_with_writes_what_the_closure_returns,
+            update_with_declined_writes_nothing,
+            update_with_checks_id_precondition_and_state_machine,
             cancel_pending_job,
             cancel_running_job_fences_the_worker,
             requeue_then_reclaim_increments_attempt,
@@ -431,6 +434,83 @@ pub async fn illegal_transition_is_invalid_input(store: Arc<dyn JobStore>) {
         .await;
     assert_eq!(kind(r), ErrorKind::InvalidInput);
     assert_eq!(store.get(&job.id).await.unwrap(), job);
+}
+
+/// `update_with` hands the closure the stored job and writes its version.
+pub async fn update_with_writes_what_the_closure_returns(store: Arc<dyn JobStore>) {
+    let running = create_claimed(&*store, "t").await;
+    let seen = running.clone();
+    let r = store
+        .update_with(
+            &running.id,
+            Box::new(move |cur: &Job| {
+                assert_eq!(*cur, seen, "the closure sees the stored job");
+                Some((
+                    Expect::running(cur.attempt),
+                    finished(cur.clone(), JobStatus::Complete, at(5)),
+                ))
+            }),
+        )
+        .await
+        .unwrap();
+    let done = finished(running.clone(), JobStatus::Complete, at(5));
+    assert_eq!(r, Updated::Written(done.clone()));
+    assert_eq!(store.get(&running.id).await.unwrap(), done);
+    assert_eq!(store.stats().await.unwrap().complete, 1);
+}
+
+/// A declining closure writes nothing and gets the job back.
+pub async fn update_with_declined_writes_nothing(store: Arc<dyn JobStore>) {
+    let job = pending("t");
+    store.create(&job).await.unwrap();
+    let r = store
+        .update_with(&job.id, Box::new(|_: &Job| None))
+        .await
+        .unwrap();
+    assert_eq!(r, Updated::Declined(job.clone()));
+    assert_eq!(store.get(&job.id).await.unwrap(), job);
+    let ghost = pending("t");
+    let r = store.update_with(&ghost.id, Box::new(|_: &Job| None)).await;
+    assert_eq!(kind(r), ErrorKind::NotFound);
+}
+
+/// The closure's version is checked like a `transition`: same id, the
+/// precondition holds, the state machine allows the move; nothing changes
+/// otherwise.
+pub async fn update_with_checks_id_precondition_and_state_machine(store: Arc<dyn JobStore>) {
+    let running = create_claimed(&*store, "t").await;
+    let other = pending("t");
+    let r = store
+        .update_with(
+            &running.id,
+            Box::new(move |cur: &Job| {
+                let mut wrong = finished(cur.clone(), JobStatus::Complete, at(5));
+                wrong.id = other.id.clone();
+                Some((Expect::running(cur.attempt), wrong))
+            }),
+        )
+        .await;
+    assert_eq!(kind(r), ErrorKind::InvalidInput);
+    let r = store
+        .update_with(
+            &running.id,
+            Box::new(|cur: &Job| {
+                Some((
+                    Expect::running(cur.attempt + 1),
+                    finished(cur.clone(), JobStatus::Complete, at(5)),
+                ))
+            }),
+        )
+        .await;
+    assert_eq!(kind(r), ErrorKind::Conflict);
+    let r = store
+        .update_with(
+            &running.id,
+            Box::new(|cur: &Job| Some((Expect::running(cur.attempt), cur.clone()))),
+        )
+        .await;
+    assert_eq!(kind(r), ErrorKind::InvalidInput);
+    assert_eq!(store.get(&running.id).await.unwrap(), running);
 }
 
 /// A transition of a missing job is `NotFound`.

@@ -22,7 +22,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use memory::MemoryStore;
 pub use store::{
     Capabilities, ChangeKind, ChangeOrigin, ClaimRequest, Durability, Expect, FinishedJob,
-    JobChange, JobStore, JobStoreExt, RecoveryReport, TypeFilter, WorkerInfo,
+    JobChange, JobStore, JobStoreExt, RecoveryReport, TypeFilter, UpdateFn, Updated, WorkerInfo,
 };
 
 /// Capacity of the change-event channel a backend should use: a subscriber

@@ -13,6 +13,17 @@ pub fn check_transition_request(expect: Expect, job: &Job) -> Result<()> {
     Ok(())
 }
 
+/// Checks that an update computed for job `id` kept its id.
+pub fn check_same_id(id: &JobId, job: &Job) -> Result<()> {
+    if job.id == *id {
+        Ok(())
+    } else {
+        Err(Error::Invalid(semiont_jobs_model::Error::InvalidJob(
+            format!("an update of job {id} returned job {}", job.id),
+        )))
+    }
+}
+
 /// Checks a delete request: only finished jobs may be deleted.
 pub fn check_delete_request(id: &JobId, expect: Expect) -> Result<()> {
     if expect.status.is_finished() {

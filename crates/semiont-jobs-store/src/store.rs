@@ -11,7 +11,7 @@ use semiont_jobs_model::{
 };
 use tokio::sync::broadcast;
 
-use crate::{ErrorKind, Result};
+use crate::{rules, ErrorKind, Result};
 
 /// The precondition of a conditional write: the job must be in `status`
 /// and, when `attempt` is given, at that attempt.
@@ -220,6 +220,20 @@ impl Capabilities {
     }
 }
 
+/// A change computed from the stored version of a job, for
+/// [`JobStore::update_with`]: the precondition and the new version, or
+/// `None` to write nothing.
+pub type UpdateFn = Box<dyn FnOnce(&Job) -> Option<(Expect, Job)> + Send>;
+
+/// What [`JobStore::update_with`] did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Updated {
+    /// The new version, as written.
+    Written(Job),
+    /// The closure declined; the job as read.
+    Declined(Job),
+}
+
 /// The storage backend contract.
 ///
 /// Object-safe (`Arc<dyn JobStore>`), async, and shared between tasks. Every
@@ -252,6 +266,27 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// move; [`ErrorKind::NotFound`]; [`ErrorKind::Conflict`] if the job is
     /// not in `expect`.
     async fn transition(&self, expect: Expect, job: &Job) -> Result<()>;
+
+    /// Reads job `id` and applies what `f` makes of it as one
+    /// [`transition`](Self::transition): `f` sees the job as stored and
+    /// returns the precondition and the new version (same id), or `None`
+    /// to write nothing.
+    ///
+    /// The default is [`get`](Self::get) then `transition`, so a change in
+    /// between is a [`ErrorKind::Conflict`]. Backends that can read and
+    /// write under one lock override it (one read of the job instead of
+    /// two). Errors: those of `get` and `transition`.
+    async fn update_with(&self, id: &JobId, f: UpdateFn) -> Result<Updated> {
+        let current = self.get(id).await?;
+        match f(&current) {
+            Some((expect, next)) => {
+                rules::check_same_id(id, &next)?;
+                self.transition(expect, &next).await?;
+                Ok(Updated::Written(next))
+            }
+            None => Ok(Updated::Declined(current)),
+        }
+    }
 
     /// Rewrites a running job in place (progress, lease), fenced by
     /// `job.attempt`. Never waits for the disk.
@@ -326,6 +361,9 @@ macro_rules! forward_store {
             }
             async fn transition(&self, expect: Expect, job: &Job) -> Result<()> {
                 (**self).transition(expect, job).await
+            }
+            async fn update_with(&self, id: &JobId, f: UpdateFn) -> Result<Updated> {
+                (**self).update_with(id, f).await
             }
             async fn update_running(&self, job: &Job) -> Result<()> {
                 (**self).update_running(job).await
