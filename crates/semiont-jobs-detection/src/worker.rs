@@ -37,15 +37,12 @@ impl ProgressSink<DetectionProgress> for ContextSink<'_> {
 
 /// How an engine error ends the attempt.
 pub(crate) fn job_error(e: &Error) -> JobError {
-    if matches!(e, Error::Cancelled { .. }) {
-        return JobError::cancelled();
-    }
-    let err = JobError::retryable(e.to_string()).with_code(e.code());
-    if e.is_retryable() {
-        err
-    } else {
-        err.into_permanent()
-    }
+    JobError::classified(
+        matches!(e, Error::Cancelled { .. }),
+        e.is_retryable(),
+        e.code(),
+        e.to_string(),
+    )
 }
 
 #[async_trait]

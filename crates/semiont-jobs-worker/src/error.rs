@@ -96,6 +96,26 @@ impl JobError {
         Self::new(JobErrorKind::Cancelled, "job cancelled")
     }
 
+    /// An engine error as the attempt's end: [`cancelled`](Self::cancelled)
+    /// when the engine stopped for a cancellation, else retryable or
+    /// permanent as the engine judged, with its machine-readable `code`.
+    pub fn classified(
+        cancelled: bool,
+        retryable: bool,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        if cancelled {
+            return Self::cancelled();
+        }
+        let kind = if retryable {
+            JobErrorKind::Retryable
+        } else {
+            JobErrorKind::Permanent
+        };
+        Self::new(kind, message).with_code(code)
+    }
+
     /// The attempt stopped because the worker no longer owns the job.
     pub fn lease_lost(message: impl Into<String>) -> Self {
         Self::new(JobErrorKind::LeaseLost, message)
@@ -270,6 +290,26 @@ impl From<semiont_jobs_queue::Error> for JobError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn classified_follows_the_engine_verdict() {
+        let e = JobError::classified(false, true, "MODEL_DOWN", "model unreachable");
+        assert_eq!(
+            (e.kind(), e.code(), e.message()),
+            (
+                JobErrorKind::Retryable,
+                Some("MODEL_DOWN"),
+                "model unreachable"
+            )
+        );
+        let e = JobError::classified(false, false, "BAD_DOC", "no text");
+        assert_eq!(
+            (e.kind(), e.code()),
+            (JobErrorKind::Permanent, Some("BAD_DOC"))
+        );
+        let e = JobError::classified(true, true, "CANCELLED", "stopped");
+        assert_eq!(e.kind(), JobErrorKind::Cancelled);
+    }
 
     #[test]
     fn conversions_classify() {
