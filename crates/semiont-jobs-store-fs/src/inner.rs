@@ -245,12 +245,7 @@ impl Inner {
         let staged = self.staged_name(key, to.as_str());
         let ino = self
             .tmp
-            .create_write(
-                &staged,
-                &job.to_json(),
-                durability != Sync::Nothing,
-                to == JobStatus::Running,
-            )
+            .create_write(&staged, &job.to_json(), durability != Sync::Nothing, true)
             .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
         step(op, "staged");
         if from != to {

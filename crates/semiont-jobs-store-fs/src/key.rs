@@ -183,6 +183,11 @@ impl Interner {
         self.map.get(s).copied()
     }
 
+    /// Every string, by number.
+    pub fn names(&self) -> &[Box<str>] {
+        &self.names
+    }
+
     /// The string of number `i`.
     pub fn name(&self, i: u32) -> &str {
         self.names.get(i as usize).map_or("", |s| s)

@@ -103,12 +103,7 @@ impl Inner {
         let staged = self.staged_name(&key, "create");
         let ino = self
             .tmp
-            .create_write(
-                &staged,
-                &job.to_json(),
-                self.opts.sync(),
-                job.status == JobStatus::Running,
-            )
+            .create_write(&staged, &job.to_json(), self.opts.sync(), true)
             .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
         step("create", "staged");
         if let Err(e) = self.publish_created(&key, &staged, ino, job, "create") {
@@ -125,12 +120,7 @@ impl Inner {
         for job in jobs {
             let key = Key::of(&job.id);
             let name = self.staged_name(&key, "create");
-            match self.tmp.create_write(
-                &name,
-                &job.to_json(),
-                false,
-                job.status == JobStatus::Running,
-            ) {
+            match self.tmp.create_write(&name, &job.to_json(), false, true) {
                 Ok(ino) => staged.push((key, name, ino)),
                 Err(e) => {
                     failure = Some(io_err("write", self.tmp.join(&name), e));

@@ -43,6 +43,8 @@ pub(crate) struct FileInfo {
     pub ino: u64,
     /// Last modification, in milliseconds since the epoch.
     pub mtime_ms: i64,
+    /// Last modification, in nanoseconds since the epoch.
+    pub mtime_ns: i64,
     /// File type bits (`S_IFMT` part of `st_mode`).
     pub kind: u32,
     /// Owner.
@@ -58,6 +60,10 @@ impl FileInfo {
         FileInfo {
             ino: st.st_ino,
             mtime_ms: st.st_mtime.saturating_mul(1000) + st.st_mtime_nsec / 1_000_000,
+            mtime_ns: st
+                .st_mtime
+                .saturating_mul(1_000_000_000)
+                .saturating_add(st.st_mtime_nsec),
             kind: st.st_mode & libc::S_IFMT,
             uid: st.st_uid,
             size: u64::try_from(st.st_size).unwrap_or(0),
@@ -342,6 +348,29 @@ impl Dir {
     pub fn syncfs(&self) -> io::Result<()> {
         // SAFETY: valid descriptor.
         cvt(unsafe { libc::syncfs(self.fd.as_raw_fd()) }).map(drop)
+    }
+
+    /// Calls `f` with each name in the directory (without `.` and `..`),
+    /// the file type and the inode number the directory entry reports
+    /// (`getdents`: no `stat` per entry, nothing collected).
+    pub fn for_each_entry(&self, mut f: impl FnMut(String, EntryType, u64)) -> io::Result<()> {
+        use std::os::unix::fs::DirEntryExt;
+        for entry in std::fs::read_dir(&self.path)? {
+            let entry = entry?;
+            let ino = entry.ino();
+            let ty = match entry.file_type() {
+                Ok(t) if t.is_file() => EntryType::File,
+                Ok(t) if t.is_dir() => EntryType::Dir,
+                Ok(t) if t.is_symlink() => EntryType::Symlink,
+                Ok(_) => EntryType::Other,
+                Err(_) => EntryType::Other,
+            };
+            match entry.file_name().into_string() {
+                Ok(name) => f(name, ty, ino),
+                Err(raw) => f(raw.to_string_lossy().into_owned(), EntryType::NotUtf8, ino),
+            }
+        }
+        Ok(())
     }
 
     /// Names in the directory (without `.` and `..`), with the file type the
