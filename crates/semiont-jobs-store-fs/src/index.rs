@@ -26,6 +26,9 @@ use crate::key::{Interner, Key};
 
 /// The base is rebuilt only when more than this many records are dead.
 const COMPACT_MIN: usize = if cfg!(test) { 16 } else { 1024 };
+/// Finished jobs in the overlay are moved into the base when there are more
+/// than this many of them and more than an eighth of the base.
+const ABSORB_MIN: usize = if cfg!(test) { 8 } else { 4096 };
 
 /// Sentinel for "no interned string".
 const NONE: u32 = u32::MAX;
@@ -148,6 +151,11 @@ fn fin_slot(status: JobStatus) -> Option<usize> {
     }
 }
 
+/// Whether an overlay entry could live in the base.
+fn base_kind(key: &Key, meta: &Meta) -> bool {
+    matches!(key, Key::Uuid(_)) && meta.status.is_finished() && meta.ty <= u32::from(u16::MAX)
+}
+
 /// The bulk part of the index: finished jobs with UUID ids.
 #[derive(Debug, Default)]
 struct Base {
@@ -172,9 +180,13 @@ impl Base {
                 keyed[slot].push((r.created, i as u32));
             }
         }
+        recs.shrink_to_fit();
         let order = keyed.map(|mut v| {
             v.sort_unstable();
-            v.into_iter().map(|(_, i)| i).collect::<Vec<u32>>()
+            // Not an in-place collect: that would keep the larger buffer.
+            let mut out = Vec::with_capacity(v.len());
+            out.extend(v.iter().map(|&(_, i)| i));
+            out
         });
         Base {
             recs,
@@ -212,6 +224,8 @@ pub(crate) struct Index {
     users: Interner,
     workers: Interner,
     base: Base,
+    /// Overlay entries that could live in the base (finished, UUID id).
+    overlay_fin: usize,
     /// Changes since the index was built (upserts and removes).
     changes: u64,
     /// `changes` as of the last snapshot written or loaded.
@@ -454,6 +468,12 @@ impl Index {
         ));
         self.counts[meta.status.index()] += 1;
         self.add_side(key, &meta, f);
+        if base_kind(key, &meta) {
+            self.overlay_fin += 1;
+            if self.overlay_fin > ABSORB_MIN.max(self.base.recs.len() / 8) {
+                self.absorb();
+            }
+        }
         prev
     }
 
@@ -461,6 +481,43 @@ impl Index {
         self.by_created[old.status.index()].remove(&(old.created, key.clone(), old.ty, old.user));
         self.counts[old.status.index()] -= 1;
         self.remove_side(key, old);
+        if base_kind(key, old) {
+            self.overlay_fin -= 1;
+        }
+    }
+
+    /// Moves the overlay's finished UUID jobs into the base (rebuilt
+    /// without its dead records). O(n log n), once per n/8 such jobs.
+    fn absorb(&mut self) {
+        let moved: Vec<(Key, Meta)> = self
+            .jobs
+            .iter()
+            .filter(|(k, m)| base_kind(k, m))
+            .map(|(k, m)| (k.clone(), *m))
+            .collect();
+        let mut recs: Vec<FinRec> =
+            Vec::with_capacity(self.base.recs.len() - self.base.dead + moved.len());
+        recs.extend(self.base.live().copied());
+        for (key, m) in moved {
+            self.jobs.remove(&key);
+            self.by_created[m.status.index()].remove(&(m.created, key.clone(), m.ty, m.user));
+            let (Key::Uuid(uuid), Ok(ty)) = (&key, u16::try_from(m.ty)) else {
+                continue;
+            };
+            recs.push(FinRec {
+                uuid: *uuid,
+                created: m.created,
+                aux: m.aux,
+                ino: m.ino,
+                user: m.user,
+                ty,
+                status: m.status.index() as u8,
+                live: true,
+            });
+        }
+        recs.sort_unstable_by_key(|r| r.uuid);
+        self.overlay_fin = 0;
+        self.base = Base::build(recs);
     }
 
     /// Takes a pending job out of the claim candidates until the next
@@ -936,6 +993,12 @@ mod model_tests {
     }
 
     fn check(ix: &Index, truth: &BTreeMap<Key, Truth>) {
+        let in_overlay = ix.jobs.iter().filter(|(k, m)| base_kind(k, m)).count();
+        assert_eq!(ix.overlay_fin, in_overlay);
+        assert!(
+            ix.overlay_fin <= ABSORB_MIN.max(ix.base.recs.len() / 8),
+            "finished jobs move into the base"
+        );
         let mut counts = [0u64; 5];
         for t in truth.values() {
             counts[t.status.index()] += 1;

@@ -161,16 +161,20 @@ impl Inner {
         };
         for status in JobStatus::ALL {
             let dir = self.dir(status);
-            let names = dir.list().map_err(|e| io_err("list", dir.path(), e))?;
-            for (name, ty) in names {
+            dir.for_each_entry(|name, ty, _| {
                 match (ty != EntryType::NotUtf8)
-                    .then(|| Key::from_file_name(&name))
+                    .then(|| Key::from_file_name_bytes(name))
                     .flatten()
                 {
                     Some(key) => listing.entries.push((key, status)),
-                    None => listing.foreign.push((status, name, ty)),
+                    None => listing.foreign.push((
+                        status,
+                        String::from_utf8_lossy(name).into_owned(),
+                        ty,
+                    )),
                 }
-            }
+            })
+            .map_err(|e| io_err("list", dir.path(), e))?;
         }
         Ok(listing)
     }
@@ -298,12 +302,13 @@ impl Inner {
         let snapshot_used = snap.is_some();
         // The snapshot's records with `ix`'s type and user numbers; `live`
         // marks the ones the disk confirms.
-        let (mut recs, files) = match snap {
+        let (mut recs, stamps) = match snap {
             Some(s) => {
                 let tmap: Vec<u32> = s.types.iter().map(|t| ix.intern_type(t)).collect();
                 let umap: Vec<u32> = s.users.iter().map(|u| ix.intern_user(u)).collect();
                 let mut recs = s.recs;
                 for r in &mut recs {
+                    let r = &mut r.rec;
                     r.user = umap[r.user as usize];
                     match u16::try_from(tmap[usize::from(r.ty)]) {
                         Ok(ty) => r.ty = ty,
@@ -311,60 +316,95 @@ impl Inner {
                         Err(_) => r.ino = 0,
                     }
                 }
-                (recs, s.files)
+                (recs, s.dirs)
             }
-            None => (Vec::new(), Vec::new()),
+            None => (Vec::new(), Default::default()),
         };
-        // List the status directories. A finished entry whose inode is the
-        // one its snapshot record names is a candidate; the rest is read.
+        // List the status directories. Finished entries with UUID names
+        // are matched against the snapshot (sorted, then merged: the
+        // listing comes in hash order); the rest is read.
+        let before = self.dir_stamps();
         let mut to_read: Vec<(Key, JobStatus)> = Vec::new();
-        let mut candidates: Vec<u32> = Vec::new();
+        let mut listed: Vec<([u8; 16], u64, u8)> = Vec::with_capacity(if recs.is_empty() {
+            0
+        } else {
+            recs.len() + 4096
+        });
         let mut foreign: Vec<Foreign> = Vec::new();
         for status in JobStatus::ALL {
             let dir = self.dir(status);
-            let use_snapshot = status.is_finished() && !recs.is_empty();
+            let match_snapshot = status.is_finished() && !recs.is_empty();
             dir.for_each_entry(|name, ty, ino| {
                 let key = (ty != EntryType::NotUtf8)
-                    .then(|| Key::from_file_name(&name))
+                    .then(|| Key::from_file_name_bytes(name))
                     .flatten();
-                let Some(key) = key else {
-                    foreign.push((status, name, ty));
-                    return;
-                };
-                if let (true, Key::Uuid(uuid)) = (use_snapshot && ino != 0, &key) {
-                    if let Ok(i) = recs.binary_search_by(|r| r.uuid.cmp(uuid)) {
-                        if recs[i].ino == ino && recs[i].status() == status {
-                            candidates.push(i as u32);
-                            return;
-                        }
+                match key {
+                    None => foreign.push((status, String::from_utf8_lossy(name).into_owned(), ty)),
+                    Some(Key::Uuid(uuid)) if match_snapshot => {
+                        listed.push((uuid, ino, status.index() as u8));
                     }
+                    Some(key) => to_read.push((key, status)),
                 }
-                to_read.push((key, status));
             })
             .map_err(|e| io_err("list", dir.path(), e))?;
         }
-        // Confirm the candidates: same inode, mtime and size as recorded.
-        let checked = par_chunks(&candidates, |chunk| {
-            chunk
-                .iter()
-                .map(|&i| {
-                    let r = &recs[i as usize];
-                    let info = self
-                        .dir(r.status())
-                        .stat(&r.key().file_name())
-                        .ok()
-                        .flatten();
-                    (i, snapshot::same_file(r, files[i as usize], info.as_ref()))
-                })
-                .collect::<Vec<_>>()
+        // A directory unchanged since the snapshot was written (same inode
+        // and mtime then, before and after the listing) had no entry
+        // created, removed or renamed since: its files are the ones the
+        // snapshot's records were checked against.
+        let after = self.dir_stamps();
+        let unchanged: [bool; 3] = std::array::from_fn(|i| {
+            stamps[i].known() && stamps[i] == before[i] && before[i] == after[i]
         });
-        drop(candidates);
-        drop(files);
-        for (i, ok) in checked.into_iter().flatten() {
-            let r = &mut recs[i as usize];
-            if ok {
-                r.live = true;
-            } else {
+        listed.sort_unstable_by_key(|e| e.0);
+        // A candidate (`live` for now): the listed inode is the one its
+        // record names.
+        let mut j = 0usize;
+        for (uuid, ino, status) in std::mem::take(&mut listed) {
+            while j < recs.len() && recs[j].rec.uuid < uuid {
+                j += 1;
+            }
+            match recs.get_mut(j) {
+                Some(s)
+                    if s.rec.uuid == uuid
+                        && s.rec.ino == ino
+                        && ino != 0
+                        && s.rec.status == status =>
+                {
+                    s.rec.live = true;
+                }
+                _ => to_read.push((Key::Uuid(uuid), JobStatus::ALL[usize::from(status) % 5])),
+            }
+        }
+        // Confirm the candidates in changed directories with a `stat`:
+        // same inode, mtime and size as recorded.
+        let checked = par_chunks_mut(&mut recs, |offset, chunk| {
+            let mut failed: Vec<u32> = Vec::new();
+            let mut checked = 0u64;
+            for (k, s) in chunk.iter_mut().enumerate() {
+                let slot = usize::from(s.rec.status).wrapping_sub(2);
+                if !s.rec.live || unchanged.get(slot).copied().unwrap_or(false) {
+                    continue;
+                }
+                checked += 1;
+                let r = &s.rec;
+                let info = r
+                    .key()
+                    .with_file_name(|name| self.dir(r.status()).stat(name))
+                    .ok()
+                    .flatten();
+                if !snapshot::same_file(s, info.as_ref()) {
+                    s.rec.live = false;
+                    failed.push((offset + k) as u32);
+                }
+            }
+            (failed, checked)
+        });
+        let mut files_checked = 0;
+        for (failed, n) in checked {
+            files_checked += n;
+            for i in failed {
+                let r = &recs[i as usize].rec;
                 to_read.push((r.key(), r.status()));
             }
         }
@@ -378,9 +418,9 @@ impl Inner {
         }
         for (key, _) in &to_read {
             if let Key::Uuid(uuid) = key {
-                if let Ok(i) = recs.binary_search_by(|r| r.uuid.cmp(uuid)) {
-                    if recs[i].live {
-                        recs[i].live = false;
+                if let Ok(i) = recs.binary_search_by(|s| s.rec.uuid.cmp(uuid)) {
+                    if recs[i].rec.live {
+                        recs[i].rec.live = false;
                         dups.push(key.clone());
                     }
                 }
@@ -389,9 +429,11 @@ impl Inner {
         dups.sort_unstable();
         dups.dedup();
         to_read.retain(|(k, _)| dups.binary_search(k).is_err());
-        let from_snapshot = recs.iter().filter(|r| r.live).count();
+        let from_snapshot = recs.iter().filter(|s| s.rec.live).count();
         let stale = recs.len() - from_snapshot;
-        recs.retain(|r| r.live);
+        let mut base: Vec<FinRec> = Vec::with_capacity(from_snapshot);
+        base.extend(recs.iter().filter(|s| s.rec.live).map(|s| s.rec));
+        drop(recs);
         let files_read = to_read.len();
         // Finished jobs the snapshot could have held but did not.
         let finished_read = to_read
@@ -403,7 +445,7 @@ impl Inner {
         // Finished jobs read from files join the snapshot's in the base.
         let mut fixups = dups;
         let mut misfits: Vec<(usize, FinRec)> = Vec::new();
-        let before = recs.len();
+        let from_file = base.len();
         for (pi, part) in parts.iter_mut().enumerate() {
             fixups.append(&mut part.fixups);
             let mut tys: Vec<Option<u32>> = Vec::new();
@@ -416,15 +458,15 @@ impl Inner {
                     ix.intern_user(part.strings.name(f.user))
                 });
                 match u16::try_from(ty) {
-                    Ok(ty) => recs.push(FinRec { ty, user, ..f }),
+                    Ok(ty) => base.push(FinRec { ty, user, ..f }),
                     Err(_) => misfits.push((pi, f)),
                 }
             }
         }
-        if recs.len() > before {
-            recs.sort_unstable_by_key(|a| a.uuid);
+        if base.len() > from_file {
+            base.sort_unstable_by_key(|a| a.uuid);
         }
-        ix.set_base(recs);
+        ix.set_base(base);
         for part in &parts {
             for s in &part.good {
                 ix.upsert(&s.key, &s.facts(&part.strings));
@@ -456,6 +498,7 @@ impl Inner {
             snapshot_used,
             from_snapshot: from_snapshot as u64,
             files_read: files_read as u64,
+            files_checked,
             stale_records: stale as u64,
             index_time: started.elapsed(),
         };
@@ -568,6 +611,35 @@ impl Inner {
     }
 }
 
+/// Like [`par_chunks`], with mutable chunks; `f` gets each chunk's offset.
+pub(crate) fn par_chunks_mut<T: Send, R: Send>(
+    items: &mut [T],
+    f: impl Fn(usize, &mut [T]) -> R + Sync,
+) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8)
+        .min(items.len().div_ceil(4096).max(1));
+    if threads <= 1 {
+        return vec![f(0, items)];
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks_mut(chunk)
+            .enumerate()
+            .map(|(k, c)| {
+                let f = &f;
+                s.spawn(move || f(k * chunk, c))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
 /// The cached value of `slot` in `cache`, computed by `f` the first time.
 fn cached(cache: &mut Vec<Option<u32>>, slot: u32, f: impl FnOnce() -> u32) -> &u32 {
     let i = slot as usize;
@@ -580,7 +652,7 @@ fn cached(cache: &mut Vec<Option<u32>>, slot: u32, f: impl FnOnce() -> u32) -> &
 /// Gives the scan's freed temporaries back to the operating system (glibc
 /// keeps freed heap memory otherwise, and the scan's peak is several times
 /// the index it leaves).
-fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only releases free memory of the allocator.
     unsafe {

@@ -5,9 +5,11 @@
 //!
 //! A record is only ever used for a file the open's directory listing shows
 //! in the record's status directory with the record's inode, and whose
-//! `stat` gives the record's modification time and size. Job files are never
-//! modified in place (every change publishes a new file by rename), so such a
-//! file is the one the record was made from. Everything else is read from
+//! `stat` gives the record's modification time and size — or, in a status
+//! directory whose inode and mtime are still the ones the snapshot stamped
+//! (nothing created, removed or renamed in it since), without the `stat`.
+//! Job files are never modified in place (every change publishes a new file
+//! by rename), so such a file is the one the record was made from. Everything else is read from
 //! its file as without a snapshot: a stale snapshot costs reads, never
 //! truth. A missing, unreadable, truncated, corrupt or other-version
 //! snapshot is ignored as a whole (logged at `debug`/`info`).
@@ -17,6 +19,8 @@
 //! background pass once enough has changed; see `docs/storage-format.md`.
 
 use std::time::{Duration, Instant};
+
+use semiont_jobs_model::JobStatus;
 
 use crate::error::io_err;
 use crate::index::FinRec;
@@ -30,7 +34,10 @@ pub(crate) const FILE: &str = "index.snapshot";
 pub(crate) const VERSION: u32 = 1;
 const MAGIC: [u8; 8] = *b"SJIXSNAP";
 const END: [u8; 8] = *b"SJIXEND\n";
-const HEADER: usize = 40;
+const HEADER: usize = 88;
+/// A directory counts as unchanged only if its mtime was at least this old
+/// when the snapshot was written (timestamp granularity; clock ticks).
+const DIR_SETTLED_NS: i64 = 1_000_000_000;
 const REC: usize = 64;
 const TRAILER: usize = 16;
 /// Longest type or user string accepted.
@@ -48,6 +55,9 @@ pub struct OpenReport {
     /// Job files read: every pending and running job, and the finished
     /// jobs the snapshot did not explain (all of them without a snapshot).
     pub files_read: u64,
+    /// Snapshot records checked with a `stat` of their file (the others
+    /// are in directories unchanged since the snapshot was written).
+    pub files_checked: u64,
     /// Snapshot records the disk did not confirm (job gone, moved or
     /// rewritten since), ignored.
     pub stale_records: u64,
@@ -63,11 +73,40 @@ pub(crate) struct Snapshot {
     pub types: Vec<String>,
     /// User ids; records' `user` indexes this.
     pub users: Vec<String>,
-    /// Records sorted by uuid (strictly), `live` false.
-    pub recs: Vec<FinRec>,
-    /// Per record: the file's modification time (ns) and size.
-    pub files: Vec<(i64, u64)>,
+    /// Records sorted by uuid (strictly), `live` false, with the mtime
+    /// and size of their files.
+    pub recs: Vec<SnapRec>,
+    /// Per finished status (complete, failed, cancelled): the directory's
+    /// inode and mtime (ns) when the snapshot was written, if it had not
+    /// changed for a while before and did not change while writing.
+    pub dirs: [DirStamp; 3],
 }
+
+/// A status directory's identity and modification time; all zero: unknown.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct DirStamp {
+    pub ino: u64,
+    pub mtime_ns: i64,
+}
+
+impl DirStamp {
+    /// The stamp of `info`.
+    pub fn of(info: &FileInfo) -> DirStamp {
+        DirStamp {
+            ino: info.ino,
+            mtime_ns: info.mtime_ns,
+        }
+    }
+
+    /// Whether the stamp says anything.
+    pub fn known(&self) -> bool {
+        *self != DirStamp::default()
+    }
+}
+
+/// The finished statuses, in the order of the snapshot's directory stamps.
+pub(crate) const FINISHED: [JobStatus; 3] =
+    [JobStatus::Complete, JobStatus::Failed, JobStatus::Cancelled];
 
 /// One record to write: the facts and the file they were learned from.
 #[derive(Clone, Copy, Debug)]
@@ -101,6 +140,7 @@ pub(crate) fn encode(
     types: &[Box<str>],
     users: &[Box<str>],
     recs: &[SnapRec],
+    dirs: &[DirStamp; 3],
     written_ms: i64,
 ) -> Vec<u8> {
     let strings: usize = types.iter().chain(users).map(|s| 4 + s.len()).sum();
@@ -112,6 +152,10 @@ pub(crate) fn encode(
     out.extend_from_slice(&(types.len() as u32).to_le_bytes());
     out.extend_from_slice(&(users.len() as u32).to_le_bytes());
     out.extend_from_slice(&(recs.len() as u64).to_le_bytes());
+    for d in dirs {
+        out.extend_from_slice(&d.ino.to_le_bytes());
+        out.extend_from_slice(&d.mtime_ns.to_le_bytes());
+    }
     for s in types.iter().chain(users) {
         out.extend_from_slice(&(s.len() as u32).to_le_bytes());
         out.extend_from_slice(s.as_bytes());
@@ -215,6 +259,11 @@ pub(crate) fn decode(buf: &[u8]) -> std::result::Result<Snapshot, String> {
     let ntypes = r.u32()?;
     let nusers = r.u32()?;
     let nrecs = r.u64()?;
+    let mut dirs = [DirStamp::default(); 3];
+    for d in &mut dirs {
+        d.ino = r.u64()?;
+        d.mtime_ns = r.i64()?;
+    }
     let types = r.strings(ntypes)?;
     let users = r.strings(nusers)?;
     let left = body - r.pos;
@@ -222,8 +271,7 @@ pub(crate) fn decode(buf: &[u8]) -> std::result::Result<Snapshot, String> {
         return Err(format!("{left} bytes of records for a count of {nrecs}"));
     }
     let n = left / REC;
-    let mut recs = Vec::with_capacity(n);
-    let mut files = Vec::with_capacity(n);
+    let mut recs: Vec<SnapRec> = Vec::with_capacity(n);
     for _ in 0..n {
         let uuid: [u8; 16] = r.arr()?;
         let [status, _] = r.arr::<2>()?;
@@ -240,33 +288,52 @@ pub(crate) fn decode(buf: &[u8]) -> std::result::Result<Snapshot, String> {
         if usize::from(ty) >= types.len() || user as usize >= users.len() {
             return Err("a record names a string that is not there".into());
         }
-        if recs.last().is_some_and(|p: &FinRec| p.uuid >= uuid) {
+        if recs.last().is_some_and(|p| p.rec.uuid >= uuid) {
             return Err("records are not sorted".into());
         }
-        recs.push(FinRec {
-            uuid,
-            created,
-            aux,
-            ino,
-            user,
-            ty,
-            status,
-            live: false,
+        recs.push(SnapRec {
+            rec: FinRec {
+                uuid,
+                created,
+                aux,
+                ino,
+                user,
+                ty,
+                status,
+                live: false,
+            },
+            mtime_ns,
+            size,
         });
-        files.push((mtime_ns, size));
     }
     Ok(Snapshot {
         types,
         users,
         recs,
-        files,
+        dirs,
     })
 }
 
-/// Whether `info` (a `stat` of the record's path) is the file `rec` and
-/// `file` (its modification time and size) describe.
-pub(crate) fn same_file(rec: &FinRec, file: (i64, u64), info: Option<&FileInfo>) -> bool {
-    info.is_some_and(|i| i.is_file() && i.ino == rec.ino && (i.mtime_ns, i.size) == file)
+/// Whether `info` (a `stat` of the record's path) is the file `s`
+/// describes.
+pub(crate) fn same_file(s: &SnapRec, info: Option<&FileInfo>) -> bool {
+    info.is_some_and(|i| {
+        i.is_file() && i.ino == s.rec.ino && (i.mtime_ns, i.size) == (s.mtime_ns, s.size)
+    })
+}
+
+impl Inner {
+    /// The current stamps of the finished status directories (unknown
+    /// where `stat` fails).
+    pub(crate) fn dir_stamps(&self) -> [DirStamp; 3] {
+        FINISHED.map(|s| {
+            let dir = self.dir(s);
+            match crate::sys::fstat_dir(dir) {
+                Ok(info) => DirStamp::of(&info),
+                Err(_) => DirStamp::default(),
+            }
+        })
+    }
 }
 
 impl Inner {
@@ -296,6 +363,8 @@ impl Inner {
     /// knows are left out. Returns the number of records written.
     pub(crate) fn write_snapshot(&self) -> Result<u64> {
         let started = Instant::now();
+        let now_ns = crate::inner::now_ms().saturating_mul(1_000_000);
+        let before = self.dir_stamps();
         let (recs, types, users, at) = {
             let ix = self.ix();
             let (recs, types, users) = ix.finished_records();
@@ -307,9 +376,9 @@ impl Inner {
         let parts = crate::scan::par_chunks(&recs, |chunk| {
             let mut out = Vec::with_capacity(chunk.len());
             for r in chunk {
-                let info = self
-                    .dir(r.status())
-                    .stat(&r.key().file_name())
+                let info = r
+                    .key()
+                    .with_file_name(|name| self.dir(r.status()).stat(name))
                     .ok()
                     .flatten();
                 if let Some(i) = info.filter(|i| i.is_file() && i.ino == r.ino) {
@@ -323,8 +392,21 @@ impl Inner {
             out
         });
         drop(recs);
-        let snap: Vec<SnapRec> = parts.into_iter().flatten().collect();
-        let data = encode(&types, &users, &snap, crate::inner::now_ms());
+        let mut snap: Vec<SnapRec> = Vec::with_capacity(parts.iter().map(Vec::len).sum());
+        for part in parts {
+            snap.extend(part);
+        }
+        // A directory is stamped only if it had settled before the records
+        // were taken and did not change until now.
+        let after = self.dir_stamps();
+        let mut dirs = [DirStamp::default(); 3];
+        for i in 0..3 {
+            if before[i] == after[i] && before[i].mtime_ns < now_ns - DIR_SETTLED_NS {
+                dirs[i] = before[i];
+            }
+        }
+        let data = encode(&types, &users, &snap, &dirs, crate::inner::now_ms());
+        let (n, len) = (snap.len() as u64, data.len());
         drop(snap);
         let staged = format!(
             "index-snapshot.{}.staged",
@@ -342,10 +424,11 @@ impl Inner {
             root.sync().map_err(|e| io_err("fsync", root.path(), e))?;
         }
         self.ix().snapshot_done(at);
-        let n = ((data.len() - HEADER - TRAILER) / REC) as u64;
+        drop(data);
+        crate::scan::release_free_memory();
         tracing::debug!(
             records = n,
-            bytes = data.len(),
+            bytes = len,
             ms = started.elapsed().as_millis() as u64,
             "wrote the index snapshot"
         );
@@ -391,7 +474,15 @@ mod tests {
     fn sample() -> Vec<u8> {
         let types = vec![Box::<str>::from("noop")];
         let users = vec![Box::<str>::from("a"), Box::<str>::from("b")];
-        encode(&types, &users, &[rec(1, 2), rec(2, 3), rec(3, 4)], 0)
+        let dirs = [
+            DirStamp {
+                ino: 9,
+                mtime_ns: 10,
+            },
+            DirStamp::default(),
+            DirStamp::default(),
+        ];
+        encode(&types, &users, &[rec(1, 2), rec(2, 3), rec(3, 4)], &dirs, 0)
     }
 
     #[test]
@@ -400,14 +491,16 @@ mod tests {
         assert_eq!(s.types, ["noop"]);
         assert_eq!(s.users, ["a", "b"]);
         assert_eq!(s.recs.len(), 3);
-        assert_eq!(s.recs[1], rec(2, 3).rec);
-        assert_eq!(s.files[2], (5, 300));
+        assert_eq!(s.recs[1].rec, rec(2, 3).rec);
+        assert_eq!((s.recs[2].mtime_ns, s.recs[2].size), (5, 300));
+        assert_eq!(s.dirs[0].ino, 9);
+        assert!(!s.dirs[1].known());
     }
 
     #[test]
     fn any_damage_is_refused() {
         let good = sample();
-        for cut in [0, 1, 8, 39, 40, good.len() / 2, good.len() - 1] {
+        for cut in [0, 1, 8, 39, 40, 88, good.len() / 2, good.len() - 1] {
             assert!(decode(&good[..cut]).is_err(), "truncated at {cut}");
         }
         for i in 0..good.len() {
@@ -421,11 +514,17 @@ mod tests {
         // Well-formed but meaningless content is refused too.
         let types = vec![Box::<str>::from("noop")];
         let users = vec![Box::<str>::from("a")];
-        let unsorted = encode(&types, &users, &[rec(2, 2), rec(1, 2)], 0);
+        let unsorted = encode(
+            &types,
+            &users,
+            &[rec(2, 2), rec(1, 2)],
+            &Default::default(),
+            0,
+        );
         assert!(decode(&unsorted).is_err());
-        let pending = encode(&types, &users, &[rec(1, 0)], 0);
+        let pending = encode(&types, &users, &[rec(1, 0)], &Default::default(), 0);
         assert!(decode(&pending).is_err());
-        let dangling_user = encode(&types, &users, &[rec(1, 2)], 0);
+        let dangling_user = encode(&types, &users, &[rec(1, 2)], &Default::default(), 0);
         assert!(decode(&dangling_user).is_err(), "user 1 of 1 string");
     }
 }

@@ -351,26 +351,92 @@ impl Dir {
     }
 
     /// Calls `f` with each name in the directory (without `.` and `..`),
-    /// the file type and the inode number the directory entry reports
-    /// (`getdents`: no `stat` per entry, nothing collected).
-    pub fn for_each_entry(&self, mut f: impl FnMut(String, EntryType, u64)) -> io::Result<()> {
-        use std::os::unix::fs::DirEntryExt;
-        for entry in std::fs::read_dir(&self.path)? {
-            let entry = entry?;
-            let ino = entry.ino();
-            let ty = match entry.file_type() {
-                Ok(t) if t.is_file() => EntryType::File,
-                Ok(t) if t.is_dir() => EntryType::Dir,
-                Ok(t) if t.is_symlink() => EntryType::Symlink,
-                Ok(_) => EntryType::Other,
-                Err(_) => EntryType::Other,
+    /// the file type and the inode number the directory entry reports:
+    /// `getdents64` with a large buffer, no `stat` per entry (except for
+    /// entries whose type the filesystem does not report), no allocation
+    /// per entry, nothing collected.
+    pub fn for_each_entry(&self, mut f: impl FnMut(&[u8], EntryType, u64)) -> io::Result<()> {
+        // A descriptor of our own: its directory offset is not shared.
+        let fd = cvt(
+            // SAFETY: valid dirfd and a NUL-terminated constant name.
+            unsafe {
+                libc::openat(
+                    self.fd.as_raw_fd(),
+                    c".".as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            },
+        )?;
+        // SAFETY: fresh descriptor from openat, owned here.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut buf = vec![0u8; 1 << 18];
+        loop {
+            // SAFETY: the buffer is valid for its length; the kernel writes
+            // at most that many bytes of `linux_dirent64` records.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
             };
-            match entry.file_name().into_string() {
-                Ok(name) => f(name, ty, ino),
-                Err(raw) => f(raw.to_string_lossy().into_owned(), EntryType::NotUtf8, ino),
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            let mut pos = 0usize;
+            let end = usize::try_from(n).unwrap_or(0).min(buf.len());
+            // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen;
+            // u8 d_type; char d_name[]; }
+            while pos + 19 <= end {
+                let rec = &buf[pos..end];
+                let mut ino = [0u8; 8];
+                ino.copy_from_slice(&rec[..8]);
+                let ino = u64::from_ne_bytes(ino);
+                let reclen = usize::from(u16::from_ne_bytes([rec[16], rec[17]]));
+                if reclen < 19 || reclen > rec.len() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "malformed directory entry",
+                    ));
+                }
+                let d_type = rec[18];
+                let raw = &rec[19..reclen];
+                let name = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+                pos += reclen;
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                let ty = match d_type {
+                    libc::DT_REG => EntryType::File,
+                    libc::DT_DIR => EntryType::Dir,
+                    libc::DT_LNK => EntryType::Symlink,
+                    libc::DT_UNKNOWN => match std::str::from_utf8(name)
+                        .ok()
+                        .and_then(|n| self.stat(n).ok().flatten())
+                    {
+                        Some(i) if i.is_file() => EntryType::File,
+                        Some(i) if i.is_dir() => EntryType::Dir,
+                        Some(i) if i.is_symlink() => EntryType::Symlink,
+                        _ => EntryType::Other,
+                    },
+                    _ => EntryType::Other,
+                };
+                let ty = if std::str::from_utf8(name).is_err() {
+                    EntryType::NotUtf8
+                } else {
+                    ty
+                };
+                f(name, ty, ino);
             }
         }
-        Ok(())
     }
 
     /// Names in the directory (without `.` and `..`), with the file type the
@@ -412,6 +478,11 @@ fn fstat(fd: libc::c_int) -> io::Result<FileInfo> {
     // SAFETY: valid descriptor and out-pointer.
     cvt(unsafe { libc::fstat(fd, &mut st) })?;
     Ok(FileInfo::from_stat(&st))
+}
+
+/// `fstat` of an open directory.
+pub(crate) fn fstat_dir(dir: &Dir) -> io::Result<FileInfo> {
+    fstat(dir.fd.as_raw_fd())
 }
 
 /// `renameat2`, optionally with `RENAME_NOREPLACE` (fails with `EEXIST`

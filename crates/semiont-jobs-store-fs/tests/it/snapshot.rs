@@ -523,3 +523,63 @@ async fn write_snapshot_saves_the_index_while_the_store_is_open() {
     std::mem::forget(store);
     assert_eq!(std::fs::read(dir.join(SNAPSHOT)).unwrap(), saved);
 }
+
+/// Sets the finished directories' mtime an hour back, as if nothing had
+/// changed in them for that long.
+fn settle(dir: &Path) {
+    for status in ["complete", "failed", "cancelled"] {
+        std::fs::File::open(dir.join(status))
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_directories_skip_the_per_file_check() {
+    let tmp = support::tempdir();
+    let dir = tmp.path().join("jobs");
+    let store = open(&dir).await;
+    let made = populate(&store).await;
+    settle(&dir);
+    drop(store);
+    let now = Timestamp::now();
+
+    let store = open(&dir).await;
+    let report = store.open_report().clone();
+    assert_eq!(report.from_snapshot, made.finished_uuid, "{report:?}");
+    assert_eq!(report.files_checked, 0, "{report:?}");
+    let got = view(&store, now).await;
+    drop(store);
+    let snapshot = std::fs::read(dir.join(SNAPSHOT)).unwrap();
+    assert_eq!(got, full_scan_view(&dir, now).await);
+    std::fs::write(dir.join(SNAPSHOT), &snapshot).unwrap();
+
+    // A change in failed/ (a file removed by hand): that directory's
+    // records are checked one by one again, the others' not.
+    let gone = &made.failed[0];
+    std::fs::remove_file(dir.join("failed").join(format!("{}.json", gone.id))).unwrap();
+    let store = open(&dir).await;
+    let report = store.open_report().clone();
+    assert_eq!(
+        report.files_checked,
+        made.failed.len() as u64 - 1,
+        "{report:?}"
+    );
+    assert_eq!(report.stale_records, 1, "{report:?}");
+    assert_eq!(
+        store.get(&gone.id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let got = view(&store, now).await;
+    drop(store);
+    assert_eq!(got, full_scan_view(&dir, now).await);
+
+    // A directory whose mtime is recent when the snapshot is written is not
+    // stamped (a change in the same clock tick could go unseen).
+    let store = open(&dir).await;
+    store.write_snapshot().await.unwrap();
+    drop(store);
+    let store = open(&dir).await;
+    assert!(store.open_report().files_checked > 0);
+}
