@@ -1,20 +1,39 @@
 //! The in-memory index: what claim, stats and list read instead of
 //! scanning directories. It holds a few numbers per job (no job content),
-//! built by one scan at open and kept current by this instance's operations
-//! and by watcher hints.
+//! built by one scan at open (or from the index snapshot) and kept current
+//! by this instance's operations and by watcher hints.
+//!
+//! It has two parts. The *base* holds finished jobs with `job-<uuid>` ids
+//! in flat arrays, 52 bytes per job: one record of 48 bytes in a vector
+//! sorted by id, and a 4-byte position in a per-status list sorted by
+//! `(created, id)`. It is filled in bulk at open, where nearly all jobs of a
+//! large queue are finished. The *overlay* (ordered trees) holds everything
+//! else: pending and running jobs, other ids, and finished jobs that left
+//! their base slot. A job is live in at most one part. A base record whose
+//! job changes status or goes away is marked dead (its slot can be taken
+//! again when the job comes back to the same status); the base is rebuilt
+//! without its dead records when they are more than half of it.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::iter::Peekable;
 
 use semiont_jobs_model::{Job, JobFilter, JobStatus};
 use semiont_jobs_store::TypeFilter;
 
 use crate::key::{Interner, Key};
 
+/// The base is rebuilt only when more than this many records are dead.
+const COMPACT_MIN: usize = if cfg!(test) { 16 } else { 1024 };
+/// Finished jobs in the overlay are moved into the base when there are more
+/// than this many of them and more than an eighth of the base.
+const ABSORB_MIN: usize = if cfg!(test) { 8 } else { 4096 };
+
 /// Sentinel for "no interned string".
 const NONE: u32 = u32::MAX;
 
-/// The index's record of one job.
+/// The index's record of one job in the overlay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Meta {
     /// `created`, ms since the epoch.
@@ -22,6 +41,8 @@ pub(crate) struct Meta {
     /// Pending: `runAt` (or `i64::MIN`); finished: `completedAt` (or
     /// `created`); running: 0.
     pub aux: i64,
+    /// Inode of the file the facts came from (0: unknown).
+    pub ino: u64,
     /// Interned user id.
     pub user: u32,
     /// Interned job type.
@@ -30,6 +51,52 @@ pub(crate) struct Meta {
     pub priority: i16,
     /// Status (= directory).
     pub status: JobStatus,
+}
+
+impl Meta {
+    /// Equal in everything but the inode.
+    fn same_facts(&self, other: &Meta) -> bool {
+        Meta {
+            ino: other.ino,
+            ..*self
+        } == *other
+    }
+}
+
+/// A finished job with a `job-<uuid>` id, as the base (and the snapshot)
+/// keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FinRec {
+    /// The id's UUID bytes (`Key::Uuid`).
+    pub uuid: [u8; 16],
+    /// `created`, ms since the epoch.
+    pub created: i64,
+    /// `completedAt` (or `created`), ms since the epoch.
+    pub aux: i64,
+    /// Inode of the file the facts came from (0: unknown).
+    pub ino: u64,
+    /// Interned user id.
+    pub user: u32,
+    /// Interned job type.
+    pub ty: u16,
+    /// `JobStatus::index()` of a finished status.
+    pub status: u8,
+    /// False once the job left this slot.
+    pub live: bool,
+}
+
+const _: () = assert!(std::mem::size_of::<FinRec>() == 48);
+
+impl FinRec {
+    /// The record's status.
+    pub fn status(&self) -> JobStatus {
+        JobStatus::ALL[usize::from(self.status) % 5]
+    }
+
+    /// The record's key.
+    pub fn key(&self) -> Key {
+        Key::Uuid(self.uuid)
+    }
 }
 
 /// What the index learns from a job file.
@@ -43,7 +110,8 @@ pub(crate) struct Facts<'a> {
     pub run_at: Option<i64>,
     pub priority: i16,
     pub worker_id: Option<&'a str>,
-    /// Inode of the published file (to tell own writes from others').
+    /// Inode of the published file (to tell own writes from others', and
+    /// to validate snapshot records).
     pub ino: u64,
 }
 
@@ -73,42 +141,162 @@ struct RunInfo {
 
 type ListEntry = (i64, Key, u32, u32);
 
+/// The slot of a finished status in the base's per-status lists.
+fn fin_slot(status: JobStatus) -> Option<usize> {
+    match status {
+        JobStatus::Complete => Some(0),
+        JobStatus::Failed => Some(1),
+        JobStatus::Cancelled => Some(2),
+        _ => None,
+    }
+}
+
+/// Whether an overlay entry could live in the base.
+fn base_kind(key: &Key, meta: &Meta) -> bool {
+    matches!(key, Key::Uuid(_)) && meta.status.is_finished() && meta.ty <= u32::from(u16::MAX)
+}
+
+/// The bulk part of the index: finished jobs with UUID ids.
+#[derive(Debug, Default)]
+struct Base {
+    /// Sorted by `uuid`, unique.
+    recs: Vec<FinRec>,
+    /// Per finished status (`fin_slot`): positions in `recs`, ascending by
+    /// `(created, uuid)`. Dead records stay listed until a rebuild.
+    order: [Vec<u32>; 3],
+    /// Records with `live == false`.
+    dead: usize,
+}
+
+impl Base {
+    /// Builds the base from records sorted by uuid (all taken as live).
+    fn build(mut recs: Vec<FinRec>) -> Base {
+        let mut keyed: [Vec<(i64, u32)>; 3] = Default::default();
+        for (i, r) in recs.iter_mut().enumerate() {
+            r.live = true;
+            if let Some(slot) = fin_slot(r.status()) {
+                // Positions ascend with the uuid, so (created, position)
+                // sorts like (created, uuid).
+                keyed[slot].push((r.created, i as u32));
+            }
+        }
+        recs.shrink_to_fit();
+        let order = keyed.map(|mut v| {
+            v.sort_unstable();
+            // Not an in-place collect: that would keep the larger buffer.
+            let mut out = Vec::with_capacity(v.len());
+            out.extend(v.iter().map(|&(_, i)| i));
+            out
+        });
+        Base {
+            recs,
+            order,
+            dead: 0,
+        }
+    }
+
+    fn find(&self, uuid: &[u8; 16]) -> Option<usize> {
+        self.recs.binary_search_by(|r| r.uuid.cmp(uuid)).ok()
+    }
+
+    fn live(&self) -> impl Iterator<Item = &FinRec> {
+        self.recs.iter().filter(|r| r.live)
+    }
+}
+
 /// The index. All methods are O(log n) except `list` with a type or user
-/// filter and `finished_before`, which walk the index (never the disk).
+/// filter and `finished_before`, which walk the index (never the disk), and
+/// the rare rebuild of the base.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
+    /// The overlay: every job not live in the base.
     jobs: BTreeMap<Key, Meta>,
-    /// Per status: (created, key, type, user), for newest-first listing.
+    /// Overlay, per status: (created, key, type, user), for newest-first listing.
     by_created: [BTreeSet<ListEntry>; 5],
     /// Per type: due pending jobs in claim order.
     ready: Vec<BTreeSet<(Reverse<i16>, Key)>>,
     /// Pending jobs with a `runAt`, by `runAt`, not yet moved to `ready`.
     delayed: BTreeSet<(i64, Key)>,
+    /// Jobs per status, both parts.
     counts: [u64; 5],
     running: HashMap<Key, RunInfo>,
     types: Interner,
     users: Interner,
     workers: Interner,
+    base: Base,
+    /// Overlay entries that could live in the base (finished, UUID id).
+    overlay_fin: usize,
+    /// Changes since the index was built (upserts and removes).
+    changes: u64,
+    /// `changes` as of the last snapshot written or loaded.
+    snapshot_at: u64,
 }
 
+/// The newest-first entries of one status in one part.
+type ListIter<'a> = Peekable<Box<dyn Iterator<Item = (i64, Cow<'a, Key>)> + 'a>>;
+
 impl Index {
-    /// Builds an index from one scan's results, in bulk (dense trees).
+    /// Builds an index from one scan's results: finished jobs with UUID ids
+    /// go to the base, the rest to the overlay.
+    #[cfg(test)]
     pub fn build<'a>(entries: impl IntoIterator<Item = (Key, Facts<'a>)>) -> Index {
         let mut ix = Index::default();
-        let mut jobs = Vec::new();
-        let mut lists: [Vec<ListEntry>; 5] = Default::default();
+        let mut recs = Vec::new();
+        let mut rest = Vec::new();
         for (key, f) in entries {
-            let meta = ix.meta_of(&f);
-            lists[f.status.index()].push((meta.created, key.clone(), meta.ty, meta.user));
-            ix.counts[f.status.index()] += 1;
-            ix.add_side(&key, &meta, &f);
-            jobs.push((key, meta));
+            match ix.fin_rec(&key, &f) {
+                Some(r) => recs.push(r),
+                None => rest.push((key, f)),
+            }
         }
-        ix.jobs = jobs.into_iter().collect();
-        for (set, list) in ix.by_created.iter_mut().zip(lists) {
-            *set = list.into_iter().collect();
+        recs.sort_unstable_by_key(|a| a.uuid);
+        recs.dedup_by(|a, b| a.uuid == b.uuid);
+        ix.set_base(recs);
+        for (key, f) in rest {
+            ix.upsert(&key, &f);
         }
         ix
+    }
+
+    /// The base record `f` makes for `key`, when it belongs in the base.
+    #[cfg(test)]
+    fn fin_rec(&mut self, key: &Key, f: &Facts<'_>) -> Option<FinRec> {
+        let Key::Uuid(uuid) = key else { return None };
+        if !f.status.is_finished() {
+            return None;
+        }
+        let meta = self.meta_of(f);
+        Some(FinRec {
+            uuid: *uuid,
+            created: meta.created,
+            aux: meta.aux,
+            ino: meta.ino,
+            user: meta.user,
+            ty: u16::try_from(meta.ty).ok()?,
+            status: meta.status.index() as u8,
+            live: true,
+        })
+    }
+
+    /// Installs the base (an empty index only): `recs` sorted by uuid and
+    /// unique, their type and user numbers from [`Index::intern_type`] and
+    /// [`Index::intern_user`].
+    pub fn set_base(&mut self, recs: Vec<FinRec>) {
+        debug_assert!(self.jobs.is_empty() && self.base.recs.is_empty());
+        for r in &recs {
+            self.counts[r.status().index()] += 1;
+        }
+        self.base = Base::build(recs);
+    }
+
+    /// The number of job type `s`, adding it if new.
+    pub fn intern_type(&mut self, s: &str) -> u32 {
+        self.types.intern(s)
+    }
+
+    /// The number of user id `s`, adding it if new.
+    pub fn intern_user(&mut self, s: &str) -> u32 {
+        self.users.intern(s)
     }
 
     fn meta_of(&mut self, f: &Facts<'_>) -> Meta {
@@ -120,6 +308,7 @@ impl Index {
         Meta {
             created: f.created,
             aux,
+            ino: f.ino,
             user: self.users.intern(f.user_id),
             ty: self.types.intern(f.job_type),
             priority: f.priority,
@@ -172,24 +361,102 @@ impl Index {
         &mut self.ready[i]
     }
 
+    /// The base position of `key`, live or dead.
+    fn base_pos(&self, key: &Key) -> Option<usize> {
+        match key {
+            Key::Uuid(uuid) => self.base.find(uuid),
+            Key::Other(_) => None,
+        }
+    }
+
+    /// The live base record of `key`.
+    fn base_live(&self, key: &Key) -> Option<&FinRec> {
+        self.base_pos(key)
+            .map(|i| &self.base.recs[i])
+            .filter(|r| r.live)
+    }
+
+    /// Marks base record `i` dead; rebuilds the base when most of it is.
+    fn kill_base(&mut self, i: usize) {
+        let r = &mut self.base.recs[i];
+        if !r.live {
+            return;
+        }
+        r.live = false;
+        self.counts[r.status().index()] -= 1;
+        self.base.dead += 1;
+        if self.base.dead > COMPACT_MIN && self.base.dead * 2 > self.base.recs.len() {
+            self.compact();
+        }
+    }
+
+    /// Rebuilds the base without its dead records.
+    fn compact(&mut self) {
+        let recs: Vec<FinRec> = self.base.live().copied().collect();
+        self.base = Base::build(recs);
+    }
+
     /// The status the index has for `key`.
     pub fn status(&self, key: &Key) -> Option<JobStatus> {
-        self.jobs.get(key).map(|m| m.status)
+        match self.jobs.get(key) {
+            Some(m) => Some(m.status),
+            None => self.base_live(key).map(FinRec::status),
+        }
     }
 
     /// Records what a file says about `key`; returns the previous status.
     pub fn upsert(&mut self, key: &Key, f: &Facts<'_>) -> Option<JobStatus> {
+        self.changes += 1;
         let meta = self.meta_of(f);
-        let prev = self.jobs.get(key).copied();
-        if let Some(old) = prev {
-            if old == meta {
+        let prev_overlay = self.jobs.get(key).copied();
+        let base_i = self.base_pos(key);
+        let prev = prev_overlay.map(|m| m.status).or_else(|| {
+            base_i
+                .map(|i| &self.base.recs[i])
+                .filter(|r| r.live)
+                .map(FinRec::status)
+        });
+        if let Some(old) = prev_overlay {
+            if old.same_facts(&meta) {
+                if let Some(m) = self.jobs.get_mut(key) {
+                    m.ino = meta.ino;
+                }
                 if meta.status == JobStatus::Running {
                     let worker = f.worker_id.map_or(NONE, |w| self.workers.intern(w));
                     self.running
                         .insert(key.clone(), RunInfo { worker, ino: f.ino });
                 }
-                return Some(old.status);
+                return prev;
             }
+        }
+        if let Some(i) = base_i {
+            let r = self.base.recs[i];
+            let fits = meta.status.is_finished()
+                && usize::from(r.status) == meta.status.index()
+                && r.created == meta.created;
+            match u16::try_from(meta.ty) {
+                Ok(ty) if fits => {
+                    // Same list position: update the slot in place.
+                    if let Some(old) = prev_overlay {
+                        self.jobs.remove(key);
+                        self.remove_parts(key, &old);
+                    }
+                    let r = &mut self.base.recs[i];
+                    if !r.live {
+                        r.live = true;
+                        self.base.dead -= 1;
+                        self.counts[meta.status.index()] += 1;
+                    }
+                    r.aux = meta.aux;
+                    r.ty = ty;
+                    r.user = meta.user;
+                    r.ino = meta.ino;
+                    return prev;
+                }
+                _ => self.kill_base(i),
+            }
+        }
+        if let Some(old) = prev_overlay {
             self.remove_parts(key, &old);
         }
         self.jobs.insert(key.clone(), meta);
@@ -201,13 +468,56 @@ impl Index {
         ));
         self.counts[meta.status.index()] += 1;
         self.add_side(key, &meta, f);
-        prev.map(|m| m.status)
+        if base_kind(key, &meta) {
+            self.overlay_fin += 1;
+            if self.overlay_fin > ABSORB_MIN.max(self.base.recs.len() / 8) {
+                self.absorb();
+            }
+        }
+        prev
     }
 
     fn remove_parts(&mut self, key: &Key, old: &Meta) {
         self.by_created[old.status.index()].remove(&(old.created, key.clone(), old.ty, old.user));
         self.counts[old.status.index()] -= 1;
         self.remove_side(key, old);
+        if base_kind(key, old) {
+            self.overlay_fin -= 1;
+        }
+    }
+
+    /// Moves the overlay's finished UUID jobs into the base (rebuilt
+    /// without its dead records). O(n log n), once per n/8 such jobs.
+    fn absorb(&mut self) {
+        let moved: Vec<(Key, Meta)> = self
+            .jobs
+            .iter()
+            .filter(|(k, m)| base_kind(k, m))
+            .map(|(k, m)| (k.clone(), *m))
+            .collect();
+        let mut recs: Vec<FinRec> =
+            Vec::with_capacity(self.base.recs.len() - self.base.dead + moved.len());
+        recs.extend(self.base.live().copied());
+        for (key, m) in moved {
+            self.jobs.remove(&key);
+            self.by_created[m.status.index()].remove(&(m.created, key.clone(), m.ty, m.user));
+            let (Key::Uuid(uuid), Ok(ty)) = (&key, u16::try_from(m.ty)) else {
+                continue;
+            };
+            recs.push(FinRec {
+                uuid: *uuid,
+                created: m.created,
+                aux: m.aux,
+                ino: m.ino,
+                user: m.user,
+                ty,
+                status: m.status.index() as u8,
+                live: true,
+            });
+        }
+        recs.sort_unstable_by_key(|r| r.uuid);
+        self.overlay_fin = 0;
+        self.base = Base::build(recs);
     }
 
     /// Takes a pending job out of the claim candidates until the next
@@ -231,9 +541,19 @@ impl Index {
 
     /// Forgets `key`; returns the status it had.
     pub fn remove(&mut self, key: &Key) -> Option<JobStatus> {
-        let old = self.jobs.remove(key)?;
-        self.remove_parts(key, &old);
-        Some(old.status)
+        if let Some(old) = self.jobs.remove(key) {
+            self.changes += 1;
+            self.remove_parts(key, &old);
+            return Some(old.status);
+        }
+        let i = self.base_pos(key)?;
+        let r = self.base.recs[i];
+        if !r.live {
+            return None;
+        }
+        self.changes += 1;
+        self.kill_base(i);
+        Some(r.status())
     }
 
     /// Jobs per status.
@@ -260,7 +580,12 @@ impl Index {
 
     /// The interned type name of `key`'s job, if indexed.
     pub fn job_type(&self, key: &Key) -> Option<&str> {
-        self.jobs.get(key).map(|m| self.types.name(m.ty))
+        match self.jobs.get(key) {
+            Some(m) => Some(self.types.name(m.ty)),
+            None => self
+                .base_live(key)
+                .map(|r| self.types.name(u32::from(r.ty))),
+        }
     }
 
     /// The best claim candidate for `types` at `now`: due, highest priority,
@@ -320,21 +645,35 @@ impl Index {
             },
             None => None,
         };
-        let matches = |e: &&ListEntry| ty.is_none_or(|t| t == e.2) && user.is_none_or(|u| u == e.3);
+        let matches =
+            move |t: u32, u: u32| ty.is_none_or(|x| x == t) && user.is_none_or(|x| x == u);
         let statuses: Vec<JobStatus> = match filter.status {
             Some(s) => vec![s],
             None => JobStatus::ALL.to_vec(),
         };
-        let mut iters: Vec<_> = statuses
-            .iter()
-            .map(|s| {
+        let mut iters: Vec<ListIter<'_>> = Vec::new();
+        for s in &statuses {
+            let overlay: Box<dyn Iterator<Item = (i64, Cow<'_, Key>)> + '_> = Box::new(
                 self.by_created[s.index()]
                     .iter()
                     .rev()
-                    .filter(matches)
-                    .peekable()
-            })
-            .collect();
+                    .filter(move |e| matches(e.2, e.3))
+                    .map(|e| (e.0, Cow::Borrowed(&e.1))),
+            );
+            iters.push(overlay.peekable());
+            if let Some(slot) = fin_slot(*s) {
+                let recs = &self.base.recs;
+                let base: Box<dyn Iterator<Item = (i64, Cow<'_, Key>)> + '_> = Box::new(
+                    self.base.order[slot]
+                        .iter()
+                        .rev()
+                        .map(move |&i| &recs[i as usize])
+                        .filter(move |r| r.live && matches(u32::from(r.ty), r.user))
+                        .map(|r| (r.created, Cow::Owned(r.key()))),
+                );
+                iters.push(base.peekable());
+            }
+        }
         let want = filter.offset.saturating_add(filter.limit);
         let mut page = Vec::new();
         let mut seen = 0usize;
@@ -342,18 +681,17 @@ impl Index {
             // k-way merge, newest (largest created, then id) first.
             let mut pick: Option<(usize, (i64, &Key))> = None;
             for (i, it) in iters.iter_mut().enumerate() {
-                if let Some(&e) = it.peek() {
-                    let e: &ListEntry = e;
-                    let k = (e.0, &e.1);
+                if let Some((created, key)) = it.peek() {
+                    let k = (*created, key.as_ref());
                     if pick.as_ref().is_none_or(|(_, best)| k > *best) {
                         pick = Some((i, k));
                     }
                 }
             }
             let Some((i, _)) = pick else { break };
-            if let Some(e) = iters[i].next() {
+            if let Some((_, key)) = iters[i].next() {
                 if seen >= filter.offset {
-                    page.push(e.1.clone());
+                    page.push(key.into_owned());
                 }
                 seen += 1;
             }
@@ -376,26 +714,109 @@ impl Index {
             return Vec::new();
         }
         let mut heap: BinaryHeap<(i64, Key, JobStatus)> = BinaryHeap::new();
-        for (key, m) in &self.jobs {
-            if !m.status.is_finished() || m.aux >= before {
-                continue;
-            }
+        let mut offer = |aux: i64, key: Cow<'_, Key>, status: JobStatus| {
             if heap.len() < limit {
-                heap.push((m.aux, key.clone(), m.status));
+                heap.push((aux, key.into_owned(), status));
             } else if heap
                 .peek()
-                .is_some_and(|top| (m.aux, key) < (top.0, &top.1))
+                .is_some_and(|top| (aux, key.as_ref()) < (top.0, &top.1))
             {
                 heap.pop();
-                heap.push((m.aux, key.clone(), m.status));
+                heap.push((aux, key.into_owned(), status));
+            }
+        };
+        for (key, m) in &self.jobs {
+            if m.status.is_finished() && m.aux < before {
+                offer(m.aux, Cow::Borrowed(key), m.status);
+            }
+        }
+        for r in self.base.live() {
+            if r.aux < before {
+                offer(r.aux, Cow::Owned(r.key()), r.status());
             }
         }
         heap.into_sorted_vec()
     }
 
-    /// Every indexed key with its status (for reconciliation).
-    pub fn statuses(&self) -> impl Iterator<Item = (&Key, JobStatus)> {
-        self.jobs.iter().map(|(k, m)| (k, m.status))
+    /// Every indexed key with its status, in key order (for reconciliation).
+    pub fn statuses(&self) -> impl Iterator<Item = (Key, JobStatus)> + '_ {
+        let mut overlay = self.jobs.iter().peekable();
+        let mut base = self.base.live().peekable();
+        std::iter::from_fn(move || match (overlay.peek(), base.peek()) {
+            (None, None) => None,
+            (Some(_), None) => overlay.next().map(|(k, m)| (k.clone(), m.status)),
+            (None, Some(_)) => base.next().map(|r| (r.key(), r.status())),
+            (Some((k, _)), Some(r)) => {
+                if **k < r.key() {
+                    overlay.next().map(|(k, m)| (k.clone(), m.status))
+                } else {
+                    base.next().map(|r| (r.key(), r.status()))
+                }
+            }
+        })
+    }
+
+    /// Finished jobs with UUID ids and a known inode, sorted by uuid, with
+    /// the interned type and user names their numbers refer to: what the
+    /// index snapshot holds.
+    pub fn finished_records(&self) -> (Vec<FinRec>, Vec<Box<str>>, Vec<Box<str>>) {
+        let mut from_overlay: Vec<FinRec> = Vec::new();
+        for (key, m) in &self.jobs {
+            let (Key::Uuid(uuid), true, Ok(ty)) =
+                (key, m.status.is_finished(), u16::try_from(m.ty))
+            else {
+                continue;
+            };
+            if m.ino != 0 {
+                from_overlay.push(FinRec {
+                    uuid: *uuid,
+                    created: m.created,
+                    aux: m.aux,
+                    ino: m.ino,
+                    user: m.user,
+                    ty,
+                    status: m.status.index() as u8,
+                    live: true,
+                });
+            }
+        }
+        let base = self.base.live().filter(|r| r.ino != 0);
+        let mut out =
+            Vec::with_capacity(self.base.recs.len() - self.base.dead + from_overlay.len());
+        let mut a = base.peekable();
+        let mut b = from_overlay.into_iter().peekable();
+        loop {
+            let take_a = match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(x), Some(y)) => x.uuid < y.uuid,
+            };
+            let next = if take_a { a.next().copied() } else { b.next() };
+            out.extend(next);
+        }
+        (
+            out,
+            self.types.names().to_vec(),
+            self.users.names().to_vec(),
+        )
+    }
+
+    /// Changes not yet in a snapshot, and the change count to pass to
+    /// [`Index::snapshot_done`] after writing one now.
+    pub fn snapshot_lag(&self) -> (u64, u64) {
+        (self.changes - self.snapshot_at, self.changes)
+    }
+
+    /// Records that a snapshot holding the index as of change `at` exists.
+    pub fn snapshot_done(&mut self, at: u64) {
+        self.snapshot_at = self.snapshot_at.max(at);
+    }
+
+    /// Sets how many changes the disk has that no snapshot holds (at open).
+    pub fn set_snapshot_lag(&mut self, lag: u64) {
+        self.changes = self.changes.max(lag);
+        self.snapshot_at = self.changes - lag;
     }
 }
 
@@ -524,6 +945,211 @@ mod tests {
             assert_eq!(ids, [vec![k[5].clone()], first_two].concat());
             assert_eq!(ix.finished_before(35, 1).len(), 1);
             assert_eq!(ix.counts(), [2, 0, 2, 1, 1]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod model_tests {
+    use super::*;
+    use semiont_jobs_model::{JobId, JobType};
+
+    /// What the index must say about one job.
+    #[derive(Clone, Debug, PartialEq)]
+    struct Truth {
+        status: JobStatus,
+        created: i64,
+        completed: i64,
+        ty: &'static str,
+        user: &'static str,
+    }
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    const TYPES: [&str; 3] = ["a", "b", "c"];
+    const USERS: [&str; 2] = ["u1", "u2"];
+
+    fn facts(t: &Truth, ino: u64) -> Facts<'static> {
+        Facts {
+            status: t.status,
+            job_type: t.ty,
+            user_id: t.user,
+            created: t.created,
+            completed_at: t.status.is_finished().then_some(t.completed),
+            run_at: None,
+            priority: 0,
+            worker_id: None,
+            ino,
+        }
+    }
+
+    fn check(ix: &Index, truth: &BTreeMap<Key, Truth>) {
+        let in_overlay = ix.jobs.iter().filter(|(k, m)| base_kind(k, m)).count();
+        assert_eq!(ix.overlay_fin, in_overlay);
+        assert!(
+            ix.overlay_fin <= ABSORB_MIN.max(ix.base.recs.len() / 8),
+            "finished jobs move into the base"
+        );
+        let mut counts = [0u64; 5];
+        for t in truth.values() {
+            counts[t.status.index()] += 1;
+        }
+        assert_eq!(ix.counts(), counts);
+        let listed: Vec<(Key, JobStatus)> = ix.statuses().collect();
+        let want: Vec<(Key, JobStatus)> =
+            truth.iter().map(|(k, t)| (k.clone(), t.status)).collect();
+        assert_eq!(listed, want, "statuses() in key order");
+        for (k, t) in truth {
+            assert_eq!(ix.status(k), Some(t.status));
+            assert_eq!(ix.job_type(k), Some(t.ty));
+        }
+        let filters = [
+            JobFilter::default().limit(7),
+            JobFilter::default().limit(5).offset(3),
+            JobFilter::default().status(JobStatus::Complete).limit(4),
+            JobFilter::default().status(JobStatus::Failed).limit(100),
+            JobFilter::default()
+                .job_type(JobType::parse("b").unwrap())
+                .limit(6)
+                .offset(1),
+            JobFilter::default()
+                .user("u2")
+                .status(JobStatus::Complete)
+                .limit(3),
+        ];
+        for f in &filters {
+            let mut all: Vec<(i64, Key)> = truth
+                .iter()
+                .filter(|(_, t)| f.status.is_none_or(|s| s == t.status))
+                .filter(|(_, t)| f.job_type.as_ref().is_none_or(|x| x.as_str() == t.ty))
+                .filter(|(_, t)| f.user_id.as_deref().is_none_or(|u| u == t.user))
+                .map(|(k, t)| (t.created, k.clone()))
+                .collect();
+            all.sort();
+            all.reverse();
+            let page: Vec<Key> = all
+                .iter()
+                .skip(f.offset)
+                .take(f.limit)
+                .map(|e| e.1.clone())
+                .collect();
+            assert_eq!(ix.list(f), (page, all.len()), "{f:?}");
+        }
+        let mut old: Vec<(i64, Key, JobStatus)> = truth
+            .iter()
+            .filter(|(_, t)| t.status.is_finished() && t.completed < 500)
+            .map(|(k, t)| (t.completed, k.clone(), t.status))
+            .collect();
+        old.sort();
+        old.truncate(9);
+        assert_eq!(ix.finished_before(500, 9), old);
+        // The snapshot's records: every finished UUID job with an inode.
+        let (recs, types, users) = ix.finished_records();
+        let want: Vec<(Key, JobStatus, i64, i64, &str, &str)> = truth
+            .iter()
+            .filter(|(k, t)| t.status.is_finished() && matches!(k, Key::Uuid(_)))
+            .map(|(k, t)| (k.clone(), t.status, t.created, t.completed, t.ty, t.user))
+            .collect();
+        let got: Vec<(Key, JobStatus, i64, i64, &str, &str)> = recs
+            .iter()
+            .map(|r| {
+                (
+                    r.key(),
+                    r.status(),
+                    r.created,
+                    r.aux,
+                    &*types[usize::from(r.ty)],
+                    &*users[r.user as usize],
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn base_and_overlay_behave_like_one_map() {
+        for seed in 1..=6u64 {
+            let mut rng = Rng(seed * 0x9e37_79b9);
+            let mut keys: Vec<Key> = (0..300).map(|_| Key::of(&JobId::generate())).collect();
+            keys.push(Key::of(&JobId::parse("job-other-1").unwrap()));
+            keys.push(Key::of(&JobId::parse("zz-other-2").unwrap()));
+            let mut truth: BTreeMap<Key, Truth> = BTreeMap::new();
+            let random = |rng: &mut Rng, created: i64| Truth {
+                status: JobStatus::ALL[rng.next(5) as usize],
+                created,
+                completed: rng.next(1000) as i64,
+                ty: TYPES[rng.next(3) as usize],
+                user: USERS[rng.next(2) as usize],
+            };
+            // Mostly finished at build time, like a large queue.
+            for k in keys.iter().take(250) {
+                let created = rng.next(200) as i64;
+                let mut t = random(&mut rng, created);
+                if rng.next(10) < 8 {
+                    t.status = JobStatus::ALL[2 + rng.next(3) as usize];
+                }
+                truth.insert(k.clone(), t);
+            }
+            let mut ix = Index::build(truth.iter().map(|(k, t)| (k.clone(), facts(t, 7))));
+            check(&ix, &truth);
+            for step in 0..1500 {
+                let k = &keys[rng.next(keys.len() as u64) as usize];
+                match rng.next(6) {
+                    0 => {
+                        if ix.remove(k).is_some() {
+                            truth.remove(k);
+                        }
+                    }
+                    1 | 2 => {
+                        // A new status, same created (the protocol's moves).
+                        let created = truth.get(k).map_or(rng.next(200) as i64, |t| t.created);
+                        let t = random(&mut rng, created);
+                        ix.upsert(k, &facts(&t, 100 + step));
+                        truth.insert(k.clone(), t);
+                    }
+                    3 => {
+                        // Anything (a foreign writer).
+                        let created = rng.next(200) as i64;
+                        let t = random(&mut rng, created);
+                        ix.upsert(k, &facts(&t, 100 + step));
+                        truth.insert(k.clone(), t);
+                    }
+                    _ => {
+                        // The same facts again (a watcher re-read).
+                        if let Some(t) = truth.get(k) {
+                            ix.upsert(k, &facts(t, 100 + step));
+                        }
+                    }
+                }
+                if step % 100 == 0 {
+                    check(&ix, &truth);
+                }
+            }
+            check(&ix, &truth);
+            // Removing most of the base rebuilds it; everything still holds.
+            let finished: Vec<Key> = truth
+                .iter()
+                .filter(|(_, t)| t.status.is_finished())
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in finished.iter().skip(3) {
+                ix.remove(k);
+                truth.remove(k);
+            }
+            assert!(
+                ix.base.dead <= COMPACT_MIN || ix.base.dead * 2 <= ix.base.recs.len(),
+                "dead records are compacted away"
+            );
+            check(&ix, &truth);
         }
     }
 }

@@ -263,7 +263,7 @@ impl Inner {
                 &staged,
                 &job.to_json(),
                 durability != Sync::Nothing,
-                to == JobStatus::Running,
+                true,
                 spare_ok,
             )
             .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;

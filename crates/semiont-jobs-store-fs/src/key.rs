@@ -88,6 +88,40 @@ impl Key {
         Some(Self::from_valid_str(stem))
     }
 
+    /// The key of a file name given as bytes (as `getdents` returns it):
+    /// `job-<lowercase uuid>.json` without allocating, anything else as
+    /// [`Key::from_file_name`] does.
+    pub fn from_file_name_bytes(name: &[u8]) -> Option<Key> {
+        if name.len() == PREFIX.len() + 36 + 5
+            && name.starts_with(PREFIX.as_bytes())
+            && name.ends_with(b".json")
+        {
+            let uuid = std::str::from_utf8(&name[PREFIX.len()..PREFIX.len() + 36]).ok()?;
+            if let Some(bytes) = parse_uuid(uuid) {
+                return Some(Key::Uuid(bytes));
+            }
+        }
+        Self::from_file_name(std::str::from_utf8(name).ok()?)
+    }
+
+    /// Calls `f` with the file name `<id>.json`, without allocating for
+    /// UUID ids.
+    pub fn with_file_name<T>(&self, f: impl FnOnce(&str) -> T) -> T {
+        match self {
+            Key::Uuid(bytes) => {
+                let mut buf = [0u8; 45];
+                let (id, ext) = buf.split_at_mut(40);
+                let mut idbuf = [0u8; 40];
+                render_uuid(bytes, &mut idbuf);
+                id.copy_from_slice(&idbuf);
+                ext.copy_from_slice(b".json");
+                // The buffer holds ASCII only.
+                f(std::str::from_utf8(&buf).unwrap_or_default())
+            }
+            Key::Other(_) => f(&self.file_name()),
+        }
+    }
+
     /// Calls `f` with the id text, without allocating for UUID ids.
     pub fn with_str<T>(&self, f: impl FnOnce(&str) -> T) -> T {
         match self {
@@ -183,6 +217,11 @@ impl Interner {
         self.map.get(s).copied()
     }
 
+    /// Every string, by number.
+    pub fn names(&self) -> &[Box<str>] {
+        &self.names
+    }
+
     /// The string of number `i`.
     pub fn name(&self, i: u32) -> &str {
         self.names.get(i as usize).map_or("", |s| s)
@@ -208,6 +247,11 @@ mod tests {
             assert_eq!(k.id(), *id);
             assert_eq!(k.file_name(), format!("{id}.json"));
             assert_eq!(Key::from_file_name(&k.file_name()), Some(k.clone()));
+            assert_eq!(
+                Key::from_file_name_bytes(k.file_name().as_bytes()),
+                Some(k.clone())
+            );
+            assert_eq!(k.with_file_name(|n| n.to_owned()), k.file_name());
         }
         assert!(matches!(Key::of(&ids[0]), Key::Uuid(_)));
         assert!(matches!(
@@ -223,8 +267,18 @@ mod tests {
 
     #[test]
     fn bad_file_names_have_no_key() {
-        for bad in ["x", "job-1.txt", ".json", "../x.json", "a b.json"] {
+        for bad in [
+            "x",
+            "job-1.txt",
+            ".json",
+            "../x.json",
+            "a b.json",
+            "job-0193c1f0-8a2b-7cde-8f01-23456789abcd.jso",
+            "job-0193c1f0-8a2b-7cde-8f01-23456789abcd.json.",
+        ] {
             assert_eq!(Key::from_file_name(bad), None, "{bad}");
+            assert_eq!(Key::from_file_name_bytes(bad.as_bytes()), None, "{bad}");
         }
+        assert_eq!(Key::from_file_name_bytes(b"job-\xff.json"), None);
     }
 }

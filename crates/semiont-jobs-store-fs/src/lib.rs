@@ -23,7 +23,11 @@
 //! - a claim is one rename out of `pending/`;
 //! - claim, stats and list read an in-memory index built by one scan at
 //!   open and kept current by this instance's operations and `notify`
-//!   events (rescans on overflow and on a slow timer).
+//!   events (rescans on overflow and on a slow timer);
+//! - the index of finished jobs is saved in `index.snapshot` (on drop and
+//!   when enough changed), so an open reads only the files the snapshot
+//!   does not explain; a file it names is trusted only when its inode,
+//!   mtime and size are the recorded ones.
 //!
 //! ```no_run
 //! use semiont_jobs_store::JobStore;
@@ -47,6 +51,7 @@ mod ops;
 mod options;
 mod recovery;
 mod scan;
+mod snapshot;
 mod sys;
 mod watch;
 mod workers;
@@ -70,6 +75,7 @@ pub use error::OpenError;
 pub use options::FsOptions;
 #[doc(no_inline)]
 pub use semiont_jobs_store::Durability;
+pub use snapshot::OpenReport;
 
 use crate::index::Index;
 use crate::inner::Inner;
@@ -82,7 +88,12 @@ pub struct FsStore {
     inner: Arc<Inner>,
     _watcher: Option<watch::Watcher>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    report: OpenReport,
 }
+
+/// The background pass writes the snapshot once this many index changes
+/// are not in one.
+const SNAPSHOT_MIN_CHANGES: u64 = 10_000;
 
 impl fmt::Debug for FsStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -99,6 +110,8 @@ impl Drop for FsStore {
         for task in &self.tasks {
             task.abort();
         }
+        // Save the index for the next open (a crash only costs it reads).
+        self.inner.snapshot_if_behind(1);
     }
 }
 
@@ -114,7 +127,7 @@ impl Drop for Inner {
     }
 }
 
-type Opened = (Inner, Option<(watch::Watcher, watch::Started)>);
+type Opened = (Inner, Option<(watch::Watcher, watch::Started)>, OpenReport);
 
 fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, OpenError> {
     let layout = Layout::open(&root)?;
@@ -185,8 +198,8 @@ fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, 
     // Recovery first (rolls interrupted operations forward or back), then
     // the scan that builds the index from the repaired directories.
     inner.recover(Timestamp::now()).map_err(store_err)?;
-    inner.initial_scan().map_err(store_err)?;
-    Ok((inner, watch))
+    let report = inner.initial_scan().map_err(store_err)?;
+    Ok((inner, watch, report))
 }
 
 fn join_error(root: &Path, e: tokio::task::JoinError) -> Error {
@@ -227,7 +240,7 @@ impl FsStore {
         options: FsOptions,
     ) -> std::result::Result<FsStore, OpenError> {
         let root: PathBuf = dir.into();
-        let (inner, watch) = {
+        let (inner, watch, report) = {
             let dir = root.clone();
             let opts = options.clone();
             tokio::task::spawn_blocking(move || open_blocking(dir, opts))
@@ -262,11 +275,31 @@ impl FsStore {
                 }
             }));
         }
+        if let Some(every) = options.snapshot_interval {
+            tasks.push(spawn_timer(Arc::downgrade(&inner), every, |inner| {
+                inner.snapshot_if_behind(SNAPSHOT_MIN_CHANGES);
+            }));
+        }
         Ok(FsStore {
             inner,
             _watcher: watcher,
             tasks,
+            report,
         })
+    }
+
+    /// How [`FsStore::open`] built the index: how many finished jobs came
+    /// from the index snapshot and how many files were read.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    /// Writes the index snapshot (`index.snapshot`) now. The store also
+    /// writes it when dropped and, with `snapshot_interval`, in the
+    /// background once 10,000 changes are not in one. Returns the number of
+    /// finished jobs it holds.
+    pub async fn write_snapshot(&self) -> Result<u64> {
+        self.blocking(|inner| inner.write_snapshot()).await
     }
 
     /// The jobs directory.

@@ -107,7 +107,7 @@ impl Inner {
                 &staged,
                 &job.to_json(),
                 self.opts.sync(),
-                job.status == JobStatus::Running,
+                true,
                 job.status == JobStatus::Pending,
             )
             .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
@@ -130,7 +130,7 @@ impl Inner {
                 &name,
                 &job.to_json(),
                 false,
-                job.status == JobStatus::Running,
+                true,
                 job.status == JobStatus::Pending,
             ) {
                 Ok(ino) => staged.push((key, name, ino)),

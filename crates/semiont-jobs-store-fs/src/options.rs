@@ -36,6 +36,10 @@ pub struct FsOptions {
     /// is left alone for now (another implementation may still be writing
     /// it in place); older ones are quarantined (default 2 s).
     pub quarantine_grace: Duration,
+    /// Period of the background check that writes the index snapshot
+    /// (`index.snapshot`) when at least 10,000 index changes are not in one
+    /// (default 60 s; `None`: only when the store is dropped).
+    pub snapshot_interval: Option<Duration>,
 }
 
 impl Default for FsOptions {
@@ -46,6 +50,7 @@ impl Default for FsOptions {
             rescan_interval: Some(Duration::from_secs(300)),
             recovery_interval: Some(Duration::from_secs(60)),
             quarantine_grace: Duration::from_secs(2),
+            snapshot_interval: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -78,6 +83,13 @@ impl FsOptions {
     /// Sets how long an unparseable file is given before quarantine.
     pub fn quarantine_grace(mut self, grace: Duration) -> Self {
         self.quarantine_grace = grace;
+        self
+    }
+
+    /// Sets the period of the background snapshot check (`None`: the
+    /// snapshot is written only when the store is dropped).
+    pub fn snapshot_interval(mut self, every: Option<Duration>) -> Self {
+        self.snapshot_interval = every;
         self
     }
 

@@ -1,20 +1,23 @@
 //! Full scans of the status directories: the one at open that builds the
-//! index (reading files on several threads with a parse of only the fields
-//! the index needs), and the rescans that reconcile the index with the disk
-//! after a watcher overflow or error and on a slow timer.
+//! index (taking finished jobs from the index snapshot where the listing and
+//! a `stat` confirm them, reading the other files on several threads with a
+//! parse of only the fields the index needs), and the rescans that reconcile
+//! the index with the disk after a watcher overflow or error and on a slow
+//! timer.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
 
 use semiont_jobs_model::{JobStatus, JobType, Timestamp};
 use semiont_jobs_store::{ChangeKind, ChangeOrigin, Result};
 use serde::Deserialize;
 
 use crate::error::io_err;
-use crate::index::{Facts, Index};
+use crate::index::{Facts, FinRec, Index};
 use crate::inner::Inner;
 use crate::key::{Interner, Key};
+use crate::snapshot::{self, OpenReport};
 use crate::sys::EntryType;
 
 /// The fields of a job document the index needs, with every other field of
@@ -74,21 +77,69 @@ struct Scanned {
     ino: u64,
 }
 
+impl Scanned {
+    fn facts<'a>(&self, strings: &'a Interner) -> Facts<'a> {
+        Facts {
+            status: self.status,
+            job_type: strings.name(self.ty),
+            user_id: strings.name(self.user),
+            created: self.created,
+            completed_at: self.completed_at,
+            run_at: self.run_at,
+            priority: self.priority,
+            worker_id: self.worker.map(|w| strings.name(w)),
+            ino: self.ino,
+        }
+    }
+}
+
 /// What one scan thread produced.
 #[derive(Default)]
 struct Part {
     strings: Interner,
+    /// Finished jobs with UUID ids (compact reads only), with type and
+    /// user numbers of `strings`.
+    fin: Vec<FinRec>,
     good: Vec<Scanned>,
     /// Keys needing a look under their lock (bad, mismatched, vanished).
     fixups: Vec<Key>,
 }
+
+/// A foreign entry of a status directory: not `<id>.json` for a valid id.
+type Foreign = (JobStatus, String, EntryType);
 
 /// The listing of the status directories.
 struct Listing {
     /// Valid `<id>.json` names, by status.
     entries: Vec<(Key, JobStatus)>,
     /// Names that are not `<id>.json` for a valid id.
-    foreign: Vec<(JobStatus, String, EntryType)>,
+    foreign: Vec<Foreign>,
+}
+
+/// Runs `f` on contiguous chunks of `items` on several threads (one when
+/// there are few items); returns the results in order.
+pub(crate) fn par_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8)
+        .min(items.len().div_ceil(4096).max(1));
+    if threads <= 1 {
+        return vec![f(items)];
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(chunk)
+            .map(|c| {
+                let f = &f;
+                s.spawn(move || f(c))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
 }
 
 fn probe<'a>(buf: &'a [u8], key: &Key, dir: JobStatus) -> Option<Probe<'a>> {
@@ -110,22 +161,27 @@ impl Inner {
         };
         for status in JobStatus::ALL {
             let dir = self.dir(status);
-            let names = dir.list().map_err(|e| io_err("list", dir.path(), e))?;
-            for (name, ty) in names {
+            dir.for_each_entry(|name, ty, _| {
                 match (ty != EntryType::NotUtf8)
-                    .then(|| Key::from_file_name(&name))
+                    .then(|| Key::from_file_name_bytes(name))
                     .flatten()
                 {
                     Some(key) => listing.entries.push((key, status)),
-                    None => listing.foreign.push((status, name, ty)),
+                    None => listing.foreign.push((
+                        status,
+                        String::from_utf8_lossy(name).into_owned(),
+                        ty,
+                    )),
                 }
-            }
+            })
+            .map_err(|e| io_err("list", dir.path(), e))?;
         }
         Ok(listing)
     }
 
-    /// Reads `entries` on several threads.
-    fn read_entries(&self, entries: &[(Key, JobStatus)]) -> Vec<Part> {
+    /// Reads `entries` on several threads. With `compact`, finished jobs
+    /// with UUID ids come back as base records (`Part::fin`).
+    fn read_entries(&self, entries: &[(Key, JobStatus)], compact: bool) -> Vec<Part> {
         let threads = std::thread::available_parallelism()
             .map_or(2, |n| n.get())
             .clamp(1, 8)
@@ -151,6 +207,25 @@ impl Inner {
                     };
                     match probe(&buf, key, *status) {
                         Some(p) => {
+                            if let (true, true, Key::Uuid(uuid)) =
+                                (compact, status.is_finished(), key)
+                            {
+                                let ty = part.strings.intern(&p.job_type);
+                                if let Ok(ty) = u16::try_from(ty) {
+                                    let created = p.created.as_millis();
+                                    part.fin.push(FinRec {
+                                        uuid: *uuid,
+                                        created,
+                                        aux: p.completed_at.map_or(created, |t| t.as_millis()),
+                                        ino: info.ino,
+                                        user: part.strings.intern(&p.user_id),
+                                        ty,
+                                        status: status.index() as u8,
+                                        live: true,
+                                    });
+                                    continue;
+                                }
+                            }
                             let scanned = Scanned {
                                 key: key.clone(),
                                 status: *status,
@@ -181,7 +256,7 @@ impl Inner {
     }
 
     /// Quarantines names in status directories that are not job files.
-    fn quarantine_foreign(&self, foreign: Vec<(JobStatus, String, EntryType)>) -> Result<()> {
+    fn quarantine_foreign(&self, foreign: Vec<Foreign>) -> Result<()> {
         for (status, name, ty) in foreign {
             let dir = self.dir(status);
             if ty == EntryType::NotUtf8 {
@@ -218,52 +293,217 @@ impl Inner {
         Ok(changed)
     }
 
-    /// The scan at open: builds the index from scratch.
-    pub fn initial_scan(&self) -> Result<()> {
-        let listing = self.list_status_dirs()?;
-        let mut entries = listing.entries;
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut dups: HashSet<Key> = HashSet::new();
-        for w in entries.windows(2) {
+    /// The scan at open: builds the index from scratch, taking finished
+    /// jobs from the snapshot where the disk confirms them.
+    pub fn initial_scan(&self) -> Result<OpenReport> {
+        let started = Instant::now();
+        let mut ix = Index::default();
+        let snap = self.load_snapshot();
+        let snapshot_used = snap.is_some();
+        // The snapshot's records with `ix`'s type and user numbers; `live`
+        // marks the ones the disk confirms.
+        let (mut recs, stamps) = match snap {
+            Some(s) => {
+                let tmap: Vec<u32> = s.types.iter().map(|t| ix.intern_type(t)).collect();
+                let umap: Vec<u32> = s.users.iter().map(|u| ix.intern_user(u)).collect();
+                let mut recs = s.recs;
+                for r in &mut recs {
+                    let r = &mut r.rec;
+                    r.user = umap[r.user as usize];
+                    match u16::try_from(tmap[usize::from(r.ty)]) {
+                        Ok(ty) => r.ty = ty,
+                        // Cannot be a base record: never matches, so read.
+                        Err(_) => r.ino = 0,
+                    }
+                }
+                (recs, s.dirs)
+            }
+            None => (Vec::new(), Default::default()),
+        };
+        // List the status directories. Finished entries with UUID names
+        // are matched against the snapshot (sorted, then merged: the
+        // listing comes in hash order); the rest is read.
+        let before = self.dir_stamps();
+        let mut to_read: Vec<(Key, JobStatus)> = Vec::new();
+        let mut listed: Vec<([u8; 16], u64, u8)> = Vec::with_capacity(if recs.is_empty() {
+            0
+        } else {
+            recs.len() + 4096
+        });
+        let mut foreign: Vec<Foreign> = Vec::new();
+        for status in JobStatus::ALL {
+            let dir = self.dir(status);
+            let match_snapshot = status.is_finished() && !recs.is_empty();
+            dir.for_each_entry(|name, ty, ino| {
+                let key = (ty != EntryType::NotUtf8)
+                    .then(|| Key::from_file_name_bytes(name))
+                    .flatten();
+                match key {
+                    None => foreign.push((status, String::from_utf8_lossy(name).into_owned(), ty)),
+                    Some(Key::Uuid(uuid)) if match_snapshot => {
+                        listed.push((uuid, ino, status.index() as u8));
+                    }
+                    Some(key) => to_read.push((key, status)),
+                }
+            })
+            .map_err(|e| io_err("list", dir.path(), e))?;
+        }
+        // A directory unchanged since the snapshot was written (same inode
+        // and mtime then, before and after the listing) had no entry
+        // created, removed or renamed since: its files are the ones the
+        // snapshot's records were checked against.
+        let after = self.dir_stamps();
+        let unchanged: [bool; 3] = std::array::from_fn(|i| {
+            stamps[i].known() && stamps[i] == before[i] && before[i] == after[i]
+        });
+        listed.sort_unstable_by_key(|e| e.0);
+        // A candidate (`live` for now): the listed inode is the one its
+        // record names.
+        let mut j = 0usize;
+        for (uuid, ino, status) in std::mem::take(&mut listed) {
+            while j < recs.len() && recs[j].rec.uuid < uuid {
+                j += 1;
+            }
+            match recs.get_mut(j) {
+                Some(s)
+                    if s.rec.uuid == uuid
+                        && s.rec.ino == ino
+                        && ino != 0
+                        && s.rec.status == status =>
+                {
+                    s.rec.live = true;
+                }
+                _ => to_read.push((Key::Uuid(uuid), JobStatus::ALL[usize::from(status) % 5])),
+            }
+        }
+        // Confirm the candidates in changed directories with a `stat`:
+        // same inode, mtime and size as recorded.
+        let checked = par_chunks_mut(&mut recs, |offset, chunk| {
+            let mut failed: Vec<u32> = Vec::new();
+            let mut checked = 0u64;
+            for (k, s) in chunk.iter_mut().enumerate() {
+                let slot = usize::from(s.rec.status).wrapping_sub(2);
+                if !s.rec.live || unchanged.get(slot).copied().unwrap_or(false) {
+                    continue;
+                }
+                checked += 1;
+                let r = &s.rec;
+                let info = r
+                    .key()
+                    .with_file_name(|name| self.dir(r.status()).stat(name))
+                    .ok()
+                    .flatten();
+                if !snapshot::same_file(s, info.as_ref()) {
+                    s.rec.live = false;
+                    failed.push((offset + k) as u32);
+                }
+            }
+            (failed, checked)
+        });
+        let mut files_checked = 0;
+        for (failed, n) in checked {
+            files_checked += n;
+            for i in failed {
+                let r = &recs[i as usize].rec;
+                to_read.push((r.key(), r.status()));
+            }
+        }
+        // A job listed twice (in two directories) is resolved under its lock.
+        to_read.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut dups: Vec<Key> = Vec::new();
+        for w in to_read.windows(2) {
             if w[0].0 == w[1].0 {
-                dups.insert(w[0].0.clone());
+                dups.push(w[0].0.clone());
             }
         }
-        let unique: Vec<(Key, JobStatus)> = entries
-            .into_iter()
-            .filter(|(k, _)| !dups.contains(k))
-            .collect();
-        let parts = self.read_entries(&unique);
-        drop(unique);
-        let mut fixups: Vec<Key> = dups.into_iter().collect();
-        let mut facts = Vec::new();
+        for (key, _) in &to_read {
+            if let Key::Uuid(uuid) = key {
+                if let Ok(i) = recs.binary_search_by(|s| s.rec.uuid.cmp(uuid)) {
+                    if recs[i].rec.live {
+                        recs[i].rec.live = false;
+                        dups.push(key.clone());
+                    }
+                }
+            }
+        }
+        dups.sort_unstable();
+        dups.dedup();
+        to_read.retain(|(k, _)| dups.binary_search(k).is_err());
+        let from_snapshot = recs.iter().filter(|s| s.rec.live).count();
+        let stale = recs.len() - from_snapshot;
+        let mut base: Vec<FinRec> = Vec::with_capacity(from_snapshot);
+        base.extend(recs.iter().filter(|s| s.rec.live).map(|s| s.rec));
+        drop(recs);
+        let files_read = to_read.len();
+        // Finished jobs the snapshot could have held but did not.
+        let finished_read = to_read
+            .iter()
+            .filter(|(k, s)| s.is_finished() && matches!(k, Key::Uuid(_)))
+            .count();
+        let mut parts = self.read_entries(&to_read, true);
+        drop(to_read);
+        // Finished jobs read from files join the snapshot's in the base.
+        let mut fixups = dups;
+        let mut misfits: Vec<(usize, FinRec)> = Vec::new();
+        let from_file = base.len();
+        for (pi, part) in parts.iter_mut().enumerate() {
+            fixups.append(&mut part.fixups);
+            let mut tys: Vec<Option<u32>> = Vec::new();
+            let mut users: Vec<Option<u32>> = Vec::new();
+            for f in std::mem::take(&mut part.fin) {
+                let ty = *cached(&mut tys, u32::from(f.ty), || {
+                    ix.intern_type(part.strings.name(u32::from(f.ty)))
+                });
+                let user = *cached(&mut users, f.user, || {
+                    ix.intern_user(part.strings.name(f.user))
+                });
+                match u16::try_from(ty) {
+                    Ok(ty) => base.push(FinRec { ty, user, ..f }),
+                    Err(_) => misfits.push((pi, f)),
+                }
+            }
+        }
+        if base.len() > from_file {
+            base.sort_unstable_by_key(|a| a.uuid);
+        }
+        ix.set_base(base);
         for part in &parts {
-            fixups.extend(part.fixups.iter().cloned());
             for s in &part.good {
-                facts.push((
-                    s.key.clone(),
-                    Facts {
-                        status: s.status,
-                        job_type: part.strings.name(s.ty),
-                        user_id: part.strings.name(s.user),
-                        created: s.created,
-                        completed_at: s.completed_at,
-                        run_at: s.run_at,
-                        priority: s.priority,
-                        worker_id: s.worker.map(|w| part.strings.name(w)),
-                        ino: s.ino,
-                    },
-                ));
+                ix.upsert(&s.key, &s.facts(&part.strings));
             }
         }
-        facts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        *self.ix() = Index::build(facts);
+        for (pi, f) in misfits {
+            let strings = &parts[pi].strings;
+            let facts = Facts {
+                status: f.status(),
+                job_type: strings.name(u32::from(f.ty)),
+                user_id: strings.name(f.user),
+                created: f.created,
+                completed_at: Some(f.aux),
+                run_at: None,
+                priority: 0,
+                worker_id: None,
+                ino: f.ino,
+            };
+            ix.upsert(&f.key(), &facts);
+        }
+        ix.set_snapshot_lag((finished_read + stale) as u64);
+        *self.ix() = ix;
         drop(parts);
         release_free_memory();
         self.fix_keys(fixups)?;
-        self.quarantine_foreign(listing.foreign)?;
+        self.quarantine_foreign(foreign)?;
         self.recount_quarantine();
-        Ok(())
+        let report = OpenReport {
+            snapshot_used,
+            from_snapshot: from_snapshot as u64,
+            files_read: files_read as u64,
+            files_checked,
+            stale_records: stale as u64,
+            index_time: started.elapsed(),
+        };
+        tracing::debug!(?report, "index built");
+        Ok(report)
     }
 
     /// Counts the files in quarantine (not their `.reason` files).
@@ -308,8 +548,8 @@ impl Inner {
             loop {
                 match (listed.peek(), indexed.peek()) {
                     (None, None) => break,
-                    (Some((lk, ls)), Some((ik, is))) if lk == *ik => {
-                        let (lk, ls, is) = ((*lk).clone(), *ls, *is);
+                    (Some((lk, ls)), Some((ik, is))) if lk == ik => {
+                        let (lk, ls, is) = (lk.clone(), *ls, *is);
                         listed.next();
                         let dup = listed.peek().is_some_and(|(k, _)| *k == lk);
                         if dup {
@@ -322,9 +562,9 @@ impl Inner {
                         }
                         indexed.next();
                     }
-                    (Some((lk, _)), Some((ik, _))) if lk > *ik => {
+                    (Some((lk, _)), Some((ik, _))) if lk > ik => {
                         // Indexed but not listed: gone, or moved mid-scan.
-                        suspects.push((*ik).clone());
+                        suspects.push(ik.clone());
                         indexed.next();
                     }
                     (Some((lk, ls)), _) => {
@@ -340,28 +580,18 @@ impl Inner {
                         }
                     }
                     (None, Some((ik, _))) => {
-                        suspects.push((*ik).clone());
+                        suspects.push(ik.clone());
                         indexed.next();
                     }
                 }
             }
         }
         let mut changed = !to_read.is_empty();
-        let parts = self.read_entries(&to_read);
+        let parts = self.read_entries(&to_read, false);
         for part in &parts {
             suspects.extend(part.fixups.iter().cloned());
             for s in &part.good {
-                let facts = Facts {
-                    status: s.status,
-                    job_type: part.strings.name(s.ty),
-                    user_id: part.strings.name(s.user),
-                    created: s.created,
-                    completed_at: s.completed_at,
-                    run_at: s.run_at,
-                    priority: s.priority,
-                    worker_id: s.worker.map(|w| part.strings.name(w)),
-                    ino: s.ino,
-                };
+                let facts = s.facts(&part.strings);
                 // Under the job lock, so no operation of ours is mid-way.
                 let _g = self.lock(&s.key)?;
                 let on_disk = self.dir(s.status).stat(&s.key.file_name()).ok().flatten();
@@ -381,10 +611,48 @@ impl Inner {
     }
 }
 
+/// Like [`par_chunks`], with mutable chunks; `f` gets each chunk's offset.
+pub(crate) fn par_chunks_mut<T: Send, R: Send>(
+    items: &mut [T],
+    f: impl Fn(usize, &mut [T]) -> R + Sync,
+) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(1, 8)
+        .min(items.len().div_ceil(4096).max(1));
+    if threads <= 1 {
+        return vec![f(0, items)];
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks_mut(chunk)
+            .enumerate()
+            .map(|(k, c)| {
+                let f = &f;
+                s.spawn(move || f(k * chunk, c))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+/// The cached value of `slot` in `cache`, computed by `f` the first time.
+fn cached(cache: &mut Vec<Option<u32>>, slot: u32, f: impl FnOnce() -> u32) -> &u32 {
+    let i = slot as usize;
+    if cache.len() <= i {
+        cache.resize(i + 1, None);
+    }
+    cache[i].get_or_insert_with(f)
+}
+
 /// Gives the scan's freed temporaries back to the operating system (glibc
 /// keeps freed heap memory otherwise, and the scan's peak is several times
 /// the index it leaves).
-fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only releases free memory of the allocator.
     unsafe {

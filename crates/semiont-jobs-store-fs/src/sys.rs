@@ -43,6 +43,8 @@ pub(crate) struct FileInfo {
     pub ino: u64,
     /// Last modification, in milliseconds since the epoch.
     pub mtime_ms: i64,
+    /// Last modification, in nanoseconds since the epoch.
+    pub mtime_ns: i64,
     /// File type bits (`S_IFMT` part of `st_mode`).
     pub kind: u32,
     /// Owner.
@@ -58,6 +60,10 @@ impl FileInfo {
         FileInfo {
             ino: st.st_ino,
             mtime_ms: st.st_mtime.saturating_mul(1000) + st.st_mtime_nsec / 1_000_000,
+            mtime_ns: st
+                .st_mtime
+                .saturating_mul(1_000_000_000)
+                .saturating_add(st.st_mtime_nsec),
             kind: st.st_mode & libc::S_IFMT,
             uid: st.st_uid,
             size: u64::try_from(st.st_size).unwrap_or(0),
@@ -373,6 +379,95 @@ impl Dir {
         cvt(unsafe { libc::syncfs(self.fd.as_raw_fd()) }).map(drop)
     }
 
+    /// Calls `f` with each name in the directory (without `.` and `..`),
+    /// the file type and the inode number the directory entry reports:
+    /// `getdents64` with a large buffer, no `stat` per entry (except for
+    /// entries whose type the filesystem does not report), no allocation
+    /// per entry, nothing collected.
+    pub fn for_each_entry(&self, mut f: impl FnMut(&[u8], EntryType, u64)) -> io::Result<()> {
+        // A descriptor of our own: its directory offset is not shared.
+        let fd = cvt(
+            // SAFETY: valid dirfd and a NUL-terminated constant name.
+            unsafe {
+                libc::openat(
+                    self.fd.as_raw_fd(),
+                    c".".as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            },
+        )?;
+        // SAFETY: fresh descriptor from openat, owned here.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut buf = vec![0u8; 1 << 18];
+        loop {
+            // SAFETY: the buffer is valid for its length; the kernel writes
+            // at most that many bytes of `linux_dirent64` records.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_getdents64,
+                    fd.as_raw_fd(),
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            let mut pos = 0usize;
+            let end = usize::try_from(n).unwrap_or(0).min(buf.len());
+            // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen;
+            // u8 d_type; char d_name[]; }
+            while pos + 19 <= end {
+                let rec = &buf[pos..end];
+                let mut ino = [0u8; 8];
+                ino.copy_from_slice(&rec[..8]);
+                let ino = u64::from_ne_bytes(ino);
+                let reclen = usize::from(u16::from_ne_bytes([rec[16], rec[17]]));
+                if reclen < 19 || reclen > rec.len() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "malformed directory entry",
+                    ));
+                }
+                let d_type = rec[18];
+                let raw = &rec[19..reclen];
+                let name = &raw[..raw.iter().position(|&b| b == 0).unwrap_or(raw.len())];
+                pos += reclen;
+                if name == b"." || name == b".." {
+                    continue;
+                }
+                let ty = match d_type {
+                    libc::DT_REG => EntryType::File,
+                    libc::DT_DIR => EntryType::Dir,
+                    libc::DT_LNK => EntryType::Symlink,
+                    libc::DT_UNKNOWN => match std::str::from_utf8(name)
+                        .ok()
+                        .and_then(|n| self.stat(n).ok().flatten())
+                    {
+                        Some(i) if i.is_file() => EntryType::File,
+                        Some(i) if i.is_dir() => EntryType::Dir,
+                        Some(i) if i.is_symlink() => EntryType::Symlink,
+                        _ => EntryType::Other,
+                    },
+                    _ => EntryType::Other,
+                };
+                let ty = if std::str::from_utf8(name).is_err() {
+                    EntryType::NotUtf8
+                } else {
+                    ty
+                };
+                f(name, ty, ino);
+            }
+        }
+    }
+
     /// Names in the directory (without `.` and `..`), with the file type the
     /// directory entry reports.
     pub fn list(&self) -> io::Result<Vec<(String, EntryType)>> {
@@ -412,6 +507,11 @@ fn fstat(fd: libc::c_int) -> io::Result<FileInfo> {
     // SAFETY: valid descriptor and out-pointer.
     cvt(unsafe { libc::fstat(fd, &mut st) })?;
     Ok(FileInfo::from_stat(&st))
+}
+
+/// `fstat` of an open directory.
+pub(crate) fn fstat_dir(dir: &Dir) -> io::Result<FileInfo> {
+    fstat(dir.fd.as_raw_fd())
 }
 
 /// `renameat2`, optionally with `RENAME_NOREPLACE` (fails with `EEXIST`

@@ -1,6 +1,6 @@
 //! Integration tests of the filesystem backend: the conformance suite,
 //! multi-process contention, crash points, bad files, notify wake-ups,
-//! opening, and the kill -9 torture test (`SEMIONT_JOBS_TORTURE=1`).
+//! opening, the index snapshot, and the kill -9 torture test (`SEMIONT_JOBS_TORTURE=1`).
 
 mod bad_files;
 mod child;
@@ -8,6 +8,7 @@ mod crash;
 mod multiprocess;
 mod notify;
 mod open;
+mod snapshot;
 mod spares;
 mod support;
 mod torture;
