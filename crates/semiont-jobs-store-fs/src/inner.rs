@@ -325,7 +325,7 @@ impl Inner {
         want_ino: bool,
         spare_ok: bool,
     ) -> io::Result<u64> {
-        if spare_ok {
+        if spare_ok && !self.opts.sync() {
             let spare = self.spares().pop_front();
             if let Some(spare) = spare {
                 let reused = self.tmp.rewrite(&spare, data, sync).and_then(|ino| {
@@ -349,7 +349,7 @@ impl Inner {
     /// it when there are enough spares.
     fn recycle(&self, staged: &str) {
         let mut spares = self.spares();
-        if spares.len() < MAX_SPARES {
+        if spares.len() < MAX_SPARES && !self.opts.sync() {
             let spare = format!("spare.{}", self.seq.fetch_add(1, Ordering::Relaxed));
             if sys::rename(&self.tmp, staged, &self.tmp, &spare, true).is_ok() {
                 spares.push_back(spare);

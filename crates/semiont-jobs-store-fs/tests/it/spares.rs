@@ -165,3 +165,32 @@ fn inodes(dir: &std::path::Path) -> Vec<u64> {
     }
     out
 }
+
+/// With durability `fsync` no spare is kept (a power loss could bring back
+/// a name pointing at a recycled inode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_mode_keeps_no_spares() {
+    let tmp = support::tempdir();
+    let dir = tmp.path().join("jobs");
+    let opts = support::opts().durability(semiont_jobs_store::Durability::Fsync);
+    let store = FsStore::open(&dir, opts).await.unwrap();
+    for _ in 0..5 {
+        store.create(&job_with_blob(10)).await.unwrap();
+        let running = store
+            .claim(&claim_req("w1", Timestamp::now(), DAY))
+            .await
+            .unwrap()
+            .expect("a pending job");
+        store
+            .transition(
+                Expect::running(running.attempt),
+                &finished(running.clone(), JobStatus::Complete),
+            )
+            .await
+            .unwrap();
+    }
+    let disk = Disk::read(&dir);
+    assert_eq!(disk.count(JobStatus::Complete), 5);
+    assert!(disk.spares.is_empty(), "{:?}", disk.spares);
+    assert!(disk.staged.is_empty(), "{:?}", disk.staged);
+}
