@@ -20,14 +20,18 @@ use crate::workers::Verdict;
 /// Higher wins: a copy whose content matches its directory, then the higher
 /// attempt, then the more advanced status.
 fn rank(dir: JobStatus, job: &Job) -> (bool, u32, u8) {
-    let status_rank = match dir {
+    (job.status == dir, job.attempt, status_rank(dir))
+}
+
+/// The last part of [`rank`]: a more advanced status ranks higher.
+pub(crate) fn status_rank(status: JobStatus) -> u8 {
+    match status {
         JobStatus::Pending => 0,
         JobStatus::Running => 1,
         JobStatus::Cancelled => 2,
         JobStatus::Failed => 3,
         JobStatus::Complete => 4,
-    };
-    (job.status == dir, job.attempt, status_rank)
+    }
 }
 
 impl Inner {

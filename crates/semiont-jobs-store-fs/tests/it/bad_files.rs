@@ -185,3 +185,40 @@ async fn a_young_unparseable_file_gets_a_grace_period() {
     assert_eq!((stats.pending, stats.quarantined), (0, 0));
     assert!(dir.join("pending").join(name_for(&bad)).exists());
 }
+
+/// What a power loss after a durable completion can leave (the source
+/// directory is not synced, so the running name may come back with the
+/// claimed content): the completed copy wins, the stale one is set aside,
+/// nothing is left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_whose_old_name_came_back_stays_complete() {
+    let (_tmp, dir) = fresh().await;
+    let opts = support::opts().durability(semiont_jobs_store::Durability::Fsync);
+    let store = FsStore::open(&dir, opts.clone()).await.unwrap();
+    store.create(&noop_job()).await.unwrap();
+    let running = store
+        .claim(&claim_req("w", Timestamp::now(), Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    let done = finished(running.clone(), JobStatus::Complete);
+    store
+        .transition(Expect::running(running.attempt), &done)
+        .await
+        .unwrap();
+    drop(store);
+    std::fs::write(
+        dir.join("running").join(name_for(&running.id)),
+        running.to_json(),
+    )
+    .unwrap();
+    let store = FsStore::open(&dir, opts).await.unwrap();
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        (stats.running, stats.complete, stats.quarantined),
+        (0, 1, 1),
+        "{stats:?}"
+    );
+    assert_eq!(store.get(&running.id).await.unwrap(), done);
+    assert!(reasons(&dir).join("\n").contains("duplicate"));
+}
