@@ -8,7 +8,9 @@
 //! Options: `--runs R` (default 3), `--data-root DIR` (default
 //! `/var/tmp/semiont-bench`), `--no-upstream`, `--no-1m` (skip W2 at one
 //! million jobs), `--quick` (one run, small sizes, no upstream, no 1M; for
-//! checking the pipeline, not for the doc).
+//! checking the pipeline, not for the doc), `--report-only` (no runs:
+//! writes `docs/benchmarks.md` again from the last run's data in
+//! `target/bench/`, with the current `bench_analysis.md`).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -23,6 +25,7 @@ struct Opts {
     upstream: bool,
     million: bool,
     quick: bool,
+    report_only: bool,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
@@ -32,6 +35,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         upstream: true,
         million: true,
         quick: false,
+        report_only: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -48,6 +52,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             }
             "--no-upstream" => o.upstream = false,
             "--no-1m" => o.million = false,
+            "--report-only" => o.report_only = true,
             "--quick" => {
                 o.quick = true;
                 o.runs = 1;
@@ -201,6 +206,27 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         .map(PathBuf::from)
         .map(|t| if t.is_absolute() { t } else { root.join(t) })
         .unwrap_or_else(|| root.join("target"));
+    if o.report_only {
+        let dir = target.join("bench");
+        let saved = std::fs::read_to_string(dir.join("report-args.txt")).map_err(|e| {
+            format!(
+                "--report-only needs a previous run's {}: {e}",
+                dir.join("report-args.txt").display()
+            )
+        })?;
+        let analysis = dir.join("analysis.md");
+        std::fs::write(&analysis, include_str!("bench_analysis.md"))
+            .map_err(|e| format!("cannot write {}: {e}", analysis.display()))?;
+        let mut report = Command::new(target.join("release").join("semiont-jobs"));
+        report.args(saved.split('\0'));
+        crate::run("report", report)?;
+        println!(
+            "wrote {} again from {}",
+            root.join("docs").join("benchmarks.md").display(),
+            dir.display()
+        );
+        return Ok(());
+    }
     let mut build = crate::cargo();
     build.args(["build", "--release", "-j2", "-p", "semiont-jobs-cli"]);
     crate::run("build (release)", build)?;
@@ -648,6 +674,12 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
             report.arg("--fact").arg(format!("{k}={v}"));
         }
     }
+    let saved: Vec<String> = report
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    std::fs::write(out.file("report-args.txt"), saved.join("\0"))
+        .map_err(|e| format!("cannot save the report's arguments: {e}"))?;
     crate::run("report", report)?;
     println!(
         "wrote {} (raw data in {})",
