@@ -159,6 +159,11 @@ pub async fn gate() -> anyhow::Result<()> {
 
 /// Whether no job of `types` is pending (due or not).
 pub async fn nothing_pending(queue: &JobQueue, types: &[JobType]) -> anyhow::Result<bool> {
+    // A due job answers at once (an index lookup); only when none is due
+    // are the pending jobs counted, the ones waiting for a retry included.
+    if !types.is_empty() && queue.poll_next_pending_job(types).await?.is_some() {
+        return Ok(false);
+    }
     for t in types {
         let filter = JobFilter::default()
             .status(JobStatus::Pending)
