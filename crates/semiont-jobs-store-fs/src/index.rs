@@ -171,23 +171,30 @@ struct Base {
 impl Base {
     /// Builds the base from records sorted by uuid (all taken as live).
     fn build(mut recs: Vec<FinRec>) -> Base {
-        let mut keyed: [Vec<(i64, u32)>; 3] = Default::default();
-        for (i, r) in recs.iter_mut().enumerate() {
+        recs.shrink_to_fit();
+        let mut order: [Vec<u32>; 3] = Default::default();
+        let mut n = [0usize; 3];
+        for r in &mut recs {
             r.live = true;
             if let Some(slot) = fin_slot(r.status()) {
-                // Positions ascend with the uuid, so (created, position)
-                // sorts like (created, uuid).
-                keyed[slot].push((r.created, i as u32));
+                n[slot] += 1;
             }
         }
-        recs.shrink_to_fit();
-        let order = keyed.map(|mut v| {
-            v.sort_unstable();
-            // Not an in-place collect: that would keep the larger buffer.
-            let mut out = Vec::with_capacity(v.len());
-            out.extend(v.iter().map(|&(_, i)| i));
-            out
-        });
+        for (slot, o) in order.iter_mut().enumerate() {
+            o.reserve_exact(n[slot]);
+        }
+        for (i, r) in recs.iter().enumerate() {
+            if let Some(slot) = fin_slot(r.status()) {
+                order[slot].push(i as u32);
+            }
+        }
+        // Positions ascend with the uuid, so (created, position) sorts like
+        // (created, uuid). Ids made at creation time are nearly in this
+        // order already. (No side vector of sort keys: it would be freed
+        // into a malloc arena that keeps it.)
+        for o in &mut order {
+            o.sort_unstable_by_key(|&i| (recs[i as usize].created, i));
+        }
         Base {
             recs,
             order,

@@ -116,32 +116,6 @@ struct Listing {
     foreign: Vec<Foreign>,
 }
 
-/// Runs `f` on contiguous chunks of `items` on several threads (one when
-/// there are few items); returns the results in order.
-pub(crate) fn par_chunks<T: Sync, R: Send>(items: &[T], f: impl Fn(&[T]) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get())
-        .clamp(1, 8)
-        .min(items.len().div_ceil(4096).max(1));
-    if threads <= 1 {
-        return vec![f(items)];
-    }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|c| {
-                let f = &f;
-                s.spawn(move || f(c))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
-}
-
 fn probe<'a>(buf: &'a [u8], key: &Key, dir: JobStatus) -> Option<Probe<'a>> {
     // Validate UTF-8 first: `from_slice` skips the check inside ignored
     // values, which the full `Job` parse (keeping unknown fields) does not.
@@ -611,7 +585,9 @@ impl Inner {
     }
 }
 
-/// Like [`par_chunks`], with mutable chunks; `f` gets each chunk's offset.
+/// Runs `f` on contiguous mutable chunks of `items` on several threads
+/// (one when there are few items); `f` gets each chunk's offset. Returns
+/// the results in order.
 pub(crate) fn par_chunks_mut<T: Send, R: Send>(
     items: &mut [T],
     f: impl Fn(usize, &mut [T]) -> R + Sync,

@@ -373,29 +373,31 @@ impl Inner {
         // Identify each record's file. Without a lock: a record is only
         // kept when the file at its path still has the inode its facts came
         // from, and that file's mtime and size are what the next open checks.
-        let parts = crate::scan::par_chunks(&recs, |chunk| {
-            let mut out = Vec::with_capacity(chunk.len());
-            for r in chunk {
+        // (Filled in place: per-thread result vectors would be freed into
+        // those threads' malloc arenas, which keep their memory.)
+        let mut snap: Vec<SnapRec> = Vec::with_capacity(recs.len());
+        snap.extend(recs.iter().map(|r| SnapRec {
+            rec: *r,
+            mtime_ns: 0,
+            size: 0,
+        }));
+        drop(recs);
+        crate::scan::par_chunks_mut(&mut snap, |_, chunk| {
+            for s in chunk {
+                let r = &s.rec;
                 let info = r
                     .key()
                     .with_file_name(|name| self.dir(r.status()).stat(name))
                     .ok()
                     .flatten();
-                if let Some(i) = info.filter(|i| i.is_file() && i.ino == r.ino) {
-                    out.push(SnapRec {
-                        rec: *r,
-                        mtime_ns: i.mtime_ns,
-                        size: i.size,
-                    });
+                match info.filter(|i| i.is_file() && i.ino == r.ino) {
+                    Some(i) => (s.mtime_ns, s.size) = (i.mtime_ns, i.size),
+                    // Not that file any more: left out.
+                    None => s.rec.ino = 0,
                 }
             }
-            out
         });
-        drop(recs);
-        let mut snap: Vec<SnapRec> = Vec::with_capacity(parts.iter().map(Vec::len).sum());
-        for part in parts {
-            snap.extend(part);
-        }
+        snap.retain(|s| s.rec.ino != 0);
         // A directory is stamped only if it had settled before the records
         // were taken and did not change until now.
         let after = self.dir_stamps();
