@@ -329,12 +329,14 @@ pub fn write(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
     if let Some(over) = med(&none, "staged_floor_jobs_per_s") {
         let _ = writeln!(
             md,
-            "Measured in the same runs (durability none, after the queue): the store's own file \
+            "Measured in the same runs (durability none, after the queue): the staged-move file \
              pattern as bare system calls — stage a new file, rename the job into its new \
              directory, then replace it by the staged file — drains **{} jobs/s** when the \
-             replace is a `rename(2)` over the existing file (what the store does), and **{} \
-             jobs/s** when it is `renameat2(RENAME_EXCHANGE)` followed by an unlink of the old \
-             content; the minimal floor drains {} jobs/s and the queue {} jobs/s.\n",
+             replace is a `rename(2)` over the existing file (the store's step 3 before this \
+             version), and **{} jobs/s** when it is `renameat2(RENAME_EXCHANGE)` followed by an \
+             unlink of the old content (the store's step 3 now, which also keeps the old file as \
+             a spare instead of creating and deleting one per move); the minimal floor drains {} \
+             jobs/s and the queue {} jobs/s.\n",
             int(Some(over)),
             int(med(&none, "staged_exchange_floor_jobs_per_s")),
             int(med(&none, "floor_jobs_per_s")),
