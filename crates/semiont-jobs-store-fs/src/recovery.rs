@@ -217,7 +217,13 @@ impl Inner {
                 Ok(()) => {}
                 Err(_) => continue, // a live instance
             }
-            let names = dir.list().map_err(|e| io_err("list", dir.path(), e))?;
+            let names = match dir.list() {
+                Ok(names) => names,
+                // Its instance closed and removed it between our listing of
+                // `tmp/` and now (the lock is released after the removal).
+                Err(e) if sys::is_not_found(&e) => continue,
+                Err(e) => return Err(io_err("list", dir.path(), e)),
+            };
             for (name, _) in names {
                 match layout::parse_staged(&name) {
                     Some((key, StagedFor::Status(target))) => {
