@@ -738,6 +738,11 @@ async fn two_queues_with_different_durability_share_one_dir() {
     .await;
     none.register_worker("wa").await.unwrap();
     fsync.register_worker("wb").await.unwrap();
+    // Subscribed before any change, so no change goes unheard.
+    let mut events = [
+        none.subscribe().without_snapshots(),
+        fsync.subscribe().without_snapshots(),
+    ];
     let mut created = Vec::new();
     for i in 0..40 {
         let q = if i % 2 == 0 { &none } else { &fsync };
@@ -759,18 +764,20 @@ async fn two_queues_with_different_durability_share_one_dir() {
         }
     }
     assert_eq!(seen.len(), created.len());
-    for q in [&none, &fsync] {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // Each instance's index catches up with the other's changes through
+    // its watcher: wait for its change events, not for time.
+    for (q, events) in [&none, &fsync].into_iter().zip(events.iter_mut()) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let stats = q.get_stats().await.unwrap();
             if (stats.complete, stats.quarantined) == (40, 0) {
                 break;
             }
+            let next = tokio::time::timeout_at(deadline, events.recv()).await;
             assert!(
-                std::time::Instant::now() < deadline,
+                matches!(next, Ok(Some(_))),
                 "the other instance's changes never arrived: {stats:?}"
             );
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     let reopened = queue_at(&dir).await;
