@@ -84,7 +84,6 @@ async fn run_once(ctx: &Ctx, p: usize, j: usize, mode: Mode) -> anyhow::Result<V
         }
         app.queue.close().await?;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
 
     let load0 = loadavg1();
     let cpu0 = Cpu::now();
