@@ -252,6 +252,19 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         cmd.args(args).args(["--root", root]).env_remove("RUST_LOG");
         cmd
     };
+    // `semiont-jobs --durability MODE --json bench --workload W REST --root ROOT`.
+    let bench_cmd = |mode: &str, workload: &str, rest: &[&str], root: &str| {
+        let mut args = vec![
+            "--durability",
+            mode,
+            "--json",
+            "bench",
+            "--workload",
+            workload,
+        ];
+        args.extend_from_slice(rest);
+        ours(&args, root)
+    };
     let (n_none, n_sync) = if o.quick {
         ("2000", "300")
     } else {
@@ -266,36 +279,12 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     // ---- semiont-jobs on the disk
     for r in 1..=o.runs {
         for (mode, n) in [("none", n_none), ("fsync", n_sync), ("batch", n_sync)] {
-            let cmd = ours(
-                &[
-                    "--durability",
-                    mode,
-                    "--json",
-                    "bench",
-                    "--workload",
-                    "w1",
-                    "--jobs",
-                    n,
-                ],
-                &data,
-            );
+            let cmd = bench_cmd(mode, "w1", &["--jobs", n], &data);
             out.keep_going(&format!("W1 {mode} run {r}"), cmd, &disk);
         }
     }
     for r in 1..=o.runs {
-        let cmd = ours(
-            &[
-                "--durability",
-                "none",
-                "--json",
-                "bench",
-                "--workload",
-                "w2",
-                "--scale",
-                scales,
-            ],
-            &data,
-        );
+        let cmd = bench_cmd("none", "w2", &["--scale", scales], &data);
         out.keep_going(&format!("W2 run {r}"), cmd, &disk);
     }
     if o.million {
@@ -311,46 +300,22 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
                 println!("skipping W2 at 1M (run {r}): {free_gb} GB free in {data}");
                 break;
             }
-            let cmd = ours(
-                &[
-                    "--durability",
-                    "none",
-                    "--json",
-                    "bench",
-                    "--workload",
-                    "w2",
-                    "--scale",
-                    "1000000",
-                ],
-                &data,
-            );
+            let cmd = bench_cmd("none", "w2", &["--scale", "1000000"], &data);
             out.keep_going(&format!("W2 1M run {r}"), cmd, &disk);
         }
     }
     for r in 1..=o.runs {
         for mode in ["fsync", "none"] {
-            let cmd = ours(
-                &["--durability", mode, "--json", "bench", "--workload", "w3"],
-                &data,
-            );
+            let cmd = bench_cmd(mode, "w3", &[], &data);
             out.keep_going(&format!("W3 {mode} run {r}"), cmd, &disk);
         }
     }
     for r in 1..=o.runs {
         for mode in ["none", "fsync"] {
-            let cmd = ours(
-                &[
-                    "--durability",
-                    mode,
-                    "--json",
-                    "bench",
-                    "--workload",
-                    "w4",
-                    "--processes",
-                    "1,2,4",
-                    "--jobs",
-                    "2000",
-                ],
+            let cmd = bench_cmd(
+                mode,
+                "w4",
+                &["--processes", "1,2,4", "--jobs", "2000"],
                 &data,
             );
             out.keep_going(&format!("W4 {mode} run {r}"), cmd, &disk);
@@ -412,49 +377,12 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     if tmpfs {
         for r in 1..=o.runs {
             for mode in ["none", "fsync", "batch"] {
-                let cmd = ours(
-                    &[
-                        "--durability",
-                        mode,
-                        "--json",
-                        "bench",
-                        "--workload",
-                        "w1",
-                        "--jobs",
-                        n_none,
-                    ],
-                    tmpfs_root,
-                );
+                let cmd = bench_cmd(mode, "w1", &["--jobs", n_none], tmpfs_root);
                 out.keep_going(&format!("tmpfs W1 {mode} run {r}"), cmd, &shm);
             }
-            let cmd = ours(
-                &[
-                    "--durability",
-                    "none",
-                    "--json",
-                    "bench",
-                    "--workload",
-                    "w1",
-                    "--jobs",
-                    n_none,
-                    "--no-watch",
-                ],
-                tmpfs_root,
-            );
+            let cmd = bench_cmd("none", "w1", &["--jobs", n_none, "--no-watch"], tmpfs_root);
             out.keep_going(&format!("tmpfs W1 none --no-watch run {r}"), cmd, &shm);
-            let cmd = ours(
-                &[
-                    "--durability",
-                    "none",
-                    "--json",
-                    "bench",
-                    "--workload",
-                    "w3,w4",
-                    "--processes",
-                    "1,2,4",
-                ],
-                tmpfs_root,
-            );
+            let cmd = bench_cmd("none", "w3,w4", &["--processes", "1,2,4"], tmpfs_root);
             out.keep_going(&format!("tmpfs W3, W4 run {r}"), cmd, &shm);
         }
     }
@@ -503,18 +431,10 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     // A data dir of 30,000 complete jobs kept for profiling the cold open
     // alone (`semiont-jobs stats` = open + one stats call).
     let kept_root = o.data_root.join("open-profile");
-    let mut keep = ours(
-        &[
-            "--durability",
-            "none",
-            "--json",
-            "bench",
-            "--workload",
-            "w2",
-            "--scale",
-            "30000",
-            "--keep",
-        ],
+    let mut keep = bench_cmd(
+        "none",
+        "w2",
+        &["--scale", "30000", "--keep"],
         &kept_root.display().to_string(),
     );
     keep.stderr(Stdio::null());

@@ -127,6 +127,11 @@ fn progress_value<T: Serialize + ?Sized>(progress: &T) -> Result<Value> {
 }
 
 /// `Running` at `attempt` (when given), or the error explaining why not.
+/// Whether `job` is running (at `attempt`, when given).
+fn is_running_at(job: &Job, attempt: Option<u32>) -> bool {
+    job.status == JobStatus::Running && attempt.is_none_or(|a| a == job.attempt)
+}
+
 fn check_running(
     job: &Job,
     attempt: Option<u32>,
@@ -539,9 +544,7 @@ impl JobQueue {
                 .update_with(
                     &id,
                     Box::new(move |job: &Job| {
-                        let running = job.status == JobStatus::Running
-                            && attempt.is_none_or(|a| a == job.attempt);
-                        running.then(|| {
+                        is_running_at(job, attempt).then(|| {
                             (
                                 Expect::running(job.attempt),
                                 completed(job.clone(), now, result),

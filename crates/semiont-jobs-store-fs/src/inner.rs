@@ -264,7 +264,6 @@ impl Inner {
                 &staged,
                 &job.to_json(),
                 durability != Sync::Nothing,
-                true,
                 spare_ok,
             )
             .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
@@ -316,21 +315,14 @@ impl Inner {
     /// Writes `data` to the new staged file `name` in this instance's
     /// staging directory: into a spare file when `spare_ok` and one is at
     /// hand (rewritten in place, then renamed to `name`), else into a new
-    /// file. Returns the inode when `want_ino` (else 0).
+    /// file. Returns the staged file's inode.
     ///
     /// Spares are the files an exchange swapped out (see
     /// [`Inner::recycle`]). On ext4 without a journal, creating a file where
     /// files were freed recently is slow (the inode allocator skips
     /// recently freed inodes), and so is freeing one whose blocks were
     /// written (with `discard`); a spare does neither.
-    pub fn stage(
-        &self,
-        name: &str,
-        data: &[u8],
-        sync: bool,
-        want_ino: bool,
-        spare_ok: bool,
-    ) -> io::Result<u64> {
+    pub fn stage(&self, name: &str, data: &[u8], sync: bool, spare_ok: bool) -> io::Result<u64> {
         if spare_ok && !self.opts.sync() {
             let spare = self.spares().pop_front();
             if let Some(spare) = spare {
@@ -338,7 +330,7 @@ impl Inner {
                     sys::rename(&self.tmp, &spare, &self.tmp, name, true).map(|()| ino)
                 });
                 match reused {
-                    Ok(ino) => return Ok(if want_ino { ino } else { 0 }),
+                    Ok(ino) => return Ok(ino),
                     Err(e) => {
                         tracing::debug!(file = %self.tmp.join(&spare).display(), error = %e, "cannot reuse a spare file");
                         let _ = self.tmp.unlink(&spare);
@@ -346,7 +338,7 @@ impl Inner {
                 }
             }
         }
-        self.tmp.create_write(name, data, sync, want_ino)
+        self.tmp.create_write(name, data, sync, true)
     }
 
     /// Keeps the exchanged-out file `staged` (old content, in this

@@ -107,7 +107,6 @@ impl Inner {
                 &staged,
                 &job.to_json(),
                 self.opts.sync(),
-                true,
                 job.status == JobStatus::Pending,
             )
             .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
@@ -130,7 +129,6 @@ impl Inner {
                 &name,
                 &job.to_json(),
                 false,
-                true,
                 job.status == JobStatus::Pending,
             ) {
                 Ok(ino) => staged.push((key, name, ino)),

@@ -149,19 +149,7 @@ async fn reopen_and_check(
     assert_eq!(stats.total() as usize, jobs.len(), "stats match the disk");
     assert_eq!(stats.quarantined as usize, quarantined);
     // The queue still works: drain it.
-    while let Some(j) = store
-        .claim(&claim_req("w-after", Timestamp::now(), DAY))
-        .await
-        .unwrap()
-    {
-        store
-            .transition(
-                Expect::running(j.attempt),
-                &finished(j.clone(), JobStatus::Complete),
-            )
-            .await
-            .unwrap();
-    }
+    support::drain(&store, "w-after").await;
     assert_eq!(store.count(JobStatus::Pending).await.unwrap(), 0);
     out
 }

@@ -57,29 +57,11 @@ async fn recycled_files_hold_exactly_the_new_content() {
                     .await
                     .unwrap();
             } else {
-                store
-                    .transition(
-                        Expect::running(running.attempt),
-                        &finished(running.clone(), JobStatus::Complete),
-                    )
-                    .await
-                    .unwrap();
+                support::complete(&store, &running).await;
             }
         }
     }
-    while let Some(j) = store
-        .claim(&claim_req("w1", Timestamp::now(), DAY))
-        .await
-        .unwrap()
-    {
-        store
-            .transition(
-                Expect::running(j.attempt),
-                &finished(j.clone(), JobStatus::Complete),
-            )
-            .await
-            .unwrap();
-    }
+    support::drain(&store, "w1").await;
     // Every file parses (Disk::read panics on a torn or padded file) and
     // holds its job's own parameters.
     let disk = Disk::read(&dir);
@@ -181,13 +163,7 @@ async fn durable_mode_keeps_no_spares() {
             .await
             .unwrap()
             .expect("a pending job");
-        store
-            .transition(
-                Expect::running(running.attempt),
-                &finished(running.clone(), JobStatus::Complete),
-            )
-            .await
-            .unwrap();
+        support::complete(&store, &running).await;
     }
     let disk = Disk::read(&dir);
     assert_eq!(disk.count(JobStatus::Complete), 5);

@@ -8,7 +8,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use semiont_jobs_model::{Job, JobId, JobStatus, NewJob, Timestamp};
-use semiont_jobs_store::{ClaimRequest, Durability, TypeFilter};
+use semiont_jobs_store::{ClaimRequest, Durability, Expect, JobStore, TypeFilter};
 use semiont_jobs_store_fs::FsOptions;
 use serde_json::{json, Value};
 
@@ -52,6 +52,29 @@ pub fn finished(mut job: Job, status: JobStatus) -> Job {
     job.status = status;
     job.completed_at = Some(Timestamp::now());
     job
+}
+
+/// Completes the running `job` (fenced by its attempt); returns what was
+/// written.
+pub async fn complete(store: &impl JobStore, job: &Job) -> Job {
+    let done = finished(job.clone(), JobStatus::Complete);
+    store
+        .transition(Expect::running(job.attempt), &done)
+        .await
+        .unwrap();
+    done
+}
+
+/// Claims and completes jobs as `worker` until none is due.
+pub async fn drain(store: &impl JobStore, worker: &str) {
+    let day = Duration::from_secs(86_400);
+    while let Some(j) = store
+        .claim(&claim_req(worker, Timestamp::now(), day))
+        .await
+        .unwrap()
+    {
+        complete(store, &j).await;
+    }
 }
 
 /// Starts this test binary running only `child::entry`, with `spec`.
