@@ -277,14 +277,19 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     };
 
     // ---- semiont-jobs on the disk
+    // Every run but the 1M one keeps its data until the end: on ext4
+    // without a journal, deleting tens of thousands of files slows every
+    // create for the next minute, which the next run would measure. Inside
+    // a run, and after the 1M run's own cleanup, `semiont-jobs bench` waits
+    // until creates are fast again (its `settle`).
     for r in 1..=o.runs {
         for (mode, n) in [("none", n_none), ("fsync", n_sync), ("batch", n_sync)] {
-            let cmd = bench_cmd(mode, "w1", &["--jobs", n], &data);
+            let cmd = bench_cmd(mode, "w1", &["--jobs", n, "--keep"], &data);
             out.keep_going(&format!("W1 {mode} run {r}"), cmd, &disk);
         }
     }
     for r in 1..=o.runs {
-        let cmd = bench_cmd("none", "w2", &["--scale", scales], &data);
+        let cmd = bench_cmd("none", "w2", &["--scale", scales, "--keep"], &data);
         out.keep_going(&format!("W2 run {r}"), cmd, &disk);
     }
     if o.million {
@@ -306,7 +311,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     }
     for r in 1..=o.runs {
         for mode in ["fsync", "none"] {
-            let cmd = bench_cmd(mode, "w3", &[], &data);
+            let cmd = bench_cmd(mode, "w3", &["--keep"], &data);
             out.keep_going(&format!("W3 {mode} run {r}"), cmd, &disk);
         }
     }
@@ -315,7 +320,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
             let cmd = bench_cmd(
                 mode,
                 "w4",
-                &["--processes", "1,2,4", "--jobs", "2000"],
+                &["--processes", "1,2,4", "--jobs", "2000", "--keep"],
                 &data,
             );
             out.keep_going(&format!("W4 {mode} run {r}"), cmd, &disk);

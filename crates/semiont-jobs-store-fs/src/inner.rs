@@ -33,6 +33,14 @@ pub(crate) fn step(op: &str, what: &str) {
 
 /// Most spare files an instance keeps.
 const MAX_SPARES: usize = 32;
+/// Spare files are `tmp/<instance>/spare.<n>`.
+const SPARE_PREFIX: &str = "spare.";
+
+/// Whether `name` (in a staging directory) is a spare file's.
+fn is_spare_name(name: &str) -> bool {
+    name.strip_prefix(SPARE_PREFIX)
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
 
 /// Which syncs a staged move makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -251,7 +259,6 @@ impl Inner {
     ) -> Result<u64> {
         let to = job.status;
         let name = key.file_name();
-        let staged = self.staged_name(key, to.as_str());
         // Spares for every move, not for an update in place (what watchers
         // of a running job compare is the inode).
         let spare_ok = from != to;
@@ -259,14 +266,27 @@ impl Inner {
         // number seen under a finished name never comes back under one by
         // our doing (what the index snapshot relies on).
         let recycle = !from.is_finished();
-        let ino = self
-            .stage(
-                &staged,
-                &job.to_json(),
-                durability != Sync::Nothing,
-                spare_ok,
-            )
-            .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
+        let data = job.to_json();
+        let sync = durability != Sync::Nothing;
+        // A claim's new content is never rolled forward (recovery rolls an
+        // interrupted claim back), so it needs no staged name: a spare is
+        // rewritten and exchanged in under its own name, which then holds
+        // the pending content and stays a spare. Two renames fewer.
+        let in_spare = if (from, to) == (JobStatus::Pending, JobStatus::Running) {
+            self.stage_in_spare(&data, sync)
+        } else {
+            None
+        };
+        let (staged, ino) = match in_spare {
+            Some(done) => done,
+            None => {
+                let staged = self.staged_name(key, to.as_str());
+                let ino = self
+                    .stage(&staged, &data, sync, spare_ok)
+                    .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
+                (staged, ino)
+            }
+        };
         step(op, "staged");
         if from != to {
             if let Err(e) = sys::rename(self.dir(from), &name, self.dir(to), &name, true) {
@@ -341,14 +361,37 @@ impl Inner {
         self.tmp.create_write(name, data, sync, true)
     }
 
+    /// Rewrites a spare file with `data` where it is (durability `none`
+    /// only), for content that needs no staged name; returns the spare's
+    /// name and inode, or `None` when there is no spare or it failed (the
+    /// spare is then deleted).
+    fn stage_in_spare(&self, data: &[u8], sync: bool) -> Option<(String, u64)> {
+        if self.opts.sync() {
+            return None;
+        }
+        let spare = self.spares().pop_front()?;
+        match self.tmp.rewrite(&spare, data, sync) {
+            Ok(ino) => Some((spare, ino)),
+            Err(e) => {
+                tracing::debug!(file = %self.tmp.join(&spare).display(), error = %e, "cannot reuse a spare file");
+                let _ = self.tmp.unlink(&spare);
+                None
+            }
+        }
+    }
+
     /// Keeps the exchanged-out file `staged` (old content, in this
     /// instance's staging directory) as a spare for [`Inner::stage`],
-    /// renamed to `spare.<n>` (a name recovery treats as junk), or deletes
-    /// it when there are enough spares.
+    /// renamed to `spare.<n>` (a name recovery treats as junk) unless it
+    /// already is a spare, or deletes it when there are enough spares.
     fn recycle(&self, staged: &str) {
         let mut spares = self.spares();
+        if is_spare_name(staged) && spares.len() < MAX_SPARES {
+            spares.push_back(staged.to_owned());
+            return;
+        }
         if spares.len() < MAX_SPARES && !self.opts.sync() {
-            let spare = format!("spare.{}", self.seq.fetch_add(1, Ordering::Relaxed));
+            let spare = format!("{SPARE_PREFIX}{}", self.seq.fetch_add(1, Ordering::Relaxed));
             if sys::rename(&self.tmp, staged, &self.tmp, &spare, true).is_ok() {
                 spares.push_back(spare);
                 return;

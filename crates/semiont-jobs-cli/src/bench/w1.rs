@@ -43,7 +43,7 @@ pub async fn run(
     let floor = floor(&dir.join("floor"), n, durable)?;
     // The floor freed N inodes: let the filesystem forget them before the
     // queue creates its files (see `settle`).
-    super::settle(&dir);
+    let probe_us = super::settle(&dir);
 
     let jobs = dir.join("jobs");
     let store = FsStore::open(
@@ -143,6 +143,7 @@ pub async fn run(
         "cpu_sys_s": cpu.sys,
         "loadavg1_start": load0,
         "loadavg1_end": load1,
+        "create_probe_us_before": r3(probe_us),
     });
     if !durable {
         // Diagnostics after the queue: the queue's file pattern as bare
