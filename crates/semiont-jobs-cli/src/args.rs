@@ -378,6 +378,12 @@ pub struct BenchArgs {
     /// Keep the data directories (their paths are printed).
     #[arg(long)]
     pub keep: bool,
+    /// Longest wait, in seconds, for file creates to be fast again after
+    /// deletes, before each measured phase and after the cleanup (ext4
+    /// without a journal skips inodes freed in the last minute); 0 probes
+    /// once and never waits.
+    #[arg(long, default_value_t = 75, value_name = "SECONDS")]
+    pub settle_max: u64,
     /// Internal: run exactly one W2 size in this process.
     #[arg(long, hide = true)]
     pub inner: bool,

@@ -96,6 +96,8 @@ pub struct Ctx {
     pub keep: bool,
     /// PRNG seed.
     pub seed: u32,
+    /// Longest [`settle`].
+    pub settle_max: Duration,
 }
 
 impl Ctx {
@@ -125,24 +127,33 @@ impl Ctx {
         } else if let Err(e) = std::fs::remove_dir_all(&self.run_dir) {
             progress(format!("cannot remove {}: {e}", self.run_dir.display()));
         } else {
-            settle(self.run_dir.parent().unwrap_or(&self.run_dir));
+            let root = self.run_dir.parent().unwrap_or(&self.run_dir);
+            let (_, probes) = settle_in(root, self.settle_max);
+            // A few hundred files at most: a small price for leaving the
+            // root as it was.
+            let _ = std::fs::remove_dir_all(probes);
         }
+    }
+
+    /// Lets the filesystem forget recent deletes before the next measured unit
+    /// and returns the mean create cost (µs) it ended with.
+    ///
+    /// ext4 without a journal does not reuse an inode freed less than 60 s ago
+    /// (6 min while its inode table block is still dirty), and every create
+    /// scans past each such inode: right after a unit freed tens of thousands
+    /// of files, a create costs ~1 ms instead of ~40 µs, and the next unit
+    /// would measure the benchmark's own cleanup. So: write everything back
+    /// (`syncfs`, which starts the 60 s clock), then probe the create cost
+    /// every [`SETTLE_POLL`] until it is back under [`FAST_CREATE_US`], for at
+    /// most `--settle-max` seconds. On a filesystem without that rule (tmpfs, a
+    /// journalled ext4) the first probe passes at once.
+    pub fn settle(&self, root: &Path) -> f64 {
+        settle_in(root, self.settle_max).0
     }
 }
 
-/// Lets the filesystem forget recent deletes before the next measured unit
-/// and returns the mean create cost (µs) it ended with.
-///
-/// ext4 without a journal does not reuse an inode freed less than 60 s ago
-/// (6 min while its inode table block is still dirty), and every create
-/// scans past each such inode: right after a unit freed tens of thousands
-/// of files, a create costs ~1 ms instead of ~40 µs, and the next unit
-/// would measure the benchmark's own cleanup. So: write everything back
-/// (`syncfs`, which starts the 60 s clock), then probe the create cost
-/// every [`SETTLE_POLL`] until it is back under [`FAST_CREATE_US`], for at
-/// most [`SETTLE_MAX`]. On a filesystem without that rule (tmpfs, a
-/// journalled ext4) the first probe passes at once.
-pub(crate) fn settle(root: &Path) -> f64 {
+/// [`Ctx::settle`], also returning the directory that holds its probe files.
+fn settle_in(root: &Path, max: Duration) -> (f64, PathBuf) {
     static N: AtomicU64 = AtomicU64::new(0);
     let t0 = Instant::now();
     let dir = root.join(format!(".settle-{}", N.fetch_add(1, Ordering::Relaxed)));
@@ -163,7 +174,7 @@ pub(crate) fn settle(root: &Path) -> f64 {
             Ok(us) => us,
             Err(e) => {
                 progress(format!("cannot probe {}: {e}; not waiting", dir.display()));
-                return f64::NAN;
+                return (f64::NAN, dir);
             }
         };
         if us <= FAST_CREATE_US {
@@ -173,35 +184,33 @@ pub(crate) fn settle(root: &Path) -> f64 {
                     t0.elapsed().as_secs_f64()
                 ));
             }
-            return us;
+            return (us, dir);
         }
-        if t0.elapsed() >= SETTLE_MAX {
+        if t0.elapsed() >= max {
             progress(format!(
                 "creates still cost {us:.0} µs after {} s; going on",
-                SETTLE_MAX.as_secs()
+                max.as_secs()
             ));
-            return us;
+            return (us, dir);
         }
         if round == 0 {
             progress(format!(
                 "a create costs {us:.0} µs: waiting (at most {} s) for the filesystem to forget freed inodes",
-                SETTLE_MAX.as_secs()
+                max.as_secs()
             ));
         }
         std::thread::sleep(SETTLE_POLL);
     }
-    us
+    (us, dir)
 }
 
 /// A create at most this slow (µs) counts as settled; ~40 µs is usual on
 /// this project's machines, ~1,000 µs right after mass deletes.
 const FAST_CREATE_US: f64 = 150.0;
 /// Creates per settle probe.
-const SETTLE_PROBE: usize = 50;
+const SETTLE_PROBE: usize = 20;
 /// Time between settle probes.
 const SETTLE_POLL: Duration = Duration::from_secs(3);
-/// The longest settle: ext4's 60 s for a written-back inode, plus margin.
-const SETTLE_MAX: Duration = Duration::from_secs(75);
 
 /// A progress message on standard error.
 pub fn progress(msg: impl AsRef<str>) {
@@ -231,6 +240,7 @@ pub async fn run(cli: &Cli, args: &BenchArgs) -> anyhow::Result<()> {
         run_dir,
         keep: args.keep || args.inner,
         seed: args.seed,
+        settle_max: Duration::from_secs(args.settle_max),
     };
     let result = run_workloads(cli, args, &ctx).await;
     if result.is_err() {

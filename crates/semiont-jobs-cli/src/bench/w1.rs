@@ -42,8 +42,8 @@ pub async fn run(
     let durable = mode != Mode::None;
     let floor = floor(&dir.join("floor"), n, durable)?;
     // The floor freed N inodes: let the filesystem forget them before the
-    // queue creates its files (see `settle`).
-    let probe_us = super::settle(&dir);
+    // queue creates its files (see `Ctx::settle`).
+    let probe_us = ctx.settle(&dir);
 
     let jobs = dir.join("jobs");
     let store = FsStore::open(
@@ -150,7 +150,7 @@ pub async fn run(
         // system calls, with its replace-by-rename, and with an exchange.
         super::progress(format!("W1 protocol-shaped floors N={n}"));
         let exchange = staged_floor(&dir.join("staged-exchange"), n, Replace::Exchange)?;
-        super::settle(&dir);
+        ctx.settle(&dir);
         let over = staged_floor(&dir.join("staged-rename"), n, Replace::RenameOver)?;
         let obj = row.as_object_mut().context("a W1 row is an object")?;
         obj.insert("staged_floor_jobs_per_s".into(), json!(over.round()));

@@ -85,8 +85,8 @@ async fn run_once(ctx: &Ctx, p: usize, j: usize, mode: Mode) -> anyhow::Result<V
         app.queue.close().await?;
     }
     // The previous unit's deletes (durable transitions free an inode each)
-    // would slow this unit's creates (see `settle`).
-    let probe_us = super::settle(&dir);
+    // would slow this unit's creates (see `Ctx::settle`).
+    let probe_us = ctx.settle(&dir);
 
     let load0 = loadavg1();
     let cpu0 = Cpu::now();

@@ -13,6 +13,9 @@ fn bench(env: &Env, args: &[&str]) -> Vec<Value> {
     all.extend_from_slice(args);
     all.push("--root");
     all.push(root.to_str().unwrap());
+    // Probe the create cost once per phase, but never wait for it: the
+    // smoke runs measure nothing.
+    all.extend(["--settle-max", "0"]);
     let text = env.ok(&all);
     let rows: Vec<Value> = text
         .lines()
@@ -59,6 +62,10 @@ fn w1_prints_the_throughput_fields_with_no_duplicates() {
             "cpu_user_s",
         ],
     );
+    let probe = r["create_probe_us_before"]
+        .as_f64()
+        .expect("a create probe");
+    assert!(probe > 0.0, "{probe}");
     assert_eq!(r["durability"], "none");
     assert_eq!(r["duplicate_jobs"], 0);
     assert_eq!(r["distinct_executed"], 200);
