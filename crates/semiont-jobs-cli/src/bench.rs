@@ -96,7 +96,7 @@ pub struct Ctx {
     pub keep: bool,
     /// PRNG seed.
     pub seed: u32,
-    /// Longest [`settle`].
+    /// Longest [`Ctx::settle`].
     pub settle_max: Duration,
 }
 
