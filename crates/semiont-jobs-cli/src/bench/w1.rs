@@ -38,8 +38,10 @@ pub async fn run(
         mode.as_str()
     ));
     let dir = ctx.new_dir(&format!("w1-{}", mode.as_str()))?;
-    // The floor first, in its own directory, then the queue.
+    // The floor first, in its own directory, then the queue; each starts
+    // when creates are fast (the previous unit's deletes forgotten).
     let durable = mode != Mode::None;
+    let floor_probe_us = ctx.settle(&dir);
     let floor = floor(&dir.join("floor"), n, durable)?;
     // The floor freed N inodes: let the filesystem forget them before the
     // queue creates its files (see `Ctx::settle`).
@@ -144,6 +146,7 @@ pub async fn run(
         "loadavg1_start": load0,
         "loadavg1_end": load1,
         "create_probe_us_before": r3(probe_us),
+        "create_probe_us_before_floor": r3(floor_probe_us),
     });
     if !durable {
         // Diagnostics after the queue: the queue's file pattern as bare

@@ -20,6 +20,8 @@ use crate::app::{App, Create};
 pub async fn run(ctx: &Ctx, k: usize, mode: Mode) -> anyhow::Result<Value> {
     super::progress(format!("W3 jobs={k} durability={}", mode.as_str()));
     let dir = ctx.new_dir("w3")?;
+    // The producer's creates are part of what is measured (see `Ctx::settle`).
+    let probe_us = ctx.settle(&dir);
     let app = App::open_at(&dir, mode.durability(), Create::Yes).await?;
     let log = dir.join("exec-w3.log");
     let mut child = super::work_command(&dir, mode)?
@@ -113,6 +115,7 @@ pub async fn run(ctx: &Ctx, k: usize, mode: Mode) -> anyhow::Result<Value> {
         "worker_warnings": warnings.len(),
         "loadavg1_start": load0,
         "loadavg1_end": loadavg1(),
+        "create_probe_us_before": r3(probe_us),
     }))
 }
 
