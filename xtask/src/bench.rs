@@ -277,11 +277,11 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     };
 
     // ---- semiont-jobs on the disk
-    // Every run but the 1M one keeps its data until the end: on ext4
+    // Every run keeps its data until the end: on ext4
     // without a journal, deleting tens of thousands of files slows every
-    // create for the next minute, which the next run would measure. Inside
-    // a run, and after the 1M run's own cleanup, `semiont-jobs bench` waits
-    // until creates are fast again (its `settle`).
+    // create for the next 1–6 minutes, which the next run would measure. Inside
+    // a run, `semiont-jobs bench` waits until creates are fast again (its
+    // `settle`) before each measured phase.
     for r in 1..=o.runs {
         for (mode, n) in [("none", n_none), ("fsync", n_sync), ("batch", n_sync)] {
             let cmd = bench_cmd(mode, "w1", &["--jobs", n, "--keep"], &data);
@@ -291,23 +291,6 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     for r in 1..=o.runs {
         let cmd = bench_cmd("none", "w2", &["--scale", scales, "--keep"], &data);
         out.keep_going(&format!("W2 run {r}"), cmd, &disk);
-    }
-    if o.million {
-        // Each 1M unit writes and deletes a million files: check the room
-        // before each.
-        for r in 1..=o.runs {
-            let free_gb = capture("df", &["--output=avail", "-B1G", &data])
-                .lines()
-                .last()
-                .and_then(|l| l.trim().parse::<u64>().ok())
-                .unwrap_or(0);
-            if free_gb < 20 {
-                println!("skipping W2 at 1M (run {r}): {free_gb} GB free in {data}");
-                break;
-            }
-            let cmd = bench_cmd("none", "w2", &["--scale", "1000000"], &data);
-            out.keep_going(&format!("W2 1M run {r}"), cmd, &disk);
-        }
     }
     for r in 1..=o.runs {
         for mode in ["fsync", "none"] {
@@ -327,6 +310,25 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         }
     }
 
+    if o.million {
+        // Each 1M unit writes a million files (~4.5 GB), kept like the
+        // rest until the end (deleting them would slow every later unit's
+        // creates): check the room before each. Last of ours for that
+        // reason too.
+        for r in 1..=o.runs {
+            let free_gb = capture("df", &["--output=avail", "-B1G", &data])
+                .lines()
+                .last()
+                .and_then(|l| l.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            if free_gb < 20 {
+                println!("skipping W2 at 1M (run {r}): {free_gb} GB free in {data}");
+                break;
+            }
+            let cmd = bench_cmd("none", "w2", &["--scale", "1000000", "--keep"], &data);
+            out.keep_going(&format!("W2 1M run {r}"), cmd, &disk);
+        }
+    }
     // ---- the upstream harness on the same data root
     let anchor = root.join("..").join("shared").join("anchors").join("node");
     let upstream = out.file("upstream.jsonl");
