@@ -64,6 +64,26 @@ fn max(rows: &[&Value], key: &str) -> Option<f64> {
     rows.iter().filter_map(|r| r[key].as_f64()).reduce(f64::max)
 }
 
+/// The smallest `key` over `rows`.
+fn min(rows: &[&Value], key: &str) -> Option<f64> {
+    rows.iter().filter_map(|r| r[key].as_f64()).reduce(f64::min)
+}
+
+/// The median of `key` with its spread over the runs: `0.52 (0.37–0.59)`.
+fn med_range(rows: &[&Value], key: &str) -> String {
+    match (min(rows, key), max(rows, key)) {
+        (Some(lo), Some(hi)) if rows.len() > 1 && lo != hi => {
+            format!(
+                "{} ({}–{})",
+                num(med(rows, key)),
+                num(Some(lo)),
+                num(Some(hi))
+            )
+        }
+        _ => num(med(rows, key)),
+    }
+}
+
 /// `12,345` for rates and counts.
 fn int(x: Option<f64>) -> String {
     let Some(x) = x else { return "—".into() };
@@ -255,11 +275,11 @@ pub fn write(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
     );
     let _ = writeln!(
         md,
-        "| durability | N | runs | create jobs/s | drain jobs/s | floor drain jobs/s | drain / floor | floor create jobs/s | duplicates | claim µs | complete µs | peak RSS MiB |"
+        "| durability | N | runs | create jobs/s | drain jobs/s | floor drain jobs/s | drain / floor (min–max) | floor create jobs/s | duplicates | claim µs | complete µs | peak RSS MiB | create probe µs before floor / queue |"
     );
     let _ = writeln!(
         md,
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     for (mode, rows) in [("none", &none), ("fsync", &fsync), ("batch", &batch)] {
         if rows.is_empty() {
@@ -280,18 +300,20 @@ pub fn write(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
         };
         let _ = writeln!(
             md,
-            "| {mode} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {mode} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
             int(med(rows, "n")),
             rows.len(),
             int(med(rows, "create_jobs_per_s")),
             int(med(rows, "drain_jobs_per_s")),
             int(med(rows, fk)),
-            num(med(rows, rk)),
+            med_range(rows, rk),
             int(med(rows, ck)),
             int(max(rows, "duplicate_jobs")),
             num(med(rows, "claim_us_mean")),
             num(med(rows, "complete_us_mean")),
             num(med(rows, "peak_rss_mib")),
+            num(med(rows, "create_probe_us_before_floor")),
+            num(med(rows, "create_probe_us_before")),
         );
     }
     for (name, rows) in [
@@ -315,7 +337,7 @@ pub fn write(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
         };
         let _ = writeln!(
             md,
-            "| {name} | {} | {} | {} | {}{note} | — | — | — | {} (executions {}) | — | — | {} |",
+            "| {name} | {} | {} | {} | {}{note} | — | — | — | {} (executions {}) | — | — | {} | — |",
             int(med(rows, "n")),
             rows.len(),
             int(med(rows, "create_jobs_per_s")),
