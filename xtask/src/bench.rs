@@ -329,56 +329,8 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
             out.keep_going(&format!("W2 1M run {r}"), cmd, &disk);
         }
     }
-    // ---- the upstream harness on the same data root
-    let anchor = root.join("..").join("shared").join("anchors").join("node");
-    let upstream = out.file("upstream.jsonl");
-    let mut upstream_skipped = String::new();
-    if !o.upstream {
-        upstream_skipped = "`--no-upstream` was given".into();
-    } else if !anchor.join("bench.mjs").exists() {
-        upstream_skipped = format!("{} is absent", anchor.display());
-    } else if !have("node", &["--version"]) || !have("npm", &["--version"]) {
-        upstream_skipped = "node or npm is not installed".into();
-    } else {
-        let cache = std::env::var("ANCHOR_CACHE").unwrap_or_else(|_| "/tmp/anchor-cache".into());
-        let mut setup = Command::new("bash");
-        setup
-            .arg("setup.sh")
-            .current_dir(&anchor)
-            .env("ANCHOR_CACHE", &cache);
-        crate::run("upstream setup", setup)?;
-        let runs = o.runs.to_string();
-        let node = |extra: &[&str]| {
-            let mut cmd = Command::new("node");
-            cmd.arg("bench.mjs")
-                .args(extra)
-                .args(["--data-root", &data])
-                .current_dir(&anchor)
-                .env("ANCHOR_CACHE", &cache);
-            cmd
-        };
-        // As shipped, W1 drains at ~60-100 jobs/s: each run is given up
-        // after 150 s (the harness then reports the rates reached so far).
-        out.keep_going(
-            "upstream W1 as shipped",
-            node(&["--workload", "w1", "--runs", &runs, "--w1-timeout", "150"]),
-            &upstream,
-        );
-        out.keep_going(
-            "upstream W1-nowatch, W2, W3, W3x, W4",
-            node(&[
-                "--workload",
-                "w1nowatch,w2,w3,w3x,w4",
-                "--runs",
-                &runs,
-                "--w4-runs",
-                &runs,
-            ]),
-            &upstream,
-        );
-    }
-
-    // ---- the same code on tmpfs, and profiles
+    // ---- the same code on tmpfs, and profiles (on the disk before anything
+    // is deleted there)
     let tmpfs_root = "/dev/shm/semiont-bench";
     let tmpfs = is_tmpfs("/dev/shm") && std::fs::create_dir_all(tmpfs_root).is_ok();
     if tmpfs {
@@ -418,10 +370,17 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
                     "w1",
                     "--jobs",
                     n,
+                    // The queue alone: no floors, no create probes (under
+                    // strace every create looks slow), nothing deleted.
+                    "--no-floor",
+                    "--settle-max",
+                    "0",
+                    "--keep",
                 ])
                 .args(["--root", root_dir]);
             let header = format!(
-                "# {} (N={n}: the whole run, floor included; per job ≈ calls / N)\n",
+                "# {} (N={n}: the queue's create phase and drain, no floor; per job ≈ calls / N, \
+                 plus the store's open and close)\n",
                 describe(&cmd)
             );
             out.keep_going(
@@ -475,6 +434,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
             "w1",
             "--jobs",
             "3000",
+            "--keep",
             "--root",
             &data,
         ];
@@ -489,6 +449,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
             "2",
             "--jobs",
             "2000",
+            "--keep",
             "--root",
             &data,
         ];
@@ -558,6 +519,57 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
             let _ = std::fs::remove_file(&data_file);
             profiles.push(file);
         }
+    }
+
+    // ---- the upstream harness on the same data root, last: it deletes
+    // its data after each run, and the slow creates that leaves behind
+    // (see above) would be in our profiles
+    let anchor = root.join("..").join("shared").join("anchors").join("node");
+    let upstream = out.file("upstream.jsonl");
+    let mut upstream_skipped = String::new();
+    if !o.upstream {
+        upstream_skipped = "`--no-upstream` was given".into();
+    } else if !anchor.join("bench.mjs").exists() {
+        upstream_skipped = format!("{} is absent", anchor.display());
+    } else if !have("node", &["--version"]) || !have("npm", &["--version"]) {
+        upstream_skipped = "node or npm is not installed".into();
+    } else {
+        let cache = std::env::var("ANCHOR_CACHE").unwrap_or_else(|_| "/tmp/anchor-cache".into());
+        let mut setup = Command::new("bash");
+        setup
+            .arg("setup.sh")
+            .current_dir(&anchor)
+            .env("ANCHOR_CACHE", &cache);
+        crate::run("upstream setup", setup)?;
+        let runs = o.runs.to_string();
+        let node = |extra: &[&str]| {
+            let mut cmd = Command::new("node");
+            cmd.arg("bench.mjs")
+                .args(extra)
+                .args(["--data-root", &data])
+                .current_dir(&anchor)
+                .env("ANCHOR_CACHE", &cache);
+            cmd
+        };
+        // As shipped, W1 drains at ~60-100 jobs/s: each run is given up
+        // after 150 s (the harness then reports the rates reached so far).
+        out.keep_going(
+            "upstream W1 as shipped",
+            node(&["--workload", "w1", "--runs", &runs, "--w1-timeout", "150"]),
+            &upstream,
+        );
+        out.keep_going(
+            "upstream W1-nowatch, W2, W3, W3x, W4",
+            node(&[
+                "--workload",
+                "w1nowatch,w2,w3,w3x,w4",
+                "--runs",
+                &runs,
+                "--w4-runs",
+                &runs,
+            ]),
+            &upstream,
+        );
     }
 
     // ---- the report

@@ -369,6 +369,9 @@ pub struct BenchArgs {
     /// W1 only: open the store with its directory watcher off (shows what watching costs).
     #[arg(long)]
     pub no_watch: bool,
+    /// W1 only: skip the raw-syscall floors (to profile the queue alone, e.g. under `strace -c`).
+    #[arg(long)]
+    pub no_floor: bool,
     /// Directory in which the benchmark's data directories are made (default: the system temp dir).
     #[arg(long)]
     pub root: Option<PathBuf>,

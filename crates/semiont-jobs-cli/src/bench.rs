@@ -285,7 +285,17 @@ async fn run_workloads(cli: &Cli, args: &BenchArgs, ctx: &Ctx) -> anyhow::Result
                 };
                 let n = args.jobs.unwrap_or(10_000);
                 for m in modes {
-                    let row = w1::run(ctx, n, m, args.batch_size, !args.no_watch).await?;
+                    let row = w1::run(
+                        ctx,
+                        n,
+                        m,
+                        args.batch_size,
+                        w1::Options {
+                            watch: !args.no_watch,
+                            floor: !args.no_floor,
+                        },
+                    )
+                    .await?;
                     ctx.emit(&row)?;
                 }
             }

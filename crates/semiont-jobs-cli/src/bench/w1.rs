@@ -24,15 +24,24 @@ use super::{count_dir, loadavg1, noop_job, peak_rss_mib, r3, reset_peak_rss, Cpu
 
 const WORKER: &str = "bench-w1";
 
-/// Runs W1 once with `n` jobs in `mode` (the store's directory watcher on,
-/// as shipped, unless `watch` is false); returns its result line.
+/// What a W1 run includes besides the queue.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// The store's directory watcher on (as shipped).
+    pub watch: bool,
+    /// Measure the raw-syscall floors too (off only for profiling).
+    pub floor: bool,
+}
+
+/// Runs W1 once with `n` jobs in `mode`; returns its result line.
 pub async fn run(
     ctx: &Ctx,
     n: usize,
     mode: Mode,
     batch_size: usize,
-    watch: bool,
+    opts: Options,
 ) -> anyhow::Result<Value> {
+    let watch = opts.watch;
     super::progress(format!(
         "W1 durability={} N={n} watch={watch}",
         mode.as_str()
@@ -41,8 +50,12 @@ pub async fn run(
     // The floor first, in its own directory, then the queue; each starts
     // when creates are fast (the previous unit's deletes forgotten).
     let durable = mode != Mode::None;
-    let floor_probe_us = ctx.settle(&dir);
-    let floor = floor(&dir.join("floor"), n, durable)?;
+    let floor = if opts.floor {
+        let probe_us = ctx.settle(&dir);
+        Some((probe_us, floor(&dir.join("floor"), n, durable)?))
+    } else {
+        None
+    };
     // The floor freed N inodes: let the filesystem forget them before the
     // queue creates its files (see `Ctx::settle`).
     let probe_us = ctx.settle(&dir);
@@ -146,8 +159,15 @@ pub async fn run(
         "loadavg1_start": load0,
         "loadavg1_end": load1,
         "create_probe_us_before": r3(probe_us),
-        "create_probe_us_before_floor": r3(floor_probe_us),
     });
+    let Some((floor_probe_us, floor)) = floor else {
+        return Ok(row);
+    };
+    let obj = row.as_object_mut().context("a W1 row is an object")?;
+    obj.insert(
+        "create_probe_us_before_floor".into(),
+        json!(r3(floor_probe_us)),
+    );
     if !durable {
         // Diagnostics after the queue: the queue's file pattern as bare
         // system calls, with its replace-by-rename, and with an exchange.

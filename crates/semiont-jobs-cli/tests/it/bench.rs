@@ -75,6 +75,34 @@ fn w1_prints_the_throughput_fields_with_no_duplicates() {
 }
 
 #[test]
+fn w1_without_the_floor_measures_the_queue_alone() {
+    let env = Env::new();
+    let rows = bench(
+        &env,
+        &[
+            "--workload",
+            "w1",
+            "--jobs",
+            "50",
+            "--durability",
+            "none",
+            "--no-floor",
+        ],
+    );
+    let r = row(&rows, "W1")[0];
+    assert_eq!(r["distinct_executed"], 50);
+    assert_eq!(r["duplicate_jobs"], 0);
+    has(r, &["drain_jobs_per_s", "create_probe_us_before"]);
+    for k in [
+        "floor_jobs_per_s",
+        "drain_vs_floor",
+        "create_probe_us_before_floor",
+    ] {
+        assert!(r[k].is_null(), "{k} present without the floor: {r}");
+    }
+}
+
+#[test]
 fn w1_batch_mode_uses_the_durable_floor() {
     let env = Env::new();
     let rows = bench(
