@@ -46,6 +46,10 @@ pub(crate) struct Shared {
     pub(crate) worker_id: Arc<str>,
     pub(crate) token: CancellationToken,
     pub(crate) reason: Mutex<Option<StopReason>>,
+    /// Set once `execute_job` has returned: from then on the runner only
+    /// records the outcome (a record that conflicts tells it the job is no
+    /// longer its own), so there is nothing left for the token to stop.
+    pub(crate) executed: std::sync::atomic::AtomicBool,
     progress_interval: Duration,
     slot: Mutex<ProgressSlot>,
     /// Serializes writes so the newest value is always written last.
@@ -125,6 +129,7 @@ impl JobContext {
                 worker_id,
                 token: CancellationToken::new(),
                 reason: Mutex::new(None),
+                executed: std::sync::atomic::AtomicBool::new(false),
                 progress_interval,
                 slot: Mutex::new(ProgressSlot::default()),
                 write_lock: tokio::sync::Mutex::new(()),

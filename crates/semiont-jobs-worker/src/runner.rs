@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use semiont_jobs_model::{Job, JobId, JobStatus};
 use semiont_jobs_queue::{EventKind, EventStream, JobQueue};
-use semiont_jobs_store::TypeFilter;
+use semiont_jobs_store::{ChangeOrigin, TypeFilter};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
@@ -549,7 +549,13 @@ impl Inner {
                         Some(id) => {
                             let shared = self.in_flight.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned();
                             if let Some(shared) = shared {
-                                if ev.status != Some(JobStatus::Running) || ev.kind == EventKind::Started {
+                                // A start by another process may be a re-claim after
+                                // this worker lost its lease; this process's own
+                                // start of the job is the claim this worker made
+                                // (anything rarer is caught by the tick).
+                                let foreign_start = ev.kind == EventKind::Started
+                                    && ev.origin == ChangeOrigin::External;
+                                if ev.status != Some(JobStatus::Running) || foreign_start {
                                     self.check(&shared).await;
                                 }
                             }
@@ -571,7 +577,8 @@ impl Inner {
 
     /// Fires a running job's token if the store says it is no longer ours.
     async fn check(&self, shared: &Shared) {
-        if shared.token.is_cancelled() {
+        // Its own completion's event would otherwise cost a read per job.
+        if shared.token.is_cancelled() || shared.executed.load(Ordering::Acquire) {
             return;
         }
         match self.queue.get_job(&shared.job_id).await {
@@ -611,6 +618,7 @@ impl Inner {
         // If this task is aborted (forced shutdown), abort the execution too.
         let _guard = AbortOnDrop(abort);
         let outcome = exec.await;
+        shared.executed.store(true, Ordering::Release);
         if shared.reason().is_none() {
             let _ = shared.flush().await;
         }
