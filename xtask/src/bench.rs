@@ -574,7 +574,6 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
 
     // ---- the report
     let load_end = loadavg();
-    let _ = std::fs::remove_dir_all(&o.data_root);
     if tmpfs {
         let _ = std::fs::remove_dir_all(tmpfs_root);
     }
@@ -624,13 +623,18 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         .collect();
     std::fs::write(out.file("report-args.txt"), saved.join("\0"))
         .map_err(|e| format!("cannot save the report's arguments: {e}"))?;
-    crate::run("report", report)?;
-    println!(
-        "wrote {} (raw data in {})",
-        doc.display(),
-        out.dir.display()
-    );
-    Ok(())
+    let written = crate::run("report", report);
+    if written.is_ok() {
+        println!(
+            "wrote {} (raw data in {})",
+            doc.display(),
+            out.dir.display()
+        );
+    }
+    // Millions of files: minutes of deleting, after the report.
+    println!("removing {}", o.data_root.display());
+    let _ = std::fs::remove_dir_all(&o.data_root);
+    written
 }
 
 fn prepend(file: &Path, header: &str) -> Result<(), String> {
