@@ -97,28 +97,20 @@ fn ci() -> Result<(), String> {
     // document into the same `doc/semiont_jobs/`: in one `cargo doc` run
     // the two jobs race to remove it (seen failing CI). Two runs, the
     // library last so its pages are the ones left.
-    let rustdoc_flags = "-D warnings -D rustdoc::broken_intra_doc_links";
-    let mut doc_cli = cargo();
-    doc_cli.args([
-        "doc",
-        "-p",
-        "semiont-jobs-cli",
-        "--all-features",
-        "--no-deps",
-    ]);
-    doc_cli.env("RUSTDOCFLAGS", rustdoc_flags);
-    run("doc (cli)", doc_cli)?;
-    let mut doc = cargo();
-    doc.args([
-        "doc",
-        "--workspace",
-        "--exclude",
-        "semiont-jobs-cli",
-        "--all-features",
-        "--no-deps",
-    ]);
-    doc.env("RUSTDOCFLAGS", rustdoc_flags);
-    run("doc", doc)?;
+    for (what, which) in [
+        ("doc (cli)", &["-p", "semiont-jobs-cli"][..]),
+        ("doc", &["--workspace", "--exclude", "semiont-jobs-cli"][..]),
+    ] {
+        let mut doc = cargo();
+        doc.arg("doc")
+            .args(which)
+            .args(["--all-features", "--no-deps"]);
+        doc.env(
+            "RUSTDOCFLAGS",
+            "-D warnings -D rustdoc::broken_intra_doc_links",
+        );
+        run(what, doc)?;
+    }
     println!("ci passed in {:.0}s", start.elapsed().as_secs_f64());
     Ok(())
 }
