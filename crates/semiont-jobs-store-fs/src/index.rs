@@ -88,6 +88,24 @@ pub(crate) struct FinRec {
 const _: () = assert!(std::mem::size_of::<FinRec>() == 48);
 
 impl FinRec {
+    /// The compact record of a finished job's overlay entry; `None` for an
+    /// id that is not a UUID or a type number too large for a record.
+    fn of(key: &Key, m: &Meta) -> Option<FinRec> {
+        let (Key::Uuid(uuid), Ok(ty)) = (key, u16::try_from(m.ty)) else {
+            return None;
+        };
+        Some(FinRec {
+            uuid: *uuid,
+            created: m.created,
+            aux: m.aux,
+            ino: m.ino,
+            user: m.user,
+            ty,
+            status: m.status.index() as u8,
+            live: true,
+        })
+    }
+
     /// The record's status.
     pub fn status(&self) -> JobStatus {
         JobStatus::ALL[usize::from(self.status) % 5]
@@ -508,19 +526,7 @@ impl Index {
         for (key, m) in moved {
             self.jobs.remove(&key);
             self.by_created[m.status.index()].remove(&(m.created, key.clone(), m.ty, m.user));
-            let (Key::Uuid(uuid), Ok(ty)) = (&key, u16::try_from(m.ty)) else {
-                continue;
-            };
-            recs.push(FinRec {
-                uuid: *uuid,
-                created: m.created,
-                aux: m.aux,
-                ino: m.ino,
-                user: m.user,
-                ty,
-                status: m.status.index() as u8,
-                live: true,
-            });
+            recs.extend(FinRec::of(&key, &m));
         }
         recs.sort_unstable_by_key(|r| r.uuid);
         self.overlay_fin = 0;
@@ -767,26 +773,12 @@ impl Index {
     /// the interned type and user names their numbers refer to: what the
     /// index snapshot holds.
     pub fn finished_records(&self) -> (Vec<FinRec>, Vec<Box<str>>, Vec<Box<str>>) {
-        let mut from_overlay: Vec<FinRec> = Vec::new();
-        for (key, m) in &self.jobs {
-            let (Key::Uuid(uuid), true, Ok(ty)) =
-                (key, m.status.is_finished(), u16::try_from(m.ty))
-            else {
-                continue;
-            };
-            if m.ino != 0 {
-                from_overlay.push(FinRec {
-                    uuid: *uuid,
-                    created: m.created,
-                    aux: m.aux,
-                    ino: m.ino,
-                    user: m.user,
-                    ty,
-                    status: m.status.index() as u8,
-                    live: true,
-                });
-            }
-        }
+        let from_overlay: Vec<FinRec> = self
+            .jobs
+            .iter()
+            .filter(|(_, m)| m.status.is_finished() && m.ino != 0)
+            .filter_map(|(key, m)| FinRec::of(key, m))
+            .collect();
         let base = self.base.live().filter(|r| r.ino != 0);
         let mut out =
             Vec::with_capacity(self.base.recs.len() - self.base.dead + from_overlay.len());

@@ -343,14 +343,10 @@ impl Inner {
     /// recently freed inodes), and so is freeing one whose blocks were
     /// written (with `discard`); a spare does neither.
     pub fn stage(&self, name: &str, data: &[u8], sync: bool, spare_ok: bool) -> io::Result<u64> {
-        if spare_ok && !self.opts.sync() {
-            let spare = self.spares().pop_front();
-            if let Some(spare) = spare {
-                let reused = self.tmp.rewrite(&spare, data, sync).and_then(|ino| {
-                    sys::rename(&self.tmp, &spare, &self.tmp, name, true).map(|()| ino)
-                });
-                match reused {
-                    Ok(ino) => return Ok(ino),
+        if spare_ok {
+            if let Some((spare, ino)) = self.stage_in_spare(data, sync) {
+                match sys::rename(&self.tmp, &spare, &self.tmp, name, true) {
+                    Ok(()) => return Ok(ino),
                     Err(e) => {
                         tracing::debug!(file = %self.tmp.join(&spare).display(), error = %e, "cannot reuse a spare file");
                         let _ = self.tmp.unlink(&spare);

@@ -18,7 +18,7 @@ use crate::index::{Facts, FinRec, Index};
 use crate::inner::Inner;
 use crate::key::{Interner, Key};
 use crate::snapshot::{self, OpenReport};
-use crate::sys::EntryType;
+use crate::sys::{EntryType, FileInfo};
 
 /// The fields of a job document the index needs, with every other field of
 /// `Job` type-checked the same way (so a file that probes well parses well).
@@ -128,6 +128,15 @@ fn probe<'a>(buf: &'a [u8], key: &Key, dir: JobStatus) -> Option<Probe<'a>> {
 }
 
 impl Inner {
+    /// What the disk has under a finished record's name now (`None` when
+    /// nothing is there or it cannot be looked at).
+    pub(crate) fn stat_record(&self, r: &FinRec) -> Option<FileInfo> {
+        r.key()
+            .with_file_name(|name| self.dir(r.status()).stat(name))
+            .ok()
+            .flatten()
+    }
+
     fn list_status_dirs(&self) -> Result<Listing> {
         let mut listing = Listing {
             entries: Vec::new(),
@@ -362,11 +371,7 @@ impl Inner {
                 }
                 checked += 1;
                 let r = &s.rec;
-                let info = r
-                    .key()
-                    .with_file_name(|name| self.dir(r.status()).stat(name))
-                    .ok()
-                    .flatten();
+                let info = self.stat_record(r);
                 if !snapshot::same_file(s, info.as_ref()) {
                     s.rec.live = false;
                     failed.push((offset + k) as u32);

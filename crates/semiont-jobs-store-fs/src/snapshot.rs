@@ -385,11 +385,7 @@ impl Inner {
         crate::scan::par_chunks_mut(&mut snap, |_, chunk| {
             for s in chunk {
                 let r = &s.rec;
-                let info = r
-                    .key()
-                    .with_file_name(|name| self.dir(r.status()).stat(name))
-                    .ok()
-                    .flatten();
+                let info = self.stat_record(r);
                 match info.filter(|i| i.is_file() && i.ino == r.ino) {
                     Some(i) => (s.mtime_ns, s.size) = (i.mtime_ns, i.size),
                     // Not that file any more: left out.
