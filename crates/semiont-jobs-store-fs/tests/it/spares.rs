@@ -20,6 +20,15 @@ fn job_with_blob(bytes: usize) -> Job {
         .unwrap()
 }
 
+/// Claims the next pending job as worker `w1` (there must be one).
+async fn claim_one(store: &FsStore) -> Job {
+    store
+        .claim(&claim_req("w1", Timestamp::now(), DAY))
+        .await
+        .unwrap()
+        .expect("a pending job")
+}
+
 /// Big jobs first, then small ones: every small job's files are written
 /// into spares that held a big document, and must read back exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,11 +48,7 @@ async fn recycled_files_hold_exactly_the_new_content() {
         // Interleave claims and completions with creates so that creates,
         // claims and requeues all draw on the spares.
         if i % 3 == 2 {
-            let running = store
-                .claim(&claim_req("w1", Timestamp::now(), DAY))
-                .await
-                .unwrap()
-                .expect("a pending job");
+            let running = claim_one(&store).await;
             let disk = Disk::read(&dir);
             let (status, on_disk) = &disk.single()[running.id.as_str()];
             assert_eq!((*status, on_disk), (JobStatus::Running, &running));
@@ -97,11 +102,7 @@ async fn finished_files_are_not_recycled() {
     let store = FsStore::open(&dir, support::opts()).await.unwrap();
     for _ in 0..10 {
         store.create(&job_with_blob(10)).await.unwrap();
-        let running = store
-            .claim(&claim_req("w1", Timestamp::now(), DAY))
-            .await
-            .unwrap()
-            .expect("a pending job");
+        let running = claim_one(&store).await;
         let failed = finished(running.clone(), JobStatus::Failed);
         store
             .transition(Expect::running(running.attempt), &failed)
@@ -158,11 +159,7 @@ async fn durable_mode_keeps_no_spares() {
     let store = FsStore::open(&dir, opts).await.unwrap();
     for _ in 0..5 {
         store.create(&job_with_blob(10)).await.unwrap();
-        let running = store
-            .claim(&claim_req("w1", Timestamp::now(), DAY))
-            .await
-            .unwrap()
-            .expect("a pending job");
+        let running = claim_one(&store).await;
         support::complete(&store, &running).await;
     }
     let disk = Disk::read(&dir);
