@@ -205,6 +205,18 @@ async fn populate(store: &FsStore) -> Made {
     made
 }
 
+/// Retries the failed job `failed` (failed → pending); returns the new version.
+async fn retry(store: &FsStore, failed: &Job) -> Job {
+    let mut retried = failed.clone();
+    retried.status = JobStatus::Pending;
+    retried.completed_at = None;
+    store
+        .transition(Expect::status(JobStatus::Failed), &retried)
+        .await
+        .unwrap();
+    retried
+}
+
 async fn open(dir: &Path) -> FsStore {
     FsStore::open(dir, support::opts()).await.unwrap()
 }
@@ -272,14 +284,7 @@ async fn a_valid_snapshot_gives_the_same_index_as_a_full_scan() {
         .map(|j| j.id);
     assert_eq!(claimed, truth.next);
     // And keeps working: finish a job, retry one, delete one.
-    let first = &made.failed[0];
-    let mut retried = first.clone();
-    retried.status = JobStatus::Pending;
-    retried.completed_at = None;
-    store
-        .transition(Expect::status(JobStatus::Failed), &retried)
-        .await
-        .unwrap();
+    retry(&store, &made.failed[0]).await;
     store
         .delete(&made.complete[0].id, Expect::status(JobStatus::Complete))
         .await
@@ -299,23 +304,11 @@ async fn a_stale_snapshot_gives_the_truth() {
     // Retried: failed → pending; and another failed one retried, claimed
     // and failed again (same id, same created, same directory as before,
     // a new completedAt).
-    let mut retried = made.failed[1].clone();
-    retried.status = JobStatus::Pending;
-    retried.completed_at = None;
-    store
-        .transition(Expect::status(JobStatus::Failed), &retried)
-        .await
-        .unwrap();
-    let again = made.failed[3].clone();
-    let mut back = again.clone();
-    back.status = JobStatus::Pending;
-    back.completed_at = None;
+    let retried = retry(&store, &made.failed[1]).await;
+    let mut again = made.failed[3].clone();
     // (First in claim order, to be claimed now.)
-    back.priority = 100;
-    store
-        .transition(Expect::status(JobStatus::Failed), &back)
-        .await
-        .unwrap();
+    again.priority = 100;
+    retry(&store, &again).await;
     let claimed = store
         .claim(&claim_req("w3", now, Duration::from_secs(3600)))
         .await
