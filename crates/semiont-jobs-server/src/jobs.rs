@@ -1,0 +1,492 @@
+//! Handlers of single jobs: create (with `Idempotency-Key`), read (with
+//! `ETag`), list (the seed's filters), cancel, retry and delete (with
+//! `If-Match`).
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use semiont_jobs_model::{
+    DetectionParams, GenerationParams, Job, JobFilter, JobId, JobParams, JobType, NewJob,
+    Timestamp, RESERVED_FIELDS,
+};
+use semiont_jobs_store::Expect;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::auth::{AdminAccess, ReadAccess, WriteAccess};
+use crate::extract::{etag, IdempotencyKey, IfMatch, JobIdPath, JsonBody, QueryMap};
+use crate::idempotency::Begin;
+use crate::{AppState, Error, ErrorKind, Result};
+
+/// Largest page of `GET /jobs`.
+pub const MAX_PAGE: usize = 1000;
+/// Largest `offset` of `GET /jobs`.
+pub const MAX_OFFSET: usize = 1_000_000_000;
+/// Longest accepted `userId`.
+const MAX_USER_ID: usize = 256;
+
+const DETECTION_FIELDS: &[&str] = &["resourceId", "entityTypes"];
+const GENERATION_FIELDS: &[&str] = &[
+    "referenceId",
+    "sourceResourceId",
+    "prompt",
+    "title",
+    "entityTypes",
+    "language",
+];
+
+/// A job with its `ETag` (and, when created, its `Location`).
+pub(crate) struct JobResponse {
+    status: StatusCode,
+    job: Job,
+    location: Option<String>,
+}
+
+impl JobResponse {
+    fn ok(job: Job) -> Self {
+        JobResponse {
+            status: StatusCode::OK,
+            job,
+            location: None,
+        }
+    }
+}
+
+impl IntoResponse for JobResponse {
+    fn into_response(self) -> Response {
+        let mut headers = HeaderMap::new();
+        if let Ok(v) = HeaderValue::from_str(&etag(&self.job)) {
+            headers.insert(header::ETAG, v);
+        }
+        if let Some(v) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            headers.insert(header::LOCATION, v);
+        }
+        (self.status, headers, Json(self.job)).into_response()
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn take_string(body: &mut Map<String, Value>, field: &str) -> Result<Option<String>> {
+    match body.remove(field) {
+        None => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(other) => Err(Error::invalid(format!(
+            "{field} must be a string, not {}",
+            kind_of(&other)
+        ))),
+    }
+}
+
+fn take_integer<T: TryFrom<i64>>(
+    body: &mut Map<String, Value>,
+    field: &str,
+    range: &str,
+) -> Result<Option<T>> {
+    match body.remove(field) {
+        None => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .and_then(|n| T::try_from(n).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{field} must be a whole number in {range}, not {v}"
+                ))
+            }),
+    }
+}
+
+/// A user id from a request: non-empty, at most 256 bytes, no control
+/// characters.
+pub(crate) fn validate_user(user: &str) -> Result<()> {
+    if user.trim().is_empty() {
+        return Err(Error::invalid("userId is empty"));
+    }
+    if user.len() > MAX_USER_ID {
+        return Err(Error::invalid(format!(
+            "userId is longer than {MAX_USER_ID} bytes"
+        )));
+    }
+    if user.chars().any(char::is_control) {
+        return Err(Error::invalid("userId contains a control character"));
+    }
+    Ok(())
+}
+
+fn typed_params<T: serde::de::DeserializeOwned>(
+    body: Map<String, Value>,
+    job_type: &str,
+    allowed: &[&str],
+) -> Result<T> {
+    if let Some(unknown) = body.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(Error::invalid(format!(
+            "unknown field {:?} for a {job_type} job (expected type, userId, maxRetries, priority, runAt, {})",
+            unknown.chars().take(40).collect::<String>(),
+            allowed.join(", ")
+        )));
+    }
+    serde_json::from_value(Value::Object(body))
+        .map_err(|e| Error::invalid(format!("invalid {job_type} parameters: {e}")))
+}
+
+/// The seed's `createJob` object → a [`NewJob`]: `type`, `userId`, the
+/// type's fields, `maxRetries`, and this project's `priority` and `runAt`.
+/// Detection and generation jobs refuse unknown fields; a custom type's
+/// other fields are its parameters.
+pub(crate) fn new_job(mut body: Map<String, Value>) -> Result<NewJob> {
+    let job_type = take_string(&mut body, "type")?.ok_or_else(|| {
+        Error::invalid("type is required (detection, generation or a custom type name)")
+    })?;
+    let job_type = JobType::parse(&job_type).map_err(|e| Error::invalid(e.to_string()))?;
+    let user =
+        take_string(&mut body, "userId")?.ok_or_else(|| Error::invalid("userId is required"))?;
+    validate_user(&user)?;
+    let max_retries: Option<u32> = take_integer(&mut body, "maxRetries", "0..=100")?;
+    let priority: Option<i16> = take_integer(&mut body, "priority", "-32768..=32767")?;
+    let run_at = take_string(&mut body, "runAt")?
+        .map(|t| Timestamp::parse(&t))
+        .transpose()
+        .map_err(|e| Error::invalid(e.to_string()))?;
+    if body.contains_key("uniqueKey") {
+        return Err(Error::invalid(
+            "uniqueKey is not supported by this version of the queue",
+        ));
+    }
+    if let Some(reserved) = body.keys().find(|k| RESERVED_FIELDS.contains(&k.as_str())) {
+        return Err(Error::invalid(format!(
+            "field {reserved} is set by the queue and cannot be given"
+        )));
+    }
+    let params = match job_type {
+        JobType::Detection => JobParams::Detection(typed_params::<DetectionParams>(
+            body,
+            "detection",
+            DETECTION_FIELDS,
+        )?),
+        JobType::Generation => JobParams::Generation(typed_params::<GenerationParams>(
+            body,
+            "generation",
+            GENERATION_FIELDS,
+        )?),
+        custom => JobParams::Custom {
+            job_type: custom,
+            params: body,
+        },
+    };
+    let mut new = NewJob::new(params, user);
+    new.max_retries = max_retries;
+    new.run_at = run_at;
+    new.priority = priority.unwrap_or(0);
+    Ok(new)
+}
+
+/// `POST /api/v1/jobs`.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    WriteAccess(caller): WriteAccess,
+    IdempotencyKey(key): IdempotencyKey,
+    body: JsonBody<Value>,
+) -> Result<JobResponse> {
+    let Value::Object(map) = body.value else {
+        return Err(Error::invalid(format!(
+            "the request body must be a JSON object, not {}",
+            kind_of(&body.value)
+        )));
+    };
+    let new = new_job(map)?;
+    let reservation = match key {
+        None => None,
+        Some(key) => match state
+            .idempotency()
+            .begin(caller.token, key, body.fingerprint)?
+        {
+            Begin::Replay(id) => {
+                let job = state
+                    .queue()
+                    .get_job(&id)
+                    .await
+                    .map_err(|e| match e.kind() {
+                        semiont_jobs_queue::ErrorKind::NotFound => Error::not_found(format!(
+                            "job {id}, created for this Idempotency-Key, no longer exists"
+                        )),
+                        _ => e.into(),
+                    })?;
+                return Ok(JobResponse::ok(job));
+            }
+            Begin::Fresh(r) => Some(r),
+        },
+    };
+    let job = state.queue().create_job(new).await?;
+    if let Some(r) = reservation {
+        r.finish(job.id.clone());
+    }
+    let location = format!("{}/api/v1/jobs/{}", state.config().base_path, job.id);
+    Ok(JobResponse {
+        status: StatusCode::CREATED,
+        job,
+        location: Some(location),
+    })
+}
+
+/// `GET /api/v1/jobs/{id}`.
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    _: ReadAccess,
+    JobIdPath(id): JobIdPath,
+) -> Result<JobResponse> {
+    Ok(JobResponse::ok(state.queue().get_job(&id).await?))
+}
+
+/// A page of `GET /api/v1/jobs`.
+#[derive(Serialize)]
+pub(crate) struct ListResponse {
+    jobs: Vec<Job>,
+    total: usize,
+    limit: usize,
+    offset: usize,
+}
+
+/// The seed's filters from a query (status, type, userId, limit, offset).
+pub(crate) fn list_filter(query: Option<&str>) -> Result<JobFilter> {
+    let q = QueryMap::parse(query, &["status", "type", "userId", "limit", "offset"])?;
+    let mut filter = JobFilter::default()
+        .limit(q.number("limit", semiont_jobs_model::DEFAULT_LIST_LIMIT, MAX_PAGE)?)
+        .offset(q.number("offset", 0, MAX_OFFSET)?);
+    if let Some(s) = q.get("status") {
+        filter.status = Some(
+            s.parse()
+                .map_err(|e: semiont_jobs_model::Error| Error::invalid(e.to_string()))?,
+        );
+    }
+    if let Some(t) = q.get("type") {
+        filter.job_type = Some(JobType::parse(t).map_err(|e| Error::invalid(e.to_string()))?);
+    }
+    if let Some(u) = q.get("userId") {
+        validate_user(u)?;
+        filter.user_id = Some(u.to_owned());
+    }
+    Ok(filter)
+}
+
+/// `GET /api/v1/jobs`.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    _: ReadAccess,
+    RawQuery(query): RawQuery,
+) -> Result<Json<ListResponse>> {
+    let filter = list_filter(query.as_deref())?;
+    let page = state.queue().list_jobs(&filter).await?;
+    Ok(Json(ListResponse {
+        jobs: page.jobs,
+        total: page.total,
+        limit: filter.limit,
+        offset: filter.offset,
+    }))
+}
+
+/// Reads the job when `If-Match` needs it, and refuses a changed job.
+async fn check_if_match(state: &AppState, id: &JobId, if_match: &IfMatch) -> Result<()> {
+    if !if_match.is_present() {
+        return Ok(());
+    }
+    let job = state.queue().get_job(id).await?;
+    if !if_match.allows(&job) {
+        return Err(precondition_failed(&job));
+    }
+    Ok(())
+}
+
+fn precondition_failed(job: &Job) -> Error {
+    Error::new(
+        ErrorKind::PreconditionFailed,
+        format!(
+            "job {} changed: it is now {} (ETag {})",
+            job.id,
+            job.status,
+            etag(job)
+        ),
+    )
+}
+
+/// `POST /api/v1/jobs/{id}/cancel`.
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    _: WriteAccess,
+    JobIdPath(id): JobIdPath,
+    if_match: IfMatch,
+) -> Result<JobResponse> {
+    check_if_match(&state, &id, &if_match).await?;
+    Ok(JobResponse::ok(state.queue().cancel_job(&id).await?))
+}
+
+/// `POST /api/v1/jobs/{id}/retry`.
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    _: WriteAccess,
+    JobIdPath(id): JobIdPath,
+    if_match: IfMatch,
+) -> Result<JobResponse> {
+    check_if_match(&state, &id, &if_match).await?;
+    Ok(JobResponse::ok(state.queue().retry_job(&id).await?))
+}
+
+/// Deletes a finished job, conditional on its status (and, with
+/// `If-Match`, its attempt): a job that moved meanwhile is not deleted.
+pub(crate) async fn delete_job(state: &AppState, job: &Job, exact: bool) -> Result<()> {
+    if !job.status.is_finished() {
+        return Err(Error::conflict(format!(
+            "job {} is {}; only complete, failed or cancelled jobs can be deleted (cancel it first)",
+            job.id, job.status
+        )));
+    }
+    let expect = Expect {
+        status: job.status,
+        attempt: exact.then_some(job.attempt),
+    };
+    state
+        .queue()
+        .store()
+        .delete(&job.id, expect)
+        .await
+        .map_err(|e| {
+            if exact && e.kind() == semiont_jobs_store::ErrorKind::Conflict {
+                Error::new(
+                    ErrorKind::PreconditionFailed,
+                    format!("job {} changed while being deleted", job.id),
+                )
+            } else {
+                e.into()
+            }
+        })
+}
+
+/// `DELETE /api/v1/jobs/{id}`.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    _: AdminAccess,
+    JobIdPath(id): JobIdPath,
+    if_match: IfMatch,
+) -> Result<StatusCode> {
+    let job = state.queue().get_job(&id).await?;
+    if !if_match.allows(&job) {
+        return Err(precondition_failed(&job));
+    }
+    delete_job(&state, &job, if_match.is_present()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<NewJob> {
+        match v {
+            Value::Object(m) => new_job(m),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn the_seed_create_object_is_accepted() {
+        let new = parse(json!({
+            "type": "detection", "userId": "user-123", "resourceId": "doc-456",
+            "entityTypes": ["Person", "Organization"], "maxRetries": 3,
+            "priority": 5, "runAt": "2030-01-01T00:00:00Z"
+        }))
+        .unwrap();
+        assert_eq!(new.user_id, "user-123");
+        assert_eq!(new.max_retries, Some(3));
+        assert_eq!(new.priority, 5);
+        assert!(new.run_at.is_some());
+        assert!(matches!(new.params, JobParams::Detection(ref p) if p.entity_types.len() == 2));
+        let custom = parse(json!({"type": "sleep", "userId": "u", "ms": 10})).unwrap();
+        assert!(
+            matches!(custom.params, JobParams::Custom { ref params, .. } if params["ms"] == 10)
+        );
+    }
+
+    #[test]
+    fn bad_create_objects_name_the_field() {
+        let cases = [
+            (json!({"userId": "u"}), "type is required"),
+            (
+                json!({"type": 5, "userId": "u"}),
+                "type must be a string, not a number",
+            ),
+            (json!({"type": "a b", "userId": "u"}), "invalid job type"),
+            (json!({"type": "noop"}), "userId is required"),
+            (json!({"type": "noop", "userId": ""}), "userId is empty"),
+            (
+                json!({"type": "noop", "userId": "u", "maxRetries": -1}),
+                "maxRetries must be a whole number",
+            ),
+            (
+                json!({"type": "noop", "userId": "u", "maxRetries": 1.5}),
+                "maxRetries must be a whole number",
+            ),
+            (
+                json!({"type": "noop", "userId": "u", "priority": 40000}),
+                "priority must be a whole number",
+            ),
+            (
+                json!({"type": "noop", "userId": "u", "runAt": "tomorrow"}),
+                "invalid timestamp",
+            ),
+            (
+                json!({"type": "noop", "userId": "u", "status": "complete"}),
+                "field status is set by the queue",
+            ),
+            (
+                json!({"type": "noop", "userId": "u", "uniqueKey": "k"}),
+                "uniqueKey is not supported",
+            ),
+            (
+                json!({"type": "detection", "userId": "u", "resourceId": "d", "entityTypes": ["P"], "extra": 1}),
+                "unknown field \"extra\" for a detection job",
+            ),
+            (
+                json!({"type": "detection", "userId": "u", "resourceId": 5, "entityTypes": ["P"]}),
+                "invalid detection parameters",
+            ),
+            (
+                json!({"type": "generation", "userId": "u"}),
+                "invalid generation parameters",
+            ),
+        ];
+        for (body, want) in cases {
+            let e = parse(body.clone()).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            assert!(e.to_string().contains(want), "{body}: {e}");
+        }
+    }
+
+    #[test]
+    fn list_filters_are_validated() {
+        let f = list_filter(Some("status=failed&type=noop&userId=u1&limit=5&offset=10")).unwrap();
+        assert_eq!(f.status, Some(JobStatus::Failed));
+        assert_eq!((f.limit, f.offset), (5, 10));
+        for (q, want) in [
+            ("status=done", "unknown job status"),
+            ("type=a/b", "invalid job type"),
+            ("limit=1001", "limit must be a whole number from 0 to 1000"),
+            ("offset=x", "offset must be"),
+            ("userId=", "userId is empty"),
+            ("sort=id", "unknown query parameter"),
+        ] {
+            let e = list_filter(Some(q)).unwrap_err();
+            assert!(e.to_string().contains(want), "{q}: {e}");
+        }
+    }
+}

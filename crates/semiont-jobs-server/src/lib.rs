@@ -1,0 +1,130 @@
+//! The HTTP face of semiont-jobs: a JSON API over any
+//! [`JobQueue`](semiont_jobs_queue::JobQueue), live Server-Sent Event
+//! streams, Prometheus metrics and health checks (axum + tower-http).
+//!
+//! [`router`] builds every route in one place; handlers are small functions
+//! whose typed extractors validate the request (and check the caller's role)
+//! before the store is touched; every error is an
+//! `application/problem+json` document ([`Error`]); [`AppState`] is shared
+//! behind an `Arc`. [`Server`] binds, serves and shuts down gracefully.
+//!
+//! The server knows nothing about directories: it works on whatever store
+//! the queue uses, and sees other processes' changes through the store's
+//! events where the backend reports them.
+//!
+//! # Routes
+//!
+//! Below the configured base path (default none):
+//!
+//! | route | role | what |
+//! | --- | --- | --- |
+//! | `POST /api/v1/jobs` | write | create a job (`Idempotency-Key`) |
+//! | `GET /api/v1/jobs` | read | list, newest first (`status`, `type`, `userId`, `limit`, `offset`) |
+//! | `GET /api/v1/jobs/{id}` | read | one job, with `ETag` |
+//! | `POST /api/v1/jobs/{id}/cancel`, `/retry` | write | with `If-Match` |
+//! | `DELETE /api/v1/jobs/{id}` | admin | finished jobs only, `If-Match` |
+//! | `POST /api/v1/jobs/bulk/cancel`, `/retry` | write | ids or filter, `dryRun` |
+//! | `POST /api/v1/jobs/bulk/delete` | admin | ids or filter, `dryRun` |
+//! | `GET /api/v1/stats` | read | counts per status |
+//! | `GET /api/v1/whoami` | any | the caller's role |
+//! | `GET /api/v1/events` | read | SSE: every change (`type`, `userId`, `jobId`) |
+//! | `GET /api/v1/jobs/{id}/events` | read | SSE: one job until it finishes |
+//! | `GET /api/v1/openapi.json` | none | the OpenAPI 3.1 document |
+//! | `GET /metrics` | read | Prometheus text format |
+//! | `GET /healthz`, `/readyz` | none | process up; store reachable |
+//!
+//! Without tokens (allowed on loopback addresses only) every caller is
+//! admin.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use semiont_jobs_queue::JobQueue;
+//! use semiont_jobs_server::{AppState, Server, ServerConfig};
+//! use semiont_jobs_store::MemoryStore;
+//!
+//! let queue = JobQueue::builder().store(Arc::new(MemoryStore::new())).build()?;
+//! let config = ServerConfig::default().listen("127.0.0.1:0".parse()?);
+//! let server = Server::bind(AppState::new(queue, config)?).await?;
+//! let addr = server.local_addr(); // curl http://{addr}/api/v1/stats
+//! # let _ = addr;
+//! server.run(async { /* e.g. SIGTERM */ }).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod auth;
+mod bulk;
+mod config;
+mod error;
+mod extract;
+mod hub;
+mod idempotency;
+mod jobs;
+mod layers;
+mod metrics;
+pub mod openapi;
+mod serve;
+mod sse;
+mod state;
+mod views;
+
+use axum::middleware::from_fn_with_state;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use auth::{AdminAccess, Caller, ReadAccess, Role, Tokens, WriteAccess};
+pub use config::ServerConfig;
+pub use error::{Error, ErrorKind, Result, PROBLEM_JSON};
+pub use extract::etag;
+pub use serve::Server;
+pub use state::AppState;
+
+/// Every route of the server, with its middleware, for `state`.
+///
+/// Event streams are exempt from the request timeout; everything is under
+/// the configured base path; unknown routes and methods get problem
+/// documents.
+pub fn router(state: AppState) -> Router {
+    let timed = Router::new()
+        .route("/api/v1/jobs", post(jobs::create).get(jobs::list))
+        .route("/api/v1/jobs/{id}", get(jobs::get).delete(jobs::delete))
+        .route("/api/v1/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/v1/jobs/{id}/retry", post(jobs::retry))
+        .route("/api/v1/jobs/bulk/cancel", post(bulk::cancel))
+        .route("/api/v1/jobs/bulk/retry", post(bulk::retry))
+        .route("/api/v1/jobs/bulk/delete", post(bulk::delete))
+        .route("/api/v1/stats", get(views::stats))
+        .route("/api/v1/whoami", get(views::whoami))
+        .route("/api/v1/openapi.json", get(views::openapi))
+        .route("/metrics", get(views::metrics))
+        .route("/healthz", get(views::healthz))
+        .route("/readyz", get(views::readyz))
+        .layer(from_fn_with_state(state.clone(), layers::timeout));
+    let streams = Router::new()
+        .route("/api/v1/events", get(sse::events))
+        .route("/api/v1/jobs/{id}/events", get(sse::job_events));
+    let api = timed
+        .merge(streams)
+        .fallback(views::not_found)
+        .method_not_allowed_fallback(views::method_not_allowed);
+    let base = state.config().base_path.clone();
+    let app = if base.is_empty() {
+        api
+    } else {
+        Router::new().nest(&base, api).fallback(views::not_found)
+    };
+    let app = app
+        .layer(from_fn_with_state(state.clone(), layers::access_log))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            layers::panic_response,
+        ));
+    let app = match layers::cors(&state.config().cors_origins) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.with_state(state)
+}

@@ -1,0 +1,181 @@
+//! Read-only views: queue statistics, the caller's role, health and
+//! readiness, Prometheus metrics, the OpenAPI document, and the problem
+//! documents for unknown routes and methods.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use semiont_jobs_model::{JobStatus, QueueStats};
+use semiont_jobs_store::TypeFilter;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::auth::{Caller, ReadAccess};
+use crate::extract::QueryMap;
+use crate::metrics::header as metric_header;
+use crate::{AppState, Error, ErrorKind, Result};
+
+/// How long `/readyz` waits for the store.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Refuses any query parameter (endpoints that take none).
+fn no_query(query: Option<&str>) -> Result<()> {
+    QueryMap::parse(query, &[]).map(drop)
+}
+
+/// `GET /api/v1/stats`: job counts per status (the seed's `getStats`).
+pub(crate) async fn stats(
+    State(state): State<AppState>,
+    _: ReadAccess,
+    RawQuery(query): RawQuery,
+) -> Result<Json<QueueStats>> {
+    no_query(query.as_deref())?;
+    Ok(Json(state.queue().get_stats().await?))
+}
+
+/// What `GET /api/v1/whoami` says.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WhoAmI {
+    role: crate::Role,
+    authenticated: bool,
+    base_path: String,
+    version: &'static str,
+}
+
+/// `GET /api/v1/whoami`: the caller's role (a page hides what it may not
+/// do), whether tokens are in use, the base path and the server version.
+pub(crate) async fn whoami(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(query): RawQuery,
+) -> Result<Json<WhoAmI>> {
+    no_query(query.as_deref())?;
+    Ok(Json(WhoAmI {
+        role: caller.role,
+        authenticated: caller.token.is_some(),
+        base_path: state.config().base_path.clone(),
+        version: env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// `GET /healthz`: the process is up.
+pub(crate) async fn healthz(RawQuery(query): RawQuery) -> Result<Json<Value>> {
+    no_query(query.as_deref())?;
+    Ok(Json(json!({ "status": "ok" })))
+}
+
+/// `GET /readyz`: the store answers (503 otherwise).
+pub(crate) async fn readyz(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>> {
+    no_query(query.as_deref())?;
+    match tokio::time::timeout(READY_TIMEOUT, state.queue().get_stats()).await {
+        Ok(Ok(_)) => Ok(Json(json!({ "status": "ready" }))),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "readiness check: the store failed");
+            Err(Error::new(
+                ErrorKind::Unavailable,
+                "the job store is unreachable; the server log has the cause",
+            ))
+        }
+        Err(_) => Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "the job store did not answer within {} s",
+                READY_TIMEOUT.as_secs()
+            ),
+        )),
+    }
+}
+
+/// `GET /metrics`: the Prometheus text format.
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    _: ReadAccess,
+    RawQuery(query): RawQuery,
+) -> Result<Response> {
+    no_query(query.as_deref())?;
+    let queue = state.queue();
+    let stats = queue.get_stats().await?;
+    let now = queue.now();
+    let next = queue.poll_next_pending_job(TypeFilter::Any).await?;
+    let mut out = String::with_capacity(16 << 10);
+    metric_header(
+        &mut out,
+        "semiont_jobs_jobs",
+        "Jobs in the store, by status.",
+        "gauge",
+    );
+    for status in JobStatus::ALL {
+        let _ = writeln!(
+            out,
+            "semiont_jobs_jobs{{status=\"{status}\"}} {}",
+            stats.get(status)
+        );
+    }
+    metric_header(
+        &mut out,
+        "semiont_jobs_quarantined",
+        "Unreadable job files set aside by the store.",
+        "gauge",
+    );
+    let _ = writeln!(out, "semiont_jobs_quarantined {}", stats.quarantined);
+    metric_header(
+        &mut out,
+        "semiont_jobs_oldest_due_pending_age_seconds",
+        "How long the job a worker would claim next has been due (0 when none is due).",
+        "gauge",
+    );
+    let age = next.map_or(0.0, |job| {
+        let due = job.run_at.map_or(job.created, |r| r.max(job.created));
+        now.since(due).as_secs_f64()
+    });
+    let _ = writeln!(out, "semiont_jobs_oldest_due_pending_age_seconds {age}");
+    metric_header(
+        &mut out,
+        "semiont_jobs_sse_clients",
+        "Event-stream clients connected.",
+        "gauge",
+    );
+    let _ = writeln!(out, "semiont_jobs_sse_clients {}", state.hub().clients());
+    state.metrics().render(&mut out);
+    let mut response = out.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+/// `GET /api/v1/openapi.json`.
+pub(crate) async fn openapi(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>> {
+    no_query(query.as_deref())?;
+    Ok(Json(crate::openapi::document(&state.config().base_path)))
+}
+
+/// Unknown routes: 404 as a problem document.
+pub(crate) async fn not_found(uri: Uri) -> Error {
+    let path: String = uri.path().chars().take(100).collect();
+    Error::not_found(format!("no route {path}"))
+}
+
+/// Known routes with another method: 405 as a problem document.
+pub(crate) async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    let path: String = uri.path().chars().take(100).collect();
+    let mut response = Error::new(
+        ErrorKind::MethodNotAllowed,
+        format!("{path} does not accept {method}"),
+    )
+    .into_response();
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
