@@ -166,12 +166,19 @@ impl From<semiont_jobs_queue::Error> for Error {
             Q::NotFound => ErrorKind::NotFound,
             Q::Conflict | Q::IllegalTransition => ErrorKind::Conflict,
             Q::InvalidInput => ErrorKind::InvalidInput,
+            Q::Unavailable => {
+                tracing::warn!(error = %e, "store unavailable");
+                return Error::new(
+                    ErrorKind::Unavailable,
+                    "the job store is unavailable; retry later",
+                );
+            }
             _ => {
                 // Store failures may name server paths: log them, send a
                 // line that does not.
                 tracing::error!(error = %e, "store failure");
                 return Error::new(
-                    ErrorKind::Unavailable,
+                    ErrorKind::Internal,
                     "the job store failed; the server log has the cause",
                 );
             }

@@ -20,6 +20,8 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("post", "/api/v1/jobs/bulk/retry", "bulkRetry"),
     ("post", "/api/v1/jobs/bulk/delete", "bulkDelete"),
     ("get", "/api/v1/stats", "getStats"),
+    ("get", "/api/v1/types", "getTypes"),
+    ("get", "/api/v1/workers", "getWorkers"),
     ("get", "/api/v1/whoami", "whoAmI"),
     ("get", "/api/v1/events", "events"),
     ("get", "/api/v1/openapi.json", "openApi"),
@@ -173,6 +175,14 @@ fn operation(id: &str) -> Value {
         "getStats" => json!({
             "summary": "Job counts per status (the seed's getStats).",
             "responses": responses(&[("200", json_response("Counts.", schema_ref("Stats")))], read),
+        }),
+        "getTypes" => json!({
+            "summary": "Job counts per status for each job type that has jobs.",
+            "responses": responses(&[("200", json_response("Counts per type.", schema_ref("Types")))], read),
+        }),
+        "getWorkers" => json!({
+            "summary": "Workers the store knows, their last heartbeat, and their running jobs.",
+            "responses": responses(&[("200", json_response("Workers.", schema_ref("Workers")))], read),
         }),
         "whoAmI" => json!({
             "summary": "The caller's role, whether tokens are in use, the base path and the server version.",
@@ -373,10 +383,50 @@ fn schemas() -> Value {
         },
         "Stats": {
             "type": "object",
-            "required": ["pending", "running", "complete", "failed", "cancelled", "quarantined"],
+            "required": ["pending", "running", "complete", "failed", "cancelled", "unreadable"],
             "properties": {
                 "pending": count, "running": count, "complete": count,
-                "failed": count, "cancelled": count, "quarantined": count
+                "failed": count, "cancelled": count, "unreadable": count
+            }
+        },
+        "Types": {
+            "type": "object", "required": ["types"],
+            "properties": { "types": { "type": "array", "items": {
+                "type": "object",
+                "required": ["type", "pending", "running", "complete", "failed", "cancelled", "total"],
+                "properties": {
+                    "type": { "type": "string" },
+                    "pending": count, "running": count, "complete": count,
+                    "failed": count, "cancelled": count, "total": count
+                }
+            } } }
+        },
+        "Workers": {
+            "type": "object", "required": ["workers", "runningTotal"],
+            "properties": {
+                "runningTotal": count,
+                "workers": { "type": "array", "items": {
+                    "type": "object",
+                    "required": ["id", "alive", "leaseSeconds", "running"],
+                    "properties": {
+                        "id": { "type": "string" },
+                        "alive": { "type": "boolean" },
+                        "leaseSeconds": { "type": "number", "minimum": 0 },
+                        "lastSeen": { "type": "string", "format": "date-time" },
+                        "host": { "type": "string" },
+                        "pid": { "type": "integer", "minimum": 0 },
+                        "running": { "type": "array", "items": {
+                            "type": "object", "required": ["id", "type", "attempt"],
+                            "properties": {
+                                "id": { "type": "string" },
+                                "type": { "type": "string" },
+                                "attempt": count,
+                                "startedAt": { "type": "string", "format": "date-time" },
+                                "progress": {}
+                            }
+                        } }
+                    }
+                } }
             }
         },
         "WhoAmI": {

@@ -37,6 +37,140 @@ pub(crate) async fn stats(
     Ok(Json(state.queue().get_stats().await?))
 }
 
+/// One job type's counts in `GET /api/v1/types`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct TypeView {
+    #[serde(rename = "type")]
+    job_type: String,
+    pending: u64,
+    running: u64,
+    complete: u64,
+    failed: u64,
+    cancelled: u64,
+    total: u64,
+}
+
+/// `GET /api/v1/types`: job counts per status for each type that has jobs
+/// (one store call; no scan of the jobs).
+pub(crate) async fn types(
+    State(state): State<AppState>,
+    _: ReadAccess,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>> {
+    no_query(query.as_deref())?;
+    let per_type = state.queue().get_type_stats().await?;
+    let types: Vec<TypeView> = per_type
+        .into_iter()
+        .map(|(t, s)| TypeView {
+            job_type: t.to_string(),
+            pending: s.pending,
+            running: s.running,
+            complete: s.complete,
+            failed: s.failed,
+            cancelled: s.cancelled,
+            total: s.total(),
+        })
+        .collect();
+    Ok(Json(json!({ "types": types })))
+}
+
+/// Running jobs listed per worker in `GET /api/v1/workers` (at most this
+/// many running jobs are read; `runningTotal` counts them all).
+pub const MAX_RUNNING_LISTED: usize = 1000;
+
+/// A running job in `GET /api/v1/workers`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct RunningJob {
+    id: String,
+    #[serde(rename = "type")]
+    job_type: String,
+    attempt: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    progress: Option<Value>,
+}
+
+/// A worker in `GET /api/v1/workers`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WorkerView {
+    id: String,
+    alive: bool,
+    lease_seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_seen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<u32>,
+    running: Vec<RunningJob>,
+}
+
+/// `GET /api/v1/workers`: the workers the store knows (live ones and the
+/// records it still keeps of stopped ones), their last heartbeat, and the
+/// running jobs each holds (running jobs listed, grouped by `workerId`).
+pub(crate) async fn workers(
+    State(state): State<AppState>,
+    _: ReadAccess,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>> {
+    no_query(query.as_deref())?;
+    let queue = state.queue();
+    let records = queue.list_workers().await?;
+    let page = queue
+        .list_jobs(
+            &semiont_jobs_model::JobFilter::default()
+                .status(JobStatus::Running)
+                .limit(MAX_RUNNING_LISTED),
+        )
+        .await?;
+    let mut by_worker: std::collections::BTreeMap<String, Vec<RunningJob>> = Default::default();
+    for job in page.jobs {
+        let Some(worker) = job.worker_id.clone() else {
+            continue;
+        };
+        by_worker.entry(worker).or_default().push(RunningJob {
+            id: job.id.to_string(),
+            job_type: job.job_type.to_string(),
+            attempt: job.attempt,
+            started_at: job.started_at.map(|t| t.to_string()),
+            progress: job.progress,
+        });
+    }
+    let mut workers: Vec<WorkerView> = records
+        .into_iter()
+        .map(|w| WorkerView {
+            running: by_worker.remove(&w.id).unwrap_or_default(),
+            id: w.id,
+            alive: w.alive,
+            lease_seconds: w.lease.as_secs_f64(),
+            last_seen: w.last_seen.map(|t| t.to_string()),
+            host: w.host,
+            pid: w.pid,
+        })
+        .collect();
+    // Running jobs whose worker the store no longer lists (recovery will
+    // take them back).
+    for (id, running) in by_worker {
+        workers.push(WorkerView {
+            id,
+            alive: false,
+            lease_seconds: 0.0,
+            last_seen: None,
+            host: None,
+            pid: None,
+            running,
+        });
+    }
+    Ok(Json(json!({
+        "workers": workers,
+        "runningTotal": page.total,
+    })))
+}
+
 /// What `GET /api/v1/whoami` says.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -103,6 +237,8 @@ pub(crate) async fn metrics(
     no_query(query.as_deref())?;
     let queue = state.queue();
     let stats = queue.get_stats().await?;
+    let per_type = queue.get_type_stats().await?;
+    let workers = queue.list_workers().await?;
     let now = queue.now();
     let next = queue.poll_next_pending_job(TypeFilter::Any).await?;
     let mut out = String::with_capacity(16 << 10);
@@ -121,11 +257,38 @@ pub(crate) async fn metrics(
     }
     metric_header(
         &mut out,
-        "semiont_jobs_quarantined",
-        "Unreadable job files set aside by the store.",
+        "semiont_jobs_type_jobs",
+        "Jobs in the store, by type and status.",
         "gauge",
     );
-    let _ = writeln!(out, "semiont_jobs_quarantined {}", stats.quarantined);
+    for (job_type, counts) in &per_type {
+        for status in JobStatus::ALL {
+            let _ = writeln!(
+                out,
+                "semiont_jobs_type_jobs{{type=\"{}\",status=\"{status}\"}} {}",
+                crate::metrics::escape(job_type.as_str()),
+                counts.get(status)
+            );
+        }
+    }
+    metric_header(
+        &mut out,
+        "semiont_jobs_unreadable",
+        "Records the store could not read as jobs and set aside.",
+        "gauge",
+    );
+    let _ = writeln!(out, "semiont_jobs_unreadable {}", stats.unreadable);
+    metric_header(
+        &mut out,
+        "semiont_jobs_workers",
+        "Workers the store considers alive.",
+        "gauge",
+    );
+    let _ = writeln!(
+        out,
+        "semiont_jobs_workers {}",
+        workers.iter().filter(|w| w.alive).count()
+    );
     metric_header(
         &mut out,
         "semiont_jobs_oldest_due_pending_age_seconds",
