@@ -273,8 +273,7 @@ mod tests {
 
     #[test]
     fn zero_limits_are_refused() {
-        let mut c = ServerConfig::default();
-        c.client_buffer = 0;
+        let c = ServerConfig::default().client_buffer(0);
         assert!(c
             .validate()
             .unwrap_err()

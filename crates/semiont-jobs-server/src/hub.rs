@@ -87,6 +87,19 @@ pub(crate) fn event_name(kind: EventKind) -> &'static str {
     }
 }
 
+/// What an event means for clients and metrics. A backend watching other
+/// processes may see several quick changes as one (the filesystem backend
+/// reports pending → complete, never a legal single move, as an update):
+/// an update that leaves the job finished is named by the final status.
+pub(crate) fn effective_kind(event: &QueueEvent) -> EventKind {
+    match (event.kind, event.status) {
+        (EventKind::Progress, Some(JobStatus::Complete)) => EventKind::Completed,
+        (EventKind::Progress, Some(JobStatus::Failed)) => EventKind::Failed,
+        (EventKind::Progress, Some(JobStatus::Cancelled)) => EventKind::Cancelled,
+        (kind, _) => kind,
+    }
+}
+
 /// The job as sent in events: whole when small, else without parameters
 /// and result (`truncated: true`), else `None`.
 pub(crate) fn job_for_event(job: &Job) -> Option<Value> {
@@ -108,7 +121,7 @@ pub(crate) fn job_for_event(job: &Job) -> Option<Value> {
 }
 
 fn frame_of(seq: u64, event: &QueueEvent) -> Frame {
-    let name = event_name(event.kind);
+    let name = event_name(effective_kind(event));
     let mut data = Map::new();
     data.insert("kind".into(), Value::from(name));
     if let Some(id) = &event.job_id {
@@ -293,7 +306,7 @@ pub(crate) async fn run(
             tracing::warn!("the store's event stream ended; event streams get no more events");
             return;
         };
-        metrics.observe(&event);
+        metrics.observe(&event, effective_kind(&event));
         hub.publish(&event);
     }
 }
@@ -352,7 +365,7 @@ mod tests {
     #[test]
     fn the_byte_bound_evicts_old_frames() {
         let one = frame_of(0, &event(0)).bytes.len();
-        let hub = Hub::new(1, 1000, one * 2, 16);
+        let hub = Hub::new(1, 1000, one * 2 + 4, 16);
         for n in 0..10 {
             hub.publish(&event(n));
         }
@@ -375,6 +388,19 @@ mod tests {
         assert_eq!(data["jobId"], "job-1");
         assert_eq!(data["type"], "noop");
         assert_eq!(data["status"], "pending");
+    }
+
+    #[test]
+    fn an_update_that_finished_the_job_is_named_by_its_status() {
+        let mut e = event(1);
+        e.kind = EventKind::Progress;
+        e.status = Some(JobStatus::Complete);
+        assert_eq!(frame_of(1, &e).name, "completed");
+        e.status = Some(JobStatus::Running);
+        assert_eq!(frame_of(1, &e).name, "progress");
+        e.kind = EventKind::Resynced;
+        e.status = None;
+        assert_eq!(frame_of(1, &e).name, "resync");
     }
 
     #[test]

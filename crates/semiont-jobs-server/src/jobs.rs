@@ -389,6 +389,7 @@ pub(crate) async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use semiont_jobs_model::JobStatus;
     use serde_json::json;
 
     fn parse(v: Value) -> Result<NewJob> {

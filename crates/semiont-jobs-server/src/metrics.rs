@@ -60,6 +60,9 @@ struct PerType {
     run: [Histogram; 3],
 }
 
+/// A per-type counter: name, help text, and how to read it.
+type Counter = (&'static str, &'static str, fn(&PerType) -> u64);
+
 /// Outcomes of the finished counter and the run-time histogram.
 const FINISHED: [&str; 3] = ["complete", "failed", "cancelled"];
 const RUN_OUTCOMES: [&str; 3] = ["complete", "failed", "retrying"];
@@ -108,11 +111,11 @@ impl Metrics {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Counts one lifecycle event.
-    pub fn observe(&self, event: &QueueEvent) {
+    /// Counts one lifecycle event, taken to mean `kind`.
+    pub fn observe(&self, event: &QueueEvent, kind: EventKind) {
         let mut m = self.lock();
         m.events += 1;
-        if event.kind == EventKind::Resynced {
+        if kind == EventKind::Resynced {
             m.resyncs += 1;
             return;
         }
@@ -125,7 +128,7 @@ impl Metrics {
             .to_owned();
         let id = event.job_id.clone();
         let became_pending = matches!(
-            event.kind,
+            kind,
             EventKind::Created
                 | EventKind::Retrying
                 | EventKind::Resubmitted
@@ -139,7 +142,7 @@ impl Metrics {
                 }
             }
         }
-        let wait = match (event.kind, job) {
+        let wait = match (kind, job) {
             (EventKind::Started, Some(job)) => {
                 let due = id
                     .as_ref()
@@ -151,7 +154,7 @@ impl Metrics {
             _ => None,
         };
         if matches!(
-            event.kind,
+            kind,
             EventKind::Cancelled | EventKind::Deleted | EventKind::Failed | EventKind::Completed
         ) {
             if let Some(id) = &id {
@@ -163,7 +166,7 @@ impl Metrics {
                 .map(|(start, end)| seconds(end, start))
         };
         let t = m.per_type(&type_name);
-        match event.kind {
+        match kind {
             EventKind::Created => t.created += 1,
             EventKind::Started => {
                 t.claimed += 1;
@@ -204,7 +207,7 @@ impl Metrics {
     /// Renders the counters and histograms.
     pub fn render(&self, out: &mut String) {
         let m = self.lock();
-        let counters: [(&str, &str, fn(&PerType) -> u64); 4] = [
+        let counters: [Counter; 4] = [
             (
                 "semiont_jobs_created_total",
                 "Jobs created (seen by this server since it started).",
@@ -375,14 +378,14 @@ mod tests {
             .unwrap()
             .into_job(JobId::generate(), at(1_000), 3)
             .unwrap();
-        m.observe(&ev(EventKind::Created, &job, 1_000));
+        m.observe(&ev(EventKind::Created, &job, 1_000), EventKind::Created);
         job.status = JobStatus::Running;
         job.attempt = 1;
         job.started_at = Some(at(1_300));
-        m.observe(&ev(EventKind::Started, &job, 1_400));
+        m.observe(&ev(EventKind::Started, &job, 1_400), EventKind::Started);
         job.status = JobStatus::Complete;
         job.completed_at = Some(at(3_300));
-        m.observe(&ev(EventKind::Completed, &job, 9_999));
+        m.observe(&ev(EventKind::Completed, &job, 9_999), EventKind::Completed);
         let mut out = String::new();
         m.render(&mut out);
         assert_eq!(
@@ -439,12 +442,12 @@ mod tests {
         job.attempt = 1;
         job.retry_count = 1;
         job.run_at = Some(at(5_000));
-        m.observe(&ev(EventKind::Retrying, &job, 4_000));
+        m.observe(&ev(EventKind::Retrying, &job, 4_000), EventKind::Retrying);
         job.status = JobStatus::Running;
         job.attempt = 2;
         job.run_at = None;
         job.started_at = Some(at(6_000));
-        m.observe(&ev(EventKind::Started, &job, 6_000));
+        m.observe(&ev(EventKind::Started, &job, 6_000), EventKind::Started);
         let mut out = String::new();
         m.render(&mut out);
         assert_eq!(
@@ -462,7 +465,7 @@ mod tests {
                 .unwrap()
                 .into_job(JobId::generate(), at(0), 3)
                 .unwrap();
-            m.observe(&ev(EventKind::Created, &job, 0));
+            m.observe(&ev(EventKind::Created, &job, 0), EventKind::Created);
         }
         let mut out = String::new();
         m.render(&mut out);

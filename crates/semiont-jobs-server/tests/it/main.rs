@@ -1,1 +1,10 @@
+//! Integration tests of the HTTP server: real HTTP on an ephemeral loopback
+//! port.
 
+mod api;
+mod auth;
+mod hostile;
+mod metrics;
+mod shutdown;
+mod sse;
+mod support;
