@@ -119,6 +119,11 @@ pub enum Command {
         after_help = "Examples:\n  semiont-jobs work\n  semiont-jobs work --types noop,sleep --concurrency 4 --exit-when-idle\n  semiont-jobs work --inference ollama --model llama3.2 --url http://127.0.0.1:11434\n\nSIGINT/SIGTERM stops gracefully (running jobs finish); a second signal cancels them."
     )]
     Work(WorkArgs),
+    /// Serve the queue over HTTP: JSON API, live events (SSE), Prometheus metrics.
+    #[command(
+        after_help = "Examples:\n  semiont-jobs serve\n  semiont-jobs serve --listen 0.0.0.0:8080 --token-file /etc/semiont-jobs/tokens\n  curl -s http://127.0.0.1:8080/api/v1/stats\n  curl -N http://127.0.0.1:8080/api/v1/events\n\nTokens (role:token lines; roles read, write, admin) come from --token-file or SEMIONT_JOBS_TOKENS; without them only loopback addresses are allowed. SIGINT/SIGTERM stops gracefully."
+    )]
+    Serve(ServeArgs),
     /// Documents the workers read and write.
     #[command(subcommand)]
     Resources(Resources),
@@ -289,6 +294,23 @@ pub struct WorkArgs {
     /// Benchmarks: after opening the queue print `ready`, then wait for a line on stdin before working.
     #[arg(long, hide = true)]
     pub gate: bool,
+}
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (a non-loopback address needs tokens).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// File of bearer tokens, one `role:token` per line (mode 0600).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Prefix of every route, e.g. /jobs.
+    #[arg(long, default_value = "")]
+    pub base_path: String,
+    /// Browser origin allowed to call the API (CORS; repeatable; off by default).
+    #[arg(long)]
+    pub cors_origin: Vec<String>,
 }
 
 /// `resources` subcommands.

@@ -44,6 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::watch::watch(&app.queue, id, cli.json).await
         }
         Command::Work(args) => work(&cli, args).await,
+        Command::Serve(args) => crate::serve::run(&cli, args).await,
         Command::Resources(r) => crate::content::resources(&cli, r).await,
         Command::Annotations(a) => crate::content::annotations(&cli, a).await,
         Command::Demo => crate::demo::run(&cli).await,

@@ -16,6 +16,7 @@ mod content;
 mod demo;
 mod duration;
 mod output;
+mod serve;
 mod watch;
 mod work;
 
@@ -75,7 +76,7 @@ fn one_line(e: &anyhow::Error) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.command {
-        Command::Work(_) => "info",
+        Command::Work(_) | Command::Serve(_) => "info",
         _ => "warn",
     };
     init_logging(cli.log_format, level);

@@ -11,18 +11,23 @@
 //! - [`store_fs`] (feature `fs`): the filesystem backend;
 //! - [`queue`]: [`JobQueue`](queue::JobQueue), the seed's queue API;
 //! - [`worker`] (feature `worker`): the [`JobWorker`](worker::JobWorker)
-//!   trait and the [`Worker`](worker::Worker) runner.
+//!   trait and the [`Worker`](worker::Worker) runner;
+//! - `server` (feature `server`): the HTTP API, Server-Sent Events and
+//!   Prometheus metrics over any queue.
 //!
 //! # Feature flags
 //!
 //! - `fs` (default): the filesystem backend and `open_fs_queue`.
 //! - `worker` (default): the worker runtime. A program that only enqueues
 //!   jobs can turn it off.
+//! - `server`: the HTTP server (`semiont_jobs::server`: `router`,
+//!   `AppState`, `Server`, `ServerConfig`), axum-based.
 //! - `conformance`: the backend behaviour suite (`store::conformance`), for
 //!   authors of new backends.
 //!
 //! The README's example (below, with default features) is compiled and run
 //! as a doc test.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(
     all(feature = "fs", feature = "worker"),
     doc = include_str!("../../../README.md")
@@ -32,6 +37,10 @@
 pub use semiont_jobs_model as model;
 #[doc(inline)]
 pub use semiont_jobs_queue as queue;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+#[doc(inline)]
+pub use semiont_jobs_server as server;
 #[doc(inline)]
 pub use semiont_jobs_store as store;
 #[cfg(feature = "fs")]

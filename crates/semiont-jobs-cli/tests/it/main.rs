@@ -8,4 +8,5 @@ mod crash_retry;
 mod errors;
 mod hostile;
 mod processes;
+mod serve;
 mod support;
