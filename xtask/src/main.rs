@@ -8,6 +8,7 @@
 )]
 
 mod bench;
+mod schemathesis;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -22,12 +23,15 @@ fn main() -> ExitCode {
         "torture" => torture(),
         "fuzz" => fuzz(&args[1..]),
         "bench" => bench::bench(&root(), &args[1..]),
+        "schemathesis" => schemathesis::schemathesis(&root(), &args[1..]),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <ci|tidy|torture|fuzz|bench>\n");
+            println!("usage: cargo xtask <ci|tidy|torture|fuzz|bench|schemathesis>\n");
             println!("  ci       fmt check, clippy -D warnings, tests, docs, tidy (what CI runs)");
             println!("  tidy     module docs present, no dbg!/todo!/unimplemented!");
             println!("  torture  the slow tests (crash loops, long property runs)");
             println!("  fuzz     the cargo-fuzz targets: fuzz [--seconds N] [job_json|job_id|params ...]");
+            println!("  schemathesis  API tests generated from the server's OpenAPI document:");
+            println!("           schemathesis [--examples N] [--seed S] (installs schemathesis into target/)");
             println!("  bench    W1-W4 and the upstream package -> docs/benchmarks.md:");
             println!(
                 "           bench [--runs R] [--data-root DIR] [--no-upstream] [--no-1m] [--quick]"

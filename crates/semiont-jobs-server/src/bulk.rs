@@ -22,9 +22,9 @@ pub const MAX_BULK_FILTER: usize = 10_000;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct BulkRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     ids: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     filter: Option<BulkFilter>,
     #[serde(default)]
     dry_run: bool,
@@ -34,12 +34,22 @@ pub(crate) struct BulkRequest {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct BulkFilter {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     status: Option<String>,
-    #[serde(default, rename = "type")]
+    #[serde(default, rename = "type", deserialize_with = "present")]
     job_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     user_id: Option<String>,
+}
+
+/// An optional field that, when present, must hold a value (`null` is
+/// refused like any other wrong type).
+fn present<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// A job the operation did not apply to, and why.

@@ -228,19 +228,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
             let text = value
                 .to_str()
                 .map_err(|_| Error::invalid("If-Match is not visible ASCII"))?;
-            for tag in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-                let ok = tag == "*"
-                    || (tag.len() >= 2
-                        && tag.starts_with('"')
-                        && tag.ends_with('"')
-                        && !tag[1..tag.len() - 1].contains('"'));
-                if !ok {
-                    return Err(Error::invalid(format!(
-                        "If-Match must list quoted entity tags such as \"running.2\", not {:?}",
-                        tag.chars().take(40).collect::<String>()
-                    )));
-                }
-                tags.push(tag.to_owned());
+            for item in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                tags.push(entity_tag(item)?);
             }
         }
         if seen && tags.is_empty() {
@@ -248,6 +237,30 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
         }
         Ok(IfMatch(seen.then_some(tags)))
     }
+}
+
+/// One `If-Match` item as compared with [`etag`]: `*`, a quoted tag, or
+/// (leniently) a bare one, which is quoted here. A weak tag (`W/"..."`)
+/// never matches: `If-Match` compares strongly.
+fn entity_tag(item: &str) -> Result<String> {
+    let is_tag_char = |c: char| c.is_ascii_graphic() && c != '"' && c != ',';
+    if item == "*" {
+        return Ok(item.to_owned());
+    }
+    if let Some(inner) = item.strip_prefix('"').and_then(|i| i.strip_suffix('"')) {
+        if inner.chars().all(is_tag_char) {
+            return Ok(item.to_owned());
+        }
+    } else if let Some(weak) = item.strip_prefix("W/") {
+        entity_tag(weak)?;
+        return Ok(format!("W/{weak}"));
+    } else if item.chars().all(is_tag_char) {
+        return Ok(format!("\"{item}\""));
+    }
+    Err(Error::invalid(format!(
+        "If-Match must list entity tags such as \"running.2\", not {:?}",
+        item.chars().take(40).collect::<String>()
+    )))
 }
 
 /// The entity tag of a job: its status and attempt (what every conditional
@@ -326,6 +339,17 @@ mod tests {
         assert!(q.number("limit", 1, 10).is_err());
         let q = QueryMap::parse(Some("userId=a%20b"), &["userId"]).unwrap();
         assert_eq!(q.get("userId"), Some("a b"));
+    }
+
+    #[test]
+    fn if_match_items() {
+        assert_eq!(entity_tag("*").unwrap(), "*");
+        assert_eq!(entity_tag("\"running.2\"").unwrap(), "\"running.2\"");
+        assert_eq!(entity_tag("running.2").unwrap(), "\"running.2\"");
+        assert_eq!(entity_tag("W/\"running.2\"").unwrap(), "W/\"running.2\"");
+        for bad in ["\"a\"b\"", "\"a b\"", "a\"", "W/a\"b"] {
+            assert!(entity_tag(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -95,8 +95,14 @@ fn take_integer<T: TryFrom<i64>>(
 ) -> Result<Option<T>> {
     match body.remove(field) {
         None => Ok(None),
+        // JSON Schema counts 3.0 as an integer; so does this API.
         Some(v) => v
             .as_i64()
+            .or_else(|| {
+                v.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
+                    .map(|f| f as i64)
+            })
             .and_then(|n| T::try_from(n).ok())
             .map(Some)
             .ok_or_else(|| {
@@ -129,6 +135,11 @@ fn typed_params<T: serde::de::DeserializeOwned>(
     job_type: &str,
     allowed: &[&str],
 ) -> Result<T> {
+    if let Some((field, _)) = body.iter().find(|(_, v)| v.is_null()) {
+        return Err(Error::invalid(format!(
+            "{field} is null; leave an optional field out instead"
+        )));
+    }
     if let Some(unknown) = body.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(Error::invalid(format!(
             "unknown field {:?} for a {job_type} job (expected type, userId, maxRetries, priority, runAt, {})",
@@ -411,6 +422,8 @@ mod tests {
         assert_eq!(new.max_retries, Some(3));
         assert_eq!(new.priority, 5);
         assert!(new.run_at.is_some());
+        let whole = parse(json!({"type": "noop", "userId": "u", "maxRetries": 2.0})).unwrap();
+        assert_eq!(whole.max_retries, Some(2));
         assert!(matches!(new.params, JobParams::Detection(ref p) if p.entity_types.len() == 2));
         let custom = parse(json!({"type": "sleep", "userId": "u", "ms": 10})).unwrap();
         assert!(

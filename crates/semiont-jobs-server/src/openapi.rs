@@ -36,6 +36,9 @@ const ID_PATTERN: &str = "^[A-Za-z0-9_:-]+(\\.[A-Za-z0-9_:-]+)*$";
 const TYPE_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
 /// Visible ASCII at both ends, printable ASCII inside.
 const USER_PATTERN: &str = "^[!-~]([ -~]*[!-~])?$";
+/// `If-Match`: a comma-separated list of `*`, quoted tags (also weak ones,
+/// which never match) or bare tags.
+const IF_MATCH_PATTERN: &str = "^ *(\\*|(W/)?\"[!#-+\\--~]*\"|[!#-+\\--~]+)( *, *(\\*|(W/)?\"[!#-+\\--~]*\"|[!#-+\\--~]+))* *$";
 const STATUSES: [&str; 5] = ["pending", "running", "complete", "failed", "cancelled"];
 
 fn schema_ref(name: &str) -> Value {
@@ -223,12 +226,9 @@ fn operation(id: &str) -> Value {
     }
 }
 
-fn nonblank(max: Option<u64>) -> Value {
-    let mut s = json!({ "type": "string", "minLength": 1, "pattern": "\\S" });
-    if let Some(max) = max {
-        s["maxLength"] = json!(max);
-    }
-    s
+/// A string with something other than white space.
+fn nonblank() -> Value {
+    json!({ "type": "string", "minLength": 1, "pattern": "\\S" })
 }
 
 fn create_common() -> Map<String, Value> {
@@ -268,23 +268,22 @@ fn create_variant(type_schema: Value, extra: Value, required: &[&str], closed: b
 }
 
 fn schemas() -> Value {
-    let entity_types =
-        json!({ "type": "array", "minItems": 1, "maxItems": 100, "items": nonblank(Some(200)) });
+    let entity_types = json!({ "type": "array", "minItems": 1, "items": nonblank() });
     let detection = create_variant(
         json!({ "const": "detection" }),
-        json!({ "resourceId": nonblank(Some(1000)), "entityTypes": entity_types }),
+        json!({ "resourceId": nonblank(), "entityTypes": entity_types }),
         &["resourceId", "entityTypes"],
         true,
     );
     let generation = create_variant(
         json!({ "const": "generation" }),
         json!({
-            "referenceId": nonblank(Some(1000)),
-            "sourceResourceId": nonblank(Some(1000)),
-            "prompt": { "type": "string", "maxLength": 10000 },
-            "title": { "type": "string", "maxLength": 1000 },
-            "language": { "type": "string", "maxLength": 35 },
-            "entityTypes": { "type": "array", "maxItems": 100, "items": nonblank(Some(200)) }
+            "referenceId": nonblank(),
+            "sourceResourceId": nonblank(),
+            "prompt": { "type": "string" },
+            "title": { "type": "string" },
+            "language": { "type": "string" },
+            "entityTypes": { "type": "array", "items": nonblank() }
         }),
         &["referenceId", "sourceResourceId"],
         true,
@@ -477,7 +476,7 @@ pub fn document(base_path: &str) -> Value {
                 "IfMatch": {
                     "name": "If-Match", "in": "header",
                     "description": "Act only if the job's ETag (status and attempt) is one of these.",
-                    "schema": { "type": "string", "pattern": "^(\\*|\"[!#-+\\--~]*\"( *, *\"[!#-+\\--~]*\")*)$" }
+                    "schema": { "type": "string", "pattern": IF_MATCH_PATTERN }
                 },
                 "IdempotencyKey": {
                     "name": "Idempotency-Key", "in": "header",

@@ -145,7 +145,7 @@ async fn cancel_retry_delete_with_if_match() {
     assert_problem(
         &json_of(
             s.req(Method::POST, &format!("{path}/cancel"))
-                .header("If-Match", "running")
+                .header("If-Match", "\"a b\"")
                 .send()
                 .await
                 .unwrap(),
@@ -296,6 +296,11 @@ async fn bulk_operations_by_ids_and_filter_with_dry_run() {
         (json!({"filter": {"userId": ""}}), "userId"),
         (json!({"filter": {"owner": "x"}}), "unknown field"),
         (json!({"ids": ["job-1"], "dry_run": true}), "unknown field"),
+        (json!({"filter": {"userId": null}}), "invalid type: null"),
+        (
+            json!({"ids": ["job-1"], "filter": null}),
+            "invalid type: null",
+        ),
     ] {
         assert_problem(
             &s.post("/api/v1/jobs/bulk/cancel", &body).await,
