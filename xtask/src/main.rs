@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         "schemathesis" => schemathesis::schemathesis(&root(), &args[1..]),
         "help" | "--help" | "-h" => {
             println!("usage: cargo xtask <ci|tidy|torture|fuzz|bench|schemathesis>\n");
-            println!("  ci       fmt check, clippy -D warnings, tests, docs, tidy (what CI runs)");
+            println!("  ci       fmt check, clippy -D warnings, tests, schemathesis, docs, tidy (what CI runs)");
             println!("  tidy     module docs present, no dbg!/todo!/unimplemented!");
             println!("  torture  the slow tests (crash loops, long property runs)");
             println!("  fuzz     the cargo-fuzz targets: fuzz [--seconds N] [job_json|job_id|params ...]");
@@ -97,6 +97,9 @@ fn ci() -> Result<(), String> {
     let mut test = cargo();
     test.args(["test", "--workspace", "--all-features"]);
     run("test", test)?;
+    // Property-based API tests from the server's OpenAPI document (about a
+    // minute; the first run installs schemathesis from PyPI into target/).
+    schemathesis::schemathesis(&root(), &[])?;
     // The CLI's binary `semiont-jobs` and the facade library `semiont_jobs`
     // document into the same `doc/semiont_jobs/`: in one `cargo doc` run
     // the two jobs race to remove it (seen failing CI). Two runs, the

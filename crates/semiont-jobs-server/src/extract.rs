@@ -232,9 +232,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
                 tags.push(entity_tag(item)?);
             }
         }
-        if seen && tags.is_empty() {
-            return Err(Error::invalid("If-Match is empty"));
-        }
+        // An empty list (RFC 9110 allows one) matches no version.
         Ok(IfMatch(seen.then_some(tags)))
     }
 }

@@ -36,9 +36,13 @@ const ID_PATTERN: &str = "^[A-Za-z0-9_:-]+(\\.[A-Za-z0-9_:-]+)*$";
 const TYPE_PATTERN: &str = "^[A-Za-z0-9._:-]{1,64}$";
 /// Visible ASCII at both ends, printable ASCII inside.
 const USER_PATTERN: &str = "^[!-~]([ -~]*[!-~])?$";
-/// `If-Match`: a comma-separated list of `*`, quoted tags (also weak ones,
-/// which never match) or bare tags.
-const IF_MATCH_PATTERN: &str = "^ *(\\*|(W/)?\"[!#-+\\--~]*\"|[!#-+\\--~]+)( *, *(\\*|(W/)?\"[!#-+\\--~]*\"|[!#-+\\--~]+))* *$";
+/// `If-Match`: a comma-separated list (empty elements allowed, as in RFC
+/// 9110) of `*`, quoted tags (also weak ones, which never match) or bare
+/// tags.
+const IF_MATCH_PATTERN: &str = concat!(
+    "^[ \\t,]*((\\*|(W/)?\"[!#-+\\--~]*\"|[!#-+\\--~]+)",
+    "(([ \\t]*,)+[ \\t]*(\\*|(W/)?\"[!#-+\\--~]*\"|[!#-+\\--~]+))*)?[ \\t,]*$"
+);
 const STATUSES: [&str; 5] = ["pending", "running", "complete", "failed", "cancelled"];
 
 fn schema_ref(name: &str) -> Value {
