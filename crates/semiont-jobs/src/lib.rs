@@ -44,6 +44,18 @@
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "content")]
+#[cfg_attr(docsrs, doc(cfg(feature = "content")))]
+#[doc(inline)]
+pub use semiont_jobs_content as content;
+#[cfg(feature = "detection")]
+#[cfg_attr(docsrs, doc(cfg(feature = "detection")))]
+#[doc(inline)]
+pub use semiont_jobs_detection as detection;
+#[cfg(feature = "generation")]
+#[cfg_attr(docsrs, doc(cfg(feature = "generation")))]
+#[doc(inline)]
+pub use semiont_jobs_generation as generation;
 #[doc(inline)]
 pub use semiont_jobs_model as model;
 #[doc(inline)]
@@ -58,18 +70,6 @@ pub use semiont_jobs_store_fs as store_fs;
 #[cfg_attr(docsrs, doc(cfg(feature = "worker")))]
 #[doc(inline)]
 pub use semiont_jobs_worker as worker;
-#[cfg(feature = "content")]
-#[cfg_attr(docsrs, doc(cfg(feature = "content")))]
-#[doc(inline)]
-pub use semiont_jobs_content as content;
-#[cfg(feature = "detection")]
-#[cfg_attr(docsrs, doc(cfg(feature = "detection")))]
-#[doc(inline)]
-pub use semiont_jobs_detection as detection;
-#[cfg(feature = "generation")]
-#[cfg_attr(docsrs, doc(cfg(feature = "generation")))]
-#[doc(inline)]
-pub use semiont_jobs_generation as generation;
 
 /// Errors of the facade's conveniences.
 #[derive(Debug, thiserror::Error)]
