@@ -206,7 +206,16 @@ async fn stats(cli: &Cli) -> anyhow::Result<()> {
     let app = App::open(cli, Create::No).await?;
     let stats = app.queue.get_stats().await?;
     if cli.json {
-        output::json(&stats)
+        // The shape `stats --json` always had: the seed's counts plus the
+        // files set aside in quarantine (0 on a backend without files).
+        output::json(&serde_json::json!({
+            "pending": stats.pending,
+            "running": stats.running,
+            "complete": stats.complete,
+            "failed": stats.failed,
+            "cancelled": stats.cancelled,
+            "quarantined": stats.unreadable,
+        }))
     } else {
         output::stats_table(&stats);
         Ok(())

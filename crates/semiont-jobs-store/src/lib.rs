@@ -21,8 +21,9 @@ pub mod conformance;
 pub use error::{Error, ErrorKind, Result};
 pub use memory::MemoryStore;
 pub use store::{
-    Capabilities, ChangeKind, ChangeOrigin, ClaimRequest, Durability, Expect, FinishedJob,
-    JobChange, JobStore, JobStoreExt, RecoveryReport, TypeFilter, UpdateFn, Updated, WorkerInfo,
+    Capabilities, ChangeKind, ChangeOrigin, ChangeStream, ClaimRequest, Durability, Expect,
+    FinishedJob, Heartbeat, JobChange, JobStore, JobStoreExt, LostJob, RecoveryReport, TypeFilter,
+    UpdateFn, Updated, WorkerInfo, WorkerRecord,
 };
 
 /// Capacity of the change-event channel a backend should use: a subscriber
