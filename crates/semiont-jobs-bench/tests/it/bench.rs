@@ -202,6 +202,30 @@ fn w4_two_processes_run_every_job_once_and_lose_none() {
 }
 
 #[test]
+fn global_flags_before_bench_reach_the_harness_only_when_given() {
+    let env = Env::new();
+    let root = env.path("bench-root");
+    let w1 = |globals: &[&str]| -> Vec<String> {
+        let mut all = globals.to_vec();
+        all.extend(["bench", "--workload", "w1", "--jobs", "20", "--no-floor"]);
+        all.extend(["--settle-max", "0", "--root", root.to_str().unwrap()]);
+        let text = env.ok(&all);
+        let rows: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        row(&rows, "W1")
+            .iter()
+            .map(|r| r["durability"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // `--json` and `--durability` of `semiont-jobs`, before `bench`.
+    assert_eq!(w1(&["--json", "--durability", "none"]), ["none"]);
+    // No `--durability` at all: W1 runs every mode.
+    assert_eq!(w1(&["--json"]), ["none", "fsync", "batch"]);
+}
+
+#[test]
 fn bench_help_is_the_harness_help_with_examples() {
     let env = Env::new();
     let help = env.ok(&["bench", "--help"]);
