@@ -118,6 +118,22 @@ fn ci() -> Result<(), String> {
         );
         run(what, doc)?;
     }
+    // Every publishable crate packs and builds as crates.io would see it:
+    // catches path dependencies without versions, files outside a crate
+    // (an include_str! of the workspace README), missing metadata.
+    let mut package = cargo();
+    package.args([
+        "package",
+        "--workspace",
+        "--allow-dirty",
+        "--exclude",
+        "semiont-jobs-bench",
+        "--exclude",
+        "semiont-jobs-tests",
+        "--exclude",
+        "xtask",
+    ]);
+    run("package", package)?;
     println!("ci passed in {:.0}s", start.elapsed().as_secs_f64());
     Ok(())
 }
