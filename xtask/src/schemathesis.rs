@@ -55,8 +55,9 @@ impl Drop for Serve {
     }
 }
 
-/// `cargo xtask schemathesis [--examples N] [--seed S]`.
-pub fn schemathesis(root: &Path, args: &[String]) -> Result<(), String> {
+/// `cargo xtask schemathesis [--examples N] [--seed S]`; `build` says
+/// whether to build `semiont-jobs` first (`ci` has built every binary).
+pub fn schemathesis(root: &Path, args: &[String], build: bool) -> Result<(), String> {
     let mut examples = DEFAULT_EXAMPLES;
     let mut seed: Option<String> = None;
     let mut it = args.iter();
@@ -75,9 +76,11 @@ pub fn schemathesis(root: &Path, args: &[String]) -> Result<(), String> {
     let target = target_dir(root);
     let cache = target.join("schemathesis");
     let st = install(&cache)?;
-    let mut build = crate::cargo();
-    build.args(["build", "--quiet", "-p", "semiont-jobs-cli"]);
-    crate::run("build semiont-jobs", build)?;
+    if build {
+        let mut cargo = crate::cargo();
+        cargo.args(["build", "--quiet", "-p", "semiont-jobs-cli"]);
+        crate::run("build semiont-jobs", cargo)?;
+    }
 
     let work = cache.join(format!("run-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
