@@ -67,8 +67,11 @@ pub enum Workload {
     W3,
     /// Contention: P `work` processes drain J pre-created jobs.
     W4,
-    /// W1, W2, W3 and W4.
+    /// W1, W2, W3 and W4 (not http).
     All,
+    /// The HTTP load check of `semiont-jobs serve`: GET throughput and
+    /// latency, event-stream clients during a burst, the latency events add.
+    Http,
 }
 
 /// The workload options (definitions in DESIGN §9).
@@ -77,7 +80,7 @@ pub struct BenchArgs {
     /// Workloads to run (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
     pub workload: Vec<Workload>,
-    /// Jobs per run: W1 (default 10000), W3 (default 20), W4 (default 2000).
+    /// Jobs per run: W1 (default 10000), W3 (default 20), W4 (default 2000), http's burst (default 1000).
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Complete jobs on disk for W2, comma-separated (1000000 needs ~5 GB of disk).
@@ -110,6 +113,15 @@ pub struct BenchArgs {
     /// once and never waits.
     #[arg(long, default_value_t = 75, value_name = "SECONDS")]
     pub settle_max: u64,
+    /// http: seconds of each GET run.
+    #[arg(long, default_value_t = 5)]
+    pub http_seconds: u64,
+    /// http: keep-alive connections of the GET runs.
+    #[arg(long, default_value_t = 32)]
+    pub http_connections: usize,
+    /// http: event-stream clients during the burst (its jobs: --jobs, default 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub sse_clients: usize,
     /// Internal: run exactly one W2 size in this process.
     #[arg(long, hide = true)]
     pub inner: bool,

@@ -11,6 +11,7 @@
 //! - W3 ([`w3`]): an idle `semiont-jobs work` process; enqueue → execution
 //!   start latency.
 //! - W4 ([`w4`]): P `semiont-jobs work` processes drain J pre-created jobs.
+//! - http ([`http`], not in `all`): the load check of `semiont-jobs serve`.
 //!
 //! W3 and W4 start the `semiont-jobs` binary ([`semiont_jobs_bin`]). The
 //! report, `docs/benchmarks.md`, is written from these JSON lines by
@@ -24,6 +25,7 @@
 
 mod args;
 mod data;
+mod http;
 mod w1;
 mod w2;
 mod w3;
@@ -325,6 +327,12 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
     if args.batch_size == 0 {
         return Err(UsageError("--batch-size must be at least 1".into()).into());
     }
+    if args.http_seconds == 0 || args.http_connections == 0 || args.sse_clients == 0 {
+        return Err(UsageError(
+            "--http-seconds, --http-connections and --sse-clients must be at least 1".into(),
+        )
+        .into());
+    }
     if args.processes.contains(&0) {
         return Err(UsageError("--processes must be at least 1".into()).into());
     }
@@ -429,6 +437,18 @@ async fn run_workloads(cli: &Cli, args: &BenchArgs, ctx: &Ctx) -> anyhow::Result
                         "jobs_per_s_2": two,
                         "ratio_2_vs_1": r3(two / one),
                     }))?;
+                }
+            }
+            Workload::Http => {
+                let opts = http::Options {
+                    seconds: args.http_seconds,
+                    connections: args.http_connections,
+                    sse_clients: args.sse_clients,
+                    burst: args.jobs.unwrap_or(1000),
+                    spaced: 20,
+                };
+                for row in http::run(ctx, opts, mode).await? {
+                    ctx.emit(&row)?;
                 }
             }
             Workload::All => {}
@@ -546,6 +566,34 @@ fn summary_line(row: &Value) -> String {
             f("duplicates"),
             f("lost"),
             f("per_process_executions")
+        ),
+        "HTTP-get" => format!(
+            "HTTP {} over {} connections: {} req/s, p50 {} ms, p99 {} ms, {} error(s), server RSS {} MiB",
+            f("request"),
+            f("connections"),
+            f("requests_per_s"),
+            f("p50_ms"),
+            f("p99_ms"),
+            f("errors"),
+            f("server_rss_mib")
+        ),
+        "HTTP-sse-burst" => format!(
+            "HTTP {} event-stream clients × {} jobs: {} saw every completion, {} resynced, {} missed events; server RSS {} MiB connected, peak {} MiB; {} s",
+            f("clients"),
+            f("jobs"),
+            f("clients_saw_every_completion"),
+            f("clients_resynced"),
+            f("clients_missing_events"),
+            f("server_rss_connected_mib"),
+            f("server_hwm_mib"),
+            f("wall_s")
+        ),
+        "HTTP-sse-latency" => format!(
+            "HTTP events: enqueue→start p50 {} ms, enqueue→event p50 {} ms (p99 {} ms); the event stream adds p50 {} ms",
+            f("enqueue_to_start_p50_ms"),
+            f("enqueue_to_sse_p50_ms"),
+            f("enqueue_to_sse_p99_ms"),
+            f("sse_after_start_p50_ms")
         ),
         "W4-scaling" => format!(
             "W4 scaling: 2 processes {} jobs/s vs 1 process {} jobs/s: {}×",

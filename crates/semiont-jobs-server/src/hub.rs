@@ -88,14 +88,20 @@ pub(crate) fn event_name(kind: EventKind) -> &'static str {
 }
 
 /// What an event means for clients and metrics. A backend watching other
-/// processes may see several quick changes as one (the filesystem backend
-/// reports pending → complete, never a legal single move, as an update):
-/// an update that leaves the job finished is named by the final status.
+/// processes may see several quick changes as one: the filesystem backend
+/// reports a job it first sees already finished as created, and pending →
+/// complete (never a legal single move) as an update. Such an event is
+/// named by the status it reached.
 pub(crate) fn effective_kind(event: &QueueEvent) -> EventKind {
     match (event.kind, event.status) {
-        (EventKind::Progress, Some(JobStatus::Complete)) => EventKind::Completed,
-        (EventKind::Progress, Some(JobStatus::Failed)) => EventKind::Failed,
-        (EventKind::Progress, Some(JobStatus::Cancelled)) => EventKind::Cancelled,
+        (EventKind::Progress | EventKind::Created, Some(JobStatus::Complete)) => {
+            EventKind::Completed
+        }
+        (EventKind::Progress | EventKind::Created, Some(JobStatus::Failed)) => EventKind::Failed,
+        (EventKind::Progress | EventKind::Created, Some(JobStatus::Cancelled)) => {
+            EventKind::Cancelled
+        }
+        (EventKind::Created, Some(JobStatus::Running)) => EventKind::Started,
         (kind, _) => kind,
     }
 }
@@ -398,6 +404,13 @@ mod tests {
         assert_eq!(frame_of(1, &e).name, "completed");
         e.status = Some(JobStatus::Running);
         assert_eq!(frame_of(1, &e).name, "progress");
+        e.kind = EventKind::Created;
+        e.status = Some(JobStatus::Complete);
+        assert_eq!(frame_of(1, &e).name, "completed");
+        e.status = Some(JobStatus::Running);
+        assert_eq!(frame_of(1, &e).name, "started");
+        e.status = Some(JobStatus::Pending);
+        assert_eq!(frame_of(1, &e).name, "created");
         e.kind = EventKind::Resynced;
         e.status = None;
         assert_eq!(frame_of(1, &e).name, "resync");

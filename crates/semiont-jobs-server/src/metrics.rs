@@ -166,6 +166,10 @@ impl Metrics {
                 .map(|(start, end)| seconds(end, start))
         };
         let t = m.per_type(&type_name);
+        if event.kind == EventKind::Created && kind != EventKind::Created {
+            // First seen past pending (changes of another process merged).
+            t.created += 1;
+        }
         match kind {
             EventKind::Created => t.created += 1,
             EventKind::Started => {
