@@ -132,3 +132,103 @@ pub fn router(state: AppState) -> Router {
     };
     app.with_state(state)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The router driven in process with `oneshot` (no sockets): routing,
+    //! the problem documents of the fallbacks, the extractors' order.
+
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{header, Method, Request, StatusCode};
+    use semiont_jobs_queue::JobQueue;
+    use semiont_jobs_store::MemoryStore;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    fn app(config: ServerConfig) -> Router {
+        let queue = JobQueue::builder()
+            .store(Arc::new(MemoryStore::new()))
+            .build()
+            .unwrap();
+        router(AppState::new(queue, config).unwrap())
+    }
+
+    async fn call(app: &Router, req: Request<Body>) -> (StatusCode, String, Value) {
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let ct = resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (status, ct, body)
+    }
+
+    fn get(path: &str) -> Request<Body> {
+        Request::get(path).body(Body::empty()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn fallbacks_are_problem_documents() {
+        let app = app(ServerConfig::default());
+        let (status, ct, body) = call(&app, get("/nope")).await;
+        assert_eq!((status, ct.as_str()), (StatusCode::NOT_FOUND, PROBLEM_JSON));
+        assert_eq!(body["code"], "not_found");
+        assert_eq!(body["detail"], "no route /nope");
+        let req = Request::builder()
+            .method(Method::PATCH)
+            .uri("/api/v1/jobs")
+            .body(Body::empty())
+            .unwrap();
+        let (status, ct, body) = call(&app, req).await;
+        assert_eq!(
+            (status, ct.as_str()),
+            (StatusCode::METHOD_NOT_ALLOWED, PROBLEM_JSON)
+        );
+        assert_eq!(body["detail"], "/api/v1/jobs does not accept PATCH");
+    }
+
+    #[tokio::test]
+    async fn auth_is_checked_before_the_body_is_read() {
+        let tokens = Tokens::parse("read:read-token-0123456789", "test").unwrap();
+        let app = app(ServerConfig::default().tokens(tokens));
+        // Not JSON, and no token: the token is what the answer is about.
+        let req = Request::post("/api/v1/jobs")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from("x"))
+            .unwrap();
+        let (status, _, body) = call(&app, req).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let req = Request::post("/api/v1/jobs")
+            .header(header::AUTHORIZATION, "Bearer read-token-0123456789")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from("x"))
+            .unwrap();
+        let (status, _, body) = call(&app, req).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+        assert_eq!(
+            body["detail"],
+            "this operation needs the write role; the token has read"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_base_path_nests_every_route() {
+        let app = app(ServerConfig::default().base_path("/q"));
+        assert_eq!(call(&app, get("/q/healthz")).await.0, StatusCode::OK);
+        assert_eq!(call(&app, get("/q/api/v1/stats")).await.0, StatusCode::OK);
+        let (status, _, body) = call(&app, get("/healthz")).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::NOT_FOUND, Some("not_found"))
+        );
+    }
+}
