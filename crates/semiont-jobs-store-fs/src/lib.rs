@@ -127,7 +127,7 @@ impl Drop for Inner {
     }
 }
 
-type Opened = (Inner, Option<(watch::Watcher, watch::Started)>, OpenReport);
+type Opened = (Inner, Option<watch::Watcher>, OpenReport);
 
 fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, OpenError> {
     let layout = Layout::open(&root)?;
@@ -253,14 +253,11 @@ impl FsStore {
         };
         let inner = Arc::new(inner);
         let mut tasks = Vec::new();
-        let watcher = match watch {
-            Some((watcher, started)) => {
-                watch::spawn_processor(Arc::downgrade(&inner), started)
-                    .map_err(|e| OpenError::io("start the watcher for", &root, e))?;
-                Some(watcher)
-            }
-            None => None,
-        };
+        if let Some(watcher) = &watch {
+            watcher
+                .attach(Arc::downgrade(&inner))
+                .map_err(|e| OpenError::io("start the watcher for", &root, e))?;
+        }
         if let Some(every) = options.rescan_interval {
             tasks.push(spawn_timer(Arc::downgrade(&inner), every, |inner| {
                 if let Err(e) = inner.rescan(false) {
@@ -282,7 +279,7 @@ impl FsStore {
         }
         Ok(FsStore {
             inner,
-            _watcher: watcher,
+            _watcher: watch,
             tasks,
             report,
         })
