@@ -16,9 +16,11 @@
 //! `notify` reads the kernel queue on its own thread and calls the
 //! handler there for each event; the handler collects hints into a batch
 //! and, after a quiet spell, handles it at once on that thread (no second
-//! thread between the kernel and the index). During a burst the batch is
-//! left to a coalescing thread that handles it [`COALESCE`] later, with
-//! every event that arrived meanwhile, each job and directory once.
+//! thread between the kernel and the index). During a burst the handler
+//! holds `notify`'s thread for [`COALESCE`] at the first event of a batch,
+//! so the kernel queues the burst's events instead of waking that thread
+//! for each, and a coalescing thread handles the batch once `notify` has
+//! read them, each job and directory once.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -47,6 +49,10 @@ const MAX_BATCH: usize = 16_384;
 const QUIET: Duration = Duration::from_millis(5);
 /// How long a burst's events are collected before they are handled.
 const COALESCE: Duration = Duration::from_millis(1);
+/// How long after [`COALESCE`] the coalescing thread leaves `notify`'s
+/// thread to read what the kernel queued meanwhile (a few reads of a few
+/// dozen events each; what it misses goes into the next batch).
+const DRAIN: Duration = Duration::from_micros(250);
 
 /// What events for one job in one directory said, within one batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,10 +250,12 @@ impl<T: Target> Shared<T> {
     /// `notify`'s event handler, on its thread. Coalescing on the trailing
     /// edge: an event after a quiet spell is handled at once, here (the
     /// latency a waiting worker sees); while events keep coming (this
-    /// process's own transitions, a busy producer), the batch is left to
-    /// the coalescing thread, which handles it [`COALESCE`] later with what
-    /// arrived meanwhile, instead of waking for every rename and running
-    /// into the operations that are still in flight.
+    /// process's own transitions, a busy producer), the first event of a
+    /// batch arms the coalescing thread and holds this thread for
+    /// [`COALESCE`], so that the kernel queues what follows and `notify`
+    /// reads it in a few reads instead of waking for every rename; the
+    /// coalescing thread then handles the batch once, instead of running
+    /// into the operations that are still in flight event by event.
     fn on_event(&self, event: notify::Result<Event>) {
         let mut st = self.lock();
         if st.stop {
@@ -266,7 +274,9 @@ impl<T: Target> Shared<T> {
         let busy = st.handling || st.last.is_some_and(|t| t.elapsed() < QUIET);
         if busy {
             st.armed = true;
+            drop(st);
             self.armed.notify_one();
+            std::thread::sleep(COALESCE);
             return;
         }
         let batch = std::mem::take(&mut st.batch);
@@ -276,7 +286,8 @@ impl<T: Target> Shared<T> {
     }
 
     /// The coalescing thread: waits until armed, lets the burst's events
-    /// gather for [`COALESCE`], handles them as one batch.
+    /// gather for [`COALESCE`] and `notify` read them ([`DRAIN`]), handles
+    /// them as one batch.
     fn coalesce(&self) {
         loop {
             let mut st = self.lock();
@@ -287,7 +298,7 @@ impl<T: Target> Shared<T> {
                 return;
             }
             drop(st);
-            std::thread::sleep(COALESCE);
+            std::thread::sleep(COALESCE + DRAIN);
             let mut st = self.lock();
             if st.stop {
                 return;
