@@ -2,6 +2,13 @@
 //! as `<id>.json` in the directory of its status, safe to share between
 //! processes and crash-safe at every step.
 //!
+//! **Linux only.** The protocol rests on Linux system calls: `renameat2`
+//! (`RENAME_NOREPLACE`, `RENAME_EXCHANGE`), `syncfs`, `getdents64` and
+//! inotify (through `notify`). On any other system this crate stops the
+//! build with one `compile_error!` saying so; use another backend there
+//! (`semiont_jobs_store::MemoryStore`, or the `semiont-jobs` facade without
+//! its `fs` feature).
+//!
 //! ```text
 //! <jobs dir>/
 //!   pending/ running/ complete/ failed/ cancelled/   <id>.json, the seed's layout
@@ -40,20 +47,45 @@
 //! # Ok(()) }
 //! ```
 
+// Elsewhere than Linux: this one error, and none of the modules below
+// (they call Linux-only functions). The `crate::` imports of them then
+// fail without a report of their own (rustc reports no unresolved import
+// after a failed macro expansion), so this is the only error a build
+// prints (checked by flipping these cfgs to `target_os = "macos"`).
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "semiont-jobs-store-fs needs Linux: it uses renameat2, syncfs, getdents64 and inotify; \
+     on other systems use another backend (semiont_jobs_store::MemoryStore, or the \
+     semiont-jobs facade without its `fs` feature)"
+);
+
+#[cfg(target_os = "linux")]
 mod error;
-#[cfg(feature = "fault-injection")]
+#[cfg(all(target_os = "linux", feature = "fault-injection"))]
 pub mod fault;
+#[cfg(target_os = "linux")]
 mod index;
+#[cfg(target_os = "linux")]
 mod inner;
+#[cfg(target_os = "linux")]
 mod key;
+#[cfg(target_os = "linux")]
 mod layout;
+#[cfg(target_os = "linux")]
 mod ops;
+#[cfg(target_os = "linux")]
 mod options;
+#[cfg(target_os = "linux")]
 mod recovery;
+#[cfg(target_os = "linux")]
 mod scan;
+#[cfg(target_os = "linux")]
 mod snapshot;
+#[cfg(target_os = "linux")]
 mod sys;
+#[cfg(target_os = "linux")]
 mod watch;
+#[cfg(target_os = "linux")]
 mod workers;
 
 use std::collections::HashMap;
@@ -71,11 +103,11 @@ use semiont_jobs_store::{
 };
 use tokio::sync::broadcast;
 
-pub use error::OpenError;
-pub use options::FsOptions;
+pub use crate::error::OpenError;
+pub use crate::options::FsOptions;
+pub use crate::snapshot::OpenReport;
 #[doc(no_inline)]
 pub use semiont_jobs_store::Durability;
-pub use snapshot::OpenReport;
 
 use crate::index::Index;
 use crate::inner::Inner;
