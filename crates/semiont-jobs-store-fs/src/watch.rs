@@ -23,10 +23,9 @@
 //! read them, each job and directory once.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -144,10 +143,12 @@ impl<T: Target> Drop for Watcher<T> {
 /// before [`Watcher::attach`] (while the store opens) are collected, not
 /// lost.
 pub(crate) fn start(inner: &Inner) -> io::Result<Watcher> {
-    let dirs: HashMap<PathBuf, JobStatus> = JobStatus::ALL
-        .iter()
-        .map(|&status| (inner.dir(status).path().to_path_buf(), status))
-        .collect();
+    let dirs = Dirs(
+        JobStatus::ALL
+            .iter()
+            .map(|&status| (inner.dir(status).path().to_path_buf(), status))
+            .collect(),
+    );
     let shared = Arc::new(Shared::new(dirs));
     let handler = shared.clone();
     let config = Config::default().with_event_kinds(
@@ -205,9 +206,7 @@ impl<T: Target> Watcher<T> {
 
 /// What `notify`'s thread and the coalescing thread share.
 struct Shared<T> {
-    /// The watched status directories, by the path they were watched as
-    /// (`notify` reports a file as that path joined with its name).
-    dirs: HashMap<PathBuf, JobStatus>,
+    dirs: Dirs,
     state: Mutex<State<T>>,
     /// Signalled when the coalescing thread has a batch to handle (or must
     /// stop).
@@ -228,7 +227,7 @@ struct State<T> {
 }
 
 impl<T: Target> Shared<T> {
-    fn new(dirs: HashMap<PathBuf, JobStatus>) -> Self {
+    fn new(dirs: Dirs) -> Self {
         Shared {
             dirs,
             state: Mutex::new(State {
@@ -328,6 +327,41 @@ impl<T: Target> Shared<T> {
     }
 }
 
+/// The watched status directories, by the path each was watched as:
+/// `notify` reports a file as that path joined with the file's name.
+#[derive(Debug)]
+struct Dirs(Vec<(PathBuf, JobStatus)>);
+
+/// Where an event's path is.
+#[derive(Debug, PartialEq, Eq)]
+enum Place<'a> {
+    /// A status directory itself.
+    Dir(JobStatus),
+    /// The file of this name directly in a status directory.
+    File(JobStatus, &'a [u8]),
+}
+
+impl Dirs {
+    /// Where `path` is, by comparing bytes (a few per event, no hashing
+    /// of path components); `None` for anything outside the directories.
+    fn place<'a>(&self, path: &'a Path) -> Option<Place<'a>> {
+        let path = path.as_os_str().as_bytes();
+        self.0.iter().find_map(|(dir, status)| {
+            let dir = dir.as_os_str().as_bytes();
+            let rest = path.strip_prefix(dir)?;
+            if rest.is_empty() {
+                return Some(Place::Dir(*status));
+            }
+            let name = if dir.ends_with(b"/") {
+                rest
+            } else {
+                rest.strip_prefix(b"/")?
+            };
+            (!name.is_empty() && !name.contains(&b'/')).then_some(Place::File(*status, name))
+        })
+    }
+}
+
 /// The hints of one batch of events, each job and directory once.
 #[derive(Default)]
 struct Batch {
@@ -348,7 +382,7 @@ impl Batch {
         self.at = HashMap::new();
     }
 
-    fn add(&mut self, dirs: &HashMap<PathBuf, JobStatus>, event: &Event) {
+    fn add(&mut self, dirs: &Dirs, event: &Event) {
         if self.rescan {
             return;
         }
@@ -362,18 +396,19 @@ impl Batch {
         let Some(path) = event.paths.first() else {
             return;
         };
-        if let Some(status) = dirs.get(path) {
-            if seen == Seen::Vanished {
-                tracing::warn!(status = %status, "a status directory stopped being watched (removed or moved?); rescanning");
-                self.set_rescan();
+        let (status, key) = match dirs.place(path) {
+            Some(Place::File(status, name)) => match Key::from_file_name_bytes(name) {
+                Some(key) => (status, key),
+                None => return,
+            },
+            Some(Place::Dir(status)) => {
+                if seen == Seen::Vanished {
+                    tracing::warn!(status = %status, "a status directory stopped being watched (removed or moved?); rescanning");
+                    self.set_rescan();
+                }
+                return;
             }
-            return;
-        }
-        let (Some(&status), Some(key)) = (
-            path.parent().and_then(|dir| dirs.get(dir)),
-            path.file_name().and_then(key_of),
-        ) else {
-            return;
+            None => return,
         };
         match self.at.get(&(status, key.clone())) {
             Some(&i) => self.hints[i].2 = self.hints[i].2.merge(seen),
@@ -394,10 +429,6 @@ impl Batch {
             target.hint(status, &key, seen);
         }
     }
-}
-
-fn key_of(name: &OsStr) -> Option<Key> {
-    Key::from_file_name_bytes(name.as_bytes())
 }
 
 impl Inner {
@@ -466,13 +497,14 @@ mod tests {
     use super::*;
     use notify::event::{CreateKind, Flag, RemoveKind};
     use semiont_jobs_model::JobId;
-    use std::path::Path;
 
-    fn dirs() -> HashMap<PathBuf, JobStatus> {
-        JobStatus::ALL
-            .iter()
-            .map(|&s| (PathBuf::from(format!("/jobs/{s}")), s))
-            .collect()
+    fn dirs() -> Dirs {
+        Dirs(
+            JobStatus::ALL
+                .iter()
+                .map(|&s| (PathBuf::from(format!("/jobs/{s}")), s))
+                .collect(),
+        )
     }
 
     fn name_event(mode: RenameMode, path: &Path) -> Event {
@@ -530,6 +562,41 @@ mod tests {
                 (JobStatus::Pending, b, Seen::Both),
             ]
         );
+    }
+
+    #[test]
+    fn places_are_found_by_the_watched_path() {
+        let dirs = Dirs(vec![
+            (PathBuf::from("rel/jobs/pending"), JobStatus::Pending),
+            (PathBuf::from("/abs/jobs/running/"), JobStatus::Running),
+        ]);
+        fn place<'a>(dirs: &Dirs, p: &'a str) -> Option<Place<'a>> {
+            dirs.place(Path::new(p))
+        }
+        assert_eq!(
+            place(&dirs, "rel/jobs/pending/a.json"),
+            Some(Place::File(JobStatus::Pending, b"a.json"))
+        );
+        assert_eq!(
+            place(&dirs, "rel/jobs/pending"),
+            Some(Place::Dir(JobStatus::Pending))
+        );
+        assert_eq!(
+            place(&dirs, "/abs/jobs/running/b.json"),
+            Some(Place::File(JobStatus::Running, b"b.json"))
+        );
+        assert_eq!(
+            place(&dirs, "/abs/jobs/running/"),
+            Some(Place::Dir(JobStatus::Running))
+        );
+        for outside in [
+            "rel/jobs/pendingx/a.json",
+            "rel/jobs/pending/sub/a.json",
+            "/rel/jobs/pending/a.json",
+            "rel/jobs",
+        ] {
+            assert_eq!(place(&dirs, outside), None, "{outside}");
+        }
     }
 
     #[test]
