@@ -122,7 +122,7 @@ async fn hand_made_file_names_that_are_not_ids_are_quarantined() {
     }
     let q = queue_at(&dir).await;
     let stats = q.get_stats().await.unwrap();
-    assert_eq!((stats.pending, stats.quarantined), (0, 5), "{stats:?}");
+    assert_eq!((stats.pending, stats.unreadable), (0, 5), "{stats:?}");
     assert!(reasons(&dir)
         .iter()
         .all(|r| r.contains("not a job file name")));
@@ -169,7 +169,7 @@ async fn deeply_nested_params_are_refused_or_read_back() {
             }
         }
     }
-    assert_eq!(q.get_stats().await.unwrap().quarantined, 0);
+    assert_eq!(q.get_stats().await.unwrap().unreadable, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,7 +192,7 @@ async fn deeply_nested_progress_and_result_are_refused_or_read_back() {
             Err(e) => assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}"),
         }
     }
-    assert_eq!(q.get_stats().await.unwrap().quarantined, 0);
+    assert_eq!(q.get_stats().await.unwrap().unreadable, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,7 +334,7 @@ async fn wrong_type(field: &str, value: Value) {
     let q = queue_at(&dir).await;
     let stats = q.get_stats().await.unwrap();
     assert_eq!(
-        (stats.pending, stats.quarantined),
+        (stats.pending, stats.unreadable),
         (1, 1),
         "{field}={value}: {stats:?}"
     );
@@ -431,7 +431,7 @@ async fn duplicate_keys_inside_a_job_file_are_quarantined() {
     std::fs::write(dir.join("pending").join(file_name(&job.id)), doubled).unwrap();
     let q = queue_at(&dir).await;
     let stats = q.get_stats().await.unwrap();
-    assert_eq!((stats.pending, stats.quarantined), (0, 1), "{stats:?}");
+    assert_eq!((stats.pending, stats.unreadable), (0, 1), "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,10 +450,7 @@ async fn duplicate_copy_in_two_status_dirs_keeps_one() {
     let q = queue_at(&dir).await;
     assert_eq!(q.get_job(&job.id).await.unwrap(), done);
     let stats = q.get_stats().await.unwrap();
-    assert_eq!(
-        (stats.pending, stats.complete, stats.quarantined),
-        (0, 1, 1)
-    );
+    assert_eq!((stats.pending, stats.complete, stats.unreadable), (0, 1, 1));
     assert!(reasons(&dir)[0].contains("duplicate"));
 }
 
@@ -467,7 +464,7 @@ async fn dropped_file_is_quarantined(status: &str, bytes: &[u8], why: &str) {
     std::fs::write(dir.join(status).join(file_name(&id)), bytes).unwrap();
     let q = queue_at(&dir).await;
     let stats = q.get_stats().await.unwrap();
-    assert_eq!(stats.quarantined, 1, "{stats:?}");
+    assert_eq!(stats.unreadable, 1, "{stats:?}");
     assert_eq!(stats.total(), 0, "{stats:?}");
     let all = reasons(&dir).join("\n");
     assert!(all.contains(why), "{why}: {all}");
@@ -528,7 +525,7 @@ async fn dropped_file_with_an_illegal_status_for_its_dir_is_quarantined() {
     .unwrap();
     let q = queue_at(&dir).await;
     let stats = q.get_stats().await.unwrap();
-    assert_eq!((stats.total(), stats.quarantined), (0, 2), "{stats:?}");
+    assert_eq!((stats.total(), stats.unreadable), (0, 2), "{stats:?}");
     assert!(reasons(&dir)
         .iter()
         .all(|r| r.contains("status field says")));
@@ -547,7 +544,7 @@ async fn dropped_file_with_a_legal_other_status_is_rolled_back() {
     std::fs::write(dir.join("pending").join(file_name(&job.id)), job.to_json()).unwrap();
     let q = queue_at(&dir).await;
     let stats = q.get_stats().await.unwrap();
-    assert_eq!((stats.running, stats.quarantined), (1, 0), "{stats:?}");
+    assert_eq!((stats.running, stats.unreadable), (1, 0), "{stats:?}");
     assert_eq!(q.get_job(&job.id).await.unwrap(), job);
 }
 
@@ -561,7 +558,7 @@ async fn dropped_symlink_is_quarantined_and_its_target_untouched() {
     std::os::unix::fs::symlink(&secret, dir.join("pending").join(file_name(&job.id))).unwrap();
     let q = queue_at(&dir).await;
     let stats = q.get_stats().await.unwrap();
-    assert_eq!((stats.pending, stats.quarantined), (0, 1), "{stats:?}");
+    assert_eq!((stats.pending, stats.unreadable), (0, 1), "{stats:?}");
     assert!(reasons(&dir)[0].contains("symlink"));
     assert_eq!(std::fs::read(&secret).unwrap(), before);
     assert_eq!(
@@ -578,7 +575,7 @@ async fn dropped_directory_is_quarantined() {
     std::fs::write(dir.join("pending").join(file_name(&id)).join("inner"), b"x").unwrap();
     let q = queue_at(&dir).await;
     let stats = q.get_stats().await.unwrap();
-    assert_eq!((stats.pending, stats.quarantined), (0, 1), "{stats:?}");
+    assert_eq!((stats.pending, stats.unreadable), (0, 1), "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -593,7 +590,7 @@ async fn dropped_fifo_never_blocks_and_is_quarantined() {
         .await
         .expect("opening never blocks on a FIFO");
     let stats = opened.get_stats().await.unwrap();
-    assert_eq!((stats.pending, stats.quarantined), (0, 1), "{stats:?}");
+    assert_eq!((stats.pending, stats.unreadable), (0, 1), "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -606,7 +603,7 @@ async fn dropped_huge_file_is_quarantined() {
     drop(bytes);
     let q = queue_at(&dir).await;
     let stats = q.get_stats().await.unwrap();
-    assert_eq!((stats.pending, stats.quarantined), (0, 1), "{stats:?}");
+    assert_eq!((stats.pending, stats.unreadable), (0, 1), "{stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -617,7 +614,7 @@ async fn dropped_file_with_a_non_utf8_name_is_left_and_skipped() {
     std::fs::write(dir.join("pending").join(name), noop_job().to_json()).unwrap();
     let q = queue_at(&dir).await;
     let stats = q.get_stats().await.unwrap();
-    assert_eq!((stats.pending, stats.quarantined), (0, 0), "{stats:?}");
+    assert_eq!((stats.pending, stats.unreadable), (0, 0), "{stats:?}");
     let job = q.create_job(custom(json!({}))).await.unwrap();
     q.register_worker("w").await.unwrap();
     assert_eq!(
@@ -637,7 +634,7 @@ async fn unreadable_job_file_eacces_injected_is_quarantined() {
     let q = queue_at(&dir).await;
     fault::set_read_error(&name, None);
     let stats = q.get_stats().await.unwrap();
-    assert_eq!((stats.pending, stats.quarantined), (0, 1), "{stats:?}");
+    assert_eq!((stats.pending, stats.unreadable), (0, 1), "{stats:?}");
     assert!(reasons(&dir)[0].contains("unreadable"));
 }
 
@@ -770,7 +767,7 @@ async fn two_queues_with_different_durability_share_one_dir() {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let stats = q.get_stats().await.unwrap();
-            if (stats.complete, stats.quarantined) == (40, 0) {
+            if (stats.complete, stats.unreadable) == (40, 0) {
                 break;
             }
             let next = tokio::time::timeout_at(deadline, events.recv()).await;

@@ -85,10 +85,7 @@ async fn enqueue_on_a_full_disk_fails_cleanly_and_recovers() {
         assert_eq!(&q.get_job(&job.id).await.unwrap(), job);
     }
     let stats = q.get_stats().await.unwrap();
-    assert_eq!(
-        (stats.pending as usize, stats.quarantined),
-        (acked.len(), 0)
-    );
+    assert_eq!((stats.pending as usize, stats.unreadable), (acked.len(), 0));
     assert_eq!(staged_leftovers(&dir), 0);
 
     // Transitions while full: refused with NoSpace or done; never damaging.
@@ -126,7 +123,7 @@ async fn enqueue_on_a_full_disk_fails_cleanly_and_recovers() {
     assert_eq!(staged_leftovers(&dir), 0);
     let stats = q.get_stats().await.unwrap();
     assert_eq!(stats.total() as usize, acked.len());
-    assert_eq!(stats.quarantined, 0);
+    assert_eq!(stats.unreadable, 0);
 
     // Space returns: everything works again.
     std::fs::remove_file(&ballast).unwrap();
@@ -150,7 +147,7 @@ async fn enqueue_on_a_full_disk_fails_cleanly_and_recovers() {
         let back = q.get_job(&job.id).await.unwrap();
         assert_eq!(back.params, job.params);
     }
-    assert_eq!(q.get_stats().await.unwrap().quarantined, 0);
+    assert_eq!(q.get_stats().await.unwrap().unreadable, 0);
     drop(q);
     drop(mount);
 }

@@ -437,7 +437,9 @@ impl Model {
                     WorkerFile::Stopped => "stopped",
                     WorkerFile::Died => "died",
                 }
-            } else if !at_open && job.lease_expires_at.is_some_and(|t| t >= now) {
+            } else if at_open || job.lease_expires_at.is_some_and(|t| t >= now) {
+                // The store's own pass at open never judges a lease (the
+                // clock rule): only the queue's pass, on its clock, does.
                 continue;
             } else {
                 "lost its lease"
@@ -734,7 +736,7 @@ async fn step(model: &mut Model, sut: &mut Sut, i: usize, op: &Op) -> Check {
         ),
         Op::Heartbeat { worker: w } => (
             model.heartbeat(worker(*w)),
-            outcome_of_unit(sut.q().heartbeat(worker(*w)).await),
+            outcome_of_unit(sut.q().heartbeat(worker(*w), &[]).await.map(|_| ())),
         ),
         Op::Advance { ms } => {
             model.now += i64::from(*ms);
@@ -872,7 +874,7 @@ pub async fn run_ops(ops: &[Op]) -> Check {
         observe(&model, &sut, i, op).await?;
     }
     let stats = sut.q().get_stats().await.unwrap();
-    prop_assert_eq!(stats.quarantined, 0, "nothing was quarantined");
+    prop_assert_eq!(stats.unreadable, 0, "nothing was quarantined");
     Ok(())
 }
 

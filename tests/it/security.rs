@@ -96,7 +96,7 @@ async fn jobs_dir_is_0700_and_every_file_0600_after_a_full_workload() {
             ),
         }
     }
-    assert_eq!(q.get_stats().await.unwrap().quarantined, 1);
+    assert_eq!(q.get_stats().await.unwrap().unreadable, 1);
     let n = assert_private(&dir);
     assert!(
         n > 70,

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use semiont_jobs_model::{Job, QueueStats};
+use semiont_jobs::model::{Job, QueueStats};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -167,10 +167,10 @@ pub fn stats_table(s: &QueueStats) {
         println!("{name:<11} {n:>8}");
     }
     println!("{:<11} {:>8}", "total", s.total());
-    if s.quarantined > 0 {
+    if s.unreadable > 0 {
         println!(
             "{:<11} {:>8}  (unreadable files set aside)",
-            "quarantined", s.quarantined
+            "quarantined", s.unreadable
         );
     }
 }

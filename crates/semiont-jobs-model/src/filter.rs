@@ -113,7 +113,7 @@ pub struct JobPage {
 }
 
 /// Job counts per status (the seed's `getStats` shape), plus the number of
-/// files set aside in quarantine.
+/// unreadable records the backend set aside.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueStats {
@@ -127,9 +127,11 @@ pub struct QueueStats {
     pub failed: u64,
     /// Cancelled.
     pub cancelled: u64,
-    /// Unreadable files moved aside (not jobs; never in the other counts).
+    /// Records the backend could not read as jobs and set aside (never in
+    /// the other counts): the filesystem backend's quarantined files; a
+    /// database, whose rows are typed, reports 0.
     #[serde(default)]
-    pub quarantined: u64,
+    pub unreadable: u64,
 }
 
 impl QueueStats {
@@ -155,8 +157,33 @@ impl QueueStats {
         }
     }
 
-    /// All jobs (quarantined files excluded).
+    /// All jobs (unreadable records excluded).
     pub fn total(&self) -> u64 {
         JobStatus::ALL.iter().map(|s| self.get(*s)).sum()
+    }
+}
+
+/// Which job types a claim or poll accepts.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum TypeFilter {
+    /// Any type.
+    #[default]
+    Any,
+    /// Only these types.
+    Only(Vec<JobType>),
+}
+
+impl TypeFilter {
+    /// Only one type.
+    pub fn one(t: JobType) -> Self {
+        TypeFilter::Only(vec![t])
+    }
+
+    /// Whether `t` is accepted.
+    pub fn matches(&self, t: &JobType) -> bool {
+        match self {
+            TypeFilter::Any => true,
+            TypeFilter::Only(types) => types.contains(t),
+        }
     }
 }

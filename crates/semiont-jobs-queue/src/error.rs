@@ -24,6 +24,10 @@ pub enum ErrorKind {
     InvalidInput,
     /// The store failed (IO, corrupt data, no space, unsupported operation).
     Storage,
+    /// The store's server or connection cannot be reached; nothing was
+    /// decided. Retry after a back-off ([`Error::is_transient`] says whether
+    /// the same call may succeed later as is).
+    Unavailable,
 }
 
 /// An error of a [`JobQueue`](crate::JobQueue) operation.
@@ -126,8 +130,17 @@ impl Error {
             | Error::InvalidResult { .. }
             | Error::InvalidWorkerId { .. }
             | Error::InvalidConfig(_) => ErrorKind::InvalidInput,
+            Error::Store(e) if e.kind() == semiont_jobs_store::ErrorKind::Unavailable => {
+                ErrorKind::Unavailable
+            }
             Error::Store(_) => ErrorKind::Storage,
         }
+    }
+
+    /// Whether the same call may succeed later without anybody changing
+    /// anything (a transient store failure: a lost connection, a timeout).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Store(e) if e.is_transient())
     }
 
     /// Whether this is a [`ErrorKind::Conflict`]: the usual outcome of a lost race.

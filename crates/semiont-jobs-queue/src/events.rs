@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use semiont_jobs_model::{Job, JobId, JobStatus, JobType, Timestamp, Transition};
-use semiont_jobs_store::{ChangeKind, ChangeOrigin, JobChange, JobStore};
+use semiont_jobs_store::{ChangeKind, ChangeOrigin, ChangeStream, JobChange, JobStore};
 use serde_json::Value;
-use tokio::sync::broadcast::{self, error::RecvError};
 
 use crate::Clock;
 
@@ -138,7 +137,7 @@ impl QueueEvent {
             origin: change.origin,
             at,
             job: None,
-            missed: 0,
+            missed: change.missed,
         }
     }
 }
@@ -154,7 +153,7 @@ impl QueueEvent {
 /// subscription are seen.
 #[derive(Debug)]
 pub struct EventStream {
-    rx: broadcast::Receiver<JobChange>,
+    rx: ChangeStream,
     store: Arc<dyn JobStore>,
     clock: Arc<dyn Clock>,
     only: Option<JobId>,
@@ -188,23 +187,13 @@ impl EventStream {
     /// The next event, or `None` once the store is gone.
     pub async fn recv(&mut self) -> Option<QueueEvent> {
         loop {
-            let change = match self.rx.recv().await {
-                Ok(change) => change,
-                Err(RecvError::Lagged(missed)) => {
-                    tracing::warn!(missed, "event subscriber fell behind; resynchronise");
-                    return Some(QueueEvent {
-                        kind: EventKind::Resynced,
-                        job_id: None,
-                        status: None,
-                        job_type: None,
-                        origin: ChangeOrigin::Local,
-                        at: self.clock.now(),
-                        job: None,
-                        missed,
-                    });
-                }
-                Err(RecvError::Closed) => return None,
-            };
+            let change = self.rx.recv().await?;
+            if change.kind == ChangeKind::Resynced && change.missed > 0 {
+                tracing::warn!(
+                    missed = change.missed,
+                    "event subscriber fell behind; resynchronise"
+                );
+            }
             if let (Some(want), Some(id)) = (&self.only, &change.id) {
                 if want != id {
                     continue;

@@ -2,18 +2,19 @@
 //! the retry policy, retention and the queue's own clock live here; storage,
 //! atomicity and change notifications are the store's.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
 use semiont_jobs_model::{
-    validate_progress, Job, JobFilter, JobId, JobPage, JobStatus, NewJob, QueueStats, RetryPolicy,
-    Timestamp, Transition, MAX_JSON_DEPTH, MAX_PARAMS_BYTES,
+    validate_progress, Job, JobFilter, JobId, JobPage, JobStatus, JobType, NewJob, QueueStats,
+    RetryPolicy, Timestamp, Transition, MAX_JSON_DEPTH, MAX_PARAMS_BYTES,
 };
 use semiont_jobs_store::{
-    rules, ClaimRequest, ErrorKind as StoreKind, Expect, JobStore, RecoveryReport, TypeFilter,
-    Updated, WorkerInfo,
+    rules, ClaimRequest, Expect, Heartbeat, JobStore, LostJob, RecoveryReport, TypeFilter, Updated,
+    WorkerInfo, WorkerRecord,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -269,7 +270,7 @@ impl JobQueue {
                 requeued = report.requeued.len(),
                 failed = report.failed.len(),
                 repaired = report.repaired,
-                quarantined = report.quarantined,
+                unreadable = report.unreadable,
                 "queue initialized"
             );
             Ok(())
@@ -848,6 +849,37 @@ impl JobQueue {
         .await
     }
 
+    /// Atomically takes up to `max` due jobs of `types` for `worker_id` in
+    /// claim order, in one store call (as [`claim_next_job`](Self::claim_next_job)
+    /// does for one): what a runner with several free slots uses. Returns
+    /// fewer, possibly none, when fewer are due.
+    pub async fn claim_next_jobs(
+        &self,
+        types: impl IntoTypeFilter,
+        worker_id: &str,
+        max: usize,
+    ) -> Result<Vec<Job>> {
+        let types = types.into_type_filter()?;
+        validate_worker_id(worker_id)?;
+        let span =
+            tracing::debug_span!("job_queue", op = "claim_next_jobs", worker_id = %worker_id, max);
+        async {
+            let req = ClaimRequest {
+                types,
+                worker_id: worker_id.to_owned(),
+                now: self.now(),
+                lease: self.inner.config.lease,
+            };
+            let jobs = self.inner.store.claim_batch(&req, max).await?;
+            for job in &jobs {
+                debug!(job_id = %job.id, job_type = %job.job_type, status = %job.status, attempt = job.attempt, worker_id = %worker_id, "job started");
+            }
+            Ok(jobs)
+        }
+        .instrument(span)
+        .await
+    }
+
     /// Deletes complete, failed and cancelled jobs that finished (by
     /// `completedAt`) longer than the retention period ago; returns how many
     /// were deleted. Pending and running jobs are never touched.
@@ -865,23 +897,12 @@ impl JobQueue {
             let store = &self.inner.store;
             let mut deleted = 0u64;
             loop {
-                let batch = store.finished_before(cutoff, CLEANUP_BATCH).await?;
-                let mut round = 0u64;
-                for old in &batch {
-                    match store.delete(&old.id, Expect::status(old.status)).await {
-                        Ok(()) => {
-                            round += 1;
-                            debug!(job_id = %old.id, status = %old.status, completed_at = %old.completed_at, "job deleted");
-                        }
-                        // Deleted or retried by someone else meanwhile.
-                        Err(e) if matches!(e.kind(), StoreKind::NotFound | StoreKind::Conflict) => {
-                            debug!(job_id = %old.id, error = %e, "job left alone");
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
+                // Jobs retried or deleted by someone else meanwhile are left
+                // alone by the store; a round that deletes nothing ends it.
+                let round = store.delete_finished_before(cutoff, CLEANUP_BATCH).await?;
                 deleted += round;
-                if batch.len() < CLEANUP_BATCH || round == 0 {
+                debug!(deleted = round, cutoff = %cutoff, "retention round");
+                if round < CLEANUP_BATCH as u64 {
                     break;
                 }
             }
@@ -921,11 +942,29 @@ impl JobQueue {
         Ok(())
     }
 
-    /// Renews the leases of a registered worker's running jobs.
-    pub async fn heartbeat(&self, worker_id: &str) -> Result<()> {
+    /// Renews the leases of a registered worker's running jobs, and returns
+    /// those of `held` (the `(id, attempt)` pairs the worker believes it
+    /// runs) that the store no longer holds for it: cancelled, recovered,
+    /// deleted or re-claimed. The worker stops those.
+    pub async fn heartbeat(&self, worker_id: &str, held: &[(JobId, u32)]) -> Result<Vec<LostJob>> {
         validate_worker_id(worker_id)?;
-        self.inner.store.heartbeat(worker_id, self.now()).await?;
-        Ok(())
+        let beat = Heartbeat {
+            worker_id: worker_id.to_owned(),
+            now: self.now(),
+            held: held.to_vec(),
+        };
+        Ok(self.inner.store.heartbeat(&beat).await?)
+    }
+
+    /// The workers the store knows of (live ones, and stopped ones while it
+    /// keeps their records), in id order.
+    pub async fn list_workers(&self) -> Result<Vec<WorkerRecord>> {
+        Ok(self.inner.store.workers().await?)
+    }
+
+    /// Job counts per status for each job type that has jobs.
+    pub async fn get_type_stats(&self) -> Result<BTreeMap<JobType, QueueStats>> {
+        Ok(self.inner.store.type_stats().await?)
     }
 
     /// Declares a worker gone: its running jobs become recoverable at once.

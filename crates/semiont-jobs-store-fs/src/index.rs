@@ -244,6 +244,8 @@ pub(crate) struct Index {
     delayed: BTreeSet<(i64, Key)>,
     /// Jobs per status, both parts.
     counts: [u64; 5],
+    /// Jobs per type (by interned number) and status, both parts.
+    type_counts: Vec<[u64; 5]>,
     running: HashMap<Key, RunInfo>,
     types: Interner,
     users: Interner,
@@ -309,7 +311,7 @@ impl Index {
     pub fn set_base(&mut self, recs: Vec<FinRec>) {
         debug_assert!(self.jobs.is_empty() && self.base.recs.is_empty());
         for r in &recs {
-            self.counts[r.status().index()] += 1;
+            self.count(u32::from(r.ty), r.status(), true);
         }
         self.base = Base::build(recs);
     }
@@ -408,7 +410,8 @@ impl Index {
             return;
         }
         r.live = false;
-        self.counts[r.status().index()] -= 1;
+        let (ty, status) = (u32::from(r.ty), r.status());
+        self.count(ty, status, false);
         self.base.dead += 1;
         if self.base.dead > COMPACT_MIN && self.base.dead * 2 > self.base.recs.len() {
             self.compact();
@@ -466,12 +469,15 @@ impl Index {
                         self.jobs.remove(key);
                         self.remove_parts(key, &old);
                     }
-                    let r = &mut self.base.recs[i];
-                    if !r.live {
-                        r.live = true;
+                    let r = self.base.recs[i];
+                    if r.live {
+                        self.count(u32::from(r.ty), r.status(), false);
+                    } else {
                         self.base.dead -= 1;
-                        self.counts[meta.status.index()] += 1;
                     }
+                    self.count(meta.ty, meta.status, true);
+                    let r = &mut self.base.recs[i];
+                    r.live = true;
                     r.aux = meta.aux;
                     r.ty = ty;
                     r.user = meta.user;
@@ -491,7 +497,7 @@ impl Index {
             meta.ty,
             meta.user,
         ));
-        self.counts[meta.status.index()] += 1;
+        self.count(meta.ty, meta.status, true);
         self.add_side(key, &meta, f);
         if base_kind(key, &meta) {
             self.overlay_fin += 1;
@@ -504,7 +510,7 @@ impl Index {
 
     fn remove_parts(&mut self, key: &Key, old: &Meta) {
         self.by_created[old.status.index()].remove(&(old.created, key.clone(), old.ty, old.user));
-        self.counts[old.status.index()] -= 1;
+        self.count(old.ty, old.status, false);
         self.remove_side(key, old);
         if base_kind(key, old) {
             self.overlay_fin -= 1;
@@ -569,9 +575,35 @@ impl Index {
         Some(r.status())
     }
 
+    /// Counts one job of type number `ty` in `status` in (`add`) or out.
+    fn count(&mut self, ty: u32, status: JobStatus, add: bool) {
+        let i = status.index();
+        let t = ty as usize;
+        if self.type_counts.len() <= t {
+            self.type_counts.resize(t + 1, [0; 5]);
+        }
+        if add {
+            self.counts[i] += 1;
+            self.type_counts[t][i] += 1;
+        } else {
+            self.counts[i] -= 1;
+            self.type_counts[t][i] -= 1;
+        }
+    }
+
     /// Jobs per status.
     pub fn counts(&self) -> [u64; 5] {
         self.counts
+    }
+
+    /// Jobs per status for each type that has jobs, by type name.
+    pub fn type_counts(&self) -> Vec<(&str, [u64; 5])> {
+        self.type_counts
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.iter().any(|n| *n > 0))
+            .map(|(t, c)| (self.types.name(t as u32), *c))
+            .collect()
     }
 
     /// The inode last published or seen for a running job.

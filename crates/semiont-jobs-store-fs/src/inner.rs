@@ -128,6 +128,7 @@ impl Inner {
             status,
             job_type,
             origin,
+            missed: 0,
         });
     }
 
@@ -199,7 +200,7 @@ impl Inner {
                         if !self.within_grace(info.as_ref()) {
                             self.quarantine(self.dir(status), &name, status.as_str(), &reason)?;
                         }
-                        corrupt = Some(Error::Corrupt { path, reason });
+                        corrupt = Some(Error::corrupt(path.display(), reason));
                     }
                 }
             }
@@ -210,10 +211,10 @@ impl Inner {
                 };
             }
         }
-        Err(Error::Corrupt {
-            path: self.layout.root_path().join(&name),
-            reason: "the job could not be repaired".into(),
-        })
+        Err(Error::corrupt(
+            self.layout.root_path().join(&name).display(),
+            "the job could not be repaired",
+        ))
     }
 
     /// Like [`Inner::load_locked`], and brings the index in line with what

@@ -88,7 +88,7 @@ mod watch;
 #[cfg(target_os = "linux")]
 mod workers;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -96,10 +96,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use semiont_jobs_model::{Job, JobFilter, JobId, JobPage, QueueStats, Timestamp};
+use semiont_jobs_model::{Job, JobFilter, JobId, JobPage, JobType, QueueStats, Timestamp};
 use semiont_jobs_store::{
-    Capabilities, ClaimRequest, Error, Expect, FinishedJob, JobChange, JobStore, RecoveryReport,
-    Result, TypeFilter, UpdateFn, Updated, WorkerInfo, CHANGE_CHANNEL_CAPACITY,
+    Capabilities, ChangeStream, ClaimRequest, Error, Expect, FinishedJob, Heartbeat, JobStore,
+    LostJob, RecoveryReport, Result, TypeFilter, UpdateFn, Updated, WorkerInfo, WorkerRecord,
+    CHANGE_CHANNEL_CAPACITY,
 };
 use tokio::sync::broadcast;
 
@@ -229,7 +230,8 @@ fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, 
     };
     // Recovery first (rolls interrupted operations forward or back), then
     // the scan that builds the index from the repaired directories.
-    inner.recover(Timestamp::now()).map_err(store_err)?;
+    // Only workers seen dead: leases are the callers' to judge.
+    inner.recover(None).map_err(store_err)?;
     let report = inner.initial_scan().map_err(store_err)?;
     Ok((inner, watch, report))
 }
@@ -299,7 +301,7 @@ impl FsStore {
         }
         if let Some(every) = options.recovery_interval {
             tasks.push(spawn_timer(Arc::downgrade(&inner), every, |inner| {
-                if let Err(e) = inner.recover(Timestamp::now()) {
+                if let Err(e) = inner.recover(None) {
                     tracing::warn!(error = %e, "periodic recovery failed");
                 }
             }));
@@ -417,6 +419,10 @@ impl JobStore for FsStore {
         Ok(self.inner.stats())
     }
 
+    async fn type_stats(&self) -> Result<BTreeMap<JobType, QueueStats>> {
+        Ok(self.inner.type_stats())
+    }
+
     async fn finished_before(&self, before: Timestamp, limit: usize) -> Result<Vec<FinishedJob>> {
         Ok(self.inner.finished_before(before, limit))
     }
@@ -432,10 +438,9 @@ impl JobStore for FsStore {
             .await
     }
 
-    async fn heartbeat(&self, worker_id: &str, now: Timestamp) -> Result<()> {
-        let worker_id = worker_id.to_owned();
-        self.blocking(move |inner| inner.heartbeat(&worker_id, now))
-            .await
+    async fn heartbeat(&self, beat: &Heartbeat) -> Result<Vec<LostJob>> {
+        let beat = beat.clone();
+        self.blocking(move |inner| inner.heartbeat(&beat)).await
     }
 
     async fn unregister_worker(&self, worker_id: &str) -> Result<()> {
@@ -444,12 +449,16 @@ impl JobStore for FsStore {
             .await
     }
 
-    async fn recover(&self, now: Timestamp) -> Result<RecoveryReport> {
-        self.blocking(move |inner| inner.recover(now)).await
+    async fn workers(&self) -> Result<Vec<WorkerRecord>> {
+        self.blocking(|inner| inner.list_workers()).await
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<JobChange> {
-        self.inner.tx.subscribe()
+    async fn recover(&self, now: Timestamp) -> Result<RecoveryReport> {
+        self.blocking(move |inner| inner.recover(Some(now))).await
+    }
+
+    fn subscribe(&self) -> ChangeStream {
+        ChangeStream::from_broadcast(self.inner.tx.subscribe())
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -144,7 +144,7 @@ impl Inner {
                 for (_, name, _) in &staged {
                     let _ = self.tmp.unlink(name);
                 }
-                return Err(io_err("syncfs", self.tmp.path(), e));
+                return Err(Error::batch(0, io_err("syncfs", self.tmp.path(), e)));
             }
             step("batch", "synced");
         }
@@ -168,11 +168,14 @@ impl Inner {
         }
         for status in JobStatus::ALL {
             if touched[status.index()] {
-                self.sync_dir(status)?;
+                // Published but perhaps not durable: the jobs are there,
+                // and the caller learns that the barrier failed.
+                self.sync_dir(status)
+                    .map_err(|e| Error::batch(published, e))?;
             }
         }
         match failure {
-            Some(e) => Err(e),
+            Some(e) => Err(Error::batch(published, e)),
             None => Ok(()),
         }
     }
@@ -265,15 +268,7 @@ impl Inner {
 
     /// `JobStore::update_running`.
     pub fn update_running(&self, job: &Job) -> Result<()> {
-        let expect = Expect::running(job.attempt);
-        if job.status != JobStatus::Running {
-            return Err(semiont_jobs_model::Error::IllegalTransition {
-                id: job.id.to_string(),
-                from: JobStatus::Running,
-                to: job.status,
-            }
-            .into());
-        }
+        let expect = rules::check_update_running(job)?;
         let key = Key::of(&job.id);
         let _g = self.lock(&key)?;
         let current = self.load_locked(&key, Some(JobStatus::Running))?;
@@ -373,8 +368,28 @@ impl Inner {
         for status in JobStatus::ALL {
             *stats.get_mut(status) = counts[status.index()];
         }
-        stats.quarantined = self.quarantined.load(std::sync::atomic::Ordering::Relaxed);
+        stats.unreadable = self.quarantined.load(std::sync::atomic::Ordering::Relaxed);
         stats
+    }
+
+    /// `JobStore::type_stats`.
+    pub fn type_stats(
+        &self,
+    ) -> std::collections::BTreeMap<semiont_jobs_model::JobType, QueueStats> {
+        let ix = self.ix();
+        let mut out = std::collections::BTreeMap::new();
+        for (name, counts) in ix.type_counts() {
+            // Interned names came from parsed jobs: they parse again.
+            let Ok(ty) = semiont_jobs_model::JobType::parse(name) else {
+                continue;
+            };
+            let mut stats = QueueStats::default();
+            for status in JobStatus::ALL {
+                *stats.get_mut(status) = counts[status.index()];
+            }
+            out.insert(ty, stats);
+        }
+        out
     }
 
     /// `JobStore::finished_before`.

@@ -263,7 +263,7 @@ impl Inner {
     }
 
     /// Returns running jobs of dead workers to pending or failed.
-    fn recover_running(&self, now: Timestamp, report: &mut RecoveryReport) -> Result<()> {
+    fn recover_running(&self, now: Option<Timestamp>, report: &mut RecoveryReport) -> Result<()> {
         let running = self.dir(JobStatus::Running);
         let names = running
             .list()
@@ -299,7 +299,7 @@ impl Inner {
             {
                 continue;
             }
-            let new = rules::recovered(current, now, why);
+            let new = rules::recovered(current, now.unwrap_or_else(Timestamp::now), why);
             let sync = if self.opts.sync() {
                 Sync::Full
             } else {
@@ -319,7 +319,14 @@ impl Inner {
     }
 
     /// One recovery pass (serialized across processes by `locks/recovery.lock`).
-    pub fn recover(&self, now: Timestamp) -> Result<RecoveryReport> {
+    ///
+    /// `now` is the caller's clock (`JobStore::recover`): jobs whose worker's
+    /// liveness cannot be seen are judged by their lease against it. The
+    /// store's own passes (at open, on its timer) pass `None`: they recover
+    /// only jobs whose worker is seen dead, never by a lease, so a caller on
+    /// another clock (a fake one in tests) is never overruled by the wall
+    /// clock. See the clock rule on `JobStore`.
+    pub fn recover(&self, now: Option<Timestamp>) -> Result<RecoveryReport> {
         let _m = self
             .recovery_mutex
             .lock()
@@ -338,7 +345,7 @@ impl Inner {
         })();
         let _ = self.recovery_lock.unlock();
         let mut report = result?;
-        report.quarantined = self
+        report.unreadable = self
             .quarantined
             .load(std::sync::atomic::Ordering::Relaxed)
             .saturating_sub(before);

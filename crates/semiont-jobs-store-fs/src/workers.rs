@@ -10,7 +10,7 @@ use std::io::{Read as _, Seek, SeekFrom, Write};
 use std::time::Duration;
 
 use semiont_jobs_model::{Job, JobId, JobStatus, Timestamp};
-use semiont_jobs_store::{Error, Result, WorkerInfo};
+use semiont_jobs_store::{Error, Heartbeat, LostJob, Result, WorkerInfo, WorkerRecord};
 use serde_json::json;
 
 use crate::error::io_err;
@@ -59,15 +59,17 @@ fn write_info(file: &mut File, content: &serde_json::Value) -> std::io::Result<(
     file.write_all(&bytes)
 }
 
+/// A worker file's content, when it is readable JSON.
+fn read_info(file: &mut File) -> Option<serde_json::Value> {
+    let mut s = String::new();
+    file.seek(SeekFrom::Start(0)).ok()?;
+    file.read_to_string(&mut s).ok()?;
+    serde_json::from_str(&s).ok()
+}
+
 /// The state a worker file's content says (`stopped` after unregister).
 fn says_stopped(file: &mut File) -> bool {
-    let mut s = String::new();
-    let _ = file.seek(SeekFrom::Start(0));
-    if file.read_to_string(&mut s).is_err() {
-        return false;
-    }
-    serde_json::from_str::<serde_json::Value>(&s)
-        .ok()
+    read_info(file)
         .and_then(|v| {
             v.get("state")
                 .and_then(|s| s.as_str())
@@ -85,7 +87,7 @@ impl Inner {
         json!({
             "workerId": id,
             "state": state,
-            "host": sys::hostname(),
+            "host": semiont_jobs_store::host_name(),
             "pid": sys::pid(),
             "instance": self.instance,
             "leaseMs": lease.as_millis() as u64,
@@ -153,8 +155,12 @@ impl Inner {
     }
 
     /// `JobStore::heartbeat`: renews the lease of every running job of the
-    /// worker (in place, never synced) and touches the worker file.
-    pub fn heartbeat(&self, worker_id: &str, now: Timestamp) -> Result<()> {
+    /// worker (in place, never synced), touches the worker file, and
+    /// returns the held jobs that are no longer the worker's at that
+    /// attempt. Reads only the worker's running jobs, plus (under their
+    /// lock) held jobs the index does not show as the worker's.
+    pub fn heartbeat(&self, beat: &Heartbeat) -> Result<Vec<LostJob>> {
+        let worker_id = beat.worker_id.as_str();
         let lease = {
             let mut map = self.workers.lock().unwrap_or_else(|e| e.into_inner());
             let Some(reg) = map.get_mut(worker_id) else {
@@ -164,6 +170,8 @@ impl Inner {
             let _ = write_info(&mut reg.file, &content);
             reg.lease
         };
+        let mut holding: HashMap<JobId, u32> = HashMap::new();
+        // (Not in the `for` head: the index guard would live through the loop.)
         let keys = self.ix().running_of_worker(worker_id);
         for key in keys {
             let _g = self.lock(&key)?;
@@ -175,11 +183,87 @@ impl Inner {
                 continue;
             }
             let mut job: Job = *job;
-            job.lease_expires_at = Some(now.add(lease));
+            job.lease_expires_at = Some(beat.now.add(lease));
             let ino = self.move_job(&key, JobStatus::Running, &job, Sync::Nothing, "heartbeat")?;
             self.ix().upsert(&key, &Facts::of_job(&job, ino));
+            holding.insert(job.id.clone(), job.attempt);
         }
-        Ok(())
+        let mut lost = Vec::new();
+        for (id, attempt) in &beat.held {
+            if holding.get(id) == Some(attempt) {
+                continue;
+            }
+            // Not seen as ours through the index: read it under its lock.
+            let key = Key::of(id);
+            let _g = self.lock(&key)?;
+            let found = match self.load_locked(&key, Some(JobStatus::Running)) {
+                Ok(found) => found,
+                Err(e) if e.kind() == semiont_jobs_store::ErrorKind::Corrupt => None,
+                Err(e) => return Err(e),
+            };
+            match found {
+                Some((JobStatus::Running, job, _))
+                    if job.attempt == *attempt && job.worker_id.as_deref() == Some(worker_id) => {}
+                Some((status, _, _)) => lost.push(LostJob {
+                    id: id.clone(),
+                    attempt: *attempt,
+                    status: Some(status),
+                }),
+                None => lost.push(LostJob {
+                    id: id.clone(),
+                    attempt: *attempt,
+                    status: None,
+                }),
+            }
+        }
+        Ok(lost)
+    }
+
+    /// `JobStore::workers`: every worker file, alive when it is locked (by
+    /// this or another live process) and not marked stopped.
+    pub fn list_workers(&self) -> Result<Vec<WorkerRecord>> {
+        let dir = &self.layout.workers;
+        let names = dir.list().map_err(|e| io_err("list", dir.path(), e))?;
+        let mut out = Vec::new();
+        for (name, _) in names {
+            let Some(id) = name.strip_suffix(".lock") else {
+                continue;
+            };
+            let Ok(mut file) = dir.open_rw(&name, false) else {
+                continue;
+            };
+            let mine = self
+                .workers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .contains_key(id);
+            let alive = mine
+                || match file.try_lock_shared() {
+                    Ok(()) => {
+                        let _ = file.unlock();
+                        false
+                    }
+                    Err(_) => true,
+                };
+            let info = read_info(&mut file);
+            let field = |k: &str| info.as_ref().and_then(|v| v.get(k));
+            out.push(WorkerRecord {
+                id: id.to_owned(),
+                alive,
+                lease: Duration::from_millis(
+                    field("leaseMs").and_then(|v| v.as_u64()).unwrap_or(0),
+                ),
+                last_seen: field("updatedAt")
+                    .and_then(|v| v.as_str())
+                    .and_then(|t| Timestamp::parse(t).ok()),
+                host: field("host").and_then(|v| v.as_str()).map(str::to_owned),
+                pid: field("pid")
+                    .and_then(|v| v.as_u64())
+                    .and_then(|p| u32::try_from(p).ok()),
+            });
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
     }
 
     /// `JobStore::unregister_worker`: marks the worker file `stopped` and
@@ -214,11 +298,13 @@ impl Inner {
     }
 
     /// Whether the worker of running `job` is alive, by (in order): this
-    /// instance's registrations, the worker's lock file, the job's lease.
+    /// instance's registrations, the worker's lock file, the job's lease
+    /// against the caller's `now` (with no `now`, a worker whose liveness
+    /// cannot be seen counts as alive).
     pub fn liveness(
         &self,
         job: &Job,
-        now: Timestamp,
+        now: Option<Timestamp>,
         cache: &mut HashMap<String, Verdict>,
     ) -> Verdict {
         if let Some(w) = job.worker_id.as_deref() {
@@ -236,10 +322,10 @@ impl Inner {
                 return v;
             }
         }
-        if job.lease_expires_at.is_some_and(|t| t >= now) {
-            Verdict::Alive
-        } else {
-            Verdict::Dead("lost its lease")
+        match now {
+            None => Verdict::Alive,
+            Some(now) if job.lease_expires_at.is_some_and(|t| t >= now) => Verdict::Alive,
+            Some(_) => Verdict::Dead("lost its lease"),
         }
     }
 

@@ -1,17 +1,31 @@
 //! The behaviour suite every [`JobStore`] backend must pass: one public
-//! function per behaviour, each on a fresh, empty store, asserting on error
-//! kinds rather than messages.
+//! function per behaviour, each on a fresh, empty store of its own, asserting
+//! on error kinds rather than messages.
 //!
 //! A backend runs the whole suite from its own tests with
-//! [`conformance_tests!`](crate::conformance_tests):
+//! [`conformance_tests!`](crate::conformance_tests), naming the run and
+//! giving a factory of [`Fixture`]s:
 //!
 //! ```text
 //! mod conformance {
-//!     semiont_jobs_store::conformance_tests!(|| async {
-//!         semiont_jobs_store::conformance::Fixture::new(MyStore::new())
+//!     semiont_jobs_store::conformance_tests!("my-store", || async {
+//!         let data = MyTestData::new();          // isolated per case
+//!         let opener = data.opener();
+//!         semiont_jobs_store::conformance::Fixture::with_guard(MyStore::open(&data).await, data)
+//!             .with_peer(move || { let o = opener.clone(); async move { o.open().await } })
 //!     });
 //! }
 //! ```
+//!
+//! Cases that need an ability the contract does not require (several
+//! instances over the same data, persistence, other processes' events, a
+//! caller's or a server's clock) say so in [`CASES`]; they run exactly when
+//! the store's [`Capabilities`] (and the fixture's
+//! peer opener) provide it, and are skipped otherwise. The macro adds a
+//! `conformance_summary` test that checks the case list against [`CASES`]
+//! and writes how many cases ran and which were skipped, and why, to
+//! `conformance-<name>.txt` in Cargo's `CARGO_TARGET_TMPDIR` (`cargo xtask
+//! ci` prints these files).
 
 #![allow(
     clippy::unwrap_used,
@@ -21,6 +35,8 @@
 
 use std::any::Any;
 use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,15 +46,21 @@ use semiont_jobs_model::{
 use serde_json::json;
 
 use crate::{
-    ChangeKind, ClaimRequest, ErrorKind, Expect, JobStore, JobStoreExt, Result, TypeFilter,
-    Updated, WorkerInfo,
+    Capabilities, ChangeKind, ChangeOrigin, ClaimRequest, ErrorKind, Expect, Heartbeat, JobStore,
+    JobStoreExt, Result, TypeFilter, Updated, WorkerInfo, CHANGE_CHANNEL_CAPACITY,
 };
 
-/// A store under test plus whatever must live as long as it (a temp dir).
+type PeerFuture = Pin<Box<dyn Future<Output = Arc<dyn JobStore>> + Send>>;
+type PeerOpener = Arc<dyn Fn() -> PeerFuture + Send + Sync>;
+
+/// A store under test plus whatever must live as long as it (a temp dir, a
+/// database schema), and optionally a way to open more instances over the
+/// same backing data.
 pub struct Fixture {
     /// The store, fresh and empty.
     pub store: Arc<dyn JobStore>,
-    _guard: Box<dyn Any + Send + Sync>,
+    peer: Option<PeerOpener>,
+    guard: Box<dyn Any + Send + Sync>,
 }
 
 impl Fixture {
@@ -51,69 +73,316 @@ impl Fixture {
     pub fn with_guard(store: impl JobStore, guard: impl Any + Send + Sync) -> Self {
         Fixture {
             store: Arc::new(store),
-            _guard: Box::new(guard),
+            peer: None,
+            guard: Box::new(guard),
+        }
+    }
+
+    /// Adds a way to open another instance over the same backing data, as
+    /// another process would (another `FsStore` on the same directory,
+    /// another connection pool on the same schema). Enables the
+    /// cross-instance cases.
+    pub fn with_peer<F, Fut, S>(mut self, open: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = S> + Send + 'static,
+        S: JobStore,
+    {
+        self.peer = Some(Arc::new(move || {
+            let fut = open();
+            Box::pin(async move { Arc::new(fut.await) as Arc<dyn JobStore> })
+        }));
+        self
+    }
+
+    /// Opens another instance over the same backing data.
+    ///
+    /// # Panics
+    /// When the fixture has no peer opener (the case list only runs
+    /// cross-instance cases on fixtures that have one).
+    pub async fn open_peer(&self) -> Arc<dyn JobStore> {
+        let open = self.peer.as_ref().expect("this fixture opens no peers");
+        open().await
+    }
+
+    /// Splits the fixture, so a case can drop the store (as if its process
+    /// ended) while the backing data (the guard) and the peer opener live on.
+    ///
+    /// # Panics
+    /// When the fixture has no peer opener.
+    fn split(self) -> (Arc<dyn JobStore>, PeerOpener, Box<dyn Any + Send + Sync>) {
+        let peer = self.peer.expect("this fixture opens no peers");
+        (self.store, peer, self.guard)
+    }
+
+    /// Whether [`Fixture::open_peer`] works.
+    pub fn has_peer(&self) -> bool {
+        self.peer.is_some()
+    }
+}
+
+/// What a case needs beyond the contract's minimum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// The backend judges times by the callers' `now` (no
+    /// [`Capabilities::server_clock`]): the case moves time by hand.
+    CallerClock,
+    /// The backend judges times by its own clock.
+    ServerClock,
+    /// Several instances over the same data: the fixture opens peers and
+    /// the backend is [`Capabilities::cross_process`].
+    Peers,
+    /// Data survives its instance ([`Capabilities::persistent`]).
+    Persistent,
+    /// Other instances' changes show up in `subscribe`
+    /// ([`Capabilities::external_events`]).
+    ExternalEvents,
+}
+
+impl Need {
+    /// Why a store with `caps` (and a fixture with or without a peer
+    /// opener) cannot run a case needing this; `None` when it can.
+    pub fn missing(self, caps: Capabilities, has_peer: bool) -> Option<&'static str> {
+        match self {
+            Need::CallerClock if caps.server_clock => Some("judges times by its own clock"),
+            Need::ServerClock if !caps.server_clock => Some("has no server clock"),
+            Need::Peers if !caps.cross_process => Some("is not shared between processes"),
+            Need::Peers if !has_peer => Some("fixture opens no peer instances"),
+            Need::Persistent if !caps.persistent => Some("is not persistent"),
+            Need::ExternalEvents if !caps.external_events => {
+                Some("reports no other instances' changes")
+            }
+            _ => None,
         }
     }
 }
 
-/// Runs every conformance case as its own `#[tokio::test]`. The argument is
-/// a closure returning a future of a [`Fixture`] with a fresh store.
+/// Every case of the suite, with what it needs. Cases whose needs are met
+/// run; the others are skipped, and the summary says why.
+pub const CASES: &[(&str, &[Need])] = &[
+    ("create_then_get_round_trips", &[]),
+    ("create_duplicate_is_already_exists", &[]),
+    ("get_unknown_is_not_found", &[]),
+    ("create_batch_stores_all", &[]),
+    ("create_batch_failure_reports_the_stored_prefix", &[]),
+    ("claim_on_empty_store_returns_none", &[]),
+    ("claim_is_fifo_by_id", &[]),
+    ("claim_prefers_higher_priority", &[]),
+    ("claim_filters_by_type", &[]),
+    ("claim_skips_jobs_not_yet_due", &[Need::CallerClock]),
+    (
+        "claim_skips_jobs_not_yet_due_by_server_time",
+        &[Need::ServerClock],
+    ),
+    ("claim_sets_running_fields", &[Need::CallerClock]),
+    (
+        "claim_sets_running_fields_by_server_time",
+        &[Need::ServerClock],
+    ),
+    ("claimed_job_is_not_claimed_twice", &[]),
+    ("claim_batch_takes_up_to_max_in_claim_order", &[]),
+    ("peek_next_does_not_claim", &[]),
+    ("complete_running_job", &[]),
+    ("transition_with_wrong_status_conflicts", &[]),
+    ("stale_attempt_cannot_complete", &[]),
+    ("illegal_transition_is_invalid_input", &[]),
+    ("transition_of_unknown_job_is_not_found", &[]),
+    ("update_with_writes_what_the_closure_returns", &[]),
+    ("update_with_declined_writes_nothing", &[]),
+    ("update_with_checks_id_precondition_and_state_machine", &[]),
+    ("cancel_pending_job", &[]),
+    ("cancel_running_job_fences_the_worker", &[]),
+    ("requeue_then_reclaim_increments_attempt", &[]),
+    ("retry_failed_and_cancelled_jobs", &[]),
+    ("update_running_replaces_content", &[]),
+    ("update_running_requires_running_status", &[]),
+    ("update_running_with_stale_attempt_conflicts", &[]),
+    ("list_is_newest_first", &[]),
+    ("list_filters_by_status_type_and_user", &[]),
+    ("list_paginates_with_total", &[]),
+    ("list_rejects_oversized_limit", &[]),
+    ("stats_follow_every_transition", &[]),
+    ("type_stats_count_per_type_and_status", &[]),
+    ("delete_finished_job", &[]),
+    ("delete_requires_finished_status", &[]),
+    ("delete_with_wrong_status_conflicts", &[]),
+    ("finished_before_lists_only_old_finished_jobs", &[]),
+    ("delete_finished_before_deletes_old_finished_jobs_only", &[]),
+    ("unknown_fields_survive_the_store", &[]),
+    ("subscribe_sees_own_changes_in_order", &[]),
+    ("subscriber_that_falls_behind_gets_resynced", &[]),
+    (
+        "recover_requeues_job_with_expired_lease",
+        &[Need::CallerClock],
+    ),
+    (
+        "recover_judges_leases_by_the_callers_clock",
+        &[Need::CallerClock],
+    ),
+    (
+        "recover_requeues_expired_lease_by_server_time",
+        &[Need::ServerClock],
+    ),
+    ("recover_fails_job_with_spent_retries", &[]),
+    ("recover_spares_registered_workers", &[Need::CallerClock]),
+    (
+        "recover_spares_registered_workers_by_server_time",
+        &[Need::ServerClock],
+    ),
+    ("recover_requeues_jobs_of_unregistered_worker", &[]),
+    ("heartbeat_reports_jobs_no_longer_held", &[]),
+    ("heartbeat_of_unregistered_worker_is_invalid", &[]),
+    ("workers_lists_live_and_stopped_workers", &[]),
+    ("concurrent_claimers_take_each_job_once", &[]),
+    ("concurrent_transitions_have_one_winner", &[]),
+    ("peers_claim_each_job_once", &[Need::Peers]),
+    (
+        "peer_changes_arrive_as_external",
+        &[Need::Peers, Need::ExternalEvents],
+    ),
+    ("reopen_keeps_every_job", &[Need::Peers, Need::Persistent]),
+    (
+        "dead_instance_worker_is_recovered_by_a_peer",
+        &[Need::Peers],
+    ),
+    (
+        "opening_a_peer_respects_the_callers_leases",
+        &[Need::Peers, Need::CallerClock],
+    ),
+];
+
+/// Why `case` cannot run on `fixture`, or `None` when it runs.
+///
+/// # Panics
+/// When `case` is not in [`CASES`].
+pub fn skip_reason(case: &str, fixture: &Fixture) -> Option<String> {
+    let needs = CASES
+        .iter()
+        .find(|(name, _)| *name == case)
+        .unwrap_or_else(|| panic!("conformance case {case} is not listed in CASES"))
+        .1;
+    let caps = fixture.store.capabilities();
+    needs
+        .iter()
+        .find_map(|n| n.missing(caps, fixture.has_peer()))
+        .map(|why| format!("the store {why}"))
+}
+
+/// The summary of a run: checks that `cases` (the macro's list) is exactly
+/// [`CASES`], and returns the report the macro's `conformance_summary`
+/// test prints and writes.
+///
+/// # Panics
+/// When the lists differ.
+pub fn summary(name: &str, cases: &[&str], fixture: &Fixture) -> String {
+    let listed: Vec<&str> = CASES.iter().map(|(n, _)| *n).collect();
+    let mut a = listed.clone();
+    let mut b = cases.to_vec();
+    a.sort_unstable();
+    b.sort_unstable();
+    assert_eq!(a, b, "the macro's case list and CASES differ");
+    let skipped: Vec<(&str, String)> = listed
+        .iter()
+        .filter_map(|c| skip_reason(c, fixture).map(|why| (*c, why)))
+        .collect();
+    let mut out = format!(
+        "conformance {name}: {} of {} cases ran, {} skipped\n",
+        listed.len() - skipped.len(),
+        listed.len(),
+        skipped.len()
+    );
+    for (case, why) in skipped {
+        out.push_str(&format!("  skipped {case}: {why}\n"));
+    }
+    out
+}
+
+/// Runs every conformance case as its own `#[tokio::test]`, plus a
+/// `conformance_summary` test. The arguments: a name for the run (used in
+/// the summary's file name) and a closure returning a future of a
+/// [`Fixture`] with a fresh store.
 #[macro_export]
 macro_rules! conformance_tests {
-    ($factory:expr) => {
-        $crate::conformance_tests!(@cases $factory;
-            create_then_get_round_trips,
-            create_duplicate_is_already_exists,
-            get_unknown_is_not_found,
-            create_batch_stores_all,
-            create_batch_stops_at_duplicate,
-            claim_on_empty_store_returns_none,
-            claim_is_fifo_by_id,
-            claim_prefers_higher_priority,
-            claim_filters_by_type,
-            claim_skips_jobs_not_yet_due,
-            claim_sets_running_fields,
-            claimed_job_is_not_claimed_twice,
-            peek_next_does_not_claim,
-            complete_running_job,
-            transition_with_wrong_status_conflicts,
-            stale_attempt_cannot_complete,
-            illegal_transition_is_invalid_input,
-            transition_of_unknown_job_is_not_found,
-            update_with_writes_what_the_closure_returns,
-            update_with_declined_writes_nothing,
-            update_with_checks_id_precondition_and_state_machine,
-            cancel_pending_job,
-            cancel_running_job_fences_the_worker,
-            requeue_then_reclaim_increments_attempt,
-            retry_failed_and_cancelled_jobs,
-            update_running_replaces_content,
-            update_running_requires_running_status,
-            update_running_with_stale_attempt_conflicts,
-            list_is_newest_first,
-            list_filters_by_status_type_and_user,
-            list_paginates_with_total,
-            list_rejects_oversized_limit,
-            stats_follow_every_transition,
-            delete_finished_job,
-            delete_requires_finished_status,
-            delete_with_wrong_status_conflicts,
-            finished_before_lists_only_old_finished_jobs,
-            unknown_fields_survive_the_store,
-            subscribe_sees_own_changes_in_order,
-            recover_requeues_job_with_expired_lease,
-            recover_fails_job_with_spent_retries,
-            recover_spares_registered_workers,
-            recover_requeues_jobs_of_unregistered_worker,
-            concurrent_claimers_take_each_job_once,
-            concurrent_transitions_have_one_winner,
+    ($name:expr, $factory:expr) => {
+        $crate::conformance_tests!(@run $name, $factory;
+            store: [
+                create_then_get_round_trips,
+                create_duplicate_is_already_exists,
+                get_unknown_is_not_found,
+                create_batch_stores_all,
+                create_batch_failure_reports_the_stored_prefix,
+                claim_on_empty_store_returns_none,
+                claim_is_fifo_by_id,
+                claim_prefers_higher_priority,
+                claim_filters_by_type,
+                claim_skips_jobs_not_yet_due,
+                claim_skips_jobs_not_yet_due_by_server_time,
+                claim_sets_running_fields,
+                claim_sets_running_fields_by_server_time,
+                claimed_job_is_not_claimed_twice,
+                claim_batch_takes_up_to_max_in_claim_order,
+                peek_next_does_not_claim,
+                complete_running_job,
+                transition_with_wrong_status_conflicts,
+                stale_attempt_cannot_complete,
+                illegal_transition_is_invalid_input,
+                transition_of_unknown_job_is_not_found,
+                update_with_writes_what_the_closure_returns,
+                update_with_declined_writes_nothing,
+                update_with_checks_id_precondition_and_state_machine,
+                cancel_pending_job,
+                cancel_running_job_fences_the_worker,
+                requeue_then_reclaim_increments_attempt,
+                retry_failed_and_cancelled_jobs,
+                update_running_replaces_content,
+                update_running_requires_running_status,
+                update_running_with_stale_attempt_conflicts,
+                list_is_newest_first,
+                list_filters_by_status_type_and_user,
+                list_paginates_with_total,
+                list_rejects_oversized_limit,
+                stats_follow_every_transition,
+                type_stats_count_per_type_and_status,
+                delete_finished_job,
+                delete_requires_finished_status,
+                delete_with_wrong_status_conflicts,
+                finished_before_lists_only_old_finished_jobs,
+                delete_finished_before_deletes_old_finished_jobs_only,
+                unknown_fields_survive_the_store,
+                subscribe_sees_own_changes_in_order,
+                subscriber_that_falls_behind_gets_resynced,
+                recover_requeues_job_with_expired_lease,
+                recover_judges_leases_by_the_callers_clock,
+                recover_requeues_expired_lease_by_server_time,
+                recover_fails_job_with_spent_retries,
+                recover_spares_registered_workers,
+                recover_spares_registered_workers_by_server_time,
+                recover_requeues_jobs_of_unregistered_worker,
+                heartbeat_reports_jobs_no_longer_held,
+                heartbeat_of_unregistered_worker_is_invalid,
+                workers_lists_live_and_stopped_workers,
+                concurrent_claimers_take_each_job_once,
+                concurrent_transitions_have_one_winner,
+            ],
+            fixture: [
+                peers_claim_each_job_once,
+                peer_changes_arrive_as_external,
+                reopen_keeps_every_job,
+                dead_instance_worker_is_recovered_by_a_peer,
+                opening_a_peer_respects_the_callers_leases,
+            ]
         );
     };
-    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+    (@run $name:expr, $factory:expr; store: [$($case:ident),* $(,)?], fixture: [$($fcase:ident),* $(,)?]) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            #[allow(clippy::print_stderr)]
             async fn $case() {
                 let fixture: $crate::conformance::Fixture = ($factory)().await;
+                if let Some(why) = $crate::conformance::skip_reason(stringify!($case), &fixture) {
+                    eprintln!("skipped {}: {why}", stringify!($case));
+                    return;
+                }
                 let store = ::std::sync::Arc::clone(&fixture.store);
                 ::tokio::time::timeout(
                     ::std::time::Duration::from_secs(120),
@@ -124,6 +393,37 @@ macro_rules! conformance_tests {
                 drop(fixture);
             }
         )*
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            #[allow(clippy::print_stderr)]
+            async fn $fcase() {
+                let fixture: $crate::conformance::Fixture = ($factory)().await;
+                if let Some(why) = $crate::conformance::skip_reason(stringify!($fcase), &fixture) {
+                    eprintln!("skipped {}: {why}", stringify!($fcase));
+                    return;
+                }
+                ::tokio::time::timeout(
+                    ::std::time::Duration::from_secs(120),
+                    $crate::conformance::$fcase(fixture),
+                )
+                .await
+                .expect(concat!("conformance case ", stringify!($fcase), " timed out"));
+            }
+        )*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[allow(clippy::print_stdout)]
+        async fn conformance_summary() {
+            let fixture: $crate::conformance::Fixture = ($factory)().await;
+            let report = $crate::conformance::summary(
+                $name,
+                &[$(stringify!($case),)* $(stringify!($fcase),)*],
+                &fixture,
+            );
+            print!("{report}");
+            let path = ::std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("conformance-{}.txt", $name));
+            ::std::fs::write(&path, &report).expect("write the conformance summary");
+        }
     };
 }
 
@@ -228,19 +528,35 @@ pub async fn create_batch_stores_all(store: Arc<dyn JobStore>) {
     assert_eq!(store.count(JobStatus::Pending).await.unwrap(), 50);
 }
 
-/// A batch with an existing id stores the jobs before it and reports
-/// `AlreadyExists`.
-pub async fn create_batch_stops_at_duplicate(store: Arc<dyn JobStore>) {
+/// A failed batch reports exactly how many jobs, from its start, it stored
+/// (a transactional backend: none; a filesystem: those before the failing
+/// one); the others are not stored and the existing job is untouched.
+pub async fn create_batch_failure_reports_the_stored_prefix(store: Arc<dyn JobStore>) {
     let existing = pending("t");
     store.create(&existing).await.unwrap();
-    let first = pending("t");
-    let batch = vec![first.clone(), existing.clone(), pending("t")];
-    assert_eq!(
-        kind(store.create_batch(&batch).await),
-        ErrorKind::AlreadyExists
-    );
-    assert!(store.get_opt(&first.id).await.unwrap().is_some());
+    let batch = vec![pending("t"), pending("t"), existing.clone(), pending("t")];
+    let err = store.create_batch(&batch).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    let stored = err
+        .batch_stored()
+        .expect("a create_batch error says how many jobs it stored");
+    assert!(stored <= 2, "stored {stored} jobs, but job 3 of 4 is taken");
+    for (i, job) in batch.iter().enumerate() {
+        if job.id == existing.id {
+            continue;
+        }
+        let present = store.get_opt(&job.id).await.unwrap();
+        if i < stored {
+            assert_eq!(present.as_ref(), Some(job), "job {i} of the stored prefix");
+        } else {
+            assert!(present.is_none(), "job {i} is after the stored prefix");
+        }
+    }
     assert_eq!(store.get(&existing.id).await.unwrap(), existing);
+    assert_eq!(
+        store.count(JobStatus::Pending).await.unwrap(),
+        1 + stored as u64
+    );
 }
 
 /// Claiming from an empty store returns `None`.
@@ -330,6 +646,27 @@ pub async fn claim_skips_jobs_not_yet_due(store: Arc<dyn JobStore>) {
     assert_eq!(store.claim(&req(60)).await.unwrap().unwrap().id, later.id);
 }
 
+/// With a server clock, due-ness follows the server's time whatever the
+/// caller's `now` says.
+pub async fn claim_skips_jobs_not_yet_due_by_server_time(store: Arc<dyn JobStore>) {
+    let mut later = pending("t");
+    later.run_at = Some(Timestamp::now().add(Duration::from_millis(1500)));
+    store.create(&later).await.unwrap();
+    // A caller whose clock runs an hour ahead does not make it due.
+    let ahead = Timestamp::now().add(Duration::from_secs(3600));
+    let req = claim_req(TypeFilter::Any, "w", ahead);
+    assert!(store.claim(&req).await.unwrap().is_none());
+    // A caller whose clock is a year behind still sees it due once the
+    // server's time passes runAt.
+    let behind = claim_req(TypeFilter::Any, "w", T0);
+    let got = wait_for(Duration::from_secs(20), || async {
+        store.claim(&behind).await.unwrap()
+    })
+    .await;
+    assert_eq!(got.id, later.id);
+    assert!(Timestamp::now() >= later.run_at.unwrap());
+}
+
 /// A claim makes the job running at attempt + 1 for the worker, with a lease.
 pub async fn claim_sets_running_fields(store: Arc<dyn JobStore>) {
     let job = pending("t");
@@ -343,11 +680,72 @@ pub async fn claim_sets_running_fields(store: Arc<dyn JobStore>) {
     assert_eq!(store.get(&job.id).await.unwrap(), running);
 }
 
+/// With a server clock, a claim's `startedAt` and lease come from the
+/// server's time, not the caller's.
+pub async fn claim_sets_running_fields_by_server_time(store: Arc<dyn JobStore>) {
+    let job = pending("t");
+    store.create(&job).await.unwrap();
+    let before = Timestamp::now().sub(Duration::from_secs(5));
+    let running = store
+        .claim(&claim_req(TypeFilter::Any, "worker-7", T0))
+        .await
+        .unwrap()
+        .unwrap();
+    let after = Timestamp::now().add(Duration::from_secs(5));
+    assert_eq!(running.status, JobStatus::Running);
+    assert_eq!(running.attempt, 1);
+    let started = running.started_at.unwrap();
+    assert!(before <= started && started <= after, "startedAt {started}");
+    let lease = running.lease_expires_at.unwrap();
+    assert!(
+        before.add(LEASE) <= lease && lease <= after.add(LEASE),
+        "leaseExpiresAt {lease}"
+    );
+    assert_eq!(store.get(&job.id).await.unwrap(), running);
+}
+
 /// A running job is not claimed again.
 pub async fn claimed_job_is_not_claimed_twice(store: Arc<dyn JobStore>) {
     store.create(&pending("t")).await.unwrap();
     assert!(claim(&*store, "w1").await.is_some());
     assert!(claim(&*store, "w2").await.is_none());
+}
+
+/// `claim_batch` takes up to `max` due jobs in claim order, each running
+/// at attempt 1, and fewer (then none) when fewer are due.
+pub async fn claim_batch_takes_up_to_max_in_claim_order(store: Arc<dyn JobStore>) {
+    let mut jobs: Vec<Job> = (0..5).map(|_| pending("t")).collect();
+    jobs[3].priority = 2;
+    let mut later = pending("t");
+    later.run_at = Some(Timestamp::now().add(Duration::from_secs(3600)));
+    let other = pending("other");
+    for j in jobs.iter().chain([&later, &other]) {
+        store.create(j).await.unwrap();
+    }
+    let types = TypeFilter::one(JobType::parse("t").unwrap());
+    let req = claim_req(types, "w", at(1));
+    assert!(store.claim_batch(&req, 0).await.unwrap().is_empty());
+    let first = store.claim_batch(&req, 3).await.unwrap();
+    let ids: Vec<&JobId> = first.iter().map(|j| &j.id).collect();
+    assert_eq!(ids, [&jobs[3].id, &jobs[0].id, &jobs[1].id]);
+    for j in &first {
+        assert_eq!(j.status, JobStatus::Running);
+        assert_eq!(j.attempt, 1);
+        assert_eq!(j.worker_id.as_deref(), Some("w"));
+        assert_eq!(&store.get(&j.id).await.unwrap(), j);
+    }
+    let rest = store.claim_batch(&req, 10).await.unwrap();
+    let ids: Vec<&JobId> = rest.iter().map(|j| &j.id).collect();
+    assert_eq!(ids, [&jobs[2].id, &jobs[4].id]);
+    assert!(store.claim_batch(&req, 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.get(&later.id).await.unwrap().status,
+        JobStatus::Pending
+    );
+    assert_eq!(
+        store.get(&other.id).await.unwrap().status,
+        JobStatus::Pending
+    );
 }
 
 /// Peeking returns the next due job without changing it.
@@ -783,6 +1181,35 @@ pub async fn stats_follow_every_transition(store: Arc<dyn JobStore>) {
     check(3, 0, 0, 0, 1).await;
 }
 
+/// Per-type stats count each type's jobs per status.
+pub async fn type_stats_count_per_type_and_status(store: Arc<dyn JobStore>) {
+    assert!(store.type_stats().await.unwrap().is_empty());
+    let a1 = pending("alpha");
+    let a2 = pending("alpha");
+    let b = pending("beta");
+    for j in [&a1, &a2, &b] {
+        store.create(j).await.unwrap();
+    }
+    let running = store
+        .claim(&claim_req(TypeFilter::one(b.job_type.clone()), "w", at(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    let done = finished(running, JobStatus::Complete, at(2));
+    store.transition(Expect::running(1), &done).await.unwrap();
+    let cancelled = finished(a2.clone(), JobStatus::Cancelled, at(2));
+    store
+        .transition(Expect::status(JobStatus::Pending), &cancelled)
+        .await
+        .unwrap();
+    let stats = store.type_stats().await.unwrap();
+    assert_eq!(stats.len(), 2);
+    let alpha = &stats[&a1.job_type];
+    assert_eq!((alpha.pending, alpha.cancelled, alpha.total()), (1, 1, 2));
+    let beta = &stats[&b.job_type];
+    assert_eq!((beta.complete, beta.total()), (1, 1));
+}
+
 /// A finished job can be deleted.
 pub async fn delete_finished_job(store: Arc<dyn JobStore>) {
     let running = create_claimed(&*store, "t").await;
@@ -860,6 +1287,51 @@ pub async fn finished_before_lists_only_old_finished_jobs(store: Arc<dyn JobStor
     assert!(store.finished_before(at(5), 100).await.unwrap().is_empty());
 }
 
+/// The bulk retention delete removes old finished jobs only, at most
+/// `limit`, oldest first, and announces each deletion.
+pub async fn delete_finished_before_deletes_old_finished_jobs_only(store: Arc<dyn JobStore>) {
+    let mut old = Vec::new();
+    for (i, status) in [JobStatus::Complete, JobStatus::Failed, JobStatus::Cancelled]
+        .into_iter()
+        .enumerate()
+    {
+        let job = finished(pending("t"), status, at(10 + i as i64));
+        store.create(&job).await.unwrap();
+        old.push(job);
+    }
+    let recent = finished(pending("t"), JobStatus::Complete, at(500));
+    let waiting = pending("t");
+    store.create(&recent).await.unwrap();
+    store.create(&waiting).await.unwrap();
+    let running = create_claimed(&*store, "r").await;
+    let mut rx = store.subscribe();
+    assert_eq!(store.delete_finished_before(at(100), 2).await.unwrap(), 2);
+    assert!(store.get_opt(&old[0].id).await.unwrap().is_none());
+    assert!(store.get_opt(&old[1].id).await.unwrap().is_none());
+    assert!(store.get_opt(&old[2].id).await.unwrap().is_some());
+    assert_eq!(store.delete_finished_before(at(100), 10).await.unwrap(), 1);
+    assert_eq!(store.delete_finished_before(at(100), 10).await.unwrap(), 0);
+    for job in [&recent, &waiting] {
+        assert_eq!(&store.get(&job.id).await.unwrap(), job);
+    }
+    assert_eq!(
+        store.get(&running.id).await.unwrap().status,
+        JobStatus::Running
+    );
+    let mut deleted = HashSet::new();
+    while deleted.len() < 3 {
+        let change = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("deletions are announced")
+            .expect("channel open");
+        if change.kind == ChangeKind::Deleted {
+            deleted.insert(change.id.unwrap());
+        }
+    }
+    let expected: HashSet<JobId> = old.iter().map(|j| j.id.clone()).collect();
+    assert_eq!(deleted, expected);
+}
+
 /// Fields the store does not know are kept through every move.
 pub async fn unknown_fields_survive_the_store(store: Arc<dyn JobStore>) {
     let mut job = pending("t");
@@ -910,6 +1382,29 @@ pub async fn subscribe_sees_own_changes_in_order(store: Arc<dyn JobStore>) {
     );
 }
 
+/// A subscriber that falls further behind than the channel holds gets a
+/// `Resynced` change saying how many it missed, then the changes after.
+pub async fn subscriber_that_falls_behind_gets_resynced(store: Arc<dyn JobStore>) {
+    let mut rx = store.subscribe();
+    let jobs: Vec<Job> = (0..CHANGE_CHANNEL_CAPACITY + 50)
+        .map(|_| pending("t"))
+        .collect();
+    for chunk in jobs.chunks(1000) {
+        store.create_batch(chunk).await.unwrap();
+    }
+    let first = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("a change arrives")
+        .expect("channel open");
+    assert_eq!(first.kind, ChangeKind::Resynced, "{first:?}");
+    assert!(first.missed > 0, "{first:?}");
+    let next = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("changes go on after the resync")
+        .expect("channel open");
+    assert_ne!(next.kind, ChangeKind::Resynced);
+}
+
 /// A running job whose (unregistered) owner's lease expired goes back to
 /// pending with `retryCount + 1`.
 pub async fn recover_requeues_job_with_expired_lease(store: Arc<dyn JobStore>) {
@@ -929,17 +1424,68 @@ pub async fn recover_requeues_job_with_expired_lease(store: Arc<dyn JobStore>) {
     assert_eq!(again.attempt, running.attempt + 1);
 }
 
+/// Leases are judged by the caller's clock only: a job leased at the
+/// suite's "now" (a year before the wall clock) is alive for a caller at
+/// that time, however late the wall clock is.
+pub async fn recover_judges_leases_by_the_callers_clock(store: Arc<dyn JobStore>) {
+    let running = create_claimed(&*store, "t").await;
+    assert!(
+        Timestamp::now() > at(1).add(LEASE),
+        "the wall clock is past the lease"
+    );
+    let report = store.recover(at(1).add(LEASE)).await.unwrap();
+    assert!(
+        report.requeued.is_empty() && report.failed.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(&store.get(&running.id).await.unwrap(), &running);
+}
+
+/// With a server clock, a lease expires by the server's time whatever the
+/// caller's `now` says: a job of an unregistered worker with a short lease
+/// is recovered once the server's time passes it, and not before.
+pub async fn recover_requeues_expired_lease_by_server_time(store: Arc<dyn JobStore>) {
+    let job = pending("t");
+    store.create(&job).await.unwrap();
+    let mut req = claim_req(TypeFilter::Any, "gone", T0);
+    req.lease = Duration::from_millis(1500);
+    let running = store.claim(&req).await.unwrap().unwrap();
+    // A caller far in the future does not expire the lease early.
+    let ahead = Timestamp::now().add(Duration::from_secs(3600));
+    let report = store.recover(ahead).await.unwrap();
+    if Timestamp::now() < running.lease_expires_at.unwrap() {
+        assert!(report.requeued.is_empty(), "{report:?}");
+    }
+    let report = wait_for(Duration::from_secs(20), || async {
+        let r = store.recover(T0).await.unwrap();
+        (!r.requeued.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(report.requeued, std::slice::from_ref(&job.id));
+    let back = store.get(&job.id).await.unwrap();
+    assert_eq!((back.status, back.retry_count), (JobStatus::Pending, 1));
+}
+
 /// A dead worker's job with no retries left becomes failed.
 pub async fn recover_fails_job_with_spent_retries(store: Arc<dyn JobStore>) {
     let mut job = pending("t");
     job.max_retries = 0;
     store.create(&job).await.unwrap();
+    let worker = WorkerInfo {
+        id: "w".into(),
+        lease: LEASE,
+    };
+    store.register_worker(&worker).await.unwrap();
     claim(&*store, "w").await.unwrap();
+    store.unregister_worker("w").await.unwrap();
     let report = store.recover(at(1000)).await.unwrap();
     assert_eq!(report.failed, [job.id.clone()]);
     let back = store.get(&job.id).await.unwrap();
     assert_eq!(back.status, JobStatus::Failed);
-    assert_eq!(back.completed_at, Some(at(1000)));
+    assert!(back.completed_at.is_some());
+    if !store.capabilities().server_clock {
+        assert_eq!(back.completed_at, Some(at(1000)));
+    }
 }
 
 /// A registered worker's jobs are never recovered while it lives, however
@@ -952,7 +1498,11 @@ pub async fn recover_spares_registered_workers(store: Arc<dyn JobStore>) {
     store.register_worker(&worker).await.unwrap();
     store.create(&pending("t")).await.unwrap();
     let running = claim(&*store, "alive").await.unwrap();
-    store.heartbeat("alive", at(100)).await.unwrap();
+    let lost = store
+        .heartbeat(&beat("alive", at(100), &[&running]))
+        .await
+        .unwrap();
+    assert!(lost.is_empty(), "{lost:?}");
     let leased = store.get(&running.id).await.unwrap();
     assert_eq!(leased.lease_expires_at, Some(at(100).add(LEASE)));
     let report = store.recover(at(120)).await.unwrap();
@@ -960,6 +1510,40 @@ pub async fn recover_spares_registered_workers(store: Arc<dyn JobStore>) {
         report.requeued.is_empty() && report.failed.is_empty(),
         "{report:?}"
     );
+    assert_eq!(
+        store.get(&running.id).await.unwrap().status,
+        JobStatus::Running
+    );
+}
+
+/// With a server clock, a registered worker's heartbeats keep its job's
+/// lease ahead of the server's time, and its job is never recovered.
+pub async fn recover_spares_registered_workers_by_server_time(store: Arc<dyn JobStore>) {
+    let worker = WorkerInfo {
+        id: "alive".into(),
+        lease: Duration::from_millis(1500),
+    };
+    store.register_worker(&worker).await.unwrap();
+    store.create(&pending("t")).await.unwrap();
+    let mut req = claim_req(TypeFilter::Any, "alive", T0);
+    req.lease = worker.lease;
+    let running = store.claim(&req).await.unwrap().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    while std::time::Instant::now() < deadline {
+        let lost = store
+            .heartbeat(&beat("alive", T0, &[&running]))
+            .await
+            .unwrap();
+        assert!(lost.is_empty(), "{lost:?}");
+        let report = store.recover(T0).await.unwrap();
+        assert!(
+            report.requeued.is_empty() && report.failed.is_empty(),
+            "{report:?}"
+        );
+        let leased = store.get(&running.id).await.unwrap();
+        assert!(leased.lease_expires_at.unwrap() > Timestamp::now().sub(Duration::from_secs(1)));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     assert_eq!(
         store.get(&running.id).await.unwrap().status,
         JobStatus::Running
@@ -978,6 +1562,98 @@ pub async fn recover_requeues_jobs_of_unregistered_worker(store: Arc<dyn JobStor
     store.unregister_worker("leaving").await.unwrap();
     let report = store.recover(at(2)).await.unwrap();
     assert_eq!(report.requeued, std::slice::from_ref(&running.id));
+}
+
+/// A heartbeat returns the held jobs the store no longer holds for the
+/// worker at that attempt: cancelled, re-queued and re-claimed, deleted,
+/// or held at another attempt; never the jobs it still holds.
+pub async fn heartbeat_reports_jobs_no_longer_held(store: Arc<dyn JobStore>) {
+    let worker = WorkerInfo {
+        id: "w".into(),
+        lease: LEASE,
+    };
+    store.register_worker(&worker).await.unwrap();
+    let jobs: Vec<Job> = (0..4).map(|_| pending("t")).collect();
+    store.create_batch(&jobs).await.unwrap();
+    let held: Vec<Job> = store
+        .claim_batch(&claim_req(TypeFilter::Any, "w", at(1)), 4)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 4);
+    let [kept, cancelled, requeued, deleted] = [&held[0], &held[1], &held[2], &held[3]];
+    let c = finished(cancelled.clone(), JobStatus::Cancelled, at(2));
+    store.transition(Expect::running(1), &c).await.unwrap();
+    let mut r = requeued.clone();
+    r.status = JobStatus::Pending;
+    r.worker_id = None;
+    store.transition(Expect::running(1), &r).await.unwrap();
+    let again = store
+        .claim(&claim_req(TypeFilter::Any, "other", at(3)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((&again.id, again.attempt), (&requeued.id, 2));
+    let d = finished(deleted.clone(), JobStatus::Complete, at(2));
+    store.transition(Expect::running(1), &d).await.unwrap();
+    store
+        .delete(&deleted.id, Expect::status(JobStatus::Complete))
+        .await
+        .unwrap();
+    let mut b = beat("w", at(4), &held.iter().collect::<Vec<_>>());
+    b.held.push((kept.id.clone(), 7));
+    let mut lost = store.heartbeat(&b).await.unwrap();
+    lost.sort_by(|x, y| (&x.id, x.attempt).cmp(&(&y.id, y.attempt)));
+    let mut expected = vec![
+        (cancelled.id.clone(), 1, Some(JobStatus::Cancelled)),
+        (requeued.id.clone(), 1, Some(JobStatus::Running)),
+        (deleted.id.clone(), 1, None),
+        (kept.id.clone(), 7, Some(JobStatus::Running)),
+    ];
+    expected.sort_by(|x, y| (&x.0, x.1).cmp(&(&y.0, y.1)));
+    let got: Vec<(JobId, u32, Option<JobStatus>)> = lost
+        .iter()
+        .map(|l| (l.id.clone(), l.attempt, l.status))
+        .collect();
+    assert_eq!(got, expected);
+    assert!(lost
+        .iter()
+        .find(|l| l.id == cancelled.id)
+        .unwrap()
+        .cancelled());
+    let kept_now = store.get(&kept.id).await.unwrap();
+    assert_eq!((kept_now.status, kept_now.attempt), (JobStatus::Running, 1));
+}
+
+/// A heartbeat of a worker that is not registered is invalid input.
+pub async fn heartbeat_of_unregistered_worker_is_invalid(store: Arc<dyn JobStore>) {
+    assert_eq!(
+        kind(store.heartbeat(&beat("nobody", at(1), &[])).await),
+        ErrorKind::InvalidInput
+    );
+}
+
+/// `workers` lists registered workers as alive and, while the store keeps
+/// them, unregistered ones as dead.
+pub async fn workers_lists_live_and_stopped_workers(store: Arc<dyn JobStore>) {
+    for id in ["wa", "wb"] {
+        let info = WorkerInfo {
+            id: id.into(),
+            lease: LEASE,
+        };
+        store.register_worker(&info).await.unwrap();
+    }
+    store.unregister_worker("wb").await.unwrap();
+    let workers = store.workers().await.unwrap();
+    let ids: Vec<&str> = workers.iter().map(|w| w.id.as_str()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable();
+    assert_eq!(ids, sorted, "in id order");
+    let a = workers.iter().find(|w| w.id == "wa").expect("wa is listed");
+    assert!(a.alive);
+    assert_eq!(a.lease, LEASE);
+    if let Some(b) = workers.iter().find(|w| w.id == "wb") {
+        assert!(!b.alive, "{b:?}");
+    }
 }
 
 /// Eight concurrent claimers over 1,000 jobs: each job claimed exactly once.
@@ -1037,4 +1713,181 @@ pub async fn concurrent_transitions_have_one_winner(store: Arc<dyn JobStore>) {
     }
     assert_eq!(winners.len(), 1);
     assert_eq!(store.get(&job.id).await.unwrap(), winners[0]);
+}
+
+/// Two instances over the same data claim concurrently: each job once.
+pub async fn peers_claim_each_job_once(fixture: Fixture) {
+    let a = Arc::clone(&fixture.store);
+    let b = fixture.open_peer().await;
+    let jobs: Vec<Job> = (0..300).map(|_| pending("t")).collect();
+    a.create_batch(&jobs).await.unwrap();
+    let mut tasks = Vec::new();
+    for (n, store) in [a, b].into_iter().enumerate() {
+        for w in 0..2 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                let worker = format!("p{n}-w{w}");
+                let mut mine = Vec::new();
+                while let Some(job) = claim(&*store, &worker).await {
+                    let done = finished(job.clone(), JobStatus::Complete, at(2));
+                    store
+                        .transition(Expect::running(job.attempt), &done)
+                        .await
+                        .unwrap();
+                    mine.push(job.id);
+                }
+                mine
+            }));
+        }
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let distinct: HashSet<&JobId> = all.iter().collect();
+    assert_eq!((all.len(), distinct.len()), (300, 300));
+    // The other instance's last completions reach this one's counts
+    // through its notifications.
+    wait_for(Duration::from_secs(20), || async {
+        let n = fixture.store.count(JobStatus::Complete).await.unwrap();
+        (n == 300).then_some(())
+    })
+    .await;
+}
+
+/// Changes made through one instance reach another instance's subscribers
+/// as `External` changes, in order.
+pub async fn peer_changes_arrive_as_external(fixture: Fixture) {
+    let b = fixture.open_peer().await;
+    let mut rx = b.subscribe();
+    let a = &fixture.store;
+    let running = create_claimed(&**a, "t").await;
+    let done = finished(running.clone(), JobStatus::Complete, at(2));
+    a.transition(Expect::running(1), &done).await.unwrap();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seen.last() != Some(&JobStatus::Complete) {
+        let change = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("the peer sees the changes")
+            .expect("channel open");
+        if change.id.as_ref() == Some(&running.id) {
+            assert_eq!(change.origin, ChangeOrigin::External, "{change:?}");
+            seen.push(change.status.unwrap());
+        }
+    }
+    let mut order = seen.clone();
+    order.dedup();
+    // Fast changes may be seen coalesced, never out of order.
+    let rank = |s: &JobStatus| match s {
+        JobStatus::Pending => 0,
+        JobStatus::Running => 1,
+        _ => 2,
+    };
+    assert!(
+        order.windows(2).all(|w| rank(&w[0]) <= rank(&w[1])),
+        "{seen:?}"
+    );
+    assert_eq!(b.get(&running.id).await.unwrap(), done);
+}
+
+/// Everything a closed instance wrote is there, unchanged, for an instance
+/// opened afterwards: every status, unknown fields included.
+pub async fn reopen_keeps_every_job(fixture: Fixture) {
+    let (store, open_peer, _guard) = fixture.split();
+    let mut written = Vec::new();
+    for status in JobStatus::ALL {
+        let mut job = pending("t");
+        job.params
+            .insert("fromTheFuture".into(), json!({"v": [1, "two"]}));
+        if status != JobStatus::Pending {
+            job.status = status;
+            job.attempt = 1;
+            job.started_at = Some(at(1));
+        }
+        if status == JobStatus::Running {
+            job.worker_id = Some("w".into());
+            job.lease_expires_at = Some(at(1).add(LEASE));
+        }
+        if status.is_finished() {
+            job.completed_at = Some(at(2));
+            job.result = Some(json!({"n": 1}));
+        }
+        store.create(&job).await.unwrap();
+        written.push(job);
+    }
+    drop(store);
+    let reopened = open_peer().await;
+    for job in &written {
+        assert_eq!(&reopened.get(&job.id).await.unwrap(), job);
+    }
+    assert_eq!(
+        reopened.stats().await.unwrap().total(),
+        written.len() as u64
+    );
+}
+
+/// When an instance goes away (its process dies), a peer recovers its
+/// registered worker's running job at once, without waiting for the lease.
+pub async fn dead_instance_worker_is_recovered_by_a_peer(fixture: Fixture) {
+    let (store, open_peer, _guard) = fixture.split();
+    let worker = WorkerInfo {
+        id: "mortal".into(),
+        lease: Duration::from_secs(3600),
+    };
+    store.register_worker(&worker).await.unwrap();
+    store.create(&pending("t")).await.unwrap();
+    let mut req = claim_req(TypeFilter::Any, "mortal", at(1));
+    req.lease = worker.lease;
+    let running = store.claim(&req).await.unwrap().unwrap();
+    let b = open_peer().await;
+    let report = b.recover(at(2)).await.unwrap();
+    assert!(report.requeued.is_empty(), "its worker lives: {report:?}");
+    drop(store);
+    let report = wait_for(Duration::from_secs(20), || async {
+        let r = b.recover(at(2)).await.unwrap();
+        (!r.requeued.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(report.requeued, std::slice::from_ref(&running.id));
+    let back = b.get(&running.id).await.unwrap();
+    assert_eq!((back.status, back.retry_count), (JobStatus::Pending, 1));
+}
+
+/// Opening another instance (whatever the backend does on its own at open)
+/// never recovers a job whose lease is valid by the caller's clock, even
+/// when the wall clock is far past it.
+pub async fn opening_a_peer_respects_the_callers_leases(fixture: Fixture) {
+    let running = create_claimed(&*fixture.store, "t").await;
+    assert!(Timestamp::now() > running.lease_expires_at.unwrap());
+    let b = fixture.open_peer().await;
+    assert_eq!(b.get(&running.id).await.unwrap(), running);
+    assert_eq!(fixture.store.get(&running.id).await.unwrap(), running);
+}
+
+fn beat(worker: &str, now: Timestamp, held: &[&Job]) -> Heartbeat {
+    Heartbeat {
+        worker_id: worker.to_owned(),
+        now,
+        held: held.iter().map(|j| (j.id.clone(), j.attempt)).collect(),
+    }
+}
+
+/// Polls `f` until it returns `Some`, failing after `limit`.
+async fn wait_for<T, F, Fut>(limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

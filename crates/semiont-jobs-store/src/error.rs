@@ -1,5 +1,15 @@
 //! The store error type, shared by every backend, and its kinds.
+//!
+//! The variants name what went wrong in terms every backend can use: a job
+//! that is missing, taken or moved ([`Error::NotFound`],
+//! [`Error::AlreadyExists`], [`Error::Conflict`]), a bad request
+//! ([`Error::Invalid`]), an unreadable record ([`Error::Corrupt`], with a
+//! location string: a file path, a table row), a local IO failure
+//! ([`Error::Io`]), a server or connection that cannot be reached
+//! ([`Error::Unavailable`], which callers retry after a back-off when it is
+//! transient), and anything else a backend reports ([`Error::Backend`]).
 
+use std::error::Error as StdError;
 use std::path::PathBuf;
 
 use semiont_jobs_model::{JobId, JobStatus};
@@ -29,6 +39,12 @@ pub enum ErrorKind {
     Io,
     /// The backend does not offer this operation.
     Unsupported,
+    /// The backend's server or connection cannot be reached. The worker
+    /// runtime backs off and retries the store call; it never fails a job
+    /// for it. See [`Error::is_transient`].
+    Unavailable,
+    /// The backend reported an error the contract has no kind for.
+    Backend,
 }
 
 /// An error of a [`JobStore`](crate::JobStore) operation. Messages are one
@@ -62,10 +78,11 @@ pub enum Error {
     #[error(transparent)]
     Invalid(#[from] semiont_jobs_model::Error),
     /// Stored data could not be read as a job.
-    #[error("corrupt job file {path}: {reason}")]
+    #[error("corrupt job record {location}: {reason}")]
     Corrupt {
-        /// The file (moved to quarantine).
-        path: PathBuf,
+        /// Where the record is: a file path (the filesystem backend moves
+        /// the file to quarantine), a table and key for a database.
+        location: String,
         /// Why it was rejected.
         reason: String,
     },
@@ -83,6 +100,41 @@ pub enum Error {
     /// The backend does not offer this operation.
     #[error("{0} is not supported by this backend")]
     Unsupported(&'static str),
+    /// The backend's server or connection cannot be reached (connection
+    /// refused or lost, server shutting down or restarting, pool exhausted,
+    /// timeout). `transient` says whether the same call may succeed later
+    /// without anybody changing anything.
+    #[error("{store} is unavailable: {source}")]
+    Unavailable {
+        /// The backend, e.g. `postgres`.
+        store: &'static str,
+        /// Whether retrying the same call later may succeed.
+        transient: bool,
+        /// What the backend's client reported.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// An error of the backend that no other variant describes.
+    #[error("{store} error: {source}")]
+    Backend {
+        /// The backend, e.g. `postgres`.
+        store: &'static str,
+        /// What the backend reported.
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+    /// [`JobStore::create_batch`](crate::JobStore::create_batch) failed
+    /// after storing exactly the first `stored` jobs of the batch (0 for a
+    /// backend that stores a batch in one transaction); the others are not
+    /// stored. Its kind is the kind of `source`.
+    #[error("batch create stopped after {stored} stored jobs: {source}")]
+    Batch {
+        /// How many jobs, from the start of the batch, are stored.
+        stored: usize,
+        /// Why the batch stopped.
+        #[source]
+        source: Box<Error>,
+    },
 }
 
 fn describe(actual: Option<(JobStatus, u32)>) -> String {
@@ -112,6 +164,69 @@ impl Error {
                 _ => ErrorKind::Io,
             },
             Error::Unsupported(_) => ErrorKind::Unsupported,
+            Error::Unavailable { .. } => ErrorKind::Unavailable,
+            Error::Backend { .. } => ErrorKind::Backend,
+            Error::Batch { source, .. } => source.kind(),
+        }
+    }
+
+    /// Whether the same call may succeed later without anybody changing
+    /// anything: a transient [`Error::Unavailable`], or an IO error that
+    /// timed out or was interrupted. The worker runtime retries such calls
+    /// after its error back-off.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Unavailable { transient, .. } => *transient,
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::WouldBlock
+            ),
+            Error::Batch { source, .. } => source.is_transient(),
+            _ => false,
+        }
+    }
+
+    /// For an error of [`JobStore::create_batch`](crate::JobStore::create_batch):
+    /// how many jobs, from the start of the batch, were stored.
+    pub fn batch_stored(&self) -> Option<usize> {
+        match self {
+            Error::Batch { stored, .. } => Some(*stored),
+            _ => None,
+        }
+    }
+
+    /// Wraps an error of `create_batch` with the number of jobs stored.
+    pub fn batch(stored: usize, source: Error) -> Self {
+        match source {
+            // Never nest: the outer count is the batch's.
+            Error::Batch { source, .. } => Error::Batch { stored, source },
+            other => Error::Batch {
+                stored,
+                source: Box::new(other),
+            },
+        }
+    }
+
+    /// Shorthand for a corrupt record at `location`.
+    pub fn corrupt(location: impl std::fmt::Display, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            location: location.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::Unavailable`].
+    pub fn unavailable(
+        store: &'static str,
+        transient: bool,
+        source: impl Into<Box<dyn StdError + Send + Sync>>,
+    ) -> Self {
+        Error::Unavailable {
+            store,
+            transient,
+            source: source.into(),
         }
     }
 

@@ -1,20 +1,21 @@
 //! The in-memory backend: a reference implementation of the contract for
 //! tests, examples and single-process use where durability does not matter.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use semiont_jobs_model::{
-    Job, JobFilter, JobId, JobPage, JobStatus, QueueStats, Timestamp, Transition,
+    Job, JobFilter, JobId, JobPage, JobStatus, JobType, QueueStats, Timestamp, Transition,
 };
 use tokio::sync::broadcast;
 
 use crate::rules;
 use crate::{
-    Capabilities, ChangeKind, ChangeOrigin, ClaimRequest, Error, Expect, FinishedJob, JobChange,
-    JobStore, RecoveryReport, Result, TypeFilter, WorkerInfo, CHANGE_CHANNEL_CAPACITY,
+    Capabilities, ChangeKind, ChangeOrigin, ChangeStream, ClaimRequest, Error, Expect, FinishedJob,
+    Heartbeat, JobChange, JobStore, LostJob, RecoveryReport, Result, TypeFilter, WorkerInfo,
+    WorkerRecord, CHANGE_CHANNEL_CAPACITY,
 };
 
 /// A [`JobStore`] that keeps jobs in memory: not persistent, not shared
@@ -25,13 +26,21 @@ use crate::{
 pub struct MemoryStore {
     state: Mutex<State>,
     tx: broadcast::Sender<JobChange>,
+    server_clock: bool,
 }
 
 #[derive(Debug, Default)]
 struct State {
     jobs: BTreeMap<JobId, Job>,
-    registered: HashMap<String, Duration>,
-    gone: HashSet<String>,
+    workers: HashMap<String, Worker>,
+}
+
+/// A registered worker (kept after it unregisters, as dead).
+#[derive(Debug)]
+struct Worker {
+    lease: Duration,
+    alive: bool,
+    last_seen: Option<Timestamp>,
 }
 
 impl Default for MemoryStore {
@@ -46,6 +55,34 @@ impl MemoryStore {
         MemoryStore {
             state: Mutex::new(State::default()),
             tx: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
+            server_clock: false,
+        }
+    }
+
+    /// An empty store that judges leases and due times by the system clock
+    /// ([`Capabilities::server_clock`]), ignoring the callers' `now`, as a
+    /// database shared by many hosts does: the reference for such backends.
+    pub fn with_server_clock() -> Self {
+        MemoryStore {
+            server_clock: true,
+            ..Self::new()
+        }
+    }
+
+    /// The time leases and due times are judged by: the caller's, or the
+    /// system clock for a server-clock store.
+    fn judge(&self, caller: Timestamp) -> Timestamp {
+        if self.server_clock {
+            Timestamp::now()
+        } else {
+            caller
+        }
+    }
+
+    fn judged(&self, req: &ClaimRequest) -> ClaimRequest {
+        ClaimRequest {
+            now: self.judge(req.now),
+            ..req.clone()
         }
     }
 
@@ -56,13 +93,7 @@ impl MemoryStore {
     }
 
     fn notify(&self, job: &Job, kind: ChangeKind) {
-        let _ = self.tx.send(JobChange {
-            id: Some(job.id.clone()),
-            kind,
-            status: Some(job.status),
-            job_type: Some(job.job_type.clone()),
-            origin: ChangeOrigin::Local,
-        });
+        let _ = self.tx.send(JobChange::of(job, kind, ChangeOrigin::Local));
     }
 
     fn next_due<'a>(state: &'a State, types: &TypeFilter, now: Timestamp) -> Option<&'a Job> {
@@ -95,10 +126,21 @@ impl JobStore for MemoryStore {
         Ok(())
     }
 
+    /// All or nothing: a taken id (also one taken twice within the batch)
+    /// stores none of the batch.
     async fn create_batch(&self, jobs: &[Job]) -> Result<()> {
+        let mut st = self.lock();
+        let mut seen = std::collections::HashSet::new();
         for job in jobs {
-            self.create(job).await?;
+            if st.jobs.contains_key(&job.id) || !seen.insert(&job.id) {
+                return Err(Error::batch(0, Error::AlreadyExists { id: job.id.clone() }));
+            }
         }
+        for job in jobs {
+            st.jobs.insert(job.id.clone(), job.clone());
+            self.notify(job, ChangeKind::Created);
+        }
+        drop(st);
         Ok(())
     }
 
@@ -129,15 +171,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn update_running(&self, job: &Job) -> Result<()> {
-        let expect = Expect::running(job.attempt);
-        if job.status != JobStatus::Running {
-            return Err(semiont_jobs_model::Error::IllegalTransition {
-                id: job.id.to_string(),
-                from: JobStatus::Running,
-                to: job.status,
-            }
-            .into());
-        }
+        let expect = rules::check_update_running(job)?;
         let mut st = self.lock();
         let current = st.jobs.get(&job.id);
         match current {
@@ -151,6 +185,7 @@ impl JobStore for MemoryStore {
     }
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Option<Job>> {
+        let req = &self.judged(req);
         let mut st = self.lock();
         let Some(next) = Self::next_due(&st, &req.types, req.now) else {
             return Ok(None);
@@ -162,8 +197,25 @@ impl JobStore for MemoryStore {
         Ok(Some(job))
     }
 
+    async fn claim_batch(&self, req: &ClaimRequest, max: usize) -> Result<Vec<Job>> {
+        let req = &self.judged(req);
+        let mut st = self.lock();
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(next) = Self::next_due(&st, &req.types, req.now) else {
+                break;
+            };
+            let job = rules::claimed(next.clone(), req);
+            st.jobs.insert(job.id.clone(), job.clone());
+            self.notify(&job, ChangeKind::Transition(Transition::Claim));
+            out.push(job);
+        }
+        drop(st);
+        Ok(out)
+    }
+
     async fn peek_next(&self, types: &TypeFilter, now: Timestamp) -> Result<Option<Job>> {
-        Ok(Self::next_due(&self.lock(), types, now).cloned())
+        Ok(Self::next_due(&self.lock(), types, self.judge(now)).cloned())
     }
 
     async fn list(&self, filter: &JobFilter) -> Result<JobPage> {
@@ -188,6 +240,16 @@ impl JobStore for MemoryStore {
             *stats.get_mut(job.status) += 1;
         }
         Ok(stats)
+    }
+
+    async fn type_stats(&self) -> Result<BTreeMap<JobType, QueueStats>> {
+        let mut out: BTreeMap<JobType, QueueStats> = BTreeMap::new();
+        for job in self.lock().jobs.values() {
+            *out.entry(job.job_type.clone())
+                .or_default()
+                .get_mut(job.status) += 1;
+        }
+        Ok(out)
     }
 
     async fn finished_before(&self, before: Timestamp, limit: usize) -> Result<Vec<FinishedJob>> {
@@ -222,64 +284,112 @@ impl JobStore for MemoryStore {
         }
         let job = st.jobs.remove(id);
         if let Some(job) = job {
-            let _ = self.tx.send(JobChange {
-                id: Some(job.id),
-                kind: ChangeKind::Deleted,
-                status: None,
-                job_type: Some(job.job_type),
-                origin: ChangeOrigin::Local,
-            });
+            let mut change = JobChange::of(&job, ChangeKind::Deleted, ChangeOrigin::Local);
+            change.status = None;
+            let _ = self.tx.send(change);
         }
         drop(st);
         Ok(())
     }
 
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
-        let mut st = self.lock();
-        st.gone.remove(&worker.id);
-        st.registered.insert(worker.id.clone(), worker.lease);
+        self.lock().workers.insert(
+            worker.id.clone(),
+            Worker {
+                lease: worker.lease,
+                alive: true,
+                last_seen: None,
+            },
+        );
         Ok(())
     }
 
-    async fn heartbeat(&self, worker_id: &str, now: Timestamp) -> Result<()> {
+    async fn heartbeat(&self, beat: &Heartbeat) -> Result<Vec<LostJob>> {
+        let now = self.judge(beat.now);
         let mut st = self.lock();
-        let Some(lease) = st.registered.get(worker_id).copied() else {
-            return Err(semiont_jobs_model::Error::InvalidParams(format!(
-                "worker {worker_id} is not registered"
-            ))
-            .into());
+        let State { jobs, workers } = &mut *st;
+        let lease = match workers.get_mut(&beat.worker_id) {
+            Some(w) if w.alive => {
+                w.last_seen = Some(now);
+                w.lease
+            }
+            _ => {
+                return Err(semiont_jobs_model::Error::InvalidParams(format!(
+                    "worker {} is not registered",
+                    beat.worker_id
+                ))
+                .into())
+            }
         };
-        for job in st.jobs.values_mut() {
-            if job.status == JobStatus::Running && job.worker_id.as_deref() == Some(worker_id) {
+        for job in jobs.values_mut() {
+            if job.status == JobStatus::Running
+                && job.worker_id.as_deref() == Some(beat.worker_id.as_str())
+            {
                 job.lease_expires_at = Some(now.add(lease));
             }
         }
-        Ok(())
+        let lost = beat
+            .held
+            .iter()
+            .filter_map(|(id, attempt)| {
+                let job = jobs.get(id);
+                let held = job.is_some_and(|j| {
+                    j.status == JobStatus::Running
+                        && j.attempt == *attempt
+                        && j.worker_id.as_deref() == Some(beat.worker_id.as_str())
+                });
+                (!held).then(|| LostJob {
+                    id: id.clone(),
+                    attempt: *attempt,
+                    status: job.map(|j| j.status),
+                })
+            })
+            .collect();
+        Ok(lost)
     }
 
     async fn unregister_worker(&self, worker_id: &str) -> Result<()> {
         let mut st = self.lock();
-        st.registered.remove(worker_id);
-        st.gone.insert(worker_id.to_owned());
+        let w = st.workers.entry(worker_id.to_owned()).or_insert(Worker {
+            lease: Duration::ZERO,
+            alive: false,
+            last_seen: None,
+        });
+        w.alive = false;
         Ok(())
     }
 
+    async fn workers(&self) -> Result<Vec<WorkerRecord>> {
+        let st = self.lock();
+        let mut out: Vec<WorkerRecord> = st
+            .workers
+            .iter()
+            .map(|(id, w)| WorkerRecord {
+                id: id.clone(),
+                alive: w.alive,
+                lease: w.lease,
+                last_seen: w.last_seen,
+                host: None,
+                pid: Some(std::process::id()),
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
     async fn recover(&self, now: Timestamp) -> Result<RecoveryReport> {
+        let now = self.judge(now);
         let mut report = RecoveryReport::default();
         {
             let mut st = self.lock();
-            let State {
-                jobs,
-                registered,
-                gone,
-            } = &mut *st;
+            let State { jobs, workers } = &mut *st;
             for job in jobs.values_mut() {
                 if job.status != JobStatus::Running {
                     continue;
                 }
-                let why = match job.worker_id.as_deref() {
-                    Some(w) if registered.contains_key(w) => continue,
-                    Some(w) if gone.contains(w) => "stopped",
+                let why = match job.worker_id.as_deref().and_then(|w| workers.get(w)) {
+                    Some(w) if w.alive => continue,
+                    Some(_) => "stopped",
                     _ if job.lease_expires_at.is_some_and(|t| t >= now) => continue,
                     _ => "lost its lease",
                 };
@@ -296,11 +406,11 @@ impl JobStore for MemoryStore {
         Ok(report)
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<JobChange> {
-        self.tx.subscribe()
+    fn subscribe(&self) -> ChangeStream {
+        ChangeStream::from_broadcast(self.tx.subscribe())
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::new(false, false, false)
+        Capabilities::new(false, false, false).with_server_clock(self.server_clock)
     }
 }

@@ -24,6 +24,22 @@ pub fn check_same_id(id: &JobId, job: &Job) -> Result<()> {
     }
 }
 
+/// Checks an in-place update request ([`JobStore::update_running`](crate::JobStore::update_running))
+/// before any IO: the new version must be running. Returns the precondition
+/// the stored job must meet: running at the same attempt.
+pub fn check_update_running(job: &Job) -> Result<Expect> {
+    if job.status == JobStatus::Running {
+        Ok(Expect::running(job.attempt))
+    } else {
+        Err(semiont_jobs_model::Error::IllegalTransition {
+            id: job.id.to_string(),
+            from: JobStatus::Running,
+            to: job.status,
+        }
+        .into())
+    }
+}
+
 /// Checks a delete request: only finished jobs may be deleted.
 pub fn check_delete_request(id: &JobId, expect: Expect) -> Result<()> {
     if expect.status.is_finished() {

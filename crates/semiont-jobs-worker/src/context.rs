@@ -23,6 +23,9 @@ pub(crate) enum StopReason {
     Cancelled,
     /// The worker no longer owns the job.
     LeaseLost,
+    /// No heartbeat succeeded within the lease (minus the margin): the job
+    /// may have been recovered elsewhere, so nothing more is recorded.
+    LeaseExpired,
     /// The runner is shutting down and gives the job back.
     Shutdown,
 }
@@ -51,6 +54,9 @@ pub(crate) struct Shared {
     /// longer its own), so there is nothing left for the token to stop.
     pub(crate) executed: std::sync::atomic::AtomicBool,
     progress_interval: Duration,
+    /// When the lease was last known renewed: the claim, then each
+    /// heartbeat that succeeded (the time it was sent).
+    renewed: Mutex<Instant>,
     slot: Mutex<ProgressSlot>,
     /// Serializes writes so the newest value is always written last.
     write_lock: tokio::sync::Mutex<()>,
@@ -69,6 +75,19 @@ impl Shared {
 
     pub(crate) fn reason(&self) -> Option<StopReason> {
         *self.reason.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes a lease renewal sent at `at` (never moves backwards).
+    pub(crate) fn lease_renewed(&self, at: Instant) {
+        let mut r = self.renewed.lock().unwrap_or_else(|e| e.into_inner());
+        if at > *r {
+            *r = at;
+        }
+    }
+
+    /// When the lease was last known renewed.
+    pub(crate) fn renewed_at(&self) -> Instant {
+        *self.renewed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, ProgressSlot> {
@@ -90,6 +109,17 @@ impl Shared {
             .await
         {
             Ok(_) => Ok(()),
+            Err(e) if e.is_transient() => {
+                // The store is briefly unreachable: progress is best effort
+                // and the newest value is written by the next write or the
+                // flush before completion. Not the job's failure.
+                tracing::warn!(job_id = %self.job_id, error = %e, "progress write failed; will retry");
+                let mut slot = self.slot();
+                if slot.pending.is_none() {
+                    slot.pending = Some(value);
+                }
+                Ok(())
+            }
             Err(e) => {
                 let err = JobError::from(e);
                 match err.kind() {
@@ -119,6 +149,7 @@ impl JobContext {
         job: &Job,
         worker_id: Arc<str>,
         progress_interval: Duration,
+        claimed_at: Instant,
     ) -> Self {
         JobContext {
             shared: Arc::new(Shared {
@@ -131,6 +162,7 @@ impl JobContext {
                 reason: Mutex::new(None),
                 executed: std::sync::atomic::AtomicBool::new(false),
                 progress_interval,
+                renewed: Mutex::new(claimed_at),
                 slot: Mutex::new(ProgressSlot::default()),
                 write_lock: tokio::sync::Mutex::new(()),
             }),
@@ -143,7 +175,13 @@ impl JobContext {
     /// nothing fires the token unless you cancel it.
     pub fn detached(queue: JobQueue, job: &Job) -> Self {
         let worker_id: Arc<str> = job.worker_id.as_deref().unwrap_or("detached").into();
-        Self::new(queue, job, worker_id, Duration::from_millis(250))
+        Self::new(
+            queue,
+            job,
+            worker_id,
+            Duration::from_millis(250),
+            Instant::now(),
+        )
     }
 
     /// The job's id.

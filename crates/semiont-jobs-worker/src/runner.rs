@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
 use semiont_jobs_model::{Job, JobId, JobStatus};
 use semiont_jobs_queue::{EventKind, EventStream, JobQueue};
 use semiont_jobs_store::{ChangeOrigin, TypeFilter};
@@ -34,14 +37,20 @@ pub struct WorkerOptions {
     /// How long [`Worker::stop`] waits for running jobs before cancelling
     /// them (default 30 s).
     pub shutdown_timeout: Duration,
-    /// Lease renewal period (default: a third of the queue's lease).
+    /// Lease renewal period (default: a third of the queue's lease). Each
+    /// heartbeat is one store call for all of this runner's jobs, and also
+    /// the re-check that stops jobs the store no longer holds for this
+    /// worker (cancelled or recovered elsewhere), which bounds how late a
+    /// cancel reaches a job when change notifications are lost.
     pub heartbeat_interval: Option<Duration>,
+    /// The watchdog's safety margin (default: a fifth of the queue's
+    /// lease). When no heartbeat has succeeded for a job for `lease −
+    /// margin`, the runner stops the job (its token fires) and records
+    /// nothing more for that attempt: past its lease another host may
+    /// recover and run it, and the two must never both write.
+    pub lease_margin: Option<Duration>,
     /// Minimum time between two progress writes of one job (default 250 ms).
     pub progress_interval: Duration,
-    /// How often running jobs are checked for cancellation when no
-    /// notification arrived (default 500 ms), bounding how late a cancel
-    /// reaches a job when notifications are lost.
-    pub cancel_check_interval: Duration,
     /// How often this runner looks for dead workers' jobs to recover
     /// (default 5 s).
     pub recovery_interval: Duration,
@@ -57,8 +66,8 @@ impl Default for WorkerOptions {
             concurrency: 1,
             shutdown_timeout: Duration::from_secs(30),
             heartbeat_interval: None,
+            lease_margin: None,
             progress_interval: Duration::from_millis(250),
-            cancel_check_interval: Duration::from_millis(500),
             recovery_interval: Duration::from_secs(5),
             worker_id: None,
         }
@@ -96,13 +105,25 @@ impl WorkerOptions {
         self
     }
 
+    /// Sets the heartbeat period.
+    pub fn heartbeat_interval(mut self, d: Duration) -> Self {
+        self.heartbeat_interval = Some(d);
+        self
+    }
+
+    /// Sets the watchdog's margin before a lease runs out.
+    pub fn lease_margin(mut self, d: Duration) -> Self {
+        self.lease_margin = Some(d);
+        self
+    }
+
     /// Sets the worker id.
     pub fn worker_id(mut self, id: impl Into<String>) -> Self {
         self.worker_id = Some(id.into());
         self
     }
 
-    fn validate(&self) -> Result<()> {
+    fn validate(&self, lease: Duration) -> Result<()> {
         let bad = |what: &str| Err(Error::InvalidOptions(what.to_owned()));
         if self.concurrency == 0 {
             return bad("concurrency must be at least 1");
@@ -112,7 +133,6 @@ impl WorkerOptions {
         }
         for (name, d) in [
             ("poll interval", self.poll_interval),
-            ("cancel check interval", self.cancel_check_interval),
             ("recovery interval", self.recovery_interval),
         ] {
             if d.is_zero() {
@@ -122,7 +142,24 @@ impl WorkerOptions {
         if self.heartbeat_interval.is_some_and(|d| d.is_zero()) {
             return bad("heartbeat interval must be above zero");
         }
+        let margin = self.margin(lease);
+        if self.heartbeat_period(lease) + margin >= lease {
+            return Err(Error::InvalidOptions(format!(
+                "heartbeat interval ({:?}) plus lease margin ({margin:?}) must be below the queue's lease ({lease:?})",
+                self.heartbeat_period(lease)
+            )));
+        }
         Ok(())
+    }
+
+    fn heartbeat_period(&self, lease: Duration) -> Duration {
+        self.heartbeat_interval
+            .unwrap_or(lease / 3)
+            .max(Duration::from_millis(10))
+    }
+
+    fn margin(&self, lease: Duration) -> Duration {
+        self.lease_margin.unwrap_or(lease / 5)
     }
 }
 
@@ -190,30 +227,8 @@ struct Inner {
     in_flight: Mutex<HashMap<JobId, Arc<Shared>>>,
     executed: AtomicU64,
     claim_attempts: AtomicU64,
-}
-
-static WORKER_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn default_worker_id(name: &str) -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into());
-    let n = WORKER_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let raw = format!("{name}-{host}-{}-{n}", std::process::id());
-    let clean: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    clean.chars().take(120).collect()
+    /// Wakes the heartbeat loop for an early beat (after a resync).
+    beat_now: Notify,
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -234,7 +249,7 @@ impl Worker {
         let worker_id: Arc<str> = options
             .worker_id
             .clone()
-            .unwrap_or_else(|| default_worker_id(worker.worker_name()))
+            .unwrap_or_else(|| semiont_jobs_store::worker_id(worker.worker_name()))
             .into();
         let types = worker.job_types();
         Worker {
@@ -250,6 +265,7 @@ impl Worker {
                 in_flight: Mutex::new(HashMap::new()),
                 executed: AtomicU64::new(0),
                 claim_attempts: AtomicU64::new(0),
+                beat_now: Notify::new(),
             }),
         }
     }
@@ -280,7 +296,7 @@ impl Worker {
     /// store refuses to register the worker) or was started before.
     pub async fn start(&self) -> Result<()> {
         let inner = &self.inner;
-        inner.options.validate()?;
+        inner.options.validate(inner.queue.config().lease)?;
         if inner.started.swap(true, Ordering::SeqCst) {
             return Err(Error::AlreadyStarted(inner.worker_id.to_string()));
         }
@@ -323,6 +339,7 @@ impl Worker {
         let background = CancellationToken::new();
         let mut bg = JoinSet::new();
         bg.spawn(Arc::clone(&inner).heartbeat_loop(background.clone()));
+        bg.spawn(Arc::clone(&inner).watchdog_loop(background.clone()));
         bg.spawn(Arc::clone(&inner).cancel_watch_loop(background.clone()));
         bg.spawn(Arc::clone(&inner).recovery_loop(background.clone()));
 
@@ -342,23 +359,35 @@ impl Worker {
             if inner.stop_claiming.is_cancelled() {
                 break;
             }
-            let claimed = inner.queue.claim_next_job(&inner.types, &wid).await;
+            // Fill every free slot with one claim call.
+            let mut slots = vec![permit];
+            while let Ok(p) = Arc::clone(&permits).try_acquire_owned() {
+                slots.push(p);
+            }
+            let claimed_at = Instant::now();
+            let claimed = inner
+                .queue
+                .claim_next_jobs(&inner.types, &wid, slots.len())
+                .await;
             inner.claim_attempts.fetch_add(1, Ordering::Relaxed);
             match claimed {
-                Ok(Some(job)) => {
-                    if !inner.worker.can_process_job(&job) {
-                        drop(permit);
-                        inner.refuse(&job).await;
-                        continue;
-                    }
-                    tasks.spawn(Arc::clone(&inner).run_job(job, permit));
-                }
-                Ok(None) => {
-                    drop(permit);
+                Ok(jobs) if jobs.is_empty() => {
+                    drop(slots);
                     inner.wait_for_work(&mut events).await;
                 }
+                Ok(jobs) => {
+                    for job in jobs {
+                        let Some(permit) = slots.pop() else { break };
+                        if !inner.worker.can_process_job(&job) {
+                            drop(permit);
+                            inner.refuse(&job).await;
+                            continue;
+                        }
+                        tasks.spawn(Arc::clone(&inner).run_job(job, permit, claimed_at));
+                    }
+                }
                 Err(e) => {
-                    drop(permit);
+                    drop(slots);
                     warn!(worker_id = %wid, error = %e, "claim failed; backing off");
                     inner.pause(inner.options.error_backoff).await;
                 }
@@ -508,19 +537,92 @@ impl Inner {
         }
     }
 
+    fn lease(&self) -> Duration {
+        self.queue.config().lease
+    }
+
+    /// Renews this worker's leases every heartbeat period (one store call
+    /// for all its jobs) and stops the jobs the store says are no longer
+    /// this worker's. A successful beat moves each held job's watchdog
+    /// deadline; a failed one does not.
     async fn heartbeat_loop(self: Arc<Self>, stop: CancellationToken) {
-        let period = self
-            .options
-            .heartbeat_interval
-            .unwrap_or_else(|| self.queue.config().lease / 3)
-            .max(Duration::from_millis(10));
+        let period = self.options.heartbeat_period(self.lease());
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(period) => {}
+                _ = self.beat_now.notified() => {}
             }
-            if let Err(e) = self.queue.heartbeat(&self.worker_id).await {
-                warn!(worker_id = %self.worker_id, error = %e, "heartbeat failed");
+            self.beat(period).await;
+        }
+    }
+
+    async fn beat(&self, period: Duration) {
+        let running = self.in_flight();
+        let held: Vec<(JobId, u32)> = running
+            .iter()
+            .map(|(id, shared)| (id.clone(), shared.attempt))
+            .collect();
+        let sent = Instant::now();
+        // A beat that hangs must not hold up the next one: the watchdog
+        // decides by the last beat that succeeded.
+        let beat = tokio::time::timeout(period.max(Duration::from_secs(1)), async {
+            self.queue.heartbeat(&self.worker_id, &held).await
+        });
+        match beat.await {
+            Ok(Ok(lost)) => {
+                for (id, shared) in &running {
+                    if !lost
+                        .iter()
+                        .any(|l| &l.id == id && l.attempt == shared.attempt)
+                    {
+                        shared.lease_renewed(sent);
+                    }
+                }
+                for l in lost {
+                    let Some(shared) = running.get(&l.id) else {
+                        continue;
+                    };
+                    if shared.attempt != l.attempt || shared.executed.load(Ordering::Acquire) {
+                        continue;
+                    }
+                    if l.cancelled() {
+                        shared.stop(StopReason::Cancelled);
+                    } else {
+                        debug!(job_id = %l.id, attempt = l.attempt, status = ?l.status, "heartbeat: job no longer ours");
+                        shared.stop(StopReason::LeaseLost);
+                    }
+                }
+            }
+            Ok(Err(e)) => {
+                warn!(worker_id = %self.worker_id, error = %e, jobs = held.len(), "heartbeat failed")
+            }
+            Err(_) => {
+                warn!(worker_id = %self.worker_id, jobs = held.len(), "heartbeat timed out")
+            }
+        }
+    }
+
+    /// Stops every job whose lease may have run out: no heartbeat has
+    /// succeeded for it for `lease − margin`. Past its lease another host
+    /// may recover and run it; this runner records nothing more for it.
+    async fn watchdog_loop(self: Arc<Self>, stop: CancellationToken) {
+        let lease = self.lease();
+        let budget = lease.saturating_sub(self.options.margin(lease));
+        let tick = (budget / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(tick) => {}
+            }
+            let now = Instant::now();
+            for (id, shared) in self.in_flight() {
+                let renewed = shared.renewed_at();
+                if now < renewed + budget || shared.reason().is_some() {
+                    continue;
+                }
+                warn!(event = "job.lost", job_id = %id, attempt = shared.attempt, worker_id = %self.worker_id, since_ms = now.duration_since(renewed).as_millis() as u64, "no heartbeat succeeded within the lease; stopping the job and recording nothing more for this attempt");
+                shared.stop(StopReason::LeaseExpired);
             }
         }
     }
@@ -535,12 +637,13 @@ impl Inner {
         }
     }
 
-    /// Relays cancellation to running jobs: on every store change to one of
-    /// them, and on a timer in case a notification was lost.
+    /// Relays cancellation to running jobs on every store change to one of
+    /// them (a cancel in another process arrives within the store's
+    /// notification latency). Lost notifications are caught by the next
+    /// heartbeat, which re-checks every running job in one call; after a
+    /// resynchronisation the heartbeat runs at once.
     async fn cancel_watch_loop(self: Arc<Self>, stop: CancellationToken) {
         let mut events = self.queue.subscribe().without_snapshots();
-        let mut tick = tokio::time::interval(self.options.cancel_check_interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -552,7 +655,7 @@ impl Inner {
                                 // A start by another process may be a re-claim after
                                 // this worker lost its lease; this process's own
                                 // start of the job is the claim this worker made
-                                // (anything rarer is caught by the tick).
+                                // (anything rarer is caught by the heartbeat).
                                 let foreign_start = ev.kind == EventKind::Started
                                     && ev.origin == ChangeOrigin::External;
                                 if ev.status != Some(JobStatus::Running) || foreign_start {
@@ -560,18 +663,11 @@ impl Inner {
                                 }
                             }
                         }
-                        None => self.check_all().await,
+                        None => self.beat_now.notify_one(),
                     },
                     None => return,
                 },
-                _ = tick.tick() => self.check_all().await,
             }
-        }
-    }
-
-    async fn check_all(&self) {
-        for shared in self.in_flight().values() {
-            self.check(shared).await;
         }
     }
 
@@ -595,12 +691,13 @@ impl Inner {
         }
     }
 
-    async fn run_job(self: Arc<Self>, job: Job, permit: OwnedSemaphorePermit) {
+    async fn run_job(self: Arc<Self>, job: Job, permit: OwnedSemaphorePermit, claimed_at: Instant) {
         let ctx = JobContext::new(
             self.queue.clone(),
             &job,
             Arc::clone(&self.worker_id),
             self.options.progress_interval,
+            claimed_at,
         );
         let shared = Arc::clone(&ctx.shared);
         self.in_flight
@@ -631,15 +728,18 @@ impl Inner {
             Some(StopReason::LeaseLost) => {
                 warn!(event = "job.lost", job_id = %id, attempt, worker_id = %wid, "job taken away from this worker; nothing recorded")
             }
+            Some(StopReason::LeaseExpired) => {
+                warn!(event = "job.lost", job_id = %id, attempt, worker_id = %wid, "lease ran out without a successful heartbeat; nothing recorded")
+            }
             None => match outcome {
-                Ok(Ok(result)) => self.record_completion(&job, result).await,
-                Ok(Err(e)) => self.record_failure(&job, e).await,
+                Ok(Ok(result)) => self.record_completion(&job, &shared, result).await,
+                Ok(Err(e)) => self.record_failure(&job, &shared, e).await,
                 Err(join) if join.is_panic() => {
                     let msg = panic_message(&*join.into_panic());
                     error!(job_id = %id, attempt, worker_id = %wid, panic = %msg, "execute_job panicked");
                     let e = JobError::retryable(format!("execute_job panicked: {msg}"))
                         .with_code("PANIC");
-                    self.record_failure(&job, e).await;
+                    self.record_failure(&job, &shared, e).await;
                 }
                 Err(_) => self.give_back(&job, "execution aborted").await,
             },
@@ -651,16 +751,33 @@ impl Inner {
         drop(permit);
     }
 
-    /// Records an outcome, retrying store errors a few times (a job must not
-    /// stay running because the disk hiccuped once).
-    async fn record<F, Fut>(&self, job: &Job, what: &str, op: F) -> Option<Job>
+    /// Records an outcome. A conflict means the job is no longer ours. A
+    /// transient store failure (a lost connection) is retried with back-off
+    /// for as long as this attempt's lease is safe (the watchdog's
+    /// deadline); other store errors a few times. A job must not stay
+    /// running because the store hiccuped once, and must never be written
+    /// after its lease may have run out.
+    async fn record<F, Fut>(&self, job: &Job, shared: &Shared, what: &str, op: F) -> Option<Job>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = semiont_jobs_queue::Result<Job>>,
     {
+        let lease = self.lease();
+        let budget = lease.saturating_sub(self.options.margin(lease));
         let mut delay = Duration::from_millis(50);
-        for round in 0..6 {
-            match op().await {
+        let mut round = 0u32;
+        loop {
+            if Instant::now() >= shared.renewed_at() + budget {
+                warn!(event = "job.lost", job_id = %job.id, attempt = job.attempt, worker_id = %self.worker_id, "lease ran out before the {what} could be recorded; nothing recorded");
+                return None;
+            }
+            // Each try must end before the lease may run out.
+            let left = (shared.renewed_at() + budget).saturating_duration_since(Instant::now());
+            let outcome = match tokio::time::timeout(left, op()).await {
+                Ok(outcome) => outcome,
+                Err(_) => continue,
+            };
+            match outcome {
                 Ok(job) => return Some(job),
                 Err(e)
                     if matches!(
@@ -681,21 +798,26 @@ impl Inner {
                     }
                     return None;
                 }
-                Err(e) => {
+                Err(e) if e.is_transient() || round < 5 => {
                     warn!(job_id = %job.id, error = %e, round, "cannot record {what}; retrying");
-                    tokio::time::sleep(delay.min(self.options.error_backoff)).await;
-                    delay *= 2;
+                    let pause = delay.min(self.options.error_backoff);
+                    tokio::time::sleep(pause).await;
+                    delay =
+                        (delay * 2).min(self.options.error_backoff.max(Duration::from_millis(50)));
+                    round += 1;
+                }
+                Err(e) => {
+                    error!(job_id = %job.id, error = %e, "giving up recording {what}; the job stays running until this worker stops and recovery returns it");
+                    return None;
                 }
             }
         }
-        error!(job_id = %job.id, "giving up recording {what}; the job stays running until this worker stops and recovery returns it");
-        None
     }
 
-    async fn record_completion(&self, job: &Job, result: Option<Value>) {
+    async fn record_completion(&self, job: &Job, shared: &Shared, result: Option<Value>) {
         let result = result.unwrap_or(Value::Null);
         let done = self
-            .record(job, "completion", || {
+            .record(job, shared, "completion", || {
                 self.queue.complete_job_at(&job.id, job.attempt, &result)
             })
             .await;
@@ -704,7 +826,7 @@ impl Inner {
         }
     }
 
-    async fn record_failure(&self, job: &Job, e: JobError) {
+    async fn record_failure(&self, job: &Job, shared: &Shared, e: JobError) {
         if matches!(e.kind(), JobErrorKind::Cancelled | JobErrorKind::LeaseLost) {
             // The job said it stopped because it lost the job; if the store
             // still shows it ours, that was a spurious stop: count a retry.
@@ -719,7 +841,7 @@ impl Inner {
         }
         let failure = e.to_failure();
         let written = self
-            .record(job, "failure", || {
+            .record(job, shared, "failure", || {
                 self.queue
                     .fail_job_at(&job.id, job.attempt, failure.clone())
             })

@@ -91,7 +91,7 @@ fn stats() {
     let v = golden("stats.json");
     let s: QueueStats = serde_json::from_value(v).unwrap();
     assert_eq!(s.total(), 111);
-    assert_eq!(s.quarantined, 0);
+    assert_eq!(s.unreadable, 0);
 }
 
 #[test]

@@ -82,7 +82,7 @@ async fn every_kind_of_bad_file_is_quarantined_at_open() {
     fault::set_read_error(&name_for(&unreadable.id), None);
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.pending, stats.complete), (1, 1), "{stats:?}");
-    assert_eq!(stats.quarantined, 11, "{stats:?}");
+    assert_eq!(stats.unreadable, 11, "{stats:?}");
     let reasons = reasons(&dir);
     assert_eq!(reasons.len(), 11);
     let all = reasons.join("\n");
@@ -120,7 +120,7 @@ async fn every_kind_of_bad_file_is_quarantined_at_open() {
     // Reopening finds nothing new to quarantine.
     drop(store);
     let store = FsStore::open(&dir, support::opts()).await.unwrap();
-    assert_eq!(store.stats().await.unwrap().quarantined, 11);
+    assert_eq!(store.stats().await.unwrap().unreadable, 11);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,14 +133,14 @@ async fn bad_files_appearing_later_are_quarantined_and_skipped() {
     let bad = JobId::generate();
     std::fs::write(dir.join("pending").join(name_for(&bad)), b"{\"id\": tru").unwrap();
     let seen = eventually(Duration::from_secs(5), || async {
-        store.stats().await.unwrap().quarantined == 1
+        store.stats().await.unwrap().unreadable == 1
     })
     .await;
     assert!(seen, "the watcher quarantined the file");
     // A foreign name: found by a rescan.
     std::fs::write(dir.join("running").join("README"), b"hi").unwrap();
     store.rescan().await.unwrap();
-    assert_eq!(store.stats().await.unwrap().quarantined, 2);
+    assert_eq!(store.stats().await.unwrap().unreadable, 2);
     let claimed = store
         .claim(&claim_req("w", Timestamp::now(), Duration::from_secs(30)))
         .await
@@ -164,7 +164,7 @@ async fn reading_a_corrupted_job_is_corrupt_and_sets_it_aside() {
         store.get(&job.id).await.unwrap_err().kind(),
         ErrorKind::NotFound
     );
-    assert_eq!(store.stats().await.unwrap().quarantined, 1);
+    assert_eq!(store.stats().await.unwrap().unreadable, 1);
     // A claim skips it and the index forgets it.
     assert!(store
         .claim(&claim_req("w", Timestamp::now(), Duration::from_secs(30)))
@@ -182,7 +182,7 @@ async fn a_young_unparseable_file_gets_a_grace_period() {
     let options = support::opts().quarantine_grace(Duration::from_secs(3600));
     let store = FsStore::open(&dir, options).await.unwrap();
     let stats = store.stats().await.unwrap();
-    assert_eq!((stats.pending, stats.quarantined), (0, 0));
+    assert_eq!((stats.pending, stats.unreadable), (0, 0));
     assert!(dir.join("pending").join(name_for(&bad)).exists());
 }
 
@@ -215,7 +215,7 @@ async fn a_completion_whose_old_name_came_back_stays_complete() {
     let store = FsStore::open(&dir, opts).await.unwrap();
     let stats = store.stats().await.unwrap();
     assert_eq!(
-        (stats.running, stats.complete, stats.quarantined),
+        (stats.running, stats.complete, stats.unreadable),
         (0, 1, 1),
         "{stats:?}"
     );

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use semiont_jobs_model::{Job, JobStatus, Timestamp};
-use semiont_jobs_store::{Durability, Expect, JobStore, WorkerInfo};
+use semiont_jobs_store::{Durability, Expect, Heartbeat, JobStore, WorkerInfo};
 use semiont_jobs_store_fs::{fault, FsStore};
 use serde_json::Value;
 
@@ -159,7 +159,12 @@ async fn crash(spec: &Value) {
                 })
                 .await
                 .unwrap();
-            store.heartbeat(&worker, now).await.unwrap();
+            let beat = Heartbeat {
+                worker_id: worker,
+                now,
+                held: vec![(j.id.clone(), j.attempt)],
+            };
+            store.heartbeat(&beat).await.unwrap();
         }
         "recover" => {
             store.recover(now).await.unwrap();

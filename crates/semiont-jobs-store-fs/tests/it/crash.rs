@@ -147,7 +147,7 @@ async fn reopen_and_check(
     }
     let stats = store.stats().await.unwrap();
     assert_eq!(stats.total() as usize, jobs.len(), "stats match the disk");
-    assert_eq!(stats.quarantined as usize, quarantined);
+    assert_eq!(stats.unreadable as usize, quarantined);
     // The queue still works: drain it.
     support::drain(&store, "w-after").await;
     assert_eq!(store.count(JobStatus::Pending).await.unwrap(), 0);

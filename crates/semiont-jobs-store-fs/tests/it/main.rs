@@ -13,14 +13,31 @@ mod spares;
 mod support;
 mod torture;
 
-mod conformance {
-    use semiont_jobs_store_fs::{FsOptions, FsStore};
+/// The suite in both durabilities; peers are other `FsStore` instances on
+/// the same directory (another process's view, with its own watcher and
+/// locks: dropping an instance releases its worker locks as a process exit
+/// does).
+macro_rules! fs_conformance {
+    ($name:expr, $durability:expr) => {
+        use semiont_jobs_store_fs::{FsOptions, FsStore};
 
-    semiont_jobs_store::conformance_tests!(|| async {
-        let dir = crate::support::tempdir();
-        let store = FsStore::open(dir.path().join("jobs"), FsOptions::default())
-            .await
-            .unwrap();
-        semiont_jobs_store::conformance::Fixture::with_guard(store, dir)
-    });
+        semiont_jobs_store::conformance_tests!($name, || async {
+            let dir = crate::support::tempdir();
+            let jobs = dir.path().join("jobs");
+            let opts = FsOptions::default().durability($durability);
+            let store = FsStore::open(&jobs, opts.clone()).await.unwrap();
+            semiont_jobs_store::conformance::Fixture::with_guard(store, dir).with_peer(move || {
+                let (jobs, opts) = (jobs.clone(), opts.clone());
+                async move { FsStore::open(jobs, opts).await.unwrap() }
+            })
+        });
+    };
+}
+
+mod conformance {
+    fs_conformance!("fs-fsync", semiont_jobs_store::Durability::Fsync);
+}
+
+mod conformance_no_fsync {
+    fs_conformance!("fs-none", semiont_jobs_store::Durability::None);
 }

@@ -2,6 +2,8 @@
 //! retries on a manual clock, panics, concurrency, wake-ups, cancellation,
 //! graceful and forced shutdown, progress throttling, batches.
 
+mod lease;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -485,7 +487,7 @@ async fn batches_keep_order_and_stop_at_the_first_error() {
 async fn a_job_longer_than_its_lease_is_never_reclaimed_while_its_worker_lives() {
     let q = JobQueue::builder()
         .store(Arc::new(MemoryStore::new()))
-        .lease(Duration::from_millis(150))
+        .lease(Duration::from_millis(600))
         .build()
         .unwrap();
     q.initialize().await.unwrap();
@@ -498,11 +500,13 @@ async fn a_job_longer_than_its_lease_is_never_reclaimed_while_its_worker_lives()
     wait_job(&q, &job, |j| j.status == JobStatus::Running).await;
     // Recovery runs every 20 ms; wait until the job has outlived three
     // lease lengths, seen through heartbeats pushing its lease forward.
+    // (A lease well above the heartbeat period: the watchdog stops jobs
+    // whose heartbeats are late by more than the lease minus its margin.)
     let first = q.get_job(&job.id).await.unwrap().lease_expires_at.unwrap();
     tokio::time::timeout(WAIT, async {
         loop {
             let lease = q.get_job(&job.id).await.unwrap().lease_expires_at.unwrap();
-            if lease.as_millis() >= first.as_millis() + 450 {
+            if lease.as_millis() >= first.as_millis() + 1800 {
                 break;
             }
             tokio::task::yield_now().await;
