@@ -144,9 +144,8 @@ async fn a_burst_by_another_instance_arrives_whole() {
     let mut resynced = false;
     tokio::time::timeout(WAKE_UP, async {
         while !resynced && (last.len() < jobs.len() || running(&last) < 100) {
-            let c = match rx.recv().await {
-                Ok(c) => c,
-                Err(e) => panic!("{e}"),
+            let Some(c) = rx.recv().await else {
+                panic!("channel closed")
             };
             if c.kind == ChangeKind::Resynced {
                 resynced = true;
