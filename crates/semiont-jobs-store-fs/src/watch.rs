@@ -17,10 +17,11 @@
 //! handler there for each event; the handler collects hints into a batch
 //! and, after a quiet spell, handles it at once on that thread (no second
 //! thread between the kernel and the index). During a burst the handler
-//! holds `notify`'s thread for [`COALESCE`] at the first event of a batch,
+//! holds `notify`'s thread for [`COALESCE`] at the start of each window,
 //! so the kernel queues the burst's events instead of waking that thread
-//! for each, and a coalescing thread handles the batch once `notify` has
-//! read them, each job and directory once.
+//! for each; the window's batch is handled there when the next window
+//! starts, each job and directory once, and by a coalescing thread when
+//! the burst ends.
 
 use std::collections::HashMap;
 use std::io;
@@ -48,10 +49,13 @@ const MAX_BATCH: usize = 16_384;
 const QUIET: Duration = Duration::from_millis(5);
 /// How long a burst's events are collected before they are handled.
 const COALESCE: Duration = Duration::from_millis(1);
-/// How long after [`COALESCE`] the coalescing thread leaves `notify`'s
-/// thread to read what the kernel queued meanwhile (a few reads of a few
-/// dozen events each; what it misses goes into the next batch).
+/// How long after [`COALESCE`] `notify`'s thread is given to read what
+/// the kernel queued meanwhile (a few reads of a few dozen events each;
+/// what comes later goes into the next batch).
 const DRAIN: Duration = Duration::from_micros(250);
+/// A burst has ended when no event came for this long; the coalescing
+/// thread then handles its last batch.
+const END: Duration = Duration::from_micros(2500);
 
 /// What events for one job in one directory said, within one batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,7 +136,7 @@ impl<T: Target> Drop for Watcher<T> {
         st.stop = true;
         st.batch = Batch::default();
         drop(st);
-        self.shared.armed.notify_all();
+        self.shared.burst.notify_all();
         // Dropping notify's watcher tells its thread to remove the watches
         // and exit.
         drop(self.notify.take());
@@ -197,8 +201,8 @@ impl<T: Target> Watcher<T> {
         let mut st = self.shared.lock();
         st.target = Some(target);
         if !st.batch.is_empty() {
-            st.armed = true;
-            self.shared.armed.notify_one();
+            st.newest = Some(Instant::now());
+            self.shared.open_window(st, Instant::now());
         }
         Ok(())
     }
@@ -208,9 +212,9 @@ impl<T: Target> Watcher<T> {
 struct Shared<T> {
     dirs: Dirs,
     state: Mutex<State<T>>,
-    /// Signalled when the coalescing thread has a batch to handle (or must
-    /// stop).
-    armed: Condvar,
+    /// Signalled when a burst starts (the coalescing thread watches it) or
+    /// the watch stops.
+    burst: Condvar,
 }
 
 struct State<T> {
@@ -219,8 +223,13 @@ struct State<T> {
     target: Option<Weak<T>>,
     /// When the last batch was handled.
     last: Option<Instant>,
-    /// The coalescing thread will take the batch.
-    armed: bool,
+    /// While a burst goes on: when its current collecting window started
+    /// (`notify`'s thread was held for [`COALESCE`] from then on).
+    window: Option<Instant>,
+    /// When the newest event came.
+    newest: Option<Instant>,
+    /// The coalescing thread watches the current burst.
+    watched: bool,
     /// The coalescing thread is handling a batch.
     handling: bool,
     stop: bool,
@@ -234,11 +243,13 @@ impl<T: Target> Shared<T> {
                 batch: Batch::default(),
                 target: None,
                 last: None,
-                armed: false,
+                window: None,
+                newest: None,
+                watched: false,
                 handling: false,
                 stop: false,
             }),
-            armed: Condvar::new(),
+            burst: Condvar::new(),
         }
     }
 
@@ -248,13 +259,16 @@ impl<T: Target> Shared<T> {
 
     /// `notify`'s event handler, on its thread. Coalescing on the trailing
     /// edge: an event after a quiet spell is handled at once, here (the
-    /// latency a waiting worker sees); while events keep coming (this
+    /// latency a waiting worker sees). While events keep coming (this
     /// process's own transitions, a busy producer), the first event of a
-    /// batch arms the coalescing thread and holds this thread for
-    /// [`COALESCE`], so that the kernel queues what follows and `notify`
-    /// reads it in a few reads instead of waking for every rename; the
-    /// coalescing thread then handles the batch once, instead of running
-    /// into the operations that are still in flight event by event.
+    /// window holds this thread for [`COALESCE`], so that the kernel
+    /// queues what follows and `notify` reads it in a few reads instead of
+    /// waking for every rename; the first event after the window (and
+    /// [`DRAIN`]) has the window's batch handled here, with it, and opens
+    /// the next window. Each batch is handled once per job and directory,
+    /// instead of running into the operations that are still in flight
+    /// event by event. When the burst ends, the coalescing thread handles
+    /// the last window's batch.
     fn on_event(&self, event: notify::Result<Event>) {
         let mut st = self.lock();
         if st.stop {
@@ -267,47 +281,83 @@ impl<T: Target> Shared<T> {
                 st.batch.set_rescan();
             }
         }
-        if st.batch.is_empty() || st.armed || st.target.is_none() {
+        if st.batch.is_empty() || st.target.is_none() {
             return;
         }
-        let busy = st.handling || st.last.is_some_and(|t| t.elapsed() < QUIET);
-        if busy {
-            st.armed = true;
+        let now = Instant::now();
+        st.newest = Some(now);
+        if let Some(start) = st.window {
+            if now.duration_since(start) < COALESCE + DRAIN || st.handling {
+                // Read after the hold (or the coalescing thread is busy):
+                // part of this window's batch.
+                return;
+            }
+            // The burst goes on: handle the window's batch now, then hold
+            // for the next window.
+            st.window = Some(now);
+            let batch = std::mem::take(&mut st.batch);
+            let target = st.target.clone();
             drop(st);
-            self.armed.notify_one();
+            self.handle(batch, target);
             std::thread::sleep(COALESCE);
             return;
         }
-        let batch = std::mem::take(&mut st.batch);
-        let target = st.target.clone();
-        drop(st);
-        self.handle(batch, target);
+        let busy = st.handling || st.last.is_some_and(|t| now.duration_since(t) < QUIET);
+        if !busy {
+            let batch = std::mem::take(&mut st.batch);
+            let target = st.target.clone();
+            drop(st);
+            self.handle(batch, target);
+            return;
+        }
+        self.open_window(st, now);
+        std::thread::sleep(COALESCE);
     }
 
-    /// The coalescing thread: waits until armed, lets the burst's events
-    /// gather for [`COALESCE`] and `notify` read them ([`DRAIN`]), handles
-    /// them as one batch.
+    /// Starts a burst's first window and has the coalescing thread watch
+    /// it.
+    fn open_window(&self, mut st: MutexGuard<'_, State<T>>, now: Instant) {
+        st.window = Some(now);
+        if !st.watched {
+            st.watched = true;
+            self.burst.notify_one();
+        }
+    }
+
+    /// The coalescing thread: during a burst, waits until no event came
+    /// for [`END`] (the burst ended) and handles the last window's batch.
+    /// While the burst goes on, `notify`'s thread handles the batches and
+    /// this thread only looks every [`END`].
     fn coalesce(&self) {
+        let mut st = self.lock();
         loop {
-            let mut st = self.lock();
-            while !st.armed && !st.stop {
-                st = self.armed.wait(st).unwrap_or_else(|e| e.into_inner());
+            while !st.watched && !st.stop {
+                st = self.burst.wait(st).unwrap_or_else(|e| e.into_inner());
             }
             if st.stop {
                 return;
             }
-            drop(st);
-            std::thread::sleep(COALESCE + DRAIN);
-            let mut st = self.lock();
-            if st.stop {
-                return;
+            let (Some(start), Some(newest)) = (st.window, st.newest) else {
+                st.watched = false;
+                continue;
+            };
+            let due = (start + COALESCE + DRAIN).max(newest + END);
+            let now = Instant::now();
+            if now < due {
+                drop(st);
+                std::thread::sleep(due - now);
+                st = self.lock();
+                continue;
             }
-            st.armed = false;
+            st.window = None;
+            st.watched = false;
             st.handling = true;
             let batch = std::mem::take(&mut st.batch);
             let target = st.target.clone();
             drop(st);
             self.handle(batch, target);
+            st = self.lock();
+            st.handling = false;
         }
     }
 
@@ -317,12 +367,11 @@ impl<T: Target> Shared<T> {
             batch.handle(&**target);
         }
         let mut st = self.lock();
-        st.handling = false;
         st.last = Some(Instant::now());
         if target.is_none() {
             // The store is gone: nothing more to do.
             st.stop = true;
-            self.armed.notify_all();
+            self.burst.notify_all();
         }
     }
 }
