@@ -132,6 +132,16 @@ pub struct QueueStats {
     /// database, whose rows are typed, reports 0.
     #[serde(default)]
     pub unreadable: u64,
+    /// In the counts of one job type ([`JobStore::type_stats`]): claims of
+    /// this type are paused. Always false in whole-queue counts.
+    ///
+    /// [`JobStore::type_stats`]: https://docs.rs/semiont-jobs-store
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl QueueStats {
