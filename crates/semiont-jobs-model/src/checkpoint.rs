@@ -216,37 +216,73 @@ mod tests {
 
     #[test]
     fn merge_table() {
-        let table: &[((&[&str], &[(&str, u64)]), (&[&str], &[(&str, u64)]), (&[&str], &[(&str, u64)], bool))] = &[
+        let table: &[(
+            (&[&str], &[(&str, u64)]),
+            (&[&str], &[(&str, u64)]),
+            (&[&str], &[(&str, u64)], bool),
+        )] = &[
             // nothing + nothing
             ((&[], &[]), (&[], &[]), (&[], &[], false)),
             // a first completed unit
             ((&[], &[]), (&["b"], &[]), (&["b"], &[], true)),
             // union, kept sorted
-            ((&["c"], &[]), (&["a", "b"], &[]), (&["a", "b", "c"], &[], true)),
+            (
+                (&["c"], &[]),
+                (&["a", "b"], &[]),
+                (&["a", "b", "c"], &[], true),
+            ),
             // a unit completed twice is recorded once
             ((&["a"], &[]), (&["a"], &[]), (&["a"], &[], false)),
             // duplicates within the new checkpoint
             ((&[], &[]), (&["a", "a"], &[]), (&["a"], &[], true)),
             // unsorted stored list (another writer) is normalised
-            ((&["b", "a", "b"], &[]), (&[], &[]), (&["a", "b"], &[], true)),
+            (
+                (&["b", "a", "b"], &[]),
+                (&[], &[]),
+                (&["a", "b"], &[], true),
+            ),
             // a first cursor
             ((&[], &[]), (&[], &[("a", 2)]), (&[], &[("a", 2)], true)),
             // a cursor moves forward
-            ((&[], &[("a", 2)]), (&[], &[("a", 3)]), (&[], &[("a", 3)], true)),
+            (
+                (&[], &[("a", 2)]),
+                (&[], &[("a", 3)]),
+                (&[], &[("a", 3)], true),
+            ),
             // an equal next does not replace (strictly greater only)
-            ((&[], &[("a", 3)]), (&[], &[("a", 3)]), (&[], &[("a", 3)], false)),
+            (
+                (&[], &[("a", 3)]),
+                (&[], &[("a", 3)]),
+                (&[], &[("a", 3)], false),
+            ),
             // a cursor never moves back
-            ((&[], &[("a", 5)]), (&[], &[("a", 1)]), (&[], &[("a", 5)], false)),
+            (
+                (&[], &[("a", 5)]),
+                (&[], &[("a", 1)]),
+                (&[], &[("a", 5)], false),
+            ),
             // cursors of other units are kept
-            ((&[], &[("a", 5)]), (&[], &[("b", 1)]), (&[], &[("a", 5), ("b", 1)], true)),
+            (
+                (&[], &[("a", 5)]),
+                (&[], &[("b", 1)]),
+                (&[], &[("a", 5), ("b", 1)], true),
+            ),
             // completing a unit removes its cursor
-            ((&[], &[("a", 5), ("b", 1)]), (&["a"], &[]), (&["a"], &[("b", 1)], true)),
+            (
+                (&[], &[("a", 5), ("b", 1)]),
+                (&["a"], &[]),
+                (&["a"], &[("b", 1)], true),
+            ),
             // a cursor for a unit completed in the same checkpoint is dropped
             ((&[], &[]), (&["a"], &[("a", 9)]), (&["a"], &[], true)),
             // a cursor for a unit completed earlier is dropped
             ((&["a"], &[]), (&[], &[("a", 9)]), (&["a"], &[], false)),
             // completion and a cursor of another unit at once
-            ((&["a"], &[("b", 1)]), (&["b"], &[("c", 4)]), (&["a", "b"], &[("c", 4)], true)),
+            (
+                (&["a"], &[("b", 1)]),
+                (&["b"], &[("c", 4)]),
+                (&["a", "b"], &[("c", 4)], true),
+            ),
         ];
         for (stored, new, expected) in table {
             check(*stored, *new, *expected);

@@ -132,10 +132,8 @@ pub struct QueueStats {
     /// database, whose rows are typed, reports 0.
     #[serde(default)]
     pub unreadable: u64,
-    /// In the counts of one job type ([`JobStore::type_stats`]): claims of
+    /// In the counts of one job type (a store's `type_stats`): claims of
     /// this type are paused. Always false in whole-queue counts.
-    ///
-    /// [`JobStore::type_stats`]: https://docs.rs/semiont-jobs-store
     #[serde(default, skip_serializing_if = "is_false")]
     pub paused: bool,
 }

@@ -420,7 +420,12 @@ impl NewJob {
 
     /// Validates and builds the pending job document, filling what the
     /// request does not set from `defaults`.
-    pub fn into_job_with(self, id: JobId, created: Timestamp, defaults: JobDefaults) -> Result<Job> {
+    pub fn into_job_with(
+        self,
+        id: JobId,
+        created: Timestamp,
+        defaults: JobDefaults,
+    ) -> Result<Job> {
         validate_user_id(&self.user_id)?;
         self.params.validate()?;
         let max_retries = self.max_retries.unwrap_or(defaults.max_retries);
@@ -718,7 +723,11 @@ impl Job {
     /// `unitCursors` ([`merge_checkpoint`]); returns whether anything
     /// changed.
     pub fn apply_checkpoint(&mut self, checkpoint: &Checkpoint) -> bool {
-        merge_checkpoint(&mut self.completed_units, &mut self.unit_cursors, checkpoint)
+        merge_checkpoint(
+            &mut self.completed_units,
+            &mut self.unit_cursors,
+            checkpoint,
+        )
     }
 
     /// Whether `unit` is among the completed units.
@@ -819,7 +828,12 @@ mod tests {
         assert_eq!(Job::from_json(&job.to_json()).unwrap(), job);
         // Empty checkpoints leave no keys behind.
         let plain: Value = serde_json::from_slice(&sample().to_json()).unwrap();
-        for key in ["completedUnits", "unitCursors", "uniqueKey", "uniqueAfterFinishMs"] {
+        for key in [
+            "completedUnits",
+            "unitCursors",
+            "uniqueKey",
+            "uniqueAfterFinishMs",
+        ] {
             assert!(plain.get(key).is_none(), "{key}");
         }
         // A bad key in a document is rejected like any other bad field.

@@ -29,8 +29,8 @@ pub use filter::{JobFilter, JobPage, QueueStats, DEFAULT_LIST_LIMIT, MAX_LIST_LI
 pub use id::{JobId, MAX_ID_LEN};
 pub use job::{
     json_depth, validate_unique_key, DetectionParams, GenerationParams, Job, JobDefaults,
-    JobParams, JobType, NewJob, UniqueScope, DEFAULT_MAX_RETRIES, MAX_JSON_DEPTH,
-    MAX_MAX_RETRIES, MAX_PARAMS_BYTES, MAX_UNIQUE_KEY_LEN, RESERVED_FIELDS,
+    JobParams, JobType, NewJob, UniqueScope, DEFAULT_MAX_RETRIES, MAX_JSON_DEPTH, MAX_MAX_RETRIES,
+    MAX_PARAMS_BYTES, MAX_UNIQUE_KEY_LEN, RESERVED_FIELDS,
 };
 pub use progress::{
     validate_progress, DetectionProgress, DetectionResult, GenerationProgress, GenerationResult,

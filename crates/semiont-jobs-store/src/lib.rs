@@ -21,9 +21,9 @@ pub mod conformance;
 pub use error::{Error, ErrorKind, Result};
 pub use memory::MemoryStore;
 pub use store::{
-    Capabilities, ChangeKind, ChangeOrigin, ChangeStream, ClaimRequest, Durability, Expect,
-    FinishedJob, Heartbeat, JobChange, JobStore, JobStoreExt, LostJob, RecoveryReport, TypeFilter,
-    UpdateFn, Updated, WorkerInfo, WorkerRecord,
+    Capabilities, ChangeKind, ChangeOrigin, ChangeStream, CheckpointRequest, ClaimRequest,
+    Durability, Expect, FinishedJob, Heartbeat, JobChange, JobSelector, JobStore, JobStoreExt,
+    LostJob, RecoveryReport, TypeFilter, UpdateFn, Updated, WorkerInfo, WorkerRecord,
 };
 
 /// Capacity of the change-event channel a backend should use: a subscriber
