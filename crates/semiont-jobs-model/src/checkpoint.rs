@@ -192,14 +192,13 @@ mod tests {
         v.iter().map(|(u, n)| ((*u).to_owned(), cur(*n))).collect()
     }
 
-    /// One row of the merge table: stored (completed, cursors) + new
-    /// (completed, cursors) → expected (completed, cursors, changed).
-    #[allow(clippy::type_complexity)]
-    fn check(
-        stored: (&[&str], &[(&str, u64)]),
-        new: (&[&str], &[(&str, u64)]),
-        expected: (&[&str], &[(&str, u64)], bool),
-    ) {
+    /// Completed units and cursors (unit, next) of one side of a row.
+    type Side<'a> = (&'a [&'a str], &'a [(&'a str, u64)]);
+    /// The expected result: completed units, cursors, whether it changed.
+    type Outcome<'a> = (&'a [&'a str], &'a [(&'a str, u64)], bool);
+
+    /// One row of the merge table: stored + new → expected.
+    fn check(stored: Side<'_>, new: Side<'_>, expected: Outcome<'_>) {
         let mut completed = units(stored.0);
         let mut cs = cursors(stored.1);
         let cp = Checkpoint {
@@ -216,11 +215,7 @@ mod tests {
 
     #[test]
     fn merge_table() {
-        let table: &[(
-            (&[&str], &[(&str, u64)]),
-            (&[&str], &[(&str, u64)]),
-            (&[&str], &[(&str, u64)], bool),
-        )] = &[
+        let table: &[(Side<'_>, Side<'_>, Outcome<'_>)] = &[
             // nothing + nothing
             ((&[], &[]), (&[], &[]), (&[], &[], false)),
             // a first completed unit
