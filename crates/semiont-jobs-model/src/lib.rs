@@ -25,8 +25,8 @@ pub use checkpoint::{
     merge_checkpoint, validate_unit, Checkpoint, UnitCursor, MAX_UNITS, MAX_UNIT_LEN,
 };
 pub use error::{Error, Result};
-pub use filter::{JobFilter, JobPage, QueueStats, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
-pub use id::{JobId, MAX_ID_LEN};
+pub use filter::{JobFilter, JobPage, QueueStats, TypeFilter, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+pub use id::{check_file_name_id, IdRejection, JobId, MAX_ID_LEN};
 pub use job::{
     json_depth, validate_unique_key, DetectionParams, GenerationParams, Job, JobDefaults,
     JobParams, JobType, NewJob, UniqueScope, DEFAULT_MAX_RETRIES, MAX_JSON_DEPTH, MAX_MAX_RETRIES,

@@ -183,7 +183,7 @@ impl Inner {
                 "holder": holder,
                 "until": now.add(ttl),
                 "pid": sys::pid(),
-                "host": sys::hostname(),
+                "host": semiont_jobs_store::host_name(),
             }))
             .unwrap_or_default();
             (|| {
