@@ -8,9 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use semiont_jobs_model::{
-    JobDefaults, JobType, RetryPolicy, DEFAULT_MAX_RETRIES, MAX_MAX_RETRIES,
-};
+use semiont_jobs_model::{JobDefaults, JobType, RetryPolicy, DEFAULT_MAX_RETRIES, MAX_MAX_RETRIES};
 use semiont_jobs_store::{Durability, JobStore};
 
 use crate::{Clock, Error, JobQueue, Result, SystemClock};

@@ -20,6 +20,8 @@
 //!   jobs can turn it off.
 //! - `conformance`: the backend behaviour suite (`store::conformance`), for
 //!   authors of new backends.
+//! - `config`: the configuration file ([`config`]): queue settings,
+//!   retention and per-type policies in TOML, as the CLI reads them.
 //!
 //! The README's example (below, with default features) is compiled and run
 //! as a doc test.
@@ -41,6 +43,9 @@ pub use semiont_jobs_store_fs as store_fs;
 #[doc(inline)]
 pub use semiont_jobs_worker as worker;
 
+#[cfg(feature = "config")]
+pub mod config;
+
 /// Errors of the facade's conveniences.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -52,6 +57,18 @@ pub enum Error {
     /// The queue refused its configuration or could not initialise.
     #[error(transparent)]
     Queue(#[from] semiont_jobs_queue::Error),
+    /// A configuration file is unusable: the file, the line when known,
+    /// and what is wrong, naming the key.
+    #[cfg(feature = "config")]
+    #[error("config file {file}{}: {reason}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Config {
+        /// The file, as given.
+        file: String,
+        /// The line (1-based) of the problem, when known.
+        line: Option<usize>,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Opens (creating if needed) a [`JobQueue`](queue::JobQueue) on the
