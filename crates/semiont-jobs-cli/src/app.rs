@@ -52,15 +52,6 @@ impl App {
         Self::open_with(&cli.data_dir, durability, create, config).await
     }
 
-    /// Opens `root` with the given durability and no configuration file.
-    pub async fn open_at(
-        root: &Path,
-        durability: Durability,
-        create: Create,
-    ) -> anyhow::Result<App> {
-        Self::open_with(root, durability, create, FileConfig::default()).await
-    }
-
     /// Opens `root` with the given durability and configuration file.
     pub async fn open_with(
         root: &Path,

@@ -1,5 +1,6 @@
 //! The commands that read or change the queue: init, enqueue, get, list,
-//! stats, cancel, retry, pause, resume, cleanup, watch, work, completions.
+//! stats, cancel, retry, pause, resume, cleanup, watch, work, completions;
+//! the others are dispatched from here too.
 
 use std::io::Read as _;
 
@@ -48,7 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Resources(r) => crate::content::resources(&cli, r).await,
         Command::Annotations(a) => crate::content::annotations(&cli, a).await,
         Command::Demo => crate::demo::run(&cli).await,
-        Command::Bench(args) => crate::bench::run(&cli, args).await,
+        Command::Bench(args) => crate::bench::run(&cli, args),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "semiont-jobs", &mut std::io::stdout());
@@ -62,7 +63,7 @@ pub fn parse_id(id: &str) -> anyhow::Result<JobId> {
     JobId::parse(id).map_err(|e| UsageError(e.to_string()).into())
 }
 
-fn print_job(cli: &Cli, job: &semiont_jobs_model::Job, what: &str) -> anyhow::Result<()> {
+fn print_job(cli: &Cli, job: &semiont_jobs::model::Job, what: &str) -> anyhow::Result<()> {
     if cli.json {
         output::json(job)
     } else {
@@ -424,7 +425,7 @@ async fn work(cli: &Cli, args: &WorkArgs) -> anyhow::Result<()> {
     }
     let (detection, generation) = crate::content::workers(&app, args)
         .context("cannot set up the detection and generation workers")?;
-    let worker = semiont_jobs_worker::Worker::new(
+    let worker = semiont_jobs::worker::Worker::new(
         app.queue.clone(),
         crate::work::Builtin::new(types.clone(), detection, generation)
             .with_exec_log(args.exec_log.as_deref())?,

@@ -7,8 +7,8 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use semiont_jobs_model::{Job, JobFilter, JobId, JobStatus};
-use semiont_jobs_queue::{EventKind, JobQueue, QueueEvent};
+use semiont_jobs::model::{Job, JobFilter, JobId, JobStatus};
+use semiont_jobs::queue::{EventKind, JobQueue, QueueEvent};
 use serde_json::json;
 
 use crate::output;
@@ -225,7 +225,7 @@ pub async fn watch(queue: &JobQueue, id: Option<JobId>, json: bool) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use semiont_jobs_model::{NewJob, Progress, Timestamp};
+    use semiont_jobs::model::{NewJob, Progress, Timestamp};
 
     #[test]
     fn a_bar_shows_the_percentage_once() {
