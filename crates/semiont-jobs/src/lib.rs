@@ -41,7 +41,7 @@
 //! as a doc test.
 #![cfg_attr(
     all(feature = "fs", feature = "worker"),
-    doc = include_str!("../../../README.md")
+    doc = include_str!("../README.md")
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
