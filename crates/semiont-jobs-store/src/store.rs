@@ -462,7 +462,7 @@ pub enum Updated {
 /// `created`, or the server's time). Every write that makes a job hold its
 /// key — [`create`](Self::create), [`create_batch`](Self::create_batch),
 /// and the [`transition`](Self::transition) of a manual retry (failed or
-/// cancelled → pending) — fails with [`Error::UniqueKeyTaken`] (kind
+/// cancelled → pending) — fails with [`Error::UniqueKeyTaken`](crate::Error::UniqueKeyTaken) (kind
 /// [`ErrorKind::AlreadyExists`]) naming the holder when another job holds
 /// the key, and writes nothing; concurrent writers (other tasks, other
 /// processes) never both succeed. A database keeps a table of keys (key
@@ -487,7 +487,7 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// key (see the section on unique keys).
     ///
     /// Errors: [`ErrorKind::AlreadyExists`] when the id is taken, or
-    /// ([`Error::UniqueKeyTaken`]) when the key is held.
+    /// ([`Error::UniqueKeyTaken`](crate::Error::UniqueKeyTaken)) when the key is held.
     async fn create(&self, job: &Job) -> Result<()>;
 
     /// Stores many new jobs behind one durability barrier (group commit).
@@ -508,7 +508,7 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     ///
     /// Errors: [`ErrorKind::InvalidInput`] if the state machine forbids the
     /// move; [`ErrorKind::NotFound`]; [`ErrorKind::Conflict`] if the job is
-    /// not in `expect`; [`Error::UniqueKeyTaken`] when a retry would make
+    /// not in `expect`; [`Error::UniqueKeyTaken`](crate::Error::UniqueKeyTaken) when a retry would make
     /// the job hold a unique key another job holds.
     async fn transition(&self, expect: Expect, job: &Job) -> Result<()>;
 
