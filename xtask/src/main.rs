@@ -313,8 +313,9 @@ fn tidy(root: &Path) -> Result<(), String> {
     }
 }
 
-/// Workspace crates under `crates/` without a `### \`crates/<name>\``
-/// section in ARCHITECTURE.md (its code map must name every crate).
+/// Workspace crates under `crates/` without a section in ARCHITECTURE.md,
+/// i.e. a heading that starts with three `#` and the crate's directory in
+/// backquotes (its code map must name every crate).
 fn architecture_gaps(root: &Path) -> Vec<String> {
     let map = match std::fs::read_to_string(root.join("ARCHITECTURE.md")) {
         Ok(map) => map,
