@@ -128,11 +128,11 @@ fn ci() -> Result<(), String> {
     // Every publishable crate packs and builds as crates.io would see it:
     // catches path dependencies without versions, files outside a crate
     // (an include_str! of the workspace README), missing metadata.
+    forget_packaged_sources(&root());
     let mut package = cargo();
+    package.args(["package", "--workspace", "--allow-dirty", "--target-dir"]);
+    package.arg(package_target(&root()));
     package.args([
-        "package",
-        "--workspace",
-        "--allow-dirty",
         "--exclude",
         "semiont-jobs-bench",
         "--exclude",
@@ -320,8 +320,61 @@ fn tidy(root: &Path) -> Result<(), String> {
     }
 }
 
-/// Workspace crates under `crates/` without a `### \`crates/<name>\``
-/// section in ARCHITECTURE.md (its code map must name every crate).
+/// Where `cargo package` verifies: a target dir of its own, so the
+/// registry-sourced builds of our crates never mix with the workspace's.
+fn package_target(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("package-verify")
+}
+
+/// Removes what an earlier `cargo package` left that a new one would
+/// wrongly reuse. Cargo treats registry crates as immutable, keyed by name
+/// and version: it keeps the extracted sources of the temporary local
+/// registry it verifies against (`$CARGO_HOME/registry/src/<not
+/// crates.io>/`) and its compiled artifacts, so a second run would verify
+/// against the first run's code. Third-party dependencies stay built.
+fn forget_packaged_sources(root: &Path) {
+    let ours = |name: &std::ffi::OsStr| {
+        let n = name.to_string_lossy();
+        n.starts_with("semiont-jobs")
+            || n.starts_with("semiont_jobs")
+            || n.starts_with("libsemiont_jobs")
+    };
+    let target = package_target(root);
+    for sub in ["debug/.fingerprint", "debug/deps", "debug/build"] {
+        if let Ok(entries) = std::fs::read_dir(target.join(sub)) {
+            for e in entries.flatten().filter(|e| ours(&e.file_name())) {
+                let _ =
+                    std::fs::remove_dir_all(e.path()).or_else(|_| std::fs::remove_file(e.path()));
+            }
+        }
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    let Some(src) = home.map(|h| h.join("registry/src")) else {
+        return;
+    };
+    let Ok(registries) = std::fs::read_dir(&src) else {
+        return;
+    };
+    for registry in registries.flatten() {
+        if registry.file_name().to_string_lossy().starts_with("index.") {
+            continue; // crates.io and other real registries
+        }
+        if let Ok(crates) = std::fs::read_dir(registry.path()) {
+            for c in crates.flatten().filter(|c| ours(&c.file_name())) {
+                let _ = std::fs::remove_dir_all(c.path());
+            }
+        }
+    }
+}
+
+/// Workspace crates under `crates/` without a section in ARCHITECTURE.md,
+/// i.e. a heading that starts with three `#` and the crate's directory in
+/// backquotes (its code map must name every crate).
 fn architecture_gaps(root: &Path) -> Vec<String> {
     let map = match std::fs::read_to_string(root.join("ARCHITECTURE.md")) {
         Ok(map) => map,

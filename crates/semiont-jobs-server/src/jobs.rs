@@ -7,8 +7,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use semiont_jobs_model::{
-    DetectionParams, GenerationParams, Job, JobFilter, JobId, JobParams, JobType, NewJob,
-    Timestamp, RESERVED_FIELDS,
+    validate_unique_key, DetectionParams, GenerationParams, Job, JobFilter, JobId, JobParams,
+    JobType, NewJob, Timestamp, RESERVED_FIELDS,
 };
 use semiont_jobs_store::Expect;
 use serde::Serialize;
@@ -23,6 +23,8 @@ use crate::{AppState, Error, ErrorKind, Result};
 pub const MAX_PAGE: usize = 1000;
 /// Largest `offset` of `GET /jobs`.
 pub const MAX_OFFSET: usize = 1_000_000_000;
+/// Longest accepted `uniqueAfterFinishMs` (about 31,700 years).
+const MAX_UNIQUE_AFTER_MS: u64 = 999_999_999_999_999;
 /// Longest accepted `userId`.
 const MAX_USER_ID: usize = 256;
 
@@ -142,7 +144,7 @@ fn typed_params<T: serde::de::DeserializeOwned>(
     }
     if let Some(unknown) = body.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(Error::invalid(format!(
-            "unknown field {:?} for a {job_type} job (expected type, userId, maxRetries, priority, runAt, {})",
+            "unknown field {:?} for a {job_type} job (expected type, userId, maxRetries, priority, runAt, uniqueKey, uniqueAfterFinishMs, {})",
             unknown.chars().take(40).collect::<String>(),
             allowed.join(", ")
         )));
@@ -152,7 +154,8 @@ fn typed_params<T: serde::de::DeserializeOwned>(
 }
 
 /// The seed's `createJob` object → a [`NewJob`]: `type`, `userId`, the
-/// type's fields, `maxRetries`, and this project's `priority` and `runAt`.
+/// type's fields, `maxRetries`, and this project's `priority`, `runAt`,
+/// `uniqueKey` and `uniqueAfterFinishMs`.
 /// Detection and generation jobs refuse unknown fields; a custom type's
 /// other fields are its parameters.
 pub(crate) fn new_job(mut body: Map<String, Value>) -> Result<NewJob> {
@@ -169,10 +172,19 @@ pub(crate) fn new_job(mut body: Map<String, Value>) -> Result<NewJob> {
         .map(|t| Timestamp::parse(&t))
         .transpose()
         .map_err(|e| Error::invalid(e.to_string()))?;
-    if body.contains_key("uniqueKey") {
+    let unique_key = take_string(&mut body, "uniqueKey")?;
+    if let Some(key) = &unique_key {
+        validate_unique_key(key).map_err(|e| Error::invalid(e.to_string()))?;
+    }
+    let unique_after: Option<u64> =
+        take_integer(&mut body, "uniqueAfterFinishMs", "0..=999999999999999")?;
+    if unique_after.is_some_and(|ms| ms > MAX_UNIQUE_AFTER_MS) {
         return Err(Error::invalid(
-            "uniqueKey is not supported by this version of the queue",
+            "uniqueAfterFinishMs must be a whole number in 0..=999999999999999",
         ));
+    }
+    if unique_after.is_some() && unique_key.is_none() {
+        return Err(Error::invalid("uniqueAfterFinishMs needs a uniqueKey"));
     }
     if let Some(reserved) = body.keys().find(|k| RESERVED_FIELDS.contains(&k.as_str())) {
         return Err(Error::invalid(format!(
@@ -198,7 +210,13 @@ pub(crate) fn new_job(mut body: Map<String, Value>) -> Result<NewJob> {
     let mut new = NewJob::new(params, user);
     new.max_retries = max_retries;
     new.run_at = run_at;
-    new.priority = priority.unwrap_or(0);
+    new.priority = priority;
+    if let Some(key) = unique_key {
+        new = new.unique_key(key);
+    }
+    if let Some(ms) = unique_after {
+        new = new.unique_after_finish(std::time::Duration::from_millis(ms));
+    }
     Ok(new)
 }
 
@@ -238,9 +256,14 @@ pub(crate) async fn create(
             Begin::Fresh(r) => Some(r),
         },
     };
-    let job = state.queue().create_job(new).await?;
+    let enqueued = state.queue().enqueue(new).await?;
+    let job = enqueued.job;
     if let Some(r) = reservation {
         r.finish(job.id.clone());
+    }
+    if !enqueued.created {
+        // Another job holds the request's unique key: that one.
+        return Ok(JobResponse::ok(job));
     }
     let location = format!("{}/api/v1/jobs/{}", state.config().base_path, job.id);
     Ok(JobResponse {
@@ -420,8 +443,10 @@ mod tests {
         .unwrap();
         assert_eq!(new.user_id, "user-123");
         assert_eq!(new.max_retries, Some(3));
-        assert_eq!(new.priority, 5);
+        assert_eq!(new.priority, Some(5));
         assert!(new.run_at.is_some());
+        let unique = parse(json!({"type": "noop", "userId": "u", "uniqueKey": "report:1", "uniqueAfterFinishMs": 60000})).unwrap();
+        assert_eq!(unique.unique_key.as_deref(), Some("report:1"));
         let whole = parse(json!({"type": "noop", "userId": "u", "maxRetries": 2.0})).unwrap();
         assert_eq!(whole.max_retries, Some(2));
         assert!(matches!(new.params, JobParams::Detection(ref p) if p.entity_types.len() == 2));
@@ -463,8 +488,20 @@ mod tests {
                 "field status is set by the queue",
             ),
             (
-                json!({"type": "noop", "userId": "u", "uniqueKey": "k"}),
-                "uniqueKey is not supported",
+                json!({"type": "noop", "userId": "u", "uniqueKey": " "}),
+                "invalid unique key",
+            ),
+            (
+                json!({"type": "noop", "userId": "u", "uniqueKey": 5}),
+                "uniqueKey must be a string",
+            ),
+            (
+                json!({"type": "noop", "userId": "u", "uniqueAfterFinishMs": 5}),
+                "needs a uniqueKey",
+            ),
+            (
+                json!({"type": "noop", "userId": "u", "uniqueKey": "k", "uniqueAfterFinishMs": 1e16}),
+                "uniqueAfterFinishMs must be a whole number",
             ),
             (
                 json!({"type": "detection", "userId": "u", "resourceId": "d", "entityTypes": ["P"], "extra": 1}),

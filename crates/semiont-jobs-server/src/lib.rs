@@ -26,7 +26,8 @@
 //! | `POST /api/v1/jobs/bulk/cancel`, `/retry` | write | ids or filter, `dryRun` |
 //! | `POST /api/v1/jobs/bulk/delete` | admin | ids or filter, `dryRun` |
 //! | `GET /api/v1/stats` | read | counts per status |
-//! | `GET /api/v1/types` | read | counts per type and status |
+//! | `GET /api/v1/types` | read | counts per type and status, paused flag |
+//! | `POST /api/v1/types/{type}/pause`, `/resume` | write | stop or restart claims of a type |
 //! | `GET /api/v1/workers` | read | workers, heartbeats, their running jobs |
 //! | `GET /api/v1/whoami` | any | the caller's role |
 //! | `GET /api/v1/events` | read | SSE: every change (`type`, `userId`, `jobId`) |
@@ -101,6 +102,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/bulk/delete", post(bulk::delete))
         .route("/api/v1/stats", get(views::stats))
         .route("/api/v1/types", get(views::types))
+        .route("/api/v1/types/{type}/pause", post(views::pause))
+        .route("/api/v1/types/{type}/resume", post(views::resume))
         .route("/api/v1/workers", get(views::workers))
         .route("/api/v1/whoami", get(views::whoami))
         .route("/api/v1/openapi.json", get(views::openapi))

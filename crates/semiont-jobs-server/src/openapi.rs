@@ -21,6 +21,8 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("post", "/api/v1/jobs/bulk/delete", "bulkDelete"),
     ("get", "/api/v1/stats", "getStats"),
     ("get", "/api/v1/types", "getTypes"),
+    ("post", "/api/v1/types/{type}/pause", "pauseType"),
+    ("post", "/api/v1/types/{type}/resume", "resumeType"),
     ("get", "/api/v1/workers", "getWorkers"),
     ("get", "/api/v1/whoami", "whoAmI"),
     ("get", "/api/v1/events", "events"),
@@ -187,6 +189,16 @@ fn operation(id: &str) -> Value {
             "summary": "Job counts per status for each job type that has jobs.",
             "responses": responses(&[("200", json_response("Counts per type.", schema_ref("Types")))], read),
         }),
+        "pauseType" | "resumeType" => json!({
+            "summary": if id == "pauseType" {
+                "Pause claims of a job type in every process (running jobs go on)."
+            } else {
+                "Resume claims of a paused job type."
+            },
+            "parameters": [{ "name": "type", "in": "path", "required": true,
+                             "schema": { "type": "string", "pattern": TYPE_PATTERN } }],
+            "responses": responses(&[("200", json_response("The type's state; changed says whether it changed.", schema_ref("Paused")))], read),
+        }),
         "getWorkers" => json!({
             "summary": "Workers the store knows, their last heartbeat, and their running jobs.",
             "responses": responses(&[("200", json_response("Workers.", schema_ref("Workers")))], read),
@@ -239,6 +251,8 @@ fn create_common() -> Map<String, Value> {
     let v = json!({
         "userId": { "type": "string", "pattern": USER_PATTERN, "maxLength": 256 },
         "maxRetries": { "type": "integer", "minimum": 0, "maximum": 100 },
+        "uniqueKey": { "type": "string", "pattern": "^[ -~]*[!-~][ -~]*$", "maxLength": 200 },
+        "uniqueAfterFinishMs": { "type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_i64 },
         "priority": { "type": "integer", "minimum": -32768, "maximum": 32767 },
         "runAt": { "type": "string", "format": "date-time", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$" }
     });
@@ -263,8 +277,7 @@ fn create_variant(type_schema: Value, extra: Value, required: &[&str], closed: b
         // A custom type's parameters: any fields except the job's own.
         s["propertyNames"] = json!({
             "not": { "enum": semiont_jobs_model::RESERVED_FIELDS.iter()
-                .chain(&["uniqueKey"])
-                .filter(|f| !["type", "userId", "maxRetries", "priority", "runAt"].contains(f))
+                    .filter(|f| !["type", "userId", "maxRetries", "priority", "runAt", "uniqueKey", "uniqueAfterFinishMs"].contains(f))
                 .collect::<Vec<_>>() }
         });
     }
@@ -389,20 +402,30 @@ fn schemas() -> Value {
             "required": ["pending", "running", "complete", "failed", "cancelled", "unreadable"],
             "properties": {
                 "pending": count, "running": count, "complete": count,
-                "failed": count, "cancelled": count, "unreadable": count
+                "failed": count, "cancelled": count, "unreadable": count,
+                "paused": { "type": "boolean" }
             }
         },
         "Types": {
             "type": "object", "required": ["types"],
             "properties": { "types": { "type": "array", "items": {
                 "type": "object",
-                "required": ["type", "pending", "running", "complete", "failed", "cancelled", "total"],
+                "required": ["type", "pending", "running", "complete", "failed", "cancelled", "total", "paused"],
                 "properties": {
                     "type": { "type": "string" },
+                    "paused": { "type": "boolean" },
                     "pending": count, "running": count, "complete": count,
                     "failed": count, "cancelled": count, "total": count
                 }
             } } }
+        },
+        "Paused": {
+            "type": "object", "required": ["type", "paused", "changed"],
+            "properties": {
+                "type": { "type": "string" },
+                "paused": { "type": "boolean" },
+                "changed": { "type": "boolean" }
+            }
         },
         "Workers": {
             "type": "object", "required": ["workers", "runningTotal"],

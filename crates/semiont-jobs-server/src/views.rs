@@ -9,12 +9,12 @@ use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use semiont_jobs_model::{JobStatus, QueueStats};
+use semiont_jobs_model::{JobStatus, JobType, QueueStats};
 use semiont_jobs_store::TypeFilter;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::auth::{Caller, ReadAccess};
+use crate::auth::{Caller, ReadAccess, WriteAccess};
 use crate::extract::QueryMap;
 use crate::metrics::header as metric_header;
 use crate::{AppState, Error, ErrorKind, Result};
@@ -49,6 +49,7 @@ pub(crate) struct TypeView {
     failed: u64,
     cancelled: u64,
     total: u64,
+    paused: bool,
 }
 
 /// `GET /api/v1/types`: job counts per status for each type that has jobs
@@ -59,7 +60,11 @@ pub(crate) async fn types(
     RawQuery(query): RawQuery,
 ) -> Result<Json<Value>> {
     no_query(query.as_deref())?;
-    let per_type = state.queue().get_type_stats().await?;
+    let mut per_type = state.queue().get_type_stats().await?;
+    // A paused type without jobs is still worth showing (to resume it).
+    for t in state.queue().paused_types().await? {
+        per_type.entry(t).or_default().paused = true;
+    }
     let types: Vec<TypeView> = per_type
         .into_iter()
         .map(|(t, s)| TypeView {
@@ -70,9 +75,56 @@ pub(crate) async fn types(
             failed: s.failed,
             cancelled: s.cancelled,
             total: s.total(),
+            paused: s.paused,
         })
         .collect();
     Ok(Json(json!({ "types": types })))
+}
+
+/// A job type from the `{type}` path segment, validated.
+pub(crate) struct TypePath(JobType);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for TypePath {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| Error::invalid(format!("invalid job type in the path: {e}")))?;
+        JobType::parse(&raw)
+            .map(TypePath)
+            .map_err(|e| Error::invalid(e.to_string()))
+    }
+}
+
+/// `POST /api/v1/types/{type}/pause`: no worker of any process claims jobs
+/// of the type until it is resumed (running jobs go on).
+pub(crate) async fn pause(
+    State(state): State<AppState>,
+    _: WriteAccess,
+    TypePath(job_type): TypePath,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>> {
+    no_query(query.as_deref())?;
+    let changed = state.queue().pause_type(&job_type).await?;
+    Ok(Json(
+        json!({ "type": job_type.as_str(), "paused": true, "changed": changed }),
+    ))
+}
+
+/// `POST /api/v1/types/{type}/resume`.
+pub(crate) async fn resume(
+    State(state): State<AppState>,
+    _: WriteAccess,
+    TypePath(job_type): TypePath,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>> {
+    no_query(query.as_deref())?;
+    let changed = state.queue().resume_type(&job_type).await?;
+    Ok(Json(
+        json!({ "type": job_type.as_str(), "paused": false, "changed": changed }),
+    ))
 }
 
 /// Running jobs listed per worker in `GET /api/v1/workers` (at most this
@@ -270,6 +322,20 @@ pub(crate) async fn metrics(
                 counts.get(status)
             );
         }
+    }
+    metric_header(
+        &mut out,
+        "semiont_jobs_type_paused",
+        "1 while claims of the job type are paused.",
+        "gauge",
+    );
+    for (job_type, counts) in &per_type {
+        let _ = writeln!(
+            out,
+            "semiont_jobs_type_paused{{type=\"{}\"}} {}",
+            crate::metrics::escape(job_type.as_str()),
+            u8::from(counts.paused)
+        );
     }
     metric_header(
         &mut out,

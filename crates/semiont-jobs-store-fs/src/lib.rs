@@ -2,6 +2,13 @@
 //! as `<id>.json` in the directory of its status, safe to share between
 //! processes and crash-safe at every step.
 //!
+//! **Linux only.** The protocol rests on Linux system calls: `renameat2`
+//! (`RENAME_NOREPLACE`, `RENAME_EXCHANGE`), `syncfs`, `getdents64` and
+//! inotify (through `notify`). On any other system this crate stops the
+//! build with one `compile_error!` saying so; use another backend there
+//! (`semiont_jobs_store::MemoryStore`, or the `semiont-jobs` facade without
+//! its `fs` feature).
+//!
 //! ```text
 //! <jobs dir>/
 //!   pending/ running/ complete/ failed/ cancelled/   <id>.json, the seed's layout
@@ -40,23 +47,52 @@
 //! # Ok(()) }
 //! ```
 
+// Elsewhere than Linux: this one error, and none of the modules below
+// (they call Linux-only functions). The `crate::` imports of them then
+// fail without a report of their own (rustc reports no unresolved import
+// after a failed macro expansion), so this is the only error a build
+// prints (checked by flipping these cfgs to `target_os = "macos"`).
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "semiont-jobs-store-fs needs Linux: it uses renameat2, syncfs, getdents64 and inotify; \
+     on other systems use another backend (semiont_jobs_store::MemoryStore, or the \
+     semiont-jobs facade without its `fs` feature)"
+);
+
+#[cfg(target_os = "linux")]
+mod control;
+#[cfg(target_os = "linux")]
 mod error;
-#[cfg(feature = "fault-injection")]
+#[cfg(all(target_os = "linux", feature = "fault-injection"))]
 pub mod fault;
+#[cfg(target_os = "linux")]
 mod index;
+#[cfg(target_os = "linux")]
 mod inner;
+#[cfg(target_os = "linux")]
 mod key;
+#[cfg(target_os = "linux")]
 mod layout;
+#[cfg(target_os = "linux")]
 mod ops;
+#[cfg(target_os = "linux")]
 mod options;
+#[cfg(target_os = "linux")]
 mod recovery;
+#[cfg(target_os = "linux")]
 mod scan;
+#[cfg(target_os = "linux")]
 mod snapshot;
+#[cfg(target_os = "linux")]
 mod sys;
+#[cfg(target_os = "linux")]
+mod unique;
+#[cfg(target_os = "linux")]
 mod watch;
+#[cfg(target_os = "linux")]
 mod workers;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -66,17 +102,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use semiont_jobs_model::{Job, JobFilter, JobId, JobPage, JobType, QueueStats, Timestamp};
 use semiont_jobs_store::{
-    Capabilities, ChangeStream, ClaimRequest, Error, Expect, FinishedJob, Heartbeat, JobStore,
-    LostJob, RecoveryReport, Result, TypeFilter, UpdateFn, Updated, WorkerInfo, WorkerRecord,
-    CHANGE_CHANNEL_CAPACITY,
+    Capabilities, ChangeStream, CheckpointRequest, ClaimRequest, Error, Expect, FinishedJob,
+    Heartbeat, JobSelector, JobStore, LostJob, RecoveryReport, Result, TypeFilter, UpdateFn,
+    Updated, WorkerInfo, WorkerRecord, CHANGE_CHANNEL_CAPACITY,
 };
 use tokio::sync::broadcast;
 
-pub use error::OpenError;
-pub use options::FsOptions;
+pub use crate::error::OpenError;
+pub use crate::options::FsOptions;
+pub use crate::snapshot::OpenReport;
 #[doc(no_inline)]
 pub use semiont_jobs_store::Durability;
-pub use snapshot::OpenReport;
 
 use crate::index::Index;
 use crate::inner::Inner;
@@ -128,11 +164,12 @@ impl Drop for Inner {
     }
 }
 
-type Opened = (Inner, Option<(watch::Watcher, watch::Started)>, OpenReport);
+type Opened = (Inner, Option<watch::Watcher>, OpenReport);
 
 fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, OpenError> {
     let layout = Layout::open(&root)?;
     let stripes = Stripes::open(&layout.locks)?;
+    let key_stripes = Stripes::open_named(&layout.locks, "unique")?;
     let recovery_lock = layout
         .locks
         .open_rw(RECOVERY_LOCK, true)
@@ -167,6 +204,7 @@ fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, 
         layout,
         opts,
         stripes,
+        key_stripes,
         tmp,
         instance,
         _instance_lock: instance_lock,
@@ -180,6 +218,7 @@ fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, 
         spares: Mutex::new(std::collections::VecDeque::new()),
         quarantined: AtomicU64::new(0),
         workers: Mutex::new(HashMap::new()),
+        paused: Mutex::new(control::PausedCache::default()),
     };
     let watch = if inner.opts.watch {
         match watch::start(&inner) {
@@ -255,14 +294,11 @@ impl FsStore {
         };
         let inner = Arc::new(inner);
         let mut tasks = Vec::new();
-        let watcher = match watch {
-            Some((watcher, started)) => {
-                watch::spawn_processor(Arc::downgrade(&inner), started)
-                    .map_err(|e| OpenError::io("start the watcher for", &root, e))?;
-                Some(watcher)
-            }
-            None => None,
-        };
+        if let Some(watcher) = &watch {
+            watcher
+                .attach(Arc::downgrade(&inner))
+                .map_err(|e| OpenError::io("start the watcher for", &root, e))?;
+        }
         if let Some(every) = options.rescan_interval {
             tasks.push(spawn_timer(Arc::downgrade(&inner), every, |inner| {
                 if let Err(e) = inner.rescan(false) {
@@ -284,7 +320,7 @@ impl FsStore {
         }
         Ok(FsStore {
             inner,
-            _watcher: watcher,
+            _watcher: watch,
             tasks,
             report,
         })
@@ -370,6 +406,11 @@ impl JobStore for FsStore {
         self.blocking(move |inner| inner.update_running(&job)).await
     }
 
+    async fn checkpoint(&self, req: &CheckpointRequest) -> Result<Job> {
+        let req = req.clone();
+        self.blocking(move |inner| inner.checkpoint(&req)).await
+    }
+
     async fn claim(&self, req: &ClaimRequest) -> Result<Option<Job>> {
         let req = req.clone();
         self.blocking(move |inner| inner.claim(&req)).await
@@ -391,7 +432,36 @@ impl JobStore for FsStore {
     }
 
     async fn type_stats(&self) -> Result<BTreeMap<JobType, QueueStats>> {
-        Ok(self.inner.type_stats())
+        self.blocking(|inner| inner.type_stats()).await
+    }
+
+    async fn set_paused(&self, job_type: &JobType, paused: bool) -> Result<bool> {
+        let job_type = job_type.clone();
+        self.blocking(move |inner| inner.set_paused(&job_type, paused))
+            .await
+    }
+
+    async fn paused_types(&self) -> Result<BTreeSet<JobType>> {
+        self.blocking(|inner| Ok(BTreeSet::clone(&*inner.paused()?)))
+            .await
+    }
+
+    async fn cancel_pending(&self, selector: &JobSelector, now: Timestamp) -> Result<u64> {
+        let selector = selector.clone();
+        self.blocking(move |inner| inner.cancel_pending(&selector, now))
+            .await
+    }
+
+    async fn retry_failed(&self, selector: &JobSelector) -> Result<u64> {
+        let selector = selector.clone();
+        self.blocking(move |inner| inner.retry_failed(&selector))
+            .await
+    }
+
+    async fn try_lock_sweep(&self, holder: &str, ttl: Duration, now: Timestamp) -> Result<bool> {
+        let holder = holder.to_owned();
+        self.blocking(move |inner| inner.try_lock_sweep(&holder, ttl, now))
+            .await
     }
 
     async fn finished_before(&self, before: Timestamp, limit: usize) -> Result<Vec<FinishedJob>> {

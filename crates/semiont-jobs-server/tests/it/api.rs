@@ -546,3 +546,78 @@ async fn failed_jobs_can_be_retried_over_http() {
         (Some("pending"), Some(0))
     );
 }
+
+#[tokio::test]
+async fn unique_keys_return_the_holding_job() {
+    let s = TestServer::start().await;
+    let body = json!({"type": "report", "userId": "u", "uniqueKey": "report:2026-01"});
+    let first = s.create(body.clone()).await;
+    assert_eq!(first["uniqueKey"], "report:2026-01");
+    let (status, again) = s.post("/api/v1/jobs", &body).await;
+    assert_eq!(status, StatusCode::OK, "the holder, not a new job");
+    assert_eq!(again["id"], first["id"]);
+    assert_eq!(s.queue.get_stats().await.unwrap().pending, 1);
+    // Once the holder finished (no after-finish period), the key is free.
+    s.post(
+        &format!("/api/v1/jobs/{}/cancel", first["id"].as_str().unwrap()),
+        &json!({}),
+    )
+    .await;
+    let third = s.create(body).await;
+    assert_ne!(third["id"], first["id"]);
+    assert_problem(
+        &s.post(
+            "/api/v1/jobs",
+            &json!({"type": "report", "userId": "u", "uniqueAfterFinishMs": 10}),
+        )
+        .await,
+        400,
+        "needs a uniqueKey",
+    );
+}
+
+#[tokio::test]
+async fn types_can_be_paused_and_resumed() {
+    let s = TestServer::start().await;
+    seed(&s.queue, 1, "u").await;
+    let (status, r) = s.post("/api/v1/types/noop/pause", &json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(r, json!({"type": "noop", "paused": true, "changed": true}));
+    let (_, r) = s.post("/api/v1/types/noop/pause", &json!({})).await;
+    assert_eq!(r["changed"], false);
+    // A paused type without jobs is listed too.
+    s.post("/api/v1/types/detection/pause", &json!({})).await;
+    let (_, types) = s.get("/api/v1/types").await;
+    let types = types["types"].as_array().unwrap().clone();
+    let paused: Vec<&str> = types
+        .iter()
+        .filter(|t| t["paused"] == true)
+        .map(|t| t["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(paused, ["detection", "noop"]);
+    s.queue.register_worker("w-1").await.unwrap();
+    assert!(
+        s.queue
+            .claim_next_job(["noop"], "w-1")
+            .await
+            .unwrap()
+            .is_none(),
+        "paused"
+    );
+    let (_, r) = s.post("/api/v1/types/noop/resume", &json!({})).await;
+    assert_eq!(
+        (r["paused"].as_bool(), r["changed"].as_bool()),
+        (Some(false), Some(true))
+    );
+    assert!(s
+        .queue
+        .claim_next_job(["noop"], "w-1")
+        .await
+        .unwrap()
+        .is_some());
+    assert_problem(
+        &s.post("/api/v1/types/a%20b/pause", &json!({})).await,
+        400,
+        "invalid job type",
+    );
+}

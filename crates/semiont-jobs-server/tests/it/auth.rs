@@ -62,6 +62,18 @@ fn endpoints() -> Vec<(Method, &'static str, Option<Value>, Option<&'static str>
             Some(json!({"ids": ["{done}"], "dryRun": true})),
             Some("write"),
         ),
+        (
+            Method::POST,
+            "/api/v1/types/other/pause",
+            Some(json!({})),
+            Some("write"),
+        ),
+        (
+            Method::POST,
+            "/api/v1/types/other/resume",
+            Some(json!({})),
+            Some("write"),
+        ),
         (Method::DELETE, "/api/v1/jobs/{done}", None, Some("admin")),
         (
             Method::POST,

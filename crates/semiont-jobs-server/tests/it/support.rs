@@ -359,6 +359,29 @@ impl JobStore for FaultyStore {
         self.check()?;
         self.inner.type_stats().await
     }
+    async fn set_paused(
+        &self,
+        job_type: &JobType,
+        paused: bool,
+    ) -> semiont_jobs_store::Result<bool> {
+        self.check()?;
+        self.inner.set_paused(job_type, paused).await
+    }
+    async fn paused_types(
+        &self,
+    ) -> semiont_jobs_store::Result<std::collections::BTreeSet<JobType>> {
+        self.check()?;
+        self.inner.paused_types().await
+    }
+    async fn try_lock_sweep(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        now: Timestamp,
+    ) -> semiont_jobs_store::Result<bool> {
+        self.check()?;
+        self.inner.try_lock_sweep(holder, ttl, now).await
+    }
     async fn finished_before(
         &self,
         before: Timestamp,

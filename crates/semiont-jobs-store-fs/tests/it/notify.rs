@@ -114,3 +114,104 @@ async fn transitions_by_another_instance_arrive_with_their_kind() {
     wait_for(&mut rx, &job.id, ChangeKind::Updated).await;
     assert_eq!(a.get(&job.id).await.unwrap().progress, p.progress);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_by_another_instance_arrives_whole() {
+    // Hundreds of creates and claims back to back: the watcher coalesces
+    // them into batches, and every job still arrives as `External`.
+    let tmp = crate::support::tempdir();
+    let dir = tmp.path().join("jobs");
+    let watcher = FsStore::open(&dir, support::opts()).await.unwrap();
+    let other = FsStore::open(&dir, support::opts()).await.unwrap();
+    let mut rx = watcher.subscribe();
+    let jobs: Vec<_> = (0..300).map(|_| noop_job()).collect();
+    for job in &jobs {
+        other.create(job).await.unwrap();
+    }
+    for _ in 0..100 {
+        other
+            .claim(&claim_req("wo", Timestamp::now(), Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // What the events said of each job (a job created and claimed before
+    // the watcher looked arrives once, as created in running).
+    let mut last = std::collections::HashMap::new();
+    let running = |last: &std::collections::HashMap<JobId, JobStatus>| {
+        last.values().filter(|s| **s == JobStatus::Running).count()
+    };
+    let mut resynced = false;
+    tokio::time::timeout(WAKE_UP, async {
+        while !resynced && (last.len() < jobs.len() || running(&last) < 100) {
+            let Some(c) = rx.recv().await else {
+                panic!("channel closed")
+            };
+            if c.kind == ChangeKind::Resynced {
+                resynced = true;
+                continue;
+            }
+            assert_eq!(c.origin, ChangeOrigin::External, "{c:?}");
+            let id = c.id.clone().unwrap();
+            match c.kind {
+                ChangeKind::Created => assert!(!last.contains_key(&id), "created twice: {c:?}"),
+                ChangeKind::Transition(Transition::Claim) | ChangeKind::Updated => {
+                    assert!(last.contains_key(&id), "before its create: {c:?}");
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            last.insert(id, c.status.unwrap());
+        }
+    })
+    .await
+    .expect("the burst did not arrive");
+    // Whether through hints or a rescan, the index agrees with the disk.
+    let stats = watcher.stats().await.unwrap();
+    assert_eq!((stats.pending, stats.running), (200, 100));
+}
+
+/// Threads of this process whose name starts with each of `prefixes`.
+fn threads_named(prefixes: &[&str]) -> Vec<usize> {
+    let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .collect();
+    prefixes
+        .iter()
+        .map(|p| names.iter().filter(|n| n.starts_with(p)).count())
+        .collect()
+}
+
+/// Waits until the counts of [`threads_named`] are `want`.
+async fn wait_for_threads(prefixes: &[&str], want: &[usize]) {
+    tokio::time::timeout(WAKE_UP, async {
+        // A new thread names itself once it runs.
+        while threads_named(prefixes) != want {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "threads {prefixes:?}: {:?}, not {want:?}",
+            threads_named(prefixes)
+        )
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_store_ends_its_watcher_threads() {
+    let tmp = crate::support::tempdir();
+    let dir = tmp.path().join("jobs");
+    // notify's event thread and the coalescing thread (names cut to 15
+    // bytes by the kernel).
+    let names = ["notify-rs inoti", "semiont-jobs-fs"];
+    let before = threads_named(&names);
+    let mut stores = Vec::new();
+    for _ in 0..5 {
+        stores.push(FsStore::open(&dir, support::opts()).await.unwrap());
+    }
+    wait_for_threads(&names, &[before[0] + 5, before[1] + 5]).await;
+    drop(stores);
+    wait_for_threads(&names, &before).await;
+}
