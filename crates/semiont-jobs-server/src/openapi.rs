@@ -270,7 +270,12 @@ fn create_variant(type_schema: Value, extra: Value, required: &[&str], closed: b
     }
     let mut req = vec!["type", "userId"];
     req.extend_from_slice(required);
-    let mut s = json!({ "type": "object", "required": req, "properties": props });
+    let mut s = json!({
+        "type": "object",
+        "required": req,
+        "properties": props,
+        "dependentRequired": { "uniqueAfterFinishMs": ["uniqueKey"] }
+    });
     if closed {
         s["additionalProperties"] = json!(false);
     } else {
