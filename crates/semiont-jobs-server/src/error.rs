@@ -30,7 +30,8 @@ pub enum ErrorKind {
     /// 408: the request body arrived too slowly.
     RequestTimeout,
     /// 409: the job's state does not allow the operation, it changed under
-    /// the request, or an idempotent request with the same key is running.
+    /// the request, another job holds its unique key, or an idempotent
+    /// request with the same key is running.
     Conflict,
     /// 412: `If-Match` named another version of the job.
     PreconditionFailed,
@@ -164,7 +165,7 @@ impl From<semiont_jobs_queue::Error> for Error {
         use semiont_jobs_queue::ErrorKind as Q;
         let kind = match e.kind() {
             Q::NotFound => ErrorKind::NotFound,
-            Q::Conflict | Q::IllegalTransition => ErrorKind::Conflict,
+            Q::Conflict | Q::IllegalTransition | Q::Duplicate => ErrorKind::Conflict,
             Q::InvalidInput => ErrorKind::InvalidInput,
             Q::Unavailable => {
                 tracing::warn!(error = %e, "store unavailable");

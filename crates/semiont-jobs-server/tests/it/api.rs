@@ -565,6 +565,15 @@ async fn unique_keys_return_the_holding_job() {
     .await;
     let third = s.create(body).await;
     assert_ne!(third["id"], first["id"]);
+    // Retrying the first job would take the key the third holds: 409.
+    let retry = s
+        .post(
+            &format!("/api/v1/jobs/{}/retry", first["id"].as_str().unwrap()),
+            &json!({}),
+        )
+        .await;
+    assert_problem(&retry, 409, "report:2026-01");
+    assert_eq!(retry.1["code"], "conflict");
     assert_problem(
         &s.post(
             "/api/v1/jobs",
