@@ -47,10 +47,10 @@ pub mod text;
 pub use annotation::{Agent, Annotation, Body, Motivation, Selector, Target};
 pub use annotation_store::{AddOutcome, AnnotationStore, FsAnnotationStore};
 pub use data_dir::DataDir;
-pub use error::{Error, Result};
+pub use error::{Error, NetworkCause, Result};
 pub use id::{AnnotationId, ResourceId, MAX_ID_LEN};
 pub use inference::{
-    Completion, CompletionRequest, DocumentBrief, InferenceClient, InferenceConfig,
+    Completion, CompletionRequest, DocumentBrief, InferenceClient, InferenceConfig, ModelSettings,
     OfflineInference, ResponseFormat, Task,
 };
 pub use progress::ProgressSink;
