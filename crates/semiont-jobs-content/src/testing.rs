@@ -136,6 +136,8 @@ struct Shared {
     responder: Mutex<Option<Responder>>,
     requests: Mutex<Vec<Recorded>>,
     arrived: mpsc::UnboundedSender<()>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// A scripted HTTP server on an ephemeral 127.0.0.1 port. Replies are
@@ -160,6 +162,8 @@ impl StubServer {
             responder: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
             arrived: tx,
+            in_flight: Default::default(),
+            max_in_flight: Default::default(),
         });
         let app = axum::Router::new()
             .fallback(handle)
@@ -199,6 +203,13 @@ impl StubServer {
     /// The requests received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// The most requests that were being answered at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Waits until one more request has arrived (at most `timeout`);
@@ -258,6 +269,17 @@ async fn handle(
     if method != Method::POST {
         return build(Reply::error(405, "only POST is supported"));
     }
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    /// Counts the request out even when the client gives up on it.
+    struct InFlight<'a>(&'a AtomicUsize);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let _counted = InFlight(&shared.in_flight);
+    shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }

@@ -43,6 +43,7 @@ pub(crate) fn job_error(e: &Error) -> JobError {
         e.code(),
         e.to_string(),
     )
+    .with_retry_after(e.retry_after())
 }
 
 #[async_trait]
