@@ -50,7 +50,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => crate::bench::run(&cli, args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
-            clap_complete::generate(*shell, &mut cmd, "semiont-jobs", &mut std::io::stdout());
+            // Generated in memory: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "semiont-jobs", &mut script);
+            output::write_out(&script);
             Ok(())
         }
     }
@@ -224,6 +227,8 @@ async fn stats(cli: &Cli) -> anyhow::Result<()> {
 async fn work(cli: &Cli, args: &WorkArgs) -> anyhow::Result<()> {
     let types = crate::work::parse_types(&args.types)?;
     let options = crate::work::options(args)?;
+    // The model flags are checked before anything is opened.
+    crate::content::inference_config(args)?;
     let app = App::open(cli, Create::Yes).await?;
     let (detection, generation) = crate::content::workers(&app, args)
         .context("cannot set up the detection and generation workers")?;

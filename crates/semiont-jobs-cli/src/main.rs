@@ -1,6 +1,7 @@
 //! The `semiont-jobs` binary: parses the command line, sets up logging, runs
 //! the command, and maps errors to exit codes (0 success, 2 usage error, 1
-//! anything else) with a one-line message.
+//! anything else) with a one-line message; a closed output pipe ends a
+//! command quietly with 141 (see `output`).
 
 #![allow(
     clippy::print_stderr,
@@ -72,6 +73,13 @@ fn one_line(e: &anyhow::Error) -> String {
     line
 }
 
+/// Prints `error: <message>` on standard error (a closed standard error is
+/// ignored: there is nowhere else to say it).
+fn report(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "error: {message}");
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.command {
@@ -86,15 +94,14 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            report(&format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let message = one_line(&e);
-            eprintln!("error: {message}");
+            report(&one_line(&e));
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
             } else {

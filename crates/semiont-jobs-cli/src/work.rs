@@ -142,12 +142,8 @@ pub fn parse_types(names: &[String]) -> anyhow::Result<Vec<JobType>> {
 /// output, then waits for one line on standard input (or its end), so a
 /// benchmark can start several workers at the same instant.
 pub async fn gate() -> anyhow::Result<()> {
-    use std::io::{BufRead, Write};
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "ready")?;
-        out.flush()?;
-    }
+    use std::io::BufRead;
+    crate::output::line("ready");
     tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line).map(drop)
