@@ -8,6 +8,7 @@
 )]
 
 mod bench;
+mod llm_check;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -22,8 +23,9 @@ fn main() -> ExitCode {
         "torture" => torture(),
         "fuzz" => fuzz(&args[1..]),
         "bench" => bench::bench(&root(), &args[1..]),
+        "llm-check" => llm_check::llm_check(&root(), &args[1..]),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <ci|tidy|torture|fuzz|bench>\n");
+            println!("usage: cargo xtask <ci|tidy|torture|fuzz|bench|llm-check>\n");
             println!("  ci       fmt check, clippy -D warnings, tests, docs, tidy (what CI runs)");
             println!("  tidy     module docs present, no dbg!/todo!/unimplemented!");
             println!("  torture  the slow tests (crash loops, long property runs)");
@@ -32,6 +34,9 @@ fn main() -> ExitCode {
             println!(
                 "           bench [--runs R] [--data-root DIR] [--no-upstream] [--no-1m] [--quick]"
             );
+            println!("  llm-check  detection and generation against a real small model (SmolLM2-135M via");
+            println!("           llama-cpp-python, and an Ollama shim); installs into target/llm-check:");
+            println!("           llm-check [--max-tokens N] [--keep]");
             Ok(())
         }
         other => Err(format!("unknown task {other:?}; try `cargo xtask help`")),

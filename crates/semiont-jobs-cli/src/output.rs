@@ -81,6 +81,12 @@ pub fn progress_summary(progress: Option<&Value>) -> String {
         p.get("totalEntityTypes").and_then(Value::as_u64),
     ) {
         parts.push(format!("{done}/{total} types"));
+        if let (Some(c), Some(t)) = (
+            p.get("processedChunks").and_then(Value::as_u64),
+            p.get("totalChunks").and_then(Value::as_u64),
+        ) {
+            parts.push(format!("chunk {c}/{t}"));
+        }
         if let Some(found) = p.get("entitiesFound").and_then(Value::as_u64) {
             parts.push(format!("{found} found"));
         }
