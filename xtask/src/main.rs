@@ -34,8 +34,11 @@ fn main() -> ExitCode {
             println!(
                 "           bench [--runs R] [--data-root DIR] [--no-upstream] [--no-1m] [--quick]"
             );
+            println!("           bench --report-only (the report again from the last run's data)");
             println!("  llm-check  detection and generation against a real small model (SmolLM2-135M via");
-            println!("           llama-cpp-python, and an Ollama shim); installs into target/llm-check:");
+            println!(
+                "           llama-cpp-python, and an Ollama shim); installs into target/llm-check:"
+            );
             println!("           llm-check [--max-tokens N] [--keep]");
             Ok(())
         }
@@ -95,6 +98,12 @@ fn ci() -> Result<(), String> {
         "warnings",
     ]);
     run("clippy", clippy)?;
+    // Every binary first: a test may run another package's binary
+    // (`semiont-jobs-bench`'s tests run `semiont-jobs bench`), which Cargo
+    // builds only for that package's own tests.
+    let mut bins = cargo();
+    bins.args(["build", "--workspace", "--bins", "--all-features"]);
+    run("build (bins)", bins)?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--all-features"]);
     run("test", test)?;

@@ -6,15 +6,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use semiont_jobs_content::inference::{InferenceConfig, ModelSettings};
-use semiont_jobs_content::{
+use semiont_jobs::content::inference::{InferenceConfig, ModelSettings};
+use semiont_jobs::content::{
     AnnotationStore, DataDir, FsAnnotationStore, FsResourceStore, MediaType, PutMode, Resource,
     ResourceId, ResourceStore,
 };
-use semiont_jobs_detection::{Backend, DetectionWorker, Detector, ModelOptions, Recognizer};
-use semiont_jobs_generation::{GenerationOptions, GenerationWorker, Generator};
-use semiont_jobs_model::Timestamp;
-use semiont_jobs_worker::JobWorker;
+use semiont_jobs::detection::{Backend, DetectionWorker, Detector, ModelOptions, Recognizer};
+use semiont_jobs::generation::{GenerationOptions, GenerationWorker, Generator};
+use semiont_jobs::model::Timestamp;
+use semiont_jobs::worker::JobWorker;
 
 use crate::app::{App, Create};
 use crate::args::{Annotations, Cli, InferenceArg, Resources, WorkArgs};
@@ -263,7 +263,7 @@ pub fn inference_config(args: &WorkArgs) -> anyhow::Result<(InferenceConfig, Mod
             .and_then(|(_, v)| v.clone())
             .or_else(|| std::env::var(key).ok())
     };
-    let usage = |e: semiont_jobs_content::Error| -> anyhow::Error {
+    let usage = |e: semiont_jobs::content::Error| -> anyhow::Error {
         if e.code() == "CONFIG_ERROR" {
             UsageError(e.to_string()).into()
         } else {

@@ -192,7 +192,7 @@ fn unreachable_inference_server_is_a_retryable_failure() {
 
 #[test]
 fn model_flags_size_the_requests_and_bad_values_are_usage_errors() {
-    use semiont_jobs_content::testing::{Reply, StubServer};
+    use semiont_jobs::content::testing::{Reply, StubServer};
     let env = Env::new();
     env.ok(&["init"]);
     let file = env.data.parent().unwrap().join("doc.txt");
