@@ -39,7 +39,9 @@ fn main() -> ExitCode {
             println!(
                 "           llama-cpp-python, and an Ollama shim); installs into target/llm-check:"
             );
-            println!("           llm-check [--max-tokens N] [--keep]");
+            println!(
+                "           llm-check [--max-tokens N] [--keep] [--only openai,ollama,corrupt,...]"
+            );
             Ok(())
         }
         other => Err(format!("unknown task {other:?}; try `cargo xtask help`")),

@@ -152,20 +152,25 @@ pub async fn gate() -> anyhow::Result<()> {
     .context("cannot read the gate's standard input")
 }
 
-/// Whether no job of `types` is pending (due or not).
+/// Whether no job of `types` is pending (due or not) or running.
 pub async fn nothing_pending(queue: &JobQueue, types: &[JobType]) -> anyhow::Result<bool> {
     // A due job answers at once (an index lookup); only when none is due
     // are the pending jobs counted, the ones waiting for a retry included.
     if !types.is_empty() && queue.poll_next_pending_job(types).await?.is_some() {
         return Ok(false);
     }
-    for t in types {
-        let filter = JobFilter::default()
-            .status(JobStatus::Pending)
-            .job_type(t.clone())
-            .limit(0);
-        if queue.list_jobs(&filter).await?.total > 0 {
-            return Ok(false);
+    // Running ones too: a job this worker has just claimed is running
+    // before the worker counts it in flight (stopping then would give it
+    // back unfinished).
+    for status in [JobStatus::Pending, JobStatus::Running] {
+        for t in types {
+            let filter = JobFilter::default()
+                .status(status)
+                .job_type(t.clone())
+                .limit(0);
+            if queue.list_jobs(&filter).await?.total > 0 {
+                return Ok(false);
+            }
         }
     }
     Ok(true)
