@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use semiont_jobs::config::FileConfig;
 use semiont_jobs::queue::{JobQueue, JobQueueConfig};
 use semiont_jobs::store::Durability;
 use semiont_jobs::store_fs::{FsOptions, FsStore};
@@ -17,6 +18,17 @@ pub struct App {
     pub root: PathBuf,
     /// The queue on `<root>/jobs`.
     pub queue: JobQueue,
+    /// The configuration file's settings (empty without `--config`).
+    pub config: FileConfig,
+}
+
+/// Reads the configuration file named by `--config` / `SEMIONT_JOBS_CONFIG`
+/// (a bad file is a usage error: exit 2, one line naming the key).
+pub fn load_config(cli: &Cli) -> anyhow::Result<FileConfig> {
+    match &cli.config {
+        None => Ok(FileConfig::default()),
+        Some(path) => FileConfig::load(path).map_err(|e| crate::UsageError(e.to_string()).into()),
+    }
 }
 
 /// Whether a command may create a missing data directory.
@@ -29,20 +41,23 @@ pub enum Create {
 }
 
 impl App {
-    /// Opens (or creates) the data directory named on the command line.
+    /// Opens (or creates) the data directory named on the command line,
+    /// with the configuration file's settings.
     pub async fn open(cli: &Cli, create: Create) -> anyhow::Result<App> {
         let durability = match cli.durability {
             DurabilityArg::None => Durability::None,
             DurabilityArg::Fsync | DurabilityArg::Batch => Durability::Fsync,
         };
-        Self::open_at(&cli.data_dir, durability, create).await
+        let config = load_config(cli)?;
+        Self::open_with(&cli.data_dir, durability, create, config).await
     }
 
-    /// Opens `root` with the given durability.
-    pub async fn open_at(
+    /// Opens `root` with the given durability and configuration file.
+    pub async fn open_with(
         root: &Path,
         durability: Durability,
         create: Create,
+        file: FileConfig,
     ) -> anyhow::Result<App> {
         match std::fs::symlink_metadata(root) {
             Ok(m) if m.is_dir() => {}
@@ -76,10 +91,12 @@ impl App {
         let store = FsStore::open(&jobs, FsOptions::default().durability(durability))
             .await
             .with_context(|| format!("cannot open the job queue in {}", jobs.display()))?;
-        let config = JobQueueConfig {
+        let mut config = JobQueueConfig {
             durability,
             ..JobQueueConfig::new(&jobs)
         };
+        file.apply_to(&mut config)
+            .map_err(|e| crate::UsageError(e.to_string()))?;
         let queue = JobQueue::builder()
             .config(config)
             .store(Arc::new(store))
@@ -88,7 +105,11 @@ impl App {
             .initialize()
             .await
             .with_context(|| format!("cannot initialise the job queue in {}", jobs.display()))?;
-        Ok(App { root, queue })
+        Ok(App {
+            root,
+            queue,
+            config: file,
+        })
     }
 }
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::builtin;
 
 /// Every type `work` runs by default.
-pub const ALL_TYPES: [&str; 5] = ["detection", "generation", "noop", "sleep", "fail"];
+pub const ALL_TYPES: [&str; 6] = ["detection", "generation", "noop", "sleep", "fail", "steps"];
 
 /// The one worker `work` runs: dispatches each job to the built-in code for
 /// its type.
@@ -152,8 +152,16 @@ pub async fn gate() -> anyhow::Result<()> {
     .context("cannot read the gate's standard input")
 }
 
-/// Whether no job of `types` is pending (due or not) or running.
+/// Whether no job of `types` is pending (due or not) or running, paused
+/// types left out (their jobs wait for a resume, not for this worker).
 pub async fn nothing_pending(queue: &JobQueue, types: &[JobType]) -> anyhow::Result<bool> {
+    let paused = queue.paused_types().await?;
+    let types: Vec<JobType> = types
+        .iter()
+        .filter(|t| !paused.contains(*t))
+        .cloned()
+        .collect();
+    let types = types.as_slice();
     // A due job answers at once (an index lookup); only when none is due
     // are the pending jobs counted, the ones waiting for a retry included.
     if !types.is_empty() && queue.poll_next_pending_job(types).await?.is_some() {
