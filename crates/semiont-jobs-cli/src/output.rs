@@ -235,7 +235,7 @@ pub fn job_detail(j: &Job) {
 pub fn paused_line<T: std::fmt::Display>(paused: impl IntoIterator<Item = T>) {
     let names: Vec<String> = paused.into_iter().map(|t| t.to_string()).collect();
     if !names.is_empty() {
-        println!(
+        out!(
             "paused: {} (claims of these types wait for `semiont-jobs resume`)",
             names.join(", ")
         );
