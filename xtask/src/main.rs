@@ -8,6 +8,7 @@
 )]
 
 mod bench;
+mod llm_check;
 mod schemathesis;
 
 use std::path::{Path, PathBuf};
@@ -24,8 +25,9 @@ fn main() -> ExitCode {
         "fuzz" => fuzz(&args[1..]),
         "bench" => bench::bench(&root(), &args[1..]),
         "schemathesis" => schemathesis::schemathesis(&root(), &args[1..], true),
+        "llm-check" => llm_check::llm_check(&root(), &args[1..]),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <ci|tidy|torture|fuzz|bench|schemathesis>\n");
+            println!("usage: cargo xtask <ci|tidy|torture|fuzz|bench|schemathesis|llm-check>\n");
             println!("  ci       fmt check, clippy -D warnings, tests, schemathesis, docs, tidy (what CI runs)");
             println!("  tidy     module docs present, no dbg!/todo!/unimplemented!");
             println!("  torture  the slow tests (crash loops, long property runs)");
@@ -37,6 +39,13 @@ fn main() -> ExitCode {
                 "           bench [--runs R] [--data-root DIR] [--no-upstream] [--no-1m] [--quick]"
             );
             println!("           bench --report-only (the report again from the last run's data)");
+            println!("  llm-check  detection and generation against a real small model (SmolLM2-135M via");
+            println!(
+                "           llama-cpp-python, and an Ollama shim); installs into target/llm-check:"
+            );
+            println!(
+                "           llm-check [--max-tokens N] [--keep] [--only openai,ollama,corrupt,...]"
+            );
             Ok(())
         }
         other => Err(format!("unknown task {other:?}; try `cargo xtask help`")),

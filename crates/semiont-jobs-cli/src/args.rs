@@ -127,7 +127,7 @@ pub enum Command {
     },
     /// Run the built-in workers until interrupted.
     #[command(
-        after_help = "Examples:\n  semiont-jobs work\n  semiont-jobs work --types noop,sleep --concurrency 4 --exit-when-idle\n  semiont-jobs work --inference ollama --model llama3.2 --url http://127.0.0.1:11434\n\nSIGINT/SIGTERM stops gracefully (running jobs finish); a second signal cancels them."
+        after_help = "Examples:\n  semiont-jobs work\n  semiont-jobs work --types noop,sleep --concurrency 4 --exit-when-idle\n  semiont-jobs work --inference ollama --model llama3.2 --url http://127.0.0.1:11434\n  semiont-jobs work --inference openai --url http://127.0.0.1:8080/v1 --model smollm2 --model-context 2048\n\nSIGINT/SIGTERM stops gracefully (running jobs finish); a second signal cancels them."
     )]
     Work(WorkArgs),
     /// Serve the queue over HTTP: JSON API, live events (SSE), Prometheus metrics.
@@ -341,6 +341,24 @@ pub struct WorkArgs {
     /// Server base URL (ollama default 127.0.0.1:11434, openai default api.openai.com/v1).
     #[arg(long)]
     pub url: Option<String>,
+    /// The model's context window in tokens, sent to Ollama as num_ctx [env: SEMIONT_INFERENCE_CONTEXT; default 2048].
+    #[arg(long, value_name = "TOKENS")]
+    pub model_context: Option<u32>,
+    /// Most tokens per answer [env: SEMIONT_INFERENCE_MAX_TOKENS; default: detection a quarter of the context, generation half].
+    #[arg(long, value_name = "TOKENS")]
+    pub model_max_tokens: Option<u32>,
+    /// Most characters of a document per detection request [env: SEMIONT_INFERENCE_CHUNK_CHARS; default: what fits the context].
+    #[arg(long, value_name = "CHARS")]
+    pub model_chunk_chars: Option<usize>,
+    /// Sampling temperature [env: SEMIONT_INFERENCE_TEMPERATURE; default: detection 0, generation 0.4].
+    #[arg(long, value_name = "T")]
+    pub model_temperature: Option<f32>,
+    /// Model calls one job may have in flight [env: SEMIONT_INFERENCE_CONCURRENCY; default 1].
+    #[arg(long, value_name = "N")]
+    pub model_concurrency: Option<usize>,
+    /// Seconds to wait for a model's answer [env: SEMIONT_INFERENCE_READ_TIMEOUT_SECS; default 300].
+    #[arg(long, value_name = "SECS")]
+    pub model_timeout: Option<f64>,
     /// Worker id (default: generated).
     #[arg(long)]
     pub worker_id: Option<String>,

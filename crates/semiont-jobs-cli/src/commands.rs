@@ -53,7 +53,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => crate::bench::run(&cli, args),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
-            clap_complete::generate(*shell, &mut cmd, "semiont-jobs", &mut std::io::stdout());
+            // Generated in memory: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "semiont-jobs", &mut script);
+            output::write_out(&script);
             Ok(())
         }
     }
@@ -415,6 +418,8 @@ async fn stats(cli: &Cli) -> anyhow::Result<()> {
 async fn work(cli: &Cli, args: &WorkArgs) -> anyhow::Result<()> {
     let types = crate::work::parse_types(&args.types)?;
     let options = crate::work::options(args)?;
+    // The model flags are checked before anything is opened.
+    crate::content::inference_config(args)?;
     let mut options = options;
     let app = App::open(cli, Create::Yes).await?;
     if args.no_sweep {

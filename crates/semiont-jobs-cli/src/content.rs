@@ -6,13 +6,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use semiont_jobs::content::inference::InferenceConfig;
+use semiont_jobs::content::inference::{InferenceConfig, ModelSettings};
 use semiont_jobs::content::{
     AnnotationStore, DataDir, FsAnnotationStore, FsResourceStore, MediaType, PutMode, Resource,
     ResourceId, ResourceStore,
 };
 use semiont_jobs::detection::{Backend, DetectionWorker, Detector, ModelOptions, Recognizer};
-use semiont_jobs::generation::{GenerationWorker, Generator};
+use semiont_jobs::generation::{GenerationOptions, GenerationWorker, Generator};
 use semiont_jobs::model::Timestamp;
 use semiont_jobs::worker::JobWorker;
 
@@ -217,29 +217,69 @@ fn slug(s: &str) -> String {
     out.chars().take(100).collect()
 }
 
-/// The inference configuration from `work`'s flags, falling back to the
-/// environment (`SEMIONT_INFERENCE`, `OLLAMA_HOST`, `OPENAI_API_KEY`, ...).
-pub fn inference_config(args: &WorkArgs) -> anyhow::Result<InferenceConfig> {
+/// The inference configuration and the model settings from `work`'s
+/// flags, falling back to the environment (`SEMIONT_INFERENCE`,
+/// `OLLAMA_HOST`, `OPENAI_API_KEY`, `SEMIONT_INFERENCE_CONTEXT`, ...).
+pub fn inference_config(args: &WorkArgs) -> anyhow::Result<(InferenceConfig, ModelSettings)> {
     let kind = match args.inference {
         InferenceArg::Offline => "offline",
         InferenceArg::Ollama => "ollama",
         InferenceArg::Openai => "openai",
     };
-    let model = args.model.clone();
-    let url = args.url.clone();
-    let config = InferenceConfig::from_lookup(|key| match key {
-        "SEMIONT_INFERENCE" => Some(kind.to_owned()),
-        "SEMIONT_INFERENCE_MODEL" => model.clone().or_else(|| std::env::var(key).ok()),
-        "OLLAMA_HOST" | "OPENAI_BASE_URL" => url.clone().or_else(|| std::env::var(key).ok()),
-        _ => std::env::var(key).ok(),
-    })?;
-    Ok(config)
+    let flags: Vec<(&str, Option<String>)> = vec![
+        ("SEMIONT_INFERENCE", Some(kind.to_owned())),
+        ("SEMIONT_INFERENCE_MODEL", args.model.clone()),
+        ("OLLAMA_HOST", args.url.clone()),
+        ("OPENAI_BASE_URL", args.url.clone()),
+        (
+            "SEMIONT_INFERENCE_CONTEXT",
+            args.model_context.map(|v| v.to_string()),
+        ),
+        (
+            "SEMIONT_INFERENCE_MAX_TOKENS",
+            args.model_max_tokens.map(|v| v.to_string()),
+        ),
+        (
+            "SEMIONT_INFERENCE_CHUNK_CHARS",
+            args.model_chunk_chars.map(|v| v.to_string()),
+        ),
+        (
+            "SEMIONT_INFERENCE_TEMPERATURE",
+            args.model_temperature.map(|v| v.to_string()),
+        ),
+        (
+            "SEMIONT_INFERENCE_CONCURRENCY",
+            args.model_concurrency.map(|v| v.to_string()),
+        ),
+        (
+            "SEMIONT_INFERENCE_READ_TIMEOUT_SECS",
+            args.model_timeout.map(|v| v.to_string()),
+        ),
+    ];
+    let lookup = |key: &str| {
+        flags
+            .iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(_, v)| v.clone())
+            .or_else(|| std::env::var(key).ok())
+    };
+    let usage = |e: semiont_jobs::content::Error| -> anyhow::Error {
+        if e.code() == "CONFIG_ERROR" {
+            UsageError(e.to_string()).into()
+        } else {
+            e.into()
+        }
+    };
+    let config = InferenceConfig::from_lookup(lookup).map_err(usage)?;
+    let settings = ModelSettings::from_lookup(lookup).map_err(usage)?;
+    Ok((config, settings))
 }
 
 /// The detection and generation workers over the data directory of `root`.
 pub fn build_workers(
     root: &Path,
     config: &InferenceConfig,
+    settings: &ModelSettings,
 ) -> anyhow::Result<(Arc<dyn JobWorker>, Arc<dyn JobWorker>)> {
     let content = Content::open(root)?;
     let resources: Arc<dyn ResourceStore> = content.resources.clone();
@@ -256,13 +296,16 @@ pub fn build_workers(
         let client = config
             .build()
             .context("cannot set up the inference client")?;
+        let detection = ModelOptions::from_settings(client.clone(), settings);
+        tracing::info!(?detection, "model-based detection");
         (
             Detector::new(
                 resources.clone(),
                 annotations.clone(),
-                Backend::Model(ModelOptions::new(client.clone())),
+                Backend::Model(detection),
             ),
-            Generator::new(resources, annotations, client),
+            Generator::new(resources, annotations, client)
+                .with_options(GenerationOptions::from_settings(settings)),
         )
     };
     Ok((
@@ -277,8 +320,8 @@ pub fn workers(
     app: &App,
     args: &WorkArgs,
 ) -> anyhow::Result<(Option<Arc<dyn JobWorker>>, Option<Arc<dyn JobWorker>>)> {
-    let config = inference_config(args)?;
+    let (config, settings) = inference_config(args)?;
     tracing::info!(inference = ?config, "inference backend");
-    let (d, g) = build_workers(&app.root, &config)?;
+    let (d, g) = build_workers(&app.root, &config, &settings)?;
     Ok((Some(d), Some(g)))
 }

@@ -59,7 +59,8 @@ pub async fn run(cli: &Cli) -> anyhow::Result<()> {
         samples().len() - installed
     ));
 
-    let (detection, generation) = build_workers(&app.root, &InferenceConfig::Offline)?;
+    let (detection, generation) =
+        build_workers(&app.root, &InferenceConfig::Offline, &Default::default())?;
     let worker = Worker::new(
         app.queue.clone(),
         Builtin::new(

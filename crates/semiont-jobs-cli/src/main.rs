@@ -1,6 +1,7 @@
 //! The `semiont-jobs` binary: parses the command line, sets up logging, runs
 //! the command, and maps errors to exit codes (0 success, 2 usage error, 1
-//! anything else) with a one-line message.
+//! anything else) with a one-line message; a closed output pipe ends a
+//! command quietly with 141 (see `output`).
 
 #![allow(
     clippy::print_stderr,
@@ -76,6 +77,13 @@ fn one_line(e: &anyhow::Error) -> String {
     line
 }
 
+/// Prints `error: <message>` on standard error (a closed standard error is
+/// ignored: there is nowhere else to say it).
+fn report(message: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "error: {message}");
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.command {
@@ -90,7 +98,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            report(&format!("cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
@@ -101,8 +109,7 @@ fn main() -> ExitCode {
                 // The benchmark harness has reported its error itself.
                 return ExitCode::from(*code);
             }
-            let message = one_line(&e);
-            eprintln!("error: {message}");
+            report(&one_line(&e));
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
             } else {

@@ -1,7 +1,10 @@
 //! Printing: JSON documents and lines, human tables and job details. The only
 //! module (with `watch`) that writes to standard output.
-
-#![allow(clippy::print_stdout, reason = "the CLI's output module")]
+//!
+//! Every write goes through [`write_out`]: when standard output is a pipe
+//! whose reader has gone (`semiont-jobs list | head -1`), the command stops
+//! at once, quietly, with exit status [`BROKEN_PIPE_STATUS`] — what a shell
+//! reports for a program ended by SIGPIPE, as `yes | head -1` would be.
 
 use std::io::Write;
 
@@ -9,26 +12,56 @@ use semiont_jobs::model::{Job, QueueStats};
 use serde::Serialize;
 use serde_json::Value;
 
+/// Exit status of a command whose output pipe was closed (128 + SIGPIPE).
+pub const BROKEN_PIPE_STATUS: i32 = 141;
+
+/// Writes `bytes` to standard output and flushes. A closed pipe ends the
+/// process quietly with [`BROKEN_PIPE_STATUS`]; any other write error ends
+/// it with a one-line message and status 1 (nothing else can be printed).
+pub fn write_out(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        drop(out);
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(BROKEN_PIPE_STATUS);
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: cannot write to standard output: {e}"
+        );
+        std::process::exit(1);
+    }
+}
+
 /// Prints one JSON document (pretty) followed by a newline.
 pub fn json(value: &impl Serialize) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    writeln!(out)?;
+    let mut text = serde_json::to_vec_pretty(value)?;
+    text.push(b'\n');
+    write_out(&text);
     Ok(())
 }
 
 /// Prints one JSON line (for streams).
 pub fn json_line(value: &impl Serialize) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer(&mut out, value)?;
-    writeln!(out)?;
-    out.flush()?;
+    let mut text = serde_json::to_vec(value)?;
+    text.push(b'\n');
+    write_out(&text);
     Ok(())
 }
 
 /// Prints a line.
 pub fn line(text: impl AsRef<str>) {
-    println!("{}", text.as_ref());
+    let mut bytes = Vec::with_capacity(text.as_ref().len() + 1);
+    bytes.extend_from_slice(text.as_ref().as_bytes());
+    bytes.push(b'\n');
+    write_out(&bytes);
+}
+
+/// `println!` through [`write_out`].
+macro_rules! out {
+    ($($arg:tt)*) => {
+        line(format!($($arg)*))
+    };
 }
 
 /// A compact progress summary: `45% Processing item 3` or `-`.
@@ -60,6 +93,12 @@ pub fn progress_detail(progress: Option<&Value>) -> String {
         p.get("totalEntityTypes").and_then(Value::as_u64),
     ) {
         parts.push(format!("{done}/{total} types"));
+        if let (Some(c), Some(t)) = (
+            p.get("processedChunks").and_then(Value::as_u64),
+            p.get("totalChunks").and_then(Value::as_u64),
+        ) {
+            parts.push(format!("chunk {c}/{t}"));
+        }
         if let Some(found) = p.get("entitiesFound").and_then(Value::as_u64) {
             parts.push(format!("{found} found"));
         }
@@ -95,15 +134,20 @@ fn truncate(s: &str, max: usize) -> String {
 /// A table of jobs.
 pub fn job_table(jobs: &[Job], total: usize, offset: usize) {
     if jobs.is_empty() {
-        println!("no jobs (total {total})");
+        out!("no jobs (total {total})");
         return;
     }
-    println!(
+    out!(
         "{:<40}  {:<12}  {:<9}  {:<12}  {:<24}  {:>3}  PROGRESS",
-        "ID", "TYPE", "STATUS", "USER", "CREATED", "TRY"
+        "ID",
+        "TYPE",
+        "STATUS",
+        "USER",
+        "CREATED",
+        "TRY"
     );
     for j in jobs {
-        println!(
+        out!(
             "{:<40}  {:<12}  {:<9}  {:<12}  {:<24}  {:>3}  {}",
             j.id.as_str(),
             truncate(j.job_type.as_str(), 12),
@@ -114,12 +158,12 @@ pub fn job_table(jobs: &[Job], total: usize, offset: usize) {
             truncate(&progress_summary(j.progress.as_ref()), 40)
         );
     }
-    println!("showing {}–{} of {total}", offset + 1, offset + jobs.len());
+    out!("showing {}–{} of {total}", offset + 1, offset + jobs.len());
 }
 
 /// The details of one job.
 pub fn job_detail(j: &Job) {
-    let row = |k: &str, v: String| println!("{k:<12} {v}");
+    let row = |k: &str, v: String| out!("{k:<12} {v}");
     row("id:", j.id.to_string());
     row("type:", j.job_type.to_string());
     let mut status = j.status.to_string();
@@ -191,7 +235,7 @@ pub fn job_detail(j: &Job) {
 pub fn paused_line<T: std::fmt::Display>(paused: impl IntoIterator<Item = T>) {
     let names: Vec<String> = paused.into_iter().map(|t| t.to_string()).collect();
     if !names.is_empty() {
-        println!(
+        out!(
             "paused: {} (claims of these types wait for `semiont-jobs resume`)",
             names.join(", ")
         );
@@ -207,13 +251,14 @@ pub fn stats_table(s: &QueueStats) {
         ("failed", s.failed),
         ("cancelled", s.cancelled),
     ] {
-        println!("{name:<11} {n:>8}");
+        out!("{name:<11} {n:>8}");
     }
-    println!("{:<11} {:>8}", "total", s.total());
+    out!("{:<11} {:>8}", "total", s.total());
     if s.unreadable > 0 {
-        println!(
+        out!(
             "{:<11} {:>8}  (unreadable files set aside)",
-            "quarantined", s.unreadable
+            "quarantined",
+            s.unreadable
         );
     }
 }

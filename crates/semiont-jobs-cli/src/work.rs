@@ -141,12 +141,8 @@ pub fn parse_types(names: &[String]) -> anyhow::Result<Vec<JobType>> {
 /// output, then waits for one line on standard input (or its end), so a
 /// benchmark can start several workers at the same instant.
 pub async fn gate() -> anyhow::Result<()> {
-    use std::io::{BufRead, Write};
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "ready")?;
-        out.flush()?;
-    }
+    use std::io::BufRead;
+    crate::output::line("ready");
     tokio::task::spawn_blocking(|| {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line).map(drop)
@@ -156,8 +152,8 @@ pub async fn gate() -> anyhow::Result<()> {
     .context("cannot read the gate's standard input")
 }
 
-/// Whether no job of `types` is pending (due or not), paused types left
-/// out (their jobs wait for a resume, not for this worker).
+/// Whether no job of `types` is pending (due or not) or running, paused
+/// types left out (their jobs wait for a resume, not for this worker).
 pub async fn nothing_pending(queue: &JobQueue, types: &[JobType]) -> anyhow::Result<bool> {
     let paused = queue.paused_types().await?;
     let types: Vec<JobType> = types
@@ -171,13 +167,18 @@ pub async fn nothing_pending(queue: &JobQueue, types: &[JobType]) -> anyhow::Res
     if !types.is_empty() && queue.poll_next_pending_job(types).await?.is_some() {
         return Ok(false);
     }
-    for t in types {
-        let filter = JobFilter::default()
-            .status(JobStatus::Pending)
-            .job_type(t.clone())
-            .limit(0);
-        if queue.list_jobs(&filter).await?.total > 0 {
-            return Ok(false);
+    // Running ones too: a job this worker has just claimed is running
+    // before the worker counts it in flight (stopping then would give it
+    // back unfinished).
+    for status in [JobStatus::Pending, JobStatus::Running] {
+        for t in types {
+            let filter = JobFilter::default()
+                .status(status)
+                .job_type(t.clone())
+                .limit(0);
+            if queue.list_jobs(&filter).await?.total > 0 {
+                return Ok(false);
+            }
         }
     }
     Ok(true)

@@ -74,47 +74,73 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The inference server could not be reached, or the connection broke.
-    #[error("cannot reach inference server {endpoint}: {source}")]
+    /// The inference server could not be reached, or the connection broke
+    /// before the answer was complete.
+    #[error("inference request {endpoint} failed: {cause}: {detail}")]
     Network {
-        /// The endpoint called (without credentials).
+        /// The request: method, URL (without credentials) and model.
         endpoint: String,
+        /// The root cause, found by walking the HTTP client's error chain.
+        cause: NetworkCause,
+        /// The innermost error's text, e.g. `Connection refused (os error 111)`.
+        detail: String,
         /// The HTTP client's error.
         #[source]
         source: reqwest::Error,
     },
     /// The inference server did not answer in time (connect or read timeout,
     /// or HTTP 408).
-    #[error("inference server {endpoint} timed out after {timeout:?}")]
+    #[error("inference request {endpoint} timed out after {}s {}", timeout.as_secs_f64(), if *connecting { "connecting" } else { "waiting for the answer" })]
     Timeout {
-        /// The endpoint called.
+        /// The request.
         endpoint: String,
-        /// The timeout that expired (the larger configured one when unknown).
+        /// The timeout that expired.
         timeout: Duration,
+        /// Whether it expired while connecting (else while waiting for the
+        /// answer, when the server may still be working on the request).
+        connecting: bool,
     },
     /// The inference server answered 429 Too Many Requests.
-    #[error("inference server {endpoint} is rate limiting requests{}", retry_after.map(|d| format!(" (retry after {}s)", d.as_secs())).unwrap_or_default())]
+    #[error("inference server rate-limited the request {endpoint}{}", retry_after.map(|d| format!(" (retry after {}s)", d.as_secs())).unwrap_or_default())]
     RateLimited {
-        /// The endpoint called.
+        /// The request.
         endpoint: String,
-        /// The server's `Retry-After`, when it gave one in seconds.
+        /// The server's `Retry-After` (seconds or an HTTP date), if given.
         retry_after: Option<Duration>,
     },
     /// The inference server answered with a 5xx status.
-    #[error("inference server {endpoint} failed with status {status}: {message}")]
+    #[error("inference request {endpoint} failed with status {status}: {message}")]
     ServerError {
-        /// The endpoint called.
+        /// The request.
+        endpoint: String,
+        /// The HTTP status.
+        status: u16,
+        /// The server's error message, shortened.
+        message: String,
+        /// How long to wait before trying again: the server's `Retry-After`,
+        /// else a tenth of the read timeout (5 to 60 s).
+        retry_after: Duration,
+    },
+    /// The inference server rejected the request with a 4xx status other
+    /// than 408 and 429 (bad request, unauthorized, unknown model, ...).
+    #[error("inference request {endpoint} was rejected with status {status}: {message}")]
+    Rejected {
+        /// The request.
         endpoint: String,
         /// The HTTP status.
         status: u16,
         /// The server's error message, shortened.
         message: String,
     },
-    /// The inference server rejected the request with a 4xx status other
-    /// than 408 and 429 (bad request, unauthorized, unknown model, ...).
-    #[error("inference server {endpoint} rejected the request with status {status}: {message}")]
-    Rejected {
-        /// The endpoint called.
+    /// The request does not fit the model's context window: the prompt and
+    /// the token limit together exceed it (the server said so, in the words
+    /// of OpenAI, llama.cpp, llama-cpp-python or Ollama). The same request
+    /// fails again; a smaller one may not.
+    #[error(
+        "inference request {endpoint} exceeds the model's context (status {status}): {message}"
+    )]
+    ContextExceeded {
+        /// The request.
         endpoint: String,
         /// The HTTP status.
         status: u16,
@@ -160,13 +186,14 @@ impl Error {
             | Error::Corrupt { .. }
             | Error::UnsafePath { .. }
             | Error::Rejected { .. }
+            | Error::ContextExceeded { .. }
             | Error::MalformedOutput { .. }
             | Error::Config(_) => false,
         }
     }
 
     /// A stable machine-readable code: `NETWORK_ERROR`, `TIMEOUT`,
-    /// `RATE_LIMITED`, `SERVER_ERROR`, `BAD_REQUEST`, `UNAUTHORIZED`,
+    /// `RATE_LIMITED`, `SERVER_ERROR`, `CONTEXT_EXCEEDED`, `BAD_REQUEST`, `UNAUTHORIZED`,
     /// `NOT_FOUND`, `ALREADY_EXISTS`, `MALFORMED_OUTPUT`, `INVALID_INPUT`,
     /// `CORRUPT`, `IO_ERROR` or `CONFIG_ERROR`.
     pub fn code(&self) -> &'static str {
@@ -175,6 +202,7 @@ impl Error {
             Error::Timeout { .. } => "TIMEOUT",
             Error::RateLimited { .. } => "RATE_LIMITED",
             Error::ServerError { .. } => "SERVER_ERROR",
+            Error::ContextExceeded { .. } => "CONTEXT_EXCEEDED",
             Error::Rejected { status, .. } => match status {
                 401 | 403 => "UNAUTHORIZED",
                 404 => "NOT_FOUND",
@@ -190,10 +218,24 @@ impl Error {
         }
     }
 
-    /// How long the server asked callers to wait, for rate limiting.
+    /// How long to wait before trying again, when the cause suggests a
+    /// wait longer than a brief back-off:
+    ///
+    /// | cause | wait |
+    /// | --- | --- |
+    /// | 429 | the server's `Retry-After` (none: the caller's back-off) |
+    /// | 5xx | the server's `Retry-After`, else a tenth of the read timeout, 5 to 60 s |
+    /// | timeout waiting for the answer (or 408) | the read timeout: the server may still be working on the abandoned request for about as long |
+    /// | connect timeout, network errors | none: the caller's (brief, growing) back-off |
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::RateLimited { retry_after, .. } => *retry_after,
+            Error::ServerError { retry_after, .. } => Some(*retry_after),
+            Error::Timeout {
+                timeout,
+                connecting: false,
+                ..
+            } => Some(*timeout),
             _ => None,
         }
     }
@@ -207,5 +249,36 @@ impl Error {
             };
         }
         Error::Io { op, path, source }
+    }
+}
+
+/// The root cause of a failed connection to an inference server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NetworkCause {
+    /// Nothing listens at the address (connection refused).
+    Refused,
+    /// The connection was reset or aborted by the other side.
+    Reset,
+    /// The server closed the connection before the answer was complete.
+    Closed,
+    /// The host name could not be resolved.
+    Dns,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// Anything else (the detail says what).
+    Other,
+}
+
+impl std::fmt::Display for NetworkCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NetworkCause::Refused => "connection refused",
+            NetworkCause::Reset => "connection reset",
+            NetworkCause::Closed => "connection closed before the answer was complete",
+            NetworkCause::Dns => "host name not resolved",
+            NetworkCause::Tls => "tls handshake failed",
+            NetworkCause::Other => "network error",
+        })
     }
 }

@@ -10,7 +10,10 @@
 //!   (the W3C convention) over UTF-8 text, sentences, selectors.
 //! - [`inference`]: the [`InferenceClient`] trait and its offline, Ollama
 //!   and OpenAI-compatible implementations, with errors classified
-//!   retryable or permanent.
+//!   retryable or permanent (with the wait a retry should honour and, for
+//!   network errors, the root [`NetworkCause`]); [`ModelSettings`], the
+//!   model's context, answer length, chunk size, temperature and
+//!   concurrency.
 //! - [`samples()`]: six short sample documents; [`install_samples`] stores
 //!   them.
 //! - [`DataDir`]: where each store lives under the application data root;
@@ -19,7 +22,9 @@
 //! # Feature flags
 //!
 //! - `test-util`: the `testing` module, a scripted Ollama/OpenAI stub
-//!   server on 127.0.0.1 for tests of code that calls inference servers.
+//!   server on 127.0.0.1 (queued or computed replies, truncated answers,
+//!   delays) and a server that hangs up mid-request, for tests of code that
+//!   calls inference servers.
 //!
 //! This crate knows nothing about jobs, queues or workers; it uses the model
 //! crate only for [`Timestamp`](semiont_jobs_model::Timestamp).
@@ -47,10 +52,10 @@ pub mod text;
 pub use annotation::{Agent, Annotation, Body, Motivation, Selector, Target};
 pub use annotation_store::{AddOutcome, AnnotationStore, FsAnnotationStore};
 pub use data_dir::DataDir;
-pub use error::{Error, Result};
+pub use error::{Error, NetworkCause, Result};
 pub use id::{AnnotationId, ResourceId, MAX_ID_LEN};
 pub use inference::{
-    Completion, CompletionRequest, DocumentBrief, InferenceClient, InferenceConfig,
+    Completion, CompletionRequest, DocumentBrief, InferenceClient, InferenceConfig, ModelSettings,
     OfflineInference, ResponseFormat, Task,
 };
 pub use progress::ProgressSink;

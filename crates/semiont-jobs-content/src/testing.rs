@@ -47,6 +47,16 @@ impl Reply {
         )
     }
 
+    /// An Ollama `/api/chat` answer cut off at the token limit
+    /// (`done_reason: "length"`).
+    pub fn ollama_chat_truncated(content: &str) -> Self {
+        Self::raw(
+            200,
+            json!({"model": "stub-model", "message": {"role": "assistant", "content": content}, "done": true, "done_reason": "length"})
+                .to_string(),
+        )
+    }
+
     /// A successful Ollama `/api/generate` answer.
     pub fn ollama_generate(content: &str) -> Self {
         Self::raw(
@@ -65,6 +75,21 @@ impl Reply {
                 "model": "stub-model",
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+            })
+            .to_string(),
+        )
+    }
+
+    /// An OpenAI chat completion cut off at the token limit
+    /// (`finish_reason: "length"`).
+    pub fn openai_truncated(content: &str) -> Self {
+        Self::raw(
+            200,
+            json!({
+                "id": "chatcmpl-stub",
+                "object": "chat.completion",
+                "model": "stub-model",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "length"}],
             })
             .to_string(),
         )
@@ -102,18 +127,22 @@ pub struct Recorded {
     pub body: Value,
 }
 
-#[derive(Debug)]
+/// Computes a reply from the request (see [`StubServer::respond_with`]).
+pub type Responder = Arc<dyn Fn(&Recorded) -> Reply + Send + Sync>;
+
 struct Shared {
     replies: Mutex<VecDeque<Reply>>,
     fallback: Mutex<Reply>,
+    responder: Mutex<Option<Responder>>,
     requests: Mutex<Vec<Recorded>>,
     arrived: mpsc::UnboundedSender<()>,
+    in_flight: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// A scripted HTTP server on an ephemeral 127.0.0.1 port. Replies are
 /// served in the order they were pushed; when none is left the fallback
 /// reply (default: 500) is used. Stops when dropped.
-#[derive(Debug)]
 pub struct StubServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -130,8 +159,11 @@ impl StubServer {
         let shared = Arc::new(Shared {
             replies: Mutex::new(VecDeque::new()),
             fallback: Mutex::new(Reply::error(500, "stub has no reply scripted")),
+            responder: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
             arrived: tx,
+            in_flight: Default::default(),
+            max_in_flight: Default::default(),
         });
         let app = axum::Router::new()
             .fallback(handle)
@@ -162,9 +194,22 @@ impl StubServer {
         *lock(&self.shared.fallback) = reply;
     }
 
+    /// Answers requests with `f` when no queued reply is left (before the
+    /// fallback), so a reply can depend on what was asked.
+    pub fn respond_with(&self, f: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) {
+        *lock(&self.shared.responder) = Some(Arc::new(f));
+    }
+
     /// The requests received so far.
     pub fn requests(&self) -> Vec<Recorded> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// The most requests that were being answered at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Waits until one more request has arrived (at most `timeout`);
@@ -172,6 +217,14 @@ impl StubServer {
     pub async fn wait_for_request(&self, timeout: Duration) -> bool {
         let mut rx = self.arrivals.lock().await;
         matches!(tokio::time::timeout(timeout, rx.recv()).await, Ok(Some(())))
+    }
+}
+
+impl std::fmt::Debug for StubServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StubServer")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -200,14 +253,33 @@ async fn handle(
             .map(str::to_owned),
         body: serde_json::from_slice(&body).unwrap_or(Value::Null),
     };
-    lock(&shared.requests).push(recorded);
+    lock(&shared.requests).push(recorded.clone());
     let _ = shared.arrived.send(());
-    let reply = lock(&shared.replies)
-        .pop_front()
-        .unwrap_or_else(|| lock(&shared.fallback).clone());
+    let queued = lock(&shared.replies).pop_front();
+    let reply = match queued {
+        Some(r) => r,
+        None => {
+            let responder = lock(&shared.responder).clone();
+            match responder {
+                Some(f) => f(&recorded),
+                None => lock(&shared.fallback).clone(),
+            }
+        }
+    };
     if method != Method::POST {
         return build(Reply::error(405, "only POST is supported"));
     }
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    /// Counts the request out even when the client gives up on it.
+    struct InFlight<'a>(&'a AtomicUsize);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    let _counted = InFlight(&shared.in_flight);
+    shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
@@ -223,4 +295,63 @@ fn build(reply: Reply) -> Response {
     builder
         .body(axum::body::Body::from(reply.body))
         .unwrap_or_else(|_| Response::new(axum::body::Body::empty()))
+}
+
+/// How a [`HangupServer`] ends each connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hangup {
+    /// Reads the request, then closes the connection without answering.
+    Close,
+    /// Reads the request, then resets the connection (TCP RST).
+    Reset,
+}
+
+/// A server on 127.0.0.1 that accepts connections and hangs up on every
+/// request without an answer, to test how clients report a connection
+/// dropped mid-request. Stops when dropped.
+#[derive(Debug)]
+pub struct HangupServer {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HangupServer {
+    /// Starts the server (port chosen by the OS).
+    pub async fn start(how: Hangup) -> std::io::Result<Self> {
+        use tokio::io::AsyncReadExt;
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    // Read until the end of the request headers (the body
+                    // follows; the client is still sending or waiting).
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !seen.windows(4).any(|w| w == b"\r\n\r\n") && seen.len() < 1 << 20 {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if how == Hangup::Reset {
+                        let _ = stream.set_zero_linger();
+                    }
+                    drop(stream);
+                });
+            }
+        });
+        Ok(HangupServer { addr, task })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for HangupServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

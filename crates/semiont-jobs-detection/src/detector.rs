@@ -2,20 +2,22 @@
 //! (offline recognizer or a language model), and emits one W3C linking
 //! annotation per mention with a deterministic id.
 
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::ops::Range;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use semiont_jobs_content::text::TextIndex;
 use semiont_jobs_content::{
-    Agent, Annotation, AnnotationId, AnnotationStore, Body, InferenceClient, Motivation,
-    ProgressSink, ResourceId, ResourceStore, Target,
+    Agent, Annotation, AnnotationId, AnnotationStore, Body, InferenceClient, ModelSettings,
+    Motivation, ProgressSink, ResourceId, ResourceStore, Target,
 };
 use semiont_jobs_model::{DetectionParams, DetectionProgress, DetectionResult, JobId, Timestamp};
 
-use crate::llm;
+use crate::chunking;
 use crate::recognizer::{Mention, Recognizer};
 use crate::{Error, Result};
 
@@ -36,21 +38,54 @@ pub struct ModelOptions {
     pub client: Arc<dyn InferenceClient>,
     /// Sampling temperature (default 0).
     pub temperature: f32,
-    /// Token limit per answer (default 2048).
+    /// Token limit per answer (default: a quarter of the context, 64 to
+    /// 1024; 512 for a 2,048-token context).
     pub max_tokens: u32,
-    /// Longest text sent in one request, in characters (default 6000);
-    /// longer documents are split at paragraphs or sentences.
+    /// Most characters of a document sent in one request (default: what
+    /// fits in the context beside the prompt and the answer, at 3
+    /// characters per token; 3,840 for a 2,048-token context).
     pub chunk_chars: usize,
+    /// Characters shared by neighbouring chunks, so a mention on a cut is
+    /// seen whole (default a tenth of the chunk, 40 to 200).
+    pub overlap_chars: usize,
+    /// The floor of halving: a chunk whose answer is cut off or does not
+    /// fit is asked again in two halves while each half keeps at least
+    /// this many characters (default an eighth of the chunk, at least 200).
+    pub min_chunk_chars: usize,
+    /// Model calls of one job in flight at once (default 1).
+    pub concurrency: usize,
 }
 
+/// Tokens assumed for the detection prompt around a chunk (instructions,
+/// system message, chat template).
+const PROMPT_TOKENS: u32 = 256;
+
 impl ModelOptions {
-    /// Defaults for `client`.
+    /// Defaults for `client`: [`ModelSettings::default`], a model with a
+    /// 2,048-token context.
     pub fn new(client: Arc<dyn InferenceClient>) -> Self {
+        Self::from_settings(client, &ModelSettings::default())
+    }
+
+    /// Options for `client` from the model's settings: values set there are
+    /// taken as they are, the others derived from the context size.
+    pub fn from_settings(client: Arc<dyn InferenceClient>, settings: &ModelSettings) -> Self {
+        let context = settings.context_tokens;
+        let max_tokens = settings
+            .max_tokens
+            .unwrap_or_else(|| (context / 4).clamp(64, 1024));
+        let room = context.saturating_sub(max_tokens.saturating_add(PROMPT_TOKENS));
+        let chunk_chars = settings.chunk_chars.unwrap_or_else(|| {
+            (room as usize * ModelSettings::CHARS_PER_TOKEN).max(ModelSettings::MIN_CHUNK_CHARS)
+        });
         ModelOptions {
             client,
-            temperature: 0.0,
-            max_tokens: 2048,
-            chunk_chars: 6000,
+            temperature: settings.temperature.unwrap_or(0.0),
+            max_tokens,
+            chunk_chars,
+            overlap_chars: (chunk_chars / 10).clamp(40, 200).min(chunk_chars / 2),
+            min_chunk_chars: (chunk_chars / 8).max(200).min(chunk_chars),
+            concurrency: settings.concurrency.max(1),
         }
     }
 }
@@ -62,6 +97,9 @@ impl fmt::Debug for ModelOptions {
             .field("temperature", &self.temperature)
             .field("max_tokens", &self.max_tokens)
             .field("chunk_chars", &self.chunk_chars)
+            .field("overlap_chars", &self.overlap_chars)
+            .field("min_chunk_chars", &self.min_chunk_chars)
+            .field("concurrency", &self.concurrency)
             .finish()
     }
 }
@@ -123,15 +161,27 @@ impl Resume for Fresh {
 ///   duplicates. `entitiesEmitted` counts annotations written or already
 ///   present from an earlier attempt.
 /// - Progress is reported before each type (with `currentEntityType`) and
-///   after it, in the seed's `DetectionJob.progress` shape.
+///   after it, in the seed's `DetectionJob.progress` shape; model-based
+///   detection also reports `totalChunks`/`processedChunks` after each chunk.
+/// - Model-based detection splits the document into overlapping chunks
+///   ([`ModelOptions`]); a mention on a cut is kept by one chunk only, and
+///   annotations of a chunk are written as soon as it is done. A chunk
+///   whose answer was cut off at the token limit, or that the server
+///   refused as longer than the context, is asked again in two halves
+///   (down to `min_chunk_chars`; later chunks start at the size that
+///   worked). A chunk still cut off at the floor keeps the complete items
+///   of its answer and counts a `TRUNCATED` error; a malformed answer is
+///   asked again once, then counts a `MALFORMED_OUTPUT` error for that
+///   chunk alone. Every other chunk's results are kept.
 /// - Cancellation is checked before each entity type and before each model
 ///   call, and an in-flight model call is abandoned when the token fires;
 ///   the run then ends with [`Error::Cancelled`].
-/// - Per-type failures that retrying will not fix (a type the offline
-///   recognizer has no rules or gazetteer for, a model answer that is not
-///   JSON) are counted in `errors` and the run goes on. Retryable errors
-///   (network, timeout, 429, 5xx, IO) and other permanent ones (400, 401,
-///   missing resource) end the run with that error.
+/// - Failures that retrying will not fix and that concern one part of the
+///   work (a type the offline recognizer has no rules or gazetteer for, a
+///   chunk's unusable answer) are counted in `errors` and `errorClasses`
+///   and the run goes on. Retryable errors (network, timeout, 429, 5xx, IO)
+///   and other permanent ones (400, 401, missing resource, a context too
+///   small for the smallest chunk) end the run with that error.
 #[derive(Clone, Debug)]
 pub struct Detector {
     resources: Arc<dyn ResourceStore>,
@@ -225,6 +275,7 @@ impl Detector {
             current_entity_type: types.iter().find(|t| !resume.is_done(t)).cloned(),
             entities_found: before.total_found,
             entities_emitted: before.total_emitted,
+            ..DetectionProgress::default()
         };
         progress.report(state.clone()).await;
 
@@ -245,7 +296,8 @@ impl Detector {
             Backend::Model(_) => None,
         };
         let index = TextIndex::new(&text);
-        let mut errors = before.errors;
+        let model = matches!(self.backend, Backend::Model(_));
+        let mut tally = Tally::from_totals(&before);
         for entity_type in &types {
             if resume.is_done(entity_type) {
                 continue;
@@ -254,48 +306,48 @@ impl Detector {
                 return Err(cancelled());
             }
             state.current_entity_type = Some(entity_type.clone());
+            state.total_chunks = None;
+            state.processed_chunks = None;
             progress.report(state.clone()).await;
-            let spans = match (&self.backend, &analysis) {
+            match (&self.backend, &analysis) {
                 (Backend::Rules(r), Some(all)) => match r.canonical_type(entity_type) {
-                    Some(canonical) => Some(
-                        all.iter()
+                    Some(canonical) => {
+                        let spans: Vec<Range<usize>> = all
+                            .iter()
                             .filter(|m: &&Mention| m.entity_type == canonical)
                             .map(|m| m.start..m.end)
-                            .collect(),
-                    ),
+                            .collect();
+                        state.entities_found += spans.len() as u64;
+                        for span in spans {
+                            self.emit(job_id, &resource_id, &index, entity_type, span)
+                                .await?;
+                            state.entities_emitted += 1;
+                        }
+                    }
                     None => {
                         tracing::warn!(
                             resource = %resource_id,
                             entity_type = %entity_type,
                             "no rules or gazetteer for this entity type"
                         );
-                        None
+                        tally.error("UNKNOWN_ENTITY_TYPE");
                     }
                 },
                 (Backend::Model(opts), _) => {
-                    self.model_spans(opts, &text, entity_type, cancel, &cancelled)
-                        .await?
+                    let run = TypeRun {
+                        job_id,
+                        resource_id: &resource_id,
+                        index: &index,
+                        entity_type,
+                    };
+                    self.model_type(opts, &run, &text, &mut state, &mut tally, progress, cancel)
+                        .await?;
                 }
-                (Backend::Rules(_), None) => None,
-            };
-            match spans {
-                None => errors += 1,
-                Some(spans) => {
-                    state.entities_found += spans.len() as u64;
-                    for span in spans {
-                        self.emit(job_id, &resource_id, &index, entity_type, span)
-                            .await?;
-                        state.entities_emitted += 1;
-                    }
-                }
+                (Backend::Rules(_), None) => tally.error("UNKNOWN_ENTITY_TYPE"),
             }
             state.processed_entity_types += 1;
             progress.report(state.clone()).await;
-            let totals = DetectionResult {
-                total_found: state.entities_found,
-                total_emitted: state.entities_emitted,
-                errors,
-            };
+            let totals = tally.result(&state, model);
             if !resume
                 .type_done(entity_type, &totals, state.processed_entity_types)
                 .await
@@ -305,71 +357,73 @@ impl Detector {
         }
         state.current_entity_type = None;
         progress.report(state.clone()).await;
-        Ok(DetectionResult {
-            total_found: state.entities_found,
-            total_emitted: state.entities_emitted,
-            errors,
-        })
+        Ok(tally.result(&state, model))
     }
 
-    /// Asks the model chunk by chunk. `Ok(None)`: the type failed for a
-    /// reason retrying will not fix (malformed answers).
-    async fn model_spans(
+    /// Searches one entity type with the model, chunk by chunk, writing
+    /// each chunk's annotations as soon as it is done.
+    ///
+    /// The chunks come back in plan order, so after each one "chunks before
+    /// `outcome.index + 1` of this type are done" is a resumable cursor;
+    /// a saved cursor would be passed as the runner's start index.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the run's state, borrowed once per type"
+    )]
+    async fn model_type(
         &self,
         opts: &ModelOptions,
-        text: &str,
-        entity_type: &str,
+        run: &TypeRun<'_>,
+        text: &Arc<str>,
+        state: &mut DetectionProgress,
+        tally: &mut Tally,
+        progress: &mut dyn ProgressSink<DetectionProgress>,
         cancel: &CancellationToken,
-        cancelled: &(dyn Fn() -> Error + Sync),
-    ) -> Result<Option<Vec<Range<usize>>>> {
-        let mut spans = Vec::new();
-        for chunk in llm::chunks(text, opts.chunk_chars) {
-            if cancel.is_cancelled() {
-                return Err(cancelled());
-            }
-            let request = llm::request(
-                entity_type,
-                &text[chunk.clone()],
-                opts.temperature,
-                opts.max_tokens,
-            );
-            let answer = tokio::select! {
-                biased;
-                _ = cancel.cancelled() => return Err(cancelled()),
-                answer = opts.client.complete(&request) => answer,
-            };
-            let answer = match answer {
-                Ok(a) => a,
-                Err(e @ semiont_jobs_content::Error::MalformedOutput { .. }) => {
-                    tracing::warn!(entity_type = %entity_type, error = %e, "model answer unusable");
-                    return Ok(None);
+    ) -> Result<()> {
+        let plan: Arc<[chunking::Piece]> =
+            chunking::plan(text, opts.chunk_chars, opts.overlap_chars).into();
+        let ask = Arc::new(chunking::Ask {
+            client: Arc::clone(&opts.client),
+            text: Arc::clone(text),
+            entity_type: run.entity_type.to_owned(),
+            resource_id: run.resource_id.to_string(),
+            temperature: opts.temperature,
+            max_tokens: opts.max_tokens,
+            margin: opts.overlap_chars / 2,
+            min_chars: opts.min_chunk_chars,
+            learned_chars: Arc::new(AtomicUsize::new(usize::MAX)),
+            cancel: cancel.clone(),
+        });
+        state.total_chunks = Some(plan.len() as u32);
+        state.processed_chunks = Some(0);
+        progress.report(state.clone()).await;
+        let mut seen: HashSet<Range<usize>> = HashSet::new();
+        let mut runner = chunking::ChunkRunner::new(ask, plan, 0, opts.concurrency);
+        while let Some(outcome) = runner.next().await {
+            let outcome = outcome?;
+            for span in outcome.spans {
+                if seen.insert(span.clone()) {
+                    state.entities_found += 1;
+                    self.emit(
+                        run.job_id,
+                        run.resource_id,
+                        run.index,
+                        run.entity_type,
+                        span,
+                    )
+                    .await?;
+                    state.entities_emitted += 1;
                 }
-                Err(e) => return Err(e.into()),
-            };
-            let parsed = match llm::parse(&answer.text) {
-                Ok(p) => p,
-                Err(reason) => {
-                    tracing::warn!(entity_type = %entity_type, %reason, "malformed model output");
-                    return Ok(None);
-                }
-            };
-            let checked = llm::check(&text[chunk.clone()], &parsed);
-            if checked.repaired > 0 || checked.dropped > 0 {
-                tracing::debug!(
-                    entity_type = %entity_type,
-                    repaired = checked.repaired,
-                    dropped = checked.dropped,
-                    "model spans corrected"
-                );
             }
-            spans.extend(
-                checked
-                    .spans
-                    .into_iter()
-                    .map(|r| chunk.start + r.start..chunk.start + r.end),
-            );
+            for class in outcome.errors {
+                tally.error(class);
+            }
+            tally.chunks += 1;
+            tally.calls += outcome.calls;
+            state.processed_chunks = Some(outcome.index as u32 + 1);
+            progress.report(state.clone()).await;
         }
-        Ok(Some(spans))
+        Ok(())
     }
 
     async fn emit(
@@ -408,5 +462,51 @@ impl Detector {
         annotation.body.push(Body::tag(entity_type));
         self.annotations.add(&annotation).await?;
         Ok(())
+    }
+}
+
+/// The annotation target of one entity type's run.
+struct TypeRun<'a> {
+    job_id: &'a JobId,
+    resource_id: &'a ResourceId,
+    index: &'a TextIndex<'a>,
+    entity_type: &'a str,
+}
+
+/// Failures that did not stop the run, chunks and model calls.
+#[derive(Default)]
+struct Tally {
+    errors: u64,
+    classes: BTreeMap<String, u64>,
+    chunks: u64,
+    calls: u64,
+}
+
+impl Tally {
+    /// Carries on from the totals of earlier attempts.
+    fn from_totals(before: &DetectionResult) -> Self {
+        Tally {
+            errors: before.errors,
+            classes: before.error_classes.clone(),
+            chunks: before.chunks.unwrap_or(0),
+            calls: before.model_calls.unwrap_or(0),
+        }
+    }
+
+    /// The result so far.
+    fn result(&self, state: &DetectionProgress, model: bool) -> DetectionResult {
+        DetectionResult {
+            total_found: state.entities_found,
+            total_emitted: state.entities_emitted,
+            errors: self.errors,
+            error_classes: self.classes.clone(),
+            chunks: model.then_some(self.chunks),
+            model_calls: model.then_some(self.calls),
+        }
+    }
+
+    fn error(&mut self, class: &str) {
+        self.errors += 1;
+        *self.classes.entry(class.to_owned()).or_default() += 1;
     }
 }

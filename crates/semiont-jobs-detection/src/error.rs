@@ -22,6 +22,16 @@ pub enum Error {
         /// The resource being analysed.
         resource_id: String,
     },
+    /// Even the smallest chunk does not fit the model's context with the
+    /// configured answer length.
+    #[error("a chunk of {chars} characters still exceeds the model's context: raise the configured context (--model-context, SEMIONT_INFERENCE_CONTEXT) if the model allows, or lower the answer limit (--model-max-tokens): {source}")]
+    ContextTooSmall {
+        /// Characters of the smallest chunk sent.
+        chars: usize,
+        /// The server's refusal.
+        #[source]
+        source: semiont_jobs_content::Error,
+    },
     /// A gazetteer file could not be read.
     #[error("cannot read gazetteer {path}: {reason}")]
     Gazetteer {
@@ -38,18 +48,31 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Content(e) => e.is_retryable(),
-            Error::InvalidParams(_) | Error::Cancelled { .. } | Error::Gazetteer { .. } => false,
+            Error::InvalidParams(_)
+            | Error::Cancelled { .. }
+            | Error::Gazetteer { .. }
+            | Error::ContextTooSmall { .. } => false,
         }
     }
 
     /// A stable machine-readable code: the content error's code, or
-    /// `INVALID_INPUT`, `CANCELLED`, `CONFIG_ERROR`.
+    /// `INVALID_INPUT`, `CANCELLED`, `CONFIG_ERROR`, `CONTEXT_EXCEEDED`.
     pub fn code(&self) -> &'static str {
         match self {
             Error::Content(e) => e.code(),
             Error::InvalidParams(_) => "INVALID_INPUT",
             Error::Cancelled { .. } => "CANCELLED",
             Error::Gazetteer { .. } => "CONFIG_ERROR",
+            Error::ContextTooSmall { .. } => "CONTEXT_EXCEEDED",
+        }
+    }
+
+    /// The least wait before a retry that the cause suggests (see
+    /// [`semiont_jobs_content::Error::retry_after`]).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Content(e) => e.retry_after(),
+            _ => None,
         }
     }
 }

@@ -44,6 +44,7 @@
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(demo()).unwrap();
 //! ```
 
+mod chunking;
 mod dates;
 mod detector;
 mod error;

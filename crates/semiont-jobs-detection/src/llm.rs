@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use serde_json::Value;
 
-use semiont_jobs_content::text::{is_word_char, sentences, TextIndex};
+use semiont_jobs_content::text::{is_word_char, TextIndex};
 use semiont_jobs_content::{CompletionRequest, ResponseFormat};
 
 /// Longest mention accepted from a model, in characters.
@@ -55,7 +55,33 @@ pub(crate) fn parse(answer: &str) -> Result<Vec<ModelSpan>, String> {
         let shown: String = answer.chars().take(80).collect();
         format!("no JSON object or array in the answer {shown:?}")
     })?;
-    let items = match &value {
+    spans_of(&value)
+}
+
+/// Parses the complete items at the start of an answer that was cut off
+/// (`{"entities": [{...}, {...}, {"te`): the answer is closed after each
+/// of its last `}` in turn until it parses.
+pub(crate) fn parse_prefix(answer: &str) -> Option<Vec<ModelSpan>> {
+    if let Ok(spans) = parse(answer) {
+        return Some(spans);
+    }
+    let start = answer.find(['{', '['])?;
+    let body = &answer[start..];
+    for (end, _) in body.rmatch_indices('}').take(64) {
+        for close in ["]}", "]"] {
+            let candidate = format!("{}{close}", &body[..=end]);
+            if let Ok(value) = serde_json::from_str::<Value>(&candidate) {
+                if let Ok(spans) = spans_of(&value) {
+                    return Some(spans);
+                }
+            }
+        }
+    }
+    None
+}
+
+fn spans_of(value: &Value) -> Result<Vec<ModelSpan>, String> {
+    let items = match value {
         Value::Array(items) => items,
         Value::Object(map) => ["entities", "mentions", "spans", "results"]
             .iter()
@@ -241,41 +267,6 @@ fn occurrences(hay: &str, needle: &str) -> Vec<Range<usize>> {
     found
 }
 
-/// Splits `text` into chunks of at most `max_chars` characters, at
-/// paragraph, then sentence, then character boundaries; byte ranges that
-/// cover the text in order.
-pub(crate) fn chunks(text: &str, max_chars: usize) -> Vec<Range<usize>> {
-    let max_chars = max_chars.max(100);
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < text.len() {
-        let rest = &text[start..];
-        let limit = rest
-            .char_indices()
-            .nth(max_chars)
-            .map_or(rest.len(), |(i, _)| i);
-        if limit == rest.len() {
-            out.push(start..text.len());
-            break;
-        }
-        let window = &rest[..limit];
-        let cut = window
-            .rfind("\n\n")
-            .map(|p| p + 2)
-            .filter(|p| *p > limit / 2)
-            .or_else(|| {
-                sentences(window)
-                    .into_iter()
-                    .map(|r| r.end)
-                    .rfind(|e| *e > limit / 2 && *e < limit)
-            })
-            .unwrap_or(limit);
-        out.push(start..start + cut);
-        start += cut;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +295,15 @@ mod tests {
             vec![span("Zoë", None, None)]
         );
         assert!(parse("I found Zoë and Kraków.").is_err());
+        // A cut-off answer: the complete items before the cut.
+        let cut = r#"{"entities": [{"text": "Zoë", "start": 0, "end": 3}, {"text": "Krak"#;
+        assert!(parse(cut).is_err());
+        assert_eq!(parse_prefix(cut).unwrap(), want);
+        assert_eq!(
+            parse_prefix(r#"[{"text": "Zoë", "start": 0, "end": 3}, {"#).unwrap(),
+            want
+        );
+        assert_eq!(parse_prefix("{\"entities\": [{\"te"), None);
         assert!(parse(r#"{"answer": 42}"#).is_err());
     }
 
@@ -328,20 +328,5 @@ mod tests {
         assert_eq!(c.dropped, 2); // Warsaw and the empty one; duplicates merge
                                   // Words are matched whole: "Müller" does not match inside "Müllers".
         assert!(occurrences("Müllers", "Müller").is_empty());
-    }
-
-    #[test]
-    fn chunks_cover_the_text() {
-        let text = "Para one. Sentence two.\n\nPara two is here. And more.\n\n".repeat(40);
-        let cs = chunks(&text, 150);
-        assert!(cs.len() > 5);
-        assert_eq!(cs.first().unwrap().start, 0);
-        assert_eq!(cs.last().unwrap().end, text.len());
-        for w in cs.windows(2) {
-            assert_eq!(w[0].end, w[1].start);
-        }
-        for c in &cs {
-            assert!(text[c.clone()].chars().count() <= 150);
-        }
     }
 }

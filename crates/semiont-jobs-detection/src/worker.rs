@@ -40,7 +40,8 @@ impl ProgressSink<DetectionProgress> for ContextSink<'_> {
 /// The unit whose cursor carries the running totals of the finished
 /// entity types (a completed unit's cursor is dropped, so the totals live
 /// in a unit that never completes): `next` is the number of types
-/// finished, `found`/`emitted`/`errors` their sums.
+/// finished, `found`/`emitted`/`errors` their sums, and the extra fields
+/// `errorClasses`, `chunks` and `modelCalls` those of model-based detection.
 pub const TOTALS_UNIT: &str = "#totals";
 
 /// Resumes from the job's checkpoints: one completed unit per finished
@@ -59,6 +60,13 @@ impl crate::Resume for ContextResume<'_> {
                 total_found: c.found,
                 total_emitted: c.emitted,
                 errors: c.errors,
+                error_classes: c
+                    .extra
+                    .get("errorClasses")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default(),
+                chunks: c.extra.get("chunks").and_then(Value::as_u64),
+                model_calls: c.extra.get("modelCalls").and_then(Value::as_u64),
             },
             None => DetectionResult::default(),
         }
@@ -74,6 +82,19 @@ impl crate::Resume for ContextResume<'_> {
         cursor.found = totals.total_found;
         cursor.emitted = totals.total_emitted;
         cursor.errors = totals.errors;
+        // The model-based counts ride in the cursor's extra fields.
+        if !totals.error_classes.is_empty() {
+            cursor.extra.insert(
+                "errorClasses".into(),
+                serde_json::to_value(&totals.error_classes).unwrap_or_default(),
+            );
+        }
+        if let Some(n) = totals.chunks {
+            cursor.extra.insert("chunks".into(), n.into());
+        }
+        if let Some(n) = totals.model_calls {
+            cursor.extra.insert("modelCalls".into(), n.into());
+        }
         let checkpoint = Checkpoint::cursor(TOTALS_UNIT, cursor).with_done(entity_type);
         match self.0.checkpoint(checkpoint).await {
             Ok(()) => true,
@@ -93,6 +114,7 @@ pub(crate) fn job_error(e: &Error) -> JobError {
         e.code(),
         e.to_string(),
     )
+    .with_retry_after(e.retry_after())
 }
 
 #[async_trait]

@@ -42,6 +42,15 @@ impl Error {
         }
     }
 
+    /// The least wait before a retry that the cause suggests (see
+    /// [`semiont_jobs_content::Error::retry_after`]).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Content(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+
     /// A stable machine-readable code: the content error's code, or
     /// `INVALID_INPUT`, `UNRESOLVABLE_REFERENCE`, `CANCELLED`.
     pub fn code(&self) -> &'static str {

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use semiont_jobs_content::text::{sentences, TextIndex};
 use semiont_jobs_content::{
     Annotation, AnnotationId, AnnotationStore, Body, CompletionRequest, DocumentBrief,
-    InferenceClient, MediaType, OfflineInference, ProgressSink, PutMode, Resource, ResourceId,
-    ResourceStore, Task,
+    InferenceClient, MediaType, ModelSettings, OfflineInference, ProgressSink, PutMode, Resource,
+    ResourceId, ResourceStore, Task,
 };
 use semiont_jobs_model::{
     GenerationParams, GenerationProgress, GenerationResult, GenerationStage, JobId,
@@ -34,6 +34,10 @@ pub struct GenerationOptions {
     pub default_language: String,
     /// Most sentences mentioning the subject passed to the model (default 12).
     pub max_mentions: usize,
+    /// The model's context window in tokens, if known (default none). When
+    /// set, the passage and the mentions are trimmed so that the prompt
+    /// (at 3 characters per token) and the answer fit in it.
+    pub context_tokens: Option<u32>,
 }
 
 impl Default for GenerationOptions {
@@ -44,8 +48,67 @@ impl Default for GenerationOptions {
             max_tokens: 1500,
             default_language: "en".to_owned(),
             max_mentions: 12,
+            context_tokens: None,
         }
     }
+}
+
+impl GenerationOptions {
+    /// Options for a model with these settings: its temperature (default
+    /// 0.4), its answer limit (default half the context, at most 1500
+    /// tokens) and its context, which bounds the prompt.
+    pub fn from_settings(settings: &ModelSettings) -> Self {
+        let defaults = GenerationOptions::default();
+        GenerationOptions {
+            temperature: settings.temperature.unwrap_or(defaults.temperature),
+            max_tokens: settings
+                .max_tokens
+                .unwrap_or_else(|| (settings.context_tokens / 2).min(defaults.max_tokens)),
+            context_tokens: Some(settings.context_tokens),
+            ..defaults
+        }
+    }
+}
+
+/// Tokens assumed for the system message and the chat template.
+const OVERHEAD_TOKENS: usize = 64;
+/// Fewest answer tokens worth asking for.
+const MIN_ANSWER_TOKENS: u32 = 128;
+
+fn prompt_tokens(brief: &DocumentBrief) -> usize {
+    (prompt(brief).chars().count() + SYSTEM.chars().count()) / ModelSettings::CHARS_PER_TOKEN
+        + OVERHEAD_TOKENS
+}
+
+/// A smaller brief: half the mentions and half the passage (around the
+/// subject); `None` when nothing is left to cut.
+fn shrink(brief: &DocumentBrief) -> Option<DocumentBrief> {
+    let mut b = brief.clone();
+    let before = (b.mentions.len(), b.context.len());
+    b.mentions.truncate(b.mentions.len() / 2);
+    let chars = b.context.chars().count();
+    if chars > 80 {
+        let keep = chars / 2;
+        let center = b
+            .context
+            .find(b.subject.as_str())
+            .map_or(chars / 2, |i| b.context[..i].chars().count());
+        let from = center.saturating_sub(keep / 2).min(chars - keep);
+        let mut cut: String = b.context.chars().skip(from).take(keep).collect();
+        // Whole words only.
+        if from > 0 {
+            if let Some(i) = cut.find(char::is_whitespace) {
+                cut = cut[i..].trim_start().to_owned();
+            }
+        }
+        if from + keep < chars {
+            if let Some(i) = cut.rfind(char::is_whitespace) {
+                cut.truncate(i);
+            }
+        }
+        b.context = cut;
+    }
+    ((b.mentions.len(), b.context.len()) != before).then_some(b)
 }
 
 /// The generation engine. Independent of any job runtime: give it a job id,
@@ -169,6 +232,7 @@ impl Generator {
             .unwrap_or_else(|| subject.clone());
         let title: String = title.chars().take(200).collect();
         let target_id = Self::resource_id_for(job_id);
+        let mut truncated = false;
         report(
             progress,
             GenerationStage::Fetching,
@@ -193,7 +257,10 @@ impl Generator {
                 )
                 .await;
                 let brief = self.brief(params, &source, &reference, span, &subject, &title);
-                let text = self.generate(&brief, cancel, &cancelled).await?;
+                let (text, cut_off) = self
+                    .generate_fitted(brief.clone(), cancel, &cancelled)
+                    .await?;
+                truncated = cut_off;
                 report(
                     progress,
                     GenerationStage::Generating,
@@ -261,6 +328,7 @@ impl Generator {
         Ok(GenerationResult {
             resource_id: target_id.to_string(),
             resource_name: resource.name,
+            truncated,
         })
     }
 
@@ -330,16 +398,56 @@ impl Generator {
         }
     }
 
+    /// Writes the document with a brief trimmed to fit the model's
+    /// context (when known), trimming further and asking again (at most
+    /// three times) when the server still refuses it as too long. Returns
+    /// the document and whether the answer was cut off at the token limit.
+    async fn generate_fitted(
+        &self,
+        mut brief: DocumentBrief,
+        cancel: &CancellationToken,
+        cancelled: &(dyn Fn() -> Error + Sync),
+    ) -> Result<(String, bool)> {
+        let mut max_tokens = self.options.max_tokens;
+        if let Some(context) = self.options.context_tokens {
+            let room = |b: &DocumentBrief| (context as usize).saturating_sub(prompt_tokens(b));
+            while room(&brief) < max_tokens.min(context / 2) as usize {
+                match shrink(&brief) {
+                    Some(smaller) => brief = smaller,
+                    None => break,
+                }
+            }
+            max_tokens = max_tokens.min(room(&brief) as u32).max(MIN_ANSWER_TOKENS);
+        }
+        let mut attempts = 0;
+        loop {
+            match self.generate(&brief, max_tokens, cancel, cancelled).await {
+                Err(Error::Content(e @ semiont_jobs_content::Error::ContextExceeded { .. })) => {
+                    attempts += 1;
+                    match shrink(&brief).filter(|_| attempts < 3) {
+                        Some(smaller) => {
+                            tracing::info!(error = %e, "the prompt does not fit the model's context; trimming it");
+                            brief = smaller;
+                        }
+                        None => return Err(e.into()),
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn generate(
         &self,
         brief: &DocumentBrief,
+        max_tokens: u32,
         cancel: &CancellationToken,
         cancelled: &(dyn Fn() -> Error + Sync),
-    ) -> Result<String> {
+    ) -> Result<(String, bool)> {
         let request = CompletionRequest::new(prompt(brief))
             .system(SYSTEM)
             .temperature(self.options.temperature)
-            .max_tokens(self.options.max_tokens)
+            .max_tokens(max_tokens)
             .task(Task::GenerateDocument(brief.clone()));
         let completion = tokio::select! {
             biased;
@@ -362,7 +470,7 @@ impl Generator {
             doc = format!("# {}\n\n{doc}", brief.title);
         }
         if let Some(id) = &brief.source_id {
-            if !doc.contains(id.as_str()) {
+            if !cites(&doc, id.as_str()) {
                 doc.push_str(&format!(
                     "\n\n---\n\nSource: [{}]({id}), reference “{}”.",
                     one_line(&brief.source_name),
@@ -371,8 +479,55 @@ impl Generator {
             }
         }
         doc.push('\n');
-        Ok(doc)
+        Ok((doc, completion.truncated))
     }
+}
+
+/// Whether markdown `doc` links to `target` exactly: an inline link or
+/// image `[text](target)` or `[text](<target> "title")`, an autolink
+/// `<target>`, or a reference definition `[label]: target`. A mere mention
+/// of the id in the text, or inside another word or link, does not count.
+fn cites(doc: &str, target: &str) -> bool {
+    let is_target = |dest: &str| {
+        let dest = dest.trim();
+        // Drop a title: `dest "title"` / `dest 'title'` / `dest (title)`.
+        let dest = if let Some(rest) = dest.strip_prefix('<') {
+            rest.split_once('>').map_or(rest, |(d, _)| d)
+        } else {
+            dest.split_whitespace().next().unwrap_or("")
+        };
+        dest == target
+    };
+    // Inline links: `](` ... `)` (no nesting in destinations).
+    let mut rest = doc;
+    while let Some(i) = rest.find("](") {
+        let after = &rest[i + 2..];
+        let end = if after.starts_with('<') {
+            after
+                .find('>')
+                .and_then(|g| after[g..].find(')').map(|p| g + p))
+        } else {
+            after.find(')')
+        };
+        if let Some(end) = end {
+            if is_target(&after[..end]) {
+                return true;
+            }
+        }
+        rest = after;
+    }
+    // Autolinks and reference definitions.
+    doc.match_indices('<').any(|(i, _)| {
+        doc[i + 1..]
+            .split_once('>')
+            .is_some_and(|(d, _)| d == target)
+    }) || doc.lines().any(|line| {
+        let line = line.trim_start();
+        line.starts_with('[')
+            && line
+                .split_once("]:")
+                .is_some_and(|(_, dest)| is_target(dest))
+    })
 }
 
 /// The system message of generation prompts.
@@ -461,6 +616,58 @@ fn strip_fence(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn citations_are_exact_links() {
+        for (doc, cited) in [
+            ("See [the source](doc).", true),
+            ("See [the source](<doc> \"Title\").", true),
+            ("See [the source](doc 'Title').", true),
+            ("![figure](doc)", true),
+            ("Read <doc> first.", true),
+            ("[src]: doc\n\nText [src].", true),
+            // The id inside a word, a longer link or plain text: no citation.
+            ("This document is about Zoë.", false),
+            ("See [the source](doc-2).", false),
+            ("See [the source](mydoc).", false),
+            ("The doc says so.", false),
+            ("[doc](elsewhere)", false),
+        ] {
+            assert_eq!(cites(doc, "doc"), cited, "{doc}");
+        }
+    }
+
+    #[test]
+    fn briefs_shrink_around_the_subject_until_nothing_is_left() {
+        let mut brief = DocumentBrief {
+            title: "Zoë".into(),
+            subject: "Zoë Müller".into(),
+            context: format!(
+                "{} Zoë Müller leads Helix. {}",
+                "Before. ".repeat(30),
+                "After. ".repeat(30)
+            ),
+            mentions: (0..8).map(|i| format!("Mention {i}.")).collect(),
+            ..DocumentBrief::default()
+        };
+        let mut steps = 0;
+        while let Some(smaller) = shrink(&brief) {
+            assert!(smaller.context.len() <= brief.context.len());
+            assert!(smaller.mentions.len() <= brief.mentions.len());
+            if smaller.context.chars().count() > 40 {
+                assert!(
+                    smaller.context.contains("Zoë Müller"),
+                    "{}",
+                    smaller.context
+                );
+            }
+            brief = smaller;
+            steps += 1;
+            assert!(steps < 20);
+        }
+        assert!(brief.mentions.is_empty());
+        assert!(brief.context.chars().count() <= 80);
+    }
 
     #[test]
     fn fences_are_stripped() {

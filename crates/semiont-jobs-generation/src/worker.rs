@@ -76,6 +76,7 @@ fn job_error(e: &Error) -> JobError {
         e.code(),
         e.to_string(),
     )
+    .with_retry_after(e.retry_after())
 }
 
 #[async_trait]

@@ -1,6 +1,8 @@
 //! Progress and result shapes: the seed's generic progress, and the typed
 //! progress and results of detection and generation jobs.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -95,6 +97,13 @@ pub struct DetectionProgress {
     pub entities_found: u64,
     /// Annotations written so far.
     pub entities_emitted: u64,
+    /// Chunks of the document the current type is searched in (model-based
+    /// detection splits long documents; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_chunks: Option<u32>,
+    /// Chunks of the current type done (answered, or counted as an error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processed_chunks: Option<u32>,
 }
 
 /// Typed result of a detection job.
@@ -105,8 +114,21 @@ pub struct DetectionResult {
     pub total_found: u64,
     /// Annotations written.
     pub total_emitted: u64,
-    /// Entity types that failed.
+    /// Failures that did not stop the job: entity types the offline
+    /// recognizer has no rules for, or chunks whose model answer stayed
+    /// unusable.
     pub errors: u64,
+    /// The same failures by class (`MALFORMED_OUTPUT`, `TRUNCATED`,
+    /// `UNKNOWN_ENTITY_TYPE`, ...); absent when there were none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub error_classes: BTreeMap<String, u64>,
+    /// Chunks searched, over all entity types (model-based detection only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunks: Option<u64>,
+    /// Model calls made, retries and re-sent smaller chunks included
+    /// (model-based detection only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_calls: Option<u64>,
 }
 
 /// Stage of a generation job.
@@ -144,6 +166,10 @@ pub struct GenerationResult {
     pub resource_id: String,
     /// The generated document's name.
     pub resource_name: String,
+    /// Whether the model's answer was cut off at the token limit (the
+    /// document is kept; absent when it was not).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 #[cfg(test)]
@@ -168,6 +194,42 @@ mod tests {
         assert!(serde_json::to_value(Progress::percent(f64::NAN))
             .map(|v| v["percentage"].is_null())
             .unwrap_or(true));
+    }
+
+    #[test]
+    fn detection_shapes_keep_the_seed_fields_and_add_chunks_only_when_set() {
+        let seed = json!({"totalEntityTypes": 2, "processedEntityTypes": 1, "currentEntityType": "Person", "entitiesFound": 3, "entitiesEmitted": 3});
+        let p: DetectionProgress = serde_json::from_value(seed.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&p).unwrap(), seed);
+        let chunked = DetectionProgress {
+            total_chunks: Some(4),
+            processed_chunks: Some(1),
+            ..p
+        };
+        let v = serde_json::to_value(&chunked).unwrap();
+        assert_eq!(
+            (v["totalChunks"].as_u64(), v["processedChunks"].as_u64()),
+            (Some(4), Some(1))
+        );
+        let seed = json!({"totalFound": 3, "totalEmitted": 3, "errors": 0});
+        let r: DetectionResult = serde_json::from_value(seed.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&r).unwrap(), seed);
+        let r = DetectionResult {
+            errors: 1,
+            error_classes: [("TRUNCATED".to_owned(), 1)].into(),
+            chunks: Some(3),
+            model_calls: Some(5),
+            ..r
+        };
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["errorClasses"], json!({"TRUNCATED": 1}));
+        assert_eq!(
+            (v["chunks"].as_u64(), v["modelCalls"].as_u64()),
+            (Some(3), Some(5))
+        );
+        let g = json!({"resourceId": "gen-1", "resourceName": "N"});
+        let r: GenerationResult = serde_json::from_value(g.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&r).unwrap(), g);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::time::Duration;
 
 /// Longest error text stored in a job, in bytes; longer messages are cut.
 pub const MAX_ERROR_LEN: usize = 16 * 1024;
@@ -33,6 +34,11 @@ pub struct JobFailure {
     pub retryable: bool,
     /// A machine-readable code, e.g. `NETWORK_ERROR` or `TIMEOUT`.
     pub code: Option<String>,
+    /// The least wait before the retry that the cause suggests (a server's
+    /// `Retry-After`, or a busy server's time to finish an abandoned
+    /// request). The queue waits the longer of this (capped at the retry
+    /// policy's `max_delay`) and its own back-off.
+    pub retry_after: Option<Duration>,
 }
 
 impl JobFailure {
@@ -42,6 +48,7 @@ impl JobFailure {
             message: message.into(),
             retryable: true,
             code: None,
+            retry_after: None,
         }
     }
 
@@ -51,6 +58,7 @@ impl JobFailure {
             message: message.into(),
             retryable: false,
             code: None,
+            retry_after: None,
         }
     }
 
@@ -73,6 +81,13 @@ impl JobFailure {
     /// Sets the machine-readable code.
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
         self.code = Some(code.into());
+        self
+    }
+
+    /// Sets the least wait before the retry (see
+    /// [`retry_after`](Self::retry_after)).
+    pub fn with_retry_after(mut self, wait: Option<Duration>) -> Self {
+        self.retry_after = wait;
         self
     }
 

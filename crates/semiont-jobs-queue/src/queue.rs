@@ -641,7 +641,8 @@ impl JobQueue {
     /// Reports a failed attempt of a running job and applies the retry
     /// policy: a retryable failure with retries left (`retryCount <
     /// maxRetries`) sends the job back to pending with `retryCount + 1` and
-    /// `runAt` = now + exponential back-off with jitter; a permanent failure,
+    /// `runAt` = now + exponential back-off with jitter (or the failure's
+    /// [`retry_after`](JobFailure::retry_after), when longer); a permanent failure,
     /// or one with no retries left, makes it failed. Either way `error` holds
     /// the message. Returns the job as written (check its status).
     ///
@@ -686,12 +687,11 @@ impl JobQueue {
         next.error = Some(failure.error_text());
         next.lease_expires_at = None;
         if failure.retryable && RetryPolicy::should_retry(next.retry_count, next.max_retries) {
-            let delay = self
-                .inner
-                .config
-                .policy(&next.job_type)
-                .retry_policy
-                .delay(next.retry_count, self.inner.jitter.unit());
+            let policy = &self.inner.config.policy(&next.job_type).retry_policy;
+            let delay = policy.delay(next.retry_count, self.inner.jitter.unit());
+            let delay = failure
+                .retry_after
+                .map_or(delay, |wait| delay.max(wait.min(policy.max_delay)));
             next.status = JobStatus::Pending;
             next.retry_count += 1;
             next.run_at = Some(now.add(delay));

@@ -3,6 +3,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::time::Duration;
 
 use semiont_jobs_queue::{ErrorKind as QueueKind, JobFailure};
 
@@ -68,6 +69,7 @@ pub struct JobError {
     kind: JobErrorKind,
     code: Option<String>,
     message: String,
+    retry_after: Option<Duration>,
     source: Option<Box<dyn StdError + Send + Sync>>,
 }
 
@@ -77,6 +79,7 @@ impl JobError {
             kind,
             code: None,
             message: message.into(),
+            retry_after: None,
             source: None,
         }
     }
@@ -137,6 +140,19 @@ impl JobError {
         self
     }
 
+    /// Sets the least wait before a retry that the cause suggests (a
+    /// server's `Retry-After`, a busy server's time to finish); the queue
+    /// waits the longer of this and its own back-off.
+    pub fn with_retry_after(mut self, wait: Option<Duration>) -> Self {
+        self.retry_after = wait;
+        self
+    }
+
+    /// The least wait before a retry, if the cause suggests one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
     /// Attaches the underlying error.
     pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
         self.source = Some(Box::new(source));
@@ -191,6 +207,7 @@ impl JobError {
         } else {
             JobFailure::permanent(message)
         };
+        let failure = failure.with_retry_after(self.retry_after);
         match &self.code {
             Some(code) => failure.with_code(code.clone()),
             None => failure,
@@ -233,6 +250,7 @@ impl From<Box<dyn StdError + Send + Sync>> for JobError {
             kind: JobErrorKind::Retryable,
             code: None,
             message: e.to_string(),
+            retry_after: None,
             source: Some(e),
         }
     }
@@ -332,5 +350,10 @@ mod tests {
                 .to_failure()
                 .retryable
         );
+        let wait = Some(std::time::Duration::from_secs(30));
+        let f = JobError::timeout("slow")
+            .with_retry_after(wait)
+            .to_failure();
+        assert_eq!(f.retry_after, wait);
     }
 }

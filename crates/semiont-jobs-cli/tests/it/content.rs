@@ -181,8 +181,98 @@ fn unreachable_inference_server_is_a_retryable_failure() {
     ]);
     let job = &env.json(&["list", "--type", "detection"])["jobs"][0];
     assert_eq!(job["status"], "failed");
+    let error = job["error"].as_str().unwrap();
     assert!(
-        job["error"].as_str().unwrap().contains("NETWORK_ERROR"),
+        error.starts_with(
+            "NETWORK_ERROR: inference request POST http://127.0.0.1:9/api/chat (model m) failed: connection refused"
+        ),
         "{job}"
     );
+}
+
+#[test]
+fn model_flags_size_the_requests_and_bad_values_are_usage_errors() {
+    use semiont_jobs::content::testing::{Reply, StubServer};
+    let env = Env::new();
+    env.ok(&["init"]);
+    let file = env.data.parent().unwrap().join("doc.txt");
+    let text = "Grace Hopper visited Boston. She met Alan Turing there.\n\n".repeat(30);
+    std::fs::write(&file, &text).unwrap();
+    env.ok(&["resources", "add", file.to_str().unwrap()]);
+    env.ok(&[
+        "enqueue",
+        "detection",
+        "--user",
+        "u",
+        "--resource",
+        "doc",
+        "--entity-type",
+        "Person",
+    ]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let stub = rt.block_on(StubServer::start()).unwrap();
+    stub.set_fallback(Reply::ollama_chat(
+        r#"{"entities": [{"text": "Grace Hopper"}]}"#,
+    ));
+    let url = stub.base_url();
+    let work = |extra: &[&str]| {
+        let mut args = vec![
+            "work",
+            "--types",
+            "detection",
+            "--exit-when-idle",
+            "--poll-interval",
+            "50",
+            "--inference",
+            "ollama",
+            "--model",
+            "m",
+            "--url",
+            &url,
+        ];
+        args.extend_from_slice(extra);
+        args.iter()
+            .map(|s| (*s).to_owned())
+            .collect::<Vec<String>>()
+    };
+    let args = work(&[
+        "--model-context",
+        "4096",
+        "--model-max-tokens",
+        "300",
+        "--model-chunk-chars",
+        "500",
+        "--model-temperature",
+        "0.2",
+    ]);
+    env.ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let job = &env.json(&["list", "--type", "detection"])["jobs"][0];
+    assert_eq!(job["status"], "complete", "{job}");
+    assert_eq!(job["result"]["totalFound"], 30, "{job}");
+    let requests = stub.requests();
+    assert!(requests.len() >= 5, "{}", requests.len());
+    assert_eq!(job["result"]["chunks"], requests.len());
+    for r in &requests {
+        let options = &r.body["options"];
+        assert_eq!(
+            (options["num_ctx"].as_u64(), options["num_predict"].as_u64()),
+            (Some(4096), Some(300))
+        );
+        assert_eq!(options["temperature"], 0.2);
+        let prompt = r.body["messages"][1]["content"].as_str().unwrap();
+        let chunk = &prompt[prompt.find("<<<\n").unwrap() + 4..prompt.rfind("\n>>>").unwrap()];
+        assert!(chunk.chars().count() <= 500, "{}", chunk.chars().count());
+    }
+    for (flag, value) in [
+        ("--model-context", "10"),
+        ("--model-max-tokens", "5000"),
+        ("--model-chunk-chars", "5"),
+        ("--model-temperature", "9"),
+        ("--model-concurrency", "0"),
+        ("--model-timeout", "0"),
+    ] {
+        let args = work(&[flag, value]);
+        let err = env.fails(&args.iter().map(String::as_str).collect::<Vec<_>>(), 2);
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 }

@@ -156,3 +156,84 @@ fn bench_without_its_harness_says_how_to_build_it() {
     );
     assert!(!dir.path().join("data").exists(), "bench made a data dir");
 }
+
+/// Every command stops quietly, with status 141 (128 + SIGPIPE), when its
+/// standard output is a pipe nobody reads any more.
+#[test]
+fn a_closed_output_pipe_ends_commands_quietly() {
+    let env = Env::new();
+    env.ok(&["init"]);
+    let id = env.enqueue_noop();
+    let file = env.data.parent().unwrap().join("doc.txt");
+    std::fs::write(&file, "Grace Hopper visited Boston in 1952.").unwrap();
+    env.ok(&["resources", "add", file.to_str().unwrap()]);
+    env.ok(&[
+        "enqueue",
+        "detection",
+        "--user",
+        "u",
+        "--resource",
+        "doc",
+        "--entity-type",
+        "Person,Location",
+    ]);
+    env.ok(&[
+        "work",
+        "--types",
+        "detection",
+        "--exit-when-idle",
+        "--poll-interval",
+        "50",
+    ]);
+    for args in [
+        vec!["list"],
+        vec!["list", "--json"],
+        vec!["get", id.as_str()],
+        vec!["stats"],
+        vec!["stats", "--json"],
+        vec!["resources", "list"],
+        vec!["resources", "show", "doc"],
+        vec!["annotations", "list", "doc"],
+        vec!["annotations", "list", "doc", "--json"],
+        vec!["completions", "bash"],
+    ] {
+        // The read end is closed before the command writes anything.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = env
+            .cmd()
+            .args(&args)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(141),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
+    }
+    // Like `semiont-jobs resources show big | head -1`: the reader takes
+    // one line and goes away while the command still writes (1 MB, far
+    // more than a pipe holds).
+    let big = env.data.parent().unwrap().join("big.txt");
+    std::fs::write(&big, "A line of text about Grace Hopper.\n".repeat(30_000)).unwrap();
+    env.ok(&["resources", "add", big.to_str().unwrap()]);
+    let mut child = env
+        .cmd()
+        .args(["resources", "show", "big"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(first.starts_with("# big.txt"), "{first}");
+    drop(stdout);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(141), "{:?}", out.status);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

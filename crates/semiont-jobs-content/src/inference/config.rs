@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::openai::OPENAI_API_KEY_ENV;
 use super::{
-    ApiKey, HttpOptions, InferenceClient, OfflineInference, OllamaApi, OllamaClient, OllamaConfig,
-    OpenAiClient, OpenAiConfig,
+    ApiKey, HttpOptions, InferenceClient, ModelSettings, OfflineInference, OllamaApi, OllamaClient,
+    OllamaConfig, OpenAiClient, OpenAiConfig,
 };
 use crate::{Error, Result};
 
@@ -25,6 +25,10 @@ use crate::{Error, Result};
 /// | `OPENAI_API_KEY` | bearer key (required for the default base) | none |
 /// | `SEMIONT_INFERENCE_CONNECT_TIMEOUT_SECS` | connect timeout | 10 |
 /// | `SEMIONT_INFERENCE_READ_TIMEOUT_SECS` | read timeout | 300 |
+/// | `SEMIONT_INFERENCE_CONTEXT` | the model's context in tokens, sent to Ollama as `num_ctx` | 2048 |
+///
+/// The other limits (answer length, chunk size, temperature, concurrency)
+/// are [`ModelSettings`], read from the same lookup.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub enum InferenceConfig {
     /// [`OfflineInference`].
@@ -68,6 +72,7 @@ impl InferenceConfig {
             read_timeout: secs("SEMIONT_INFERENCE_READ_TIMEOUT_SECS", 300)?,
             request_timeout: None,
         };
+        let settings = ModelSettings::from_lookup(|k| get(k))?;
         let kind = get("SEMIONT_INFERENCE").unwrap_or_else(|| "offline".into());
         match kind.to_ascii_lowercase().as_str() {
             "offline" | "none" => Ok(InferenceConfig::Offline),
@@ -86,6 +91,7 @@ impl InferenceConfig {
                         .unwrap_or_else(|| OllamaConfig::DEFAULT_BASE_URL.into()),
                     model: get("SEMIONT_INFERENCE_MODEL").unwrap_or_else(|| "llama3.2".into()),
                     api,
+                    num_ctx: Some(settings.context_tokens),
                     http,
                 }))
             }
@@ -156,6 +162,7 @@ mod tests {
             panic!("expected ollama");
         };
         assert_eq!(c.base_url, "127.0.0.1:9999");
+        assert_eq!(c.num_ctx, Some(2048));
         assert_eq!(c.http.read_timeout, Duration::from_millis(1500));
 
         let e = from(&[("SEMIONT_INFERENCE", "openai")]).unwrap_err();

@@ -14,12 +14,14 @@ mod http;
 mod offline;
 mod ollama;
 mod openai;
+mod settings;
 
 pub use config::InferenceConfig;
 pub use http::HttpOptions;
 pub use offline::{render_document, OfflineInference};
 pub use ollama::{OllamaApi, OllamaClient, OllamaConfig};
 pub use openai::{ApiKey, OpenAiClient, OpenAiConfig};
+pub use settings::ModelSettings;
 
 /// What shape of answer is asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

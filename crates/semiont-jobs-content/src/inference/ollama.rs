@@ -29,6 +29,10 @@ pub struct OllamaConfig {
     pub model: String,
     /// Which endpoint to call.
     pub api: OllamaApi,
+    /// The context window to ask for (`options.num_ctx`, in tokens); `None`
+    /// leaves the server's default (2048 or 4096 tokens, depending on the
+    /// Ollama version).
+    pub num_ctx: Option<u32>,
     /// Timeouts.
     pub http: HttpOptions,
 }
@@ -43,6 +47,7 @@ impl OllamaConfig {
             base_url: Self::DEFAULT_BASE_URL.to_owned(),
             model: model.into(),
             api: OllamaApi::Chat,
+            num_ctx: None,
             http: HttpOptions::default(),
         }
     }
@@ -59,6 +64,12 @@ impl OllamaConfig {
         self
     }
 
+    /// Sets the context window sent as `options.num_ctx`.
+    pub fn num_ctx(mut self, tokens: Option<u32>) -> Self {
+        self.num_ctx = tokens;
+        self
+    }
+
     /// Sets the timeouts.
     pub fn http(mut self, http: HttpOptions) -> Self {
         self.http = http;
@@ -69,11 +80,14 @@ impl OllamaConfig {
 /// An [`InferenceClient`] for Ollama.
 ///
 /// Sends `stream: false`, `options.temperature`, `options.num_predict`
-/// (the token limit) and, for JSON requests, `format: "json"`.
+/// (the token limit), `options.num_ctx` (the context window, when
+/// configured) and, for JSON requests, `format: "json"`. An answer whose
+/// `done_reason` is `length` is reported as truncated.
 #[derive(Clone, Debug)]
 pub struct OllamaClient {
     model: String,
     api: OllamaApi,
+    num_ctx: Option<u32>,
     endpoint: JsonEndpoint,
 }
 
@@ -89,17 +103,21 @@ impl OllamaClient {
         };
         let url = endpoint_url(&config.base_url, path)?;
         Ok(OllamaClient {
-            endpoint: JsonEndpoint::new(url, config.http, HeaderMap::new())?,
+            endpoint: JsonEndpoint::new(url, &config.model, config.http, HeaderMap::new())?,
             model: config.model,
             api: config.api,
+            num_ctx: config.num_ctx,
         })
     }
 
     fn body(&self, request: &CompletionRequest) -> Value {
-        let options = json!({
+        let mut options = json!({
             "temperature": wire_temperature(request.temperature),
             "num_predict": request.max_tokens,
         });
+        if let Some(n) = self.num_ctx {
+            options["num_ctx"] = json!(n);
+        }
         let mut body = match self.api {
             OllamaApi::Chat => {
                 let mut messages = Vec::new();
@@ -155,7 +173,7 @@ impl InferenceClient for OllamaClient {
                 OllamaApi::Generate => "response",
             };
             return Err(Error::MalformedOutput {
-                source_name: self.endpoint.display().to_owned(),
+                source_name: self.endpoint.request().to_owned(),
                 reason: format!("response has no string field {field}"),
             });
         };

@@ -120,7 +120,7 @@ impl OpenAiClient {
             headers.insert(AUTHORIZATION, key.header()?);
         }
         Ok(OpenAiClient {
-            endpoint: JsonEndpoint::new(url, config.http, headers)?,
+            endpoint: JsonEndpoint::new(url, &config.model, config.http, headers)?,
             model: config.model,
             json_mode: config.json_mode,
         })
@@ -165,7 +165,7 @@ impl InferenceClient for OpenAiClient {
             .and_then(Value::as_str);
         let Some(text) = text else {
             return Err(Error::MalformedOutput {
-                source_name: self.endpoint.display().to_owned(),
+                source_name: self.endpoint.request().to_owned(),
                 reason: "response has no string field choices[0].message.content".into(),
             });
         };

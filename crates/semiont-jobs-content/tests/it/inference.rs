@@ -3,8 +3,10 @@ use std::time::{Duration, Instant};
 use semiont_jobs_content::inference::{
     ApiKey, HttpOptions, OllamaApi, OllamaClient, OllamaConfig, OpenAiClient, OpenAiConfig,
 };
-use semiont_jobs_content::testing::{Reply, StubServer};
-use semiont_jobs_content::{CompletionRequest, Error, InferenceClient, ResponseFormat};
+use semiont_jobs_content::testing::{Hangup, HangupServer, Reply, StubServer};
+use semiont_jobs_content::{
+    CompletionRequest, Error, InferenceClient, NetworkCause, ResponseFormat,
+};
 use serde_json::json;
 
 fn fast() -> HttpOptions {
@@ -46,7 +48,13 @@ fn request() -> CompletionRequest {
 async fn ollama_chat_success_and_request_shape() {
     let stub = StubServer::start().await.unwrap();
     stub.push(Reply::ollama_chat("She runs Helix Dynamics."));
-    let client = ollama(&stub, OllamaApi::Chat);
+    let client = OllamaClient::new(
+        OllamaConfig::new("llama-test")
+            .base_url(stub.base_url())
+            .num_ctx(Some(2048))
+            .http(fast()),
+    )
+    .unwrap();
     let got = client
         .complete(&request().format(ResponseFormat::Json))
         .await
@@ -65,7 +73,7 @@ async fn ollama_chat_success_and_request_shape() {
                 {"role": "user", "content": "Who is Zoë Müller?"}
             ],
             "stream": false,
-            "options": {"temperature": 0.0, "num_predict": 64},
+            "options": {"temperature": 0.0, "num_predict": 64, "num_ctx": 2048},
             "format": "json"
         })
     );
@@ -86,6 +94,22 @@ async fn ollama_generate_success() {
     assert_eq!(req.body["prompt"], "Who is Zoë Müller?");
     assert_eq!(req.body["system"], "Answer briefly.");
     assert!(req.body.get("format").is_none());
+    // Without a configured context, num_ctx is left to the server.
+    assert!(req.body["options"].get("num_ctx").is_none());
+}
+
+#[tokio::test]
+async fn answers_cut_off_at_the_token_limit_are_marked_truncated() {
+    let stub = StubServer::start().await.unwrap();
+    stub.push(Reply::openai_truncated("{\"entities\": [{\"text\": \"Zo"));
+    let got = openai(&stub, None).complete(&request()).await.unwrap();
+    assert!(got.truncated);
+    stub.push(Reply::ollama_chat_truncated("{\"entities\": ["));
+    let got = ollama(&stub, OllamaApi::Chat)
+        .complete(&request())
+        .await
+        .unwrap();
+    assert!(got.truncated);
 }
 
 #[tokio::test]
@@ -151,6 +175,75 @@ async fn rate_limiting_is_retryable_with_retry_after() {
     assert!(e.is_retryable());
     assert_eq!(e.code(), "RATE_LIMITED");
     assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+    // An HTTP date an hour ahead (a date in the past would mean zero).
+    let e = error_of(
+        Reply::error(429, "slow down").header("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"),
+    )
+    .await;
+    assert!(e.retry_after().unwrap() > Duration::from_secs(3600));
+    // Without the header: the caller's own back-off.
+    let e = error_of(Reply::error(429, "slow down")).await;
+    assert_eq!(e.retry_after(), None);
+}
+
+#[tokio::test]
+async fn waits_before_a_retry_follow_the_cause() {
+    // 5xx: the server's Retry-After, else a tenth of the read timeout (at least 5 s).
+    let e = error_of(Reply::error(503, "loading model").header("retry-after", "12")).await;
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(12)));
+    let e = error_of(Reply::error(500, "crashed")).await;
+    assert_eq!(e.retry_after(), Some(Duration::from_secs(5)));
+    // A read timeout: the read timeout (the server may still be busy).
+    let stub = StubServer::start().await.unwrap();
+    stub.push(Reply::openai("late").delayed(Duration::from_secs(5)));
+    let e = openai(&stub, None).complete(&request()).await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Timeout {
+                connecting: false,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(e.retry_after(), Some(fast().read_timeout));
+    assert!(e.to_string().contains("waiting for the answer"), "{e}");
+    // Refused connections: none (the retry policy's brief back-off).
+    let e = refused_error().await;
+    assert_eq!(e.retry_after(), None);
+}
+
+#[tokio::test]
+async fn context_overflow_is_its_own_permanent_error() {
+    for reply in [
+        Reply::error(400, "This model's maximum context length is 2048 tokens. However, you requested 2300 tokens (1788 in the messages, 512 in the completion)."),
+        Reply::raw(400, r#"{"error":{"code":400,"message":"request (4476 tokens) exceeds the available context size (4096 tokens)","type":"exceed_context_size_error"}}"#),
+        Reply::raw(400, r#"{"error":"the input length exceeds the context length"}"#),
+    ] {
+        let e = error_of(reply).await;
+        assert!(matches!(e, Error::ContextExceeded { status: 400, .. }), "{e}");
+        assert_eq!(e.code(), "CONTEXT_EXCEEDED");
+        assert!(!e.is_retryable());
+    }
+}
+
+#[tokio::test]
+async fn fastapi_details_are_read_not_dumped() {
+    let e = error_of(Reply::raw(
+        422,
+        r#"{"detail":[{"loc":["body","messages"],"msg":"Field required","type":"missing"}]}"#,
+    ))
+    .await;
+    assert_eq!(e.code(), "BAD_REQUEST");
+    assert!(
+        e.to_string()
+            .ends_with("status 422: body.messages: Field required"),
+        "{e}"
+    );
+    let e = error_of(Reply::raw(404, r#"{"detail":"Not Found"}"#)).await;
+    assert!(e.to_string().ends_with("status 404: Not Found"), "{e}");
+    assert!(!e.to_string().contains('{'), "{e}");
 }
 
 #[tokio::test]
@@ -212,8 +305,7 @@ async fn slow_servers_time_out_retryably() {
     assert_eq!(e.code(), "TIMEOUT");
 }
 
-#[tokio::test]
-async fn unreachable_servers_are_network_errors() {
+async fn refused_error() -> Error {
     // Bind a port, then free it: nothing listens there.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -225,10 +317,54 @@ async fn unreachable_servers_are_network_errors() {
             .http(fast()),
     )
     .unwrap();
-    let e = client.complete(&request()).await.unwrap_err();
-    assert!(matches!(e, Error::Network { .. }), "{e}");
+    client.complete(&request()).await.unwrap_err()
+}
+
+fn cause(e: &Error) -> NetworkCause {
+    match e {
+        Error::Network { cause, .. } => *cause,
+        other => panic!("not a network error: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn unreachable_servers_are_network_errors_naming_the_cause() {
+    let e = refused_error().await;
     assert!(e.is_retryable());
     assert_eq!(e.code(), "NETWORK_ERROR");
+    assert_eq!(cause(&e), NetworkCause::Refused);
+    // One line naming the request and the root cause.
+    let text = e.to_string();
+    assert!(
+        text.starts_with("inference request POST http://127.0.0.1:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/api/chat (model m) failed: connection refused"),
+        "{text}"
+    );
+    assert!(!text.contains('\n'));
+}
+
+#[tokio::test]
+async fn connections_dropped_mid_request_are_told_apart() {
+    for (how, want) in [
+        (Hangup::Close, NetworkCause::Closed),
+        (Hangup::Reset, NetworkCause::Reset),
+    ] {
+        let server = HangupServer::start(how).await.unwrap();
+        let client = OpenAiClient::new(
+            OpenAiConfig::new("m")
+                .base_url(format!("{}/v1", server.base_url()))
+                .api_key(None)
+                .http(fast()),
+        )
+        .unwrap();
+        let e = client.complete(&request()).await.unwrap_err();
+        assert_eq!(cause(&e), want, "{how:?}: {e}");
+        assert!(e.is_retryable());
+        assert!(e.to_string().contains(&want.to_string()), "{e}");
+    }
 }
 
 #[test]

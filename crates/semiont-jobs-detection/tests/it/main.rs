@@ -1,5 +1,6 @@
 //! Integration tests of semiont-jobs-detection.
 
+mod chunks;
 mod engine;
 mod golden;
 mod model;

@@ -69,7 +69,9 @@ fn script(stub: &StubServer, reply: fn(&str) -> Reply) {
 ]}
 ```"#,
     ));
+    // Asked twice: the malformed answer is retried once.
     stub.push(reply("The places are Kraków and São Paulo."));
+    stub.push(reply("Kraków, São Paulo."));
     stub.push(reply(r#"{"entities": []}"#));
 }
 
@@ -84,6 +86,8 @@ async fn check_run(fx: &Fixture, client: Arc<dyn InferenceClient>, stub: &StubSe
         .await
         .unwrap();
     assert_eq!((r.total_found, r.total_emitted, r.errors), (3, 3, 1));
+    assert_eq!(r.error_classes, [("MALFORMED_OUTPUT".to_owned(), 1)].into());
+    assert_eq!((r.chunks, r.model_calls), (Some(3), Some(4)));
     let anns = fx.annotations_of("doc").await;
     let got: Vec<(u64, &str)> = anns
         .iter()
@@ -107,7 +111,7 @@ async fn check_run(fx: &Fixture, client: Arc<dyn InferenceClient>, stub: &StubSe
         assert_selectors_match(TEXT, a);
     }
     let requests = stub.requests();
-    assert_eq!(requests.len(), 3);
+    assert_eq!(requests.len(), 4);
     let prompt = requests[0].body.to_string();
     assert!(
         prompt.contains("\\\"Person\\\"") && prompt.contains("Tobias Kessler left Kraków"),
@@ -170,6 +174,9 @@ async fn transient_model_failures_fail_the_run_retryably() {
     .await;
     assert!(e.is_retryable());
     assert_eq!(e.code(), "TIMEOUT");
+    // The retry waits as long as the read timeout: the server may still be
+    // working on the abandoned request.
+    assert_eq!(e.retry_after(), Some(Duration::from_millis(200)));
 }
 
 #[tokio::test]
@@ -183,11 +190,12 @@ async fn rejected_requests_fail_the_run_permanently() {
 }
 
 #[tokio::test]
-async fn a_malformed_server_response_counts_as_a_failed_type() {
+async fn a_malformed_server_response_counts_as_a_failed_chunk() {
     let fx = Fixture::new().await;
     fx.add_doc("doc", TEXT).await;
     let stub = StubServer::start().await.unwrap();
     stub.push(Reply::raw(200, "<html>not json</html>"));
+    stub.push(Reply::raw(200, "<html>still not json</html>"));
     stub.push(Reply::ollama_chat(r#"[{"text": "Kraków"}]"#));
     let r = detector(&fx, ollama(&stub, 5000))
         .run(

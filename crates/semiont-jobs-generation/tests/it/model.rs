@@ -8,7 +8,7 @@ use semiont_jobs_content::inference::{
 };
 use semiont_jobs_content::testing::{Reply, StubServer};
 use semiont_jobs_content::{InferenceClient, ResourceId, ResourceStore};
-use semiont_jobs_generation::{Error, Generator};
+use semiont_jobs_generation::{Error, GenerationOptions, Generator};
 use semiont_jobs_model::{GenerationParams, JobId};
 use tokio_util::sync::CancellationToken;
 
@@ -144,4 +144,136 @@ async fn cancellation_abandons_an_in_flight_model_call() {
         .get(&Generator::resource_id_for(&job))
         .await
         .is_err());
+}
+
+#[tokio::test]
+async fn the_citation_is_added_unless_the_document_links_the_source_exactly() {
+    // The source id appears inside a longer word and a longer link: still
+    // no citation of the source, so one is added.
+    for (answer, added) in [
+        (
+            "# Zoë Müller\n\nSee news-helix-krakowski and [more](news-helix-krakow-2).",
+            true,
+        ),
+        (
+            "# Zoë Müller\n\nShe leads Helix ([source](news-helix-krakow)).",
+            false,
+        ),
+    ] {
+        let fx = Fixture::new().await;
+        let stub = StubServer::start().await.unwrap();
+        stub.push(Reply::openai(answer));
+        let generator = Generator::new(fx.resources.clone(), fx.annotations.clone(), openai(&stub));
+        let r = generator
+            .run(
+                &JobId::generate(),
+                &params(),
+                &mut |_| {},
+                &CancellationToken::new(),
+            )
+            .await
+            .unwrap();
+        let doc = fx
+            .resources
+            .get(&ResourceId::parse(&r.resource_id).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            doc.text.contains("\n\n---\n\nSource: ["),
+            added,
+            "{}",
+            doc.text
+        );
+        assert!(!r.truncated);
+    }
+}
+
+#[tokio::test]
+async fn a_document_cut_off_at_the_token_limit_is_kept_and_reported() {
+    let fx = Fixture::new().await;
+    let stub = StubServer::start().await.unwrap();
+    stub.push(Reply::openai_truncated(
+        "# Zoë Müller\n\nZoë Müller is the chief",
+    ));
+    let generator = Generator::new(fx.resources.clone(), fx.annotations.clone(), openai(&stub));
+    let r = generator
+        .run(
+            &JobId::generate(),
+            &params(),
+            &mut |_| {},
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    assert!(r.truncated);
+    assert_eq!(
+        serde_json::to_value(&r).unwrap()["truncated"],
+        serde_json::json!(true)
+    );
+}
+
+#[tokio::test]
+async fn prompts_fit_the_configured_context_and_shrink_when_refused() {
+    let fx = Fixture::new().await;
+    let stub = StubServer::start().await.unwrap();
+    stub.push(Reply::error(
+        400,
+        "This model's maximum context length is 1024 tokens. However, you requested 1100 tokens.",
+    ));
+    stub.push(Reply::openai("# Zoë Müller\n\nShe leads Helix Dynamics."));
+    let settings = semiont_jobs_content::ModelSettings {
+        context_tokens: 1024,
+        ..Default::default()
+    };
+    let generator = Generator::new(fx.resources.clone(), fx.annotations.clone(), openai(&stub))
+        .with_options(GenerationOptions::from_settings(&settings));
+    generator
+        .run(
+            &JobId::generate(),
+            &params(),
+            &mut |_| {},
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let requests = stub.requests();
+    assert_eq!(requests.len(), 2);
+    let prompt_len = |i: usize| {
+        requests[i].body["messages"][1]["content"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .count()
+    };
+    assert!(
+        prompt_len(1) < prompt_len(0),
+        "{} then {}",
+        prompt_len(0),
+        prompt_len(1)
+    );
+    // The prompt (at 3 characters per token) and the answer fit in 1024 tokens.
+    let max_tokens = requests[0].body["max_tokens"].as_u64().unwrap() as usize;
+    assert!(
+        max_tokens >= 128 && prompt_len(0) / 3 + max_tokens <= 1024,
+        "{max_tokens}"
+    );
+    // Refused every time: a permanent CONTEXT_EXCEEDED failure.
+    let stub = StubServer::start().await.unwrap();
+    stub.set_fallback(Reply::error(
+        400,
+        "the input length exceeds the context length",
+    ));
+    let generator = Generator::new(fx.resources.clone(), fx.annotations.clone(), openai(&stub))
+        .with_options(GenerationOptions::from_settings(&settings));
+    let e = generator
+        .run(
+            &JobId::generate(),
+            &params(),
+            &mut |_| {},
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), "CONTEXT_EXCEEDED");
+    assert!(!e.is_retryable());
 }

@@ -84,6 +84,7 @@ macro_rules! queue_suite {
             fail_job_retries_with_exponential_backoff,
             fail_job_jitter_stays_within_bounds,
             fail_job_permanent_failure_skips_retries,
+            fail_job_honours_the_failures_retry_after,
             fail_job_without_retry_budget_fails_at_once,
             retry_job_resubmits_failed_and_cancelled_jobs,
             release_job_requeues_without_counting_a_retry,
@@ -599,6 +600,7 @@ pub async fn update_job_progress_accepts_generic_and_typed_progress(h: Harness) 
         current_entity_type: Some("Person".into()),
         entities_found: 7,
         entities_emitted: 5,
+        ..Default::default()
     };
     h.queue
         .update_job_progress_at(&job.id, job.attempt, &detection)
@@ -889,6 +891,36 @@ pub async fn fail_job_jitter_stays_within_bounds(h: Harness) {
         delays.insert(delay);
     }
     assert!(delays.len() > 5, "jitter spreads delays: {delays:?}");
+}
+
+/// A failure's `retry_after` lengthens the back-off (never shortens it) and
+/// is capped at the policy's `max_delay`.
+pub async fn fail_job_honours_the_failures_retry_after(h: Harness) {
+    let q = h.queue_with(|b| b.retry_policy(exact_policy()));
+    let jobs = q
+        .create_jobs((0..3).map(|_| detection().max_retries(3)))
+        .await
+        .unwrap();
+    for (wait, expected) in [
+        (Duration::from_secs(30), Duration::from_secs(30)), // longer than 1 s: honoured
+        (Duration::from_millis(10), SECOND),                // shorter: the back-off
+        (Duration::from_secs(3600), Duration::from_secs(60)), // capped at max_delay
+    ] {
+        let run = q.claim_next_job("detection", "w1").await.unwrap().unwrap();
+        let back = q
+            .fail_job_at(
+                &run.id,
+                run.attempt,
+                JobFailure::retryable("busy")
+                    .with_code("TIMEOUT")
+                    .with_retry_after(Some(wait)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(back.status, JobStatus::Pending);
+        assert_eq!(back.run_at, Some(h.clock.now().add(expected)), "{wait:?}");
+    }
+    assert_eq!(jobs.len(), 3);
 }
 
 /// A permanent failure fails the job at once, whatever its budget.
