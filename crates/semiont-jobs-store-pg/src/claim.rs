@@ -116,7 +116,9 @@ impl Inner {
             .iter()
             .map(|r| job_from_row(r, &self.schema, "jobs"))
             .collect::<Result<Vec<Job>>>()?;
-        jobs.sort_by(|a, b| (std::cmp::Reverse(a.priority), &a.id).cmp(&(std::cmp::Reverse(b.priority), &b.id)));
+        jobs.sort_by(|a, b| {
+            (std::cmp::Reverse(a.priority), &a.id).cmp(&(std::cmp::Reverse(b.priority), &b.id))
+        });
         for job in &jobs {
             self.announce(job, ChangeKind::Transition(Transition::Claim));
         }
@@ -132,7 +134,10 @@ impl Inner {
             .prepare_cached(&self.sql.claim.peek)
             .await
             .map_err(store_err)?;
-        let rows = conn.query(&stmt, &[&now, &types]).await.map_err(store_err)?;
+        let rows = conn
+            .query(&stmt, &[&now, &types])
+            .await
+            .map_err(store_err)?;
         rows.first()
             .map(|r| job_from_row(r, &self.schema, "jobs"))
             .transpose()

@@ -125,8 +125,7 @@ pub(crate) fn config(url: &DatabaseUrl, opts: &PgOptions) -> Config {
         Durability::None => "off",
     };
     // A client stuck inside a transaction must not hold row locks forever.
-    let ours =
-        format!("-c synchronous_commit={sync} -c idle_in_transaction_session_timeout=60000");
+    let ours = format!("-c synchronous_commit={sync} -c idle_in_transaction_session_timeout=60000");
     let options = match config.get_options() {
         Some(theirs) if !theirs.trim().is_empty() => format!("{theirs} {ours}"),
         _ => ours,
@@ -163,7 +162,9 @@ pub(crate) async fn connect_one(
 ) -> Result<
     (
         Client,
-        tokio::sync::mpsc::UnboundedReceiver<Result<tokio_postgres::AsyncMessage, tokio_postgres::Error>>,
+        tokio::sync::mpsc::UnboundedReceiver<
+            Result<tokio_postgres::AsyncMessage, tokio_postgres::Error>,
+        >,
     ),
     tokio_postgres::Error,
 > {

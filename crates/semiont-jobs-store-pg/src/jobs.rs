@@ -87,13 +87,13 @@ const UPDATE_RUNNING: &str = "UPDATE {s}.jobs SET user_id = $4::text, priority =
         unique_key = $15::text, doc = $16::text::json
     WHERE id = $1::text AND job_type = $2::text AND status = $3::text AND attempt = $6::bigint";
 
-const STATS: &str =
-    "SELECT status, coalesce(sum(n), 0)::bigint FROM {s}.counts GROUP BY status";
+const STATS: &str = "SELECT status, coalesce(sum(n), 0)::bigint FROM {s}.counts GROUP BY status";
 
 const TYPE_STATS: &str = "SELECT job_type, status, coalesce(sum(n), 0)::bigint FROM {s}.counts
     GROUP BY job_type, status";
 
-const FINISHED_BEFORE: &str = "SELECT id, status, coalesce(completed_at, created) FROM {s}.jobs_done
+const FINISHED_BEFORE: &str =
+    "SELECT id, status, coalesce(completed_at, created) FROM {s}.jobs_done
     WHERE coalesce(completed_at, created) < $1
     ORDER BY coalesce(completed_at, created), id LIMIT $2";
 
@@ -171,7 +171,11 @@ impl Sql {
     pub(crate) fn new(schema: &str) -> Self {
         let r = |t: &str| render(&t.replace("{cols}", COLS), schema);
         let mut moves = BTreeMap::new();
-        for (from, to) in [("jobs", "jobs"), ("jobs", "jobs_done"), ("jobs_done", "jobs")] {
+        for (from, to) in [
+            ("jobs", "jobs"),
+            ("jobs", "jobs_done"),
+            ("jobs_done", "jobs"),
+        ] {
             for fenced in [false, true] {
                 moves.insert((from, to, fenced), r(&move_sql(from, to, fenced)));
             }
@@ -292,7 +296,10 @@ impl Inner {
             .prepare_cached(&self.sql.jobs.get)
             .await
             .map_err(store_err)?;
-        let rows = conn.query(&stmt, &[&id.as_str()]).await.map_err(store_err)?;
+        let rows = conn
+            .query(&stmt, &[&id.as_str()])
+            .await
+            .map_err(store_err)?;
         match rows.first() {
             Some(row) => job_from_row(row, &self.schema, row.get(15)),
             None => Err(Error::NotFound { id: id.clone() }),
@@ -306,7 +313,10 @@ impl Inner {
             .prepare_cached(&self.sql.jobs.lookup)
             .await
             .map_err(store_err)?;
-        let rows = conn.query(&stmt, &[&id.as_str()]).await.map_err(store_err)?;
+        let rows = conn
+            .query(&stmt, &[&id.as_str()])
+            .await
+            .map_err(store_err)?;
         let Some(row) = rows.first() else {
             return Ok(None);
         };
@@ -364,7 +374,9 @@ impl Inner {
         let expected_status = expect.status.as_str();
         let expected_attempt = expect.attempt.map(i64::from);
         let inc_hint = if job.status == JobStatus::Running {
-            job.worker_id.as_deref().and_then(|w| self.live.local_inc(w))
+            job.worker_id
+                .as_deref()
+                .and_then(|w| self.live.local_inc(w))
         } else {
             None
         };
@@ -498,7 +510,12 @@ impl Inner {
         let total: i64 = if user.is_some() {
             let count_sql = tables
                 .iter()
-                .map(|t| format!("(SELECT count(*) FROM {s}.{t} WHERE {cond})", s = self.schema))
+                .map(|t| {
+                    format!(
+                        "(SELECT count(*) FROM {s}.{t} WHERE {cond})",
+                        s = self.schema
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join(" + ");
             let stmt = conn

@@ -185,12 +185,13 @@ impl PgStore {
             instance: random_hex(),
             wake_beat: Notify::new(),
         });
-        let messages = liveness::connect_listener(&inner)
-            .await
-            .map_err(|reason| OpenError::Unreachable {
-                url: redacted.clone(),
-                reason,
-            })?;
+        let messages =
+            liveness::connect_listener(&inner)
+                .await
+                .map_err(|reason| OpenError::Unreachable {
+                    url: redacted.clone(),
+                    reason,
+                })?;
         let tasks = vec![
             tokio::spawn(liveness::listen(Arc::clone(&inner), messages)),
             tokio::spawn(notify::notifier(

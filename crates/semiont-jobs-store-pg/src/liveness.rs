@@ -42,9 +42,8 @@ use crate::sql::{judged_now, render, SERVER_NOW};
 use crate::{Inner, PgClock};
 
 /// Messages of the listener connection.
-pub(crate) type Messages = tokio::sync::mpsc::UnboundedReceiver<
-    std::result::Result<AsyncMessage, tokio_postgres::Error>,
->;
+pub(crate) type Messages =
+    tokio::sync::mpsc::UnboundedReceiver<std::result::Result<AsyncMessage, tokio_postgres::Error>>;
 
 /// How many running jobs one recovery round looks at.
 const RECOVERY_ROUND: i64 = 500;
@@ -78,7 +77,8 @@ const INSERT_WORKER: &str = "INSERT INTO {s}.workers
 const RETIRE: &str = "UPDATE {s}.workers SET alive = false, stopped_at = {server_now}, why = $2
     WHERE inc = $1 AND alive";
 
-const UNREGISTER: &str = "UPDATE {s}.workers SET alive = false, stopped_at = {server_now}, why = 'stopped'
+const UNREGISTER: &str =
+    "UPDATE {s}.workers SET alive = false, stopped_at = {server_now}, why = 'stopped'
     WHERE worker_id = $1 AND alive";
 
 /// $1 worker id, $2 its incarnation when this instance knows it (else the
@@ -232,7 +232,10 @@ impl Live {
     /// (the statement looks the live one up).
     pub(crate) fn claim_inc(&self, worker_id: &str) -> Result<Option<i64>> {
         match self.regs().get(worker_id) {
-            Some(Reg { current: Some((inc, _)), .. }) => Ok(Some(*inc)),
+            Some(Reg {
+                current: Some((inc, _)),
+                ..
+            }) => Ok(Some(*inc)),
             Some(Reg { current: None, .. }) => Err(Error::unavailable(
                 STORE,
                 true,
@@ -276,9 +279,17 @@ fn ms(d: Duration) -> i64 {
 impl Inner {
     /// A new incarnation of `worker_id` on the listener connection `client`:
     /// its lock taken before its row says it is alive.
-    async fn incarnate(&self, client: &Client, worker_id: &str, lease: Duration) -> Result<(i64, i64)> {
+    async fn incarnate(
+        &self,
+        client: &Client,
+        worker_id: &str,
+        lease: Duration,
+    ) -> Result<(i64, i64)> {
         let sql = &self.sql.live;
-        let row = client.query_one(&sql.new_inc, &[]).await.map_err(store_err)?;
+        let row = client
+            .query_one(&sql.new_inc, &[])
+            .await
+            .map_err(store_err)?;
         let (inc, key): (i64, i64) = (row.get(0), row.get(1));
         client
             .execute("SELECT pg_advisory_lock($1)", &[&key])
@@ -292,7 +303,9 @@ impl Inner {
             )
             .await;
         if let Err(e) = inserted {
-            let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&key]).await;
+            let _ = client
+                .execute("SELECT pg_advisory_unlock($1)", &[&key])
+                .await;
             return Err(store_err(e));
         }
         Ok((inc, key))
@@ -305,7 +318,9 @@ impl Inner {
             .await
             .map_err(store_err)?;
         if let Some(client) = client {
-            let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&key]).await;
+            let _ = client
+                .execute("SELECT pg_advisory_unlock($1)", &[&key])
+                .await;
         }
         Ok(())
     }
@@ -352,7 +367,9 @@ impl Inner {
         }) = removed
         {
             if let Some(client) = self.live.listener.lock().await.as_ref() {
-                let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&key]).await;
+                let _ = client
+                    .execute("SELECT pg_advisory_unlock($1)", &[&key])
+                    .await;
             }
         }
         Ok(())
@@ -370,14 +387,22 @@ impl Inner {
                 if let Some(reg) = self.live.regs().get_mut(worker_id) {
                     reg.current = Some(current);
                 }
-                tracing::info!(worker_id, inc = current.0, "worker registered again under a new incarnation");
+                tracing::info!(
+                    worker_id,
+                    inc = current.0,
+                    "worker registered again under a new incarnation"
+                );
             }
             Err(e) => tracing::warn!(worker_id, error = %e, "cannot register worker again"),
         }
     }
 
     pub(crate) async fn beat(&self, beat: &Heartbeat) -> Result<Vec<LostJob>> {
-        let local = self.live.regs().get(&beat.worker_id).map(|r| r.current.map(|c| c.0));
+        let local = self
+            .live
+            .regs()
+            .get(&beat.worker_id)
+            .map(|r| r.current.map(|c| c.0));
         // A worker registered here whose incarnation went with the listener
         // connection: nothing is held any more (-1 matches no incarnation).
         let inc = match local {
@@ -468,7 +493,9 @@ impl Inner {
                 lease: Duration::from_millis(u64::try_from(r.get::<_, i64>(1)).unwrap_or(0)),
                 last_seen: Some(Timestamp::from_millis(r.get(2))),
                 host: r.get(3),
-                pid: r.get::<_, Option<i32>>(4).and_then(|p| u32::try_from(p).ok()),
+                pid: r
+                    .get::<_, Option<i32>>(4)
+                    .and_then(|p| u32::try_from(p).ok()),
             })
             .collect())
     }
@@ -504,7 +531,12 @@ impl Inner {
                 let attempt = job.attempt;
                 let next = rules::recovered(job, at, &why);
                 let fenced = self
-                    .write_transition(Expect::running(attempt), &next, Some(inc), ChangeKind::Recovered)
+                    .write_transition(
+                        Expect::running(attempt),
+                        &next,
+                        Some(inc),
+                        ChangeKind::Recovered,
+                    )
                     .await;
                 match fenced {
                     Ok(()) if next.status == semiont_jobs_model::JobStatus::Pending => {

@@ -124,7 +124,8 @@ fn pack(origin: &str, lines: Vec<String>) -> Vec<String> {
         .into_iter()
         .rev()
         .filter(|l| {
-            !l.starts_with("U ") || seen_updates.insert(l.rsplit(' ').next().unwrap_or_default().to_owned())
+            !l.starts_with("U ")
+                || seen_updates.insert(l.rsplit(' ').next().unwrap_or_default().to_owned())
         })
         .collect();
     kept.reverse();
@@ -197,7 +198,10 @@ mod tests {
         };
         let payloads = pack("me", vec![encode(&change)]);
         assert_eq!(payloads.len(), 1);
-        assert!(decode(&payloads[0], "me").is_none(), "own payloads are skipped");
+        assert!(
+            decode(&payloads[0], "me").is_none(),
+            "own payloads are skipped"
+        );
         let got = decode(&payloads[0], "other").unwrap();
         assert_eq!(
             got,

@@ -18,7 +18,8 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
 
 /// Serialises migrations of one schema across processes (released at the
 /// end of the transaction).
-const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended('semiont-jobs migrate ' || $1, 0))";
+const LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('semiont-jobs migrate ' || $1, 0))";
 
 const SCHEMA_EXISTS: &str = "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)";
 
@@ -81,7 +82,10 @@ pub(crate) async fn migrate(
     }
     if found == SCHEMA_VERSION {
         tx.commit().await.map_err(open_err)?;
-        return Ok(Migrated { from: found, to: found });
+        return Ok(Migrated {
+            from: found,
+            to: found,
+        });
     }
     if !apply {
         return Err(OpenError::OutdatedSchema {

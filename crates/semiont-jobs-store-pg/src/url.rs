@@ -178,7 +178,9 @@ fn take_tls_options(s: &str, url: bool) -> (String, Verify) {
 /// one lowercase line.
 fn clean_parse_error(e: &tokio_postgres::Error) -> String {
     let text = e.to_string();
-    let text = text.strip_prefix("invalid configuration: ").unwrap_or(&text);
+    let text = text
+        .strip_prefix("invalid configuration: ")
+        .unwrap_or(&text);
     text.replace('\n', " ")
 }
 

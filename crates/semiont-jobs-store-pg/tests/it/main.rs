@@ -33,5 +33,8 @@ mod conformance {
 }
 
 mod conformance_caller_clock {
-    pg_conformance!("postgres-caller-clock", semiont_jobs_store_pg::PgClock::Caller);
+    pg_conformance!(
+        "postgres-caller-clock",
+        semiont_jobs_store_pg::PgClock::Caller
+    );
 }
