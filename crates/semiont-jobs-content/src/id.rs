@@ -6,48 +6,17 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{Error, Result};
 
-/// Longest accepted resource or annotation id, in bytes.
-pub const MAX_ID_LEN: usize = 128;
+/// Longest accepted resource or annotation id, in bytes (the job ids' limit).
+pub use semiont_jobs_model::MAX_ID_LEN;
 
+/// Ids become file names: the model's rules for such ids, with this
+/// crate's error naming the kind of id.
 fn validate(kind: &'static str, s: &str) -> Result<()> {
-    let reject = |reason| {
-        let mut shown: String = s.chars().take(64).collect();
-        if shown.len() < s.len() {
-            shown.push('…');
-        }
-        Err(Error::InvalidId {
-            kind,
-            id: shown,
-            reason,
-        })
-    };
-    if s.is_empty() {
-        return reject("empty");
-    }
-    if s.len() > MAX_ID_LEN {
-        return reject("longer than 128 bytes");
-    }
-    if s.starts_with('.') {
-        return reject("starts with '.'");
-    }
-    if s.contains("..") {
-        return reject("contains '..'");
-    }
-    for c in s.chars() {
-        if c == '/' || c == '\\' {
-            return reject("contains a path separator");
-        }
-        if c == '\0' {
-            return reject("contains NUL");
-        }
-        if c.is_control() {
-            return reject("contains a control character");
-        }
-        if c.is_whitespace() {
-            return reject("contains whitespace");
-        }
-    }
-    Ok(())
+    semiont_jobs_model::check_file_name_id(s).map_err(|r| Error::InvalidId {
+        kind,
+        id: r.shown,
+        reason: r.reason,
+    })
 }
 
 macro_rules! define_id {

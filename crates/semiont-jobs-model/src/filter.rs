@@ -162,3 +162,28 @@ impl QueueStats {
         JobStatus::ALL.iter().map(|s| self.get(*s)).sum()
     }
 }
+
+/// Which job types a claim or poll accepts.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum TypeFilter {
+    /// Any type.
+    #[default]
+    Any,
+    /// Only these types.
+    Only(Vec<JobType>),
+}
+
+impl TypeFilter {
+    /// Only one type.
+    pub fn one(t: JobType) -> Self {
+        TypeFilter::Only(vec![t])
+    }
+
+    /// Whether `t` is accepted.
+    pub fn matches(&self, t: &JobType) -> bool {
+        match self {
+            TypeFilter::Any => true,
+            TypeFilter::Only(types) => types.contains(t),
+        }
+    }
+}

@@ -11,6 +11,57 @@ use crate::{Error, Result, Timestamp};
 /// Longest accepted id, in bytes.
 pub const MAX_ID_LEN: usize = 128;
 
+/// Why an id that becomes a file name was rejected, by [`check_file_name_id`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdRejection {
+    /// The id as shown in a message: at most 64 characters, `…` when cut.
+    pub shown: String,
+    /// What is wrong with it, e.g. `contains '..'`.
+    pub reason: &'static str,
+}
+
+/// The rules for every id that becomes a file name (jobs, workers,
+/// resources, annotations): not empty, at most [`MAX_ID_LEN`] bytes, no
+/// `/`, `\`, `..`, NUL or any other control character, no whitespace, not
+/// starting with `.` — nothing that could name a path other than
+/// `<dir>/<id>.<ext>`.
+pub fn check_file_name_id(s: &str) -> std::result::Result<(), IdRejection> {
+    let reject = |reason| {
+        let mut shown: String = s.chars().take(64).collect();
+        if shown.len() < s.len() {
+            shown.push('…');
+        }
+        Err(IdRejection { shown, reason })
+    };
+    if s.is_empty() {
+        return reject("empty");
+    }
+    if s.len() > MAX_ID_LEN {
+        return reject("longer than 128 bytes");
+    }
+    if s.starts_with('.') {
+        return reject("starts with '.'");
+    }
+    if s.contains("..") {
+        return reject("contains '..'");
+    }
+    for c in s.chars() {
+        if c == '/' || c == '\\' {
+            return reject("contains a path separator");
+        }
+        if c == '\0' {
+            return reject("contains NUL");
+        }
+        if c.is_control() {
+            return reject("contains a control character");
+        }
+        if c.is_whitespace() {
+            return reject("contains whitespace");
+        }
+    }
+    Ok(())
+}
+
 /// The id of a job.
 ///
 /// Ids generated here are `job-` followed by a lowercase hyphenated UUIDv7, so
@@ -58,46 +109,16 @@ impl JobId {
         JobId(buf.into_boxed_str())
     }
 
-    /// Validates an id that came from outside.
-    ///
-    /// Rejected: empty, longer than [`MAX_ID_LEN`] bytes, containing `/`, `\`,
-    /// `..`, NUL or any other control character, whitespace, or starting with
-    /// `.` — anything that could name a path other than `<dir>/<id>.json`.
+    /// Validates an id that came from outside, by [`check_file_name_id`]:
+    /// rejected are ids that are empty, longer than [`MAX_ID_LEN`] bytes,
+    /// contain `/`, `\`, `..`, NUL or any other control character or
+    /// whitespace, or start with `.` — anything that could name a path other
+    /// than `<dir>/<id>.json`.
     pub fn parse(s: &str) -> Result<Self> {
-        let reject = |reason| {
-            let mut shown: String = s.chars().take(64).collect();
-            if shown.len() < s.len() {
-                shown.push('…');
-            }
-            Err(Error::InvalidId { id: shown, reason })
-        };
-        if s.is_empty() {
-            return reject("empty");
+        match check_file_name_id(s) {
+            Ok(()) => Ok(JobId(s.into())),
+            Err(IdRejection { shown, reason }) => Err(Error::InvalidId { id: shown, reason }),
         }
-        if s.len() > MAX_ID_LEN {
-            return reject("longer than 128 bytes");
-        }
-        if s.starts_with('.') {
-            return reject("starts with '.'");
-        }
-        if s.contains("..") {
-            return reject("contains '..'");
-        }
-        for c in s.chars() {
-            if c == '/' || c == '\\' {
-                return reject("contains a path separator");
-            }
-            if c == '\0' {
-                return reject("contains NUL");
-            }
-            if c.is_control() {
-                return reject("contains a control character");
-            }
-            if c.is_whitespace() {
-                return reject("contains whitespace");
-            }
-        }
-        Ok(JobId(s.into()))
     }
 
     /// The id as text.

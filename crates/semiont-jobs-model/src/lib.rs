@@ -21,8 +21,8 @@ mod status;
 mod time;
 
 pub use error::{Error, Result};
-pub use filter::{JobFilter, JobPage, QueueStats, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
-pub use id::{JobId, MAX_ID_LEN};
+pub use filter::{JobFilter, JobPage, QueueStats, TypeFilter, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+pub use id::{check_file_name_id, IdRejection, JobId, MAX_ID_LEN};
 pub use job::{
     json_depth, DetectionParams, GenerationParams, Job, JobParams, JobType, NewJob,
     DEFAULT_MAX_RETRIES, MAX_JSON_DEPTH, MAX_MAX_RETRIES, MAX_PARAMS_BYTES, RESERVED_FIELDS,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use semiont_jobs_model::{RetryPolicy, DEFAULT_MAX_RETRIES, MAX_ID_LEN, MAX_MAX_RETRIES};
+use semiont_jobs_model::{RetryPolicy, DEFAULT_MAX_RETRIES, MAX_MAX_RETRIES};
 use semiont_jobs_store::{Durability, JobStore};
 
 use crate::{Clock, Error, JobQueue, Result, SystemClock};
@@ -259,34 +259,7 @@ impl JobQueueBuilder {
 }
 
 fn default_worker_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    let host = hostname();
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let mut id = format!("queue-{host}-{}-{n}", std::process::id());
-    id.truncate(MAX_ID_LEN);
-    id
-}
-
-/// The host name, reduced to `[A-Za-z0-9.-]`, for worker ids that stay
-/// unique when several hosts share a data directory.
-fn hostname() -> String {
-    let raw = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.trim().is_empty())
-        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
-        .unwrap_or_default();
-    let clean: String = raw
-        .trim()
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
-        .take(64)
-        .collect();
-    if clean.is_empty() {
-        "localhost".to_owned()
-    } else {
-        clean
-    }
+    semiont_jobs_store::worker_id("queue")
 }
 
 #[cfg(test)]

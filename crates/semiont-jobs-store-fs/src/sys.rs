@@ -575,18 +575,6 @@ pub(crate) fn pid() -> u32 {
     std::process::id()
 }
 
-/// The host name (for worker files), or `unknown`.
-pub(crate) fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length.
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if r != 0 {
-        return "unknown".into();
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    String::from_utf8_lossy(&buf[..end]).into_owned()
-}
-
 /// `lstat` by path (for the root, before any descriptor exists).
 pub(crate) fn lstat(path: &Path) -> io::Result<Option<FileInfo>> {
     let c = CString::new(path.as_os_str().as_encoded_bytes())

@@ -87,7 +87,7 @@ impl Inner {
         json!({
             "workerId": id,
             "state": state,
-            "host": sys::hostname(),
+            "host": semiont_jobs_store::host_name(),
             "pid": sys::pid(),
             "instance": self.instance,
             "leaseMs": lease.as_millis() as u64,

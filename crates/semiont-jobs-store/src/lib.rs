@@ -11,6 +11,7 @@
 //! atomically. This crate knows nothing about files or directories.
 
 mod error;
+mod host;
 mod memory;
 pub mod rules;
 mod store;
@@ -19,11 +20,16 @@ mod store;
 pub mod conformance;
 
 pub use error::{Error, ErrorKind, Result};
+pub use host::{host_name, worker_id};
 pub use memory::MemoryStore;
+/// Which job types a claim accepts; defined in the model crate (workers
+/// name their types without depending on the store), re-exported here where
+/// claims use it.
+pub use semiont_jobs_model::TypeFilter;
 pub use store::{
     Capabilities, ChangeKind, ChangeOrigin, ChangeStream, ClaimRequest, Durability, Expect,
-    FinishedJob, Heartbeat, JobChange, JobStore, JobStoreExt, LostJob, RecoveryReport, TypeFilter,
-    UpdateFn, Updated, WorkerInfo, WorkerRecord,
+    FinishedJob, Heartbeat, JobChange, JobStore, JobStoreExt, LostJob, RecoveryReport, UpdateFn,
+    Updated, WorkerInfo, WorkerRecord,
 };
 
 /// Capacity of the change-event channel a backend should use: a subscriber

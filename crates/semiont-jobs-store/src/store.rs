@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use semiont_jobs_model::{
     Job, JobFilter, JobId, JobPage, JobStatus, JobType, QueueStats, Timestamp, Transition,
+    TypeFilter,
 };
 use tokio::sync::broadcast;
 
@@ -52,31 +53,6 @@ impl fmt::Display for Expect {
         match self.attempt {
             None => write!(f, "{}", self.status),
             Some(a) => write!(f, "{} at attempt {a}", self.status),
-        }
-    }
-}
-
-/// Which job types a claim or poll accepts.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub enum TypeFilter {
-    /// Any type.
-    #[default]
-    Any,
-    /// Only these types.
-    Only(Vec<JobType>),
-}
-
-impl TypeFilter {
-    /// Only one type.
-    pub fn one(t: JobType) -> Self {
-        TypeFilter::Only(vec![t])
-    }
-
-    /// Whether `t` is accepted.
-    pub fn matches(&self, t: &JobType) -> bool {
-        match self {
-            TypeFilter::Any => true,
-            TypeFilter::Only(types) => types.contains(t),
         }
     }
 }

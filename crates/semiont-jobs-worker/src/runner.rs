@@ -231,30 +231,6 @@ struct Inner {
     beat_now: Notify,
 }
 
-static WORKER_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn default_worker_id(name: &str) -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into());
-    let n = WORKER_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let raw = format!("{name}-{host}-{}-{n}", std::process::id());
-    let clean: String = raw
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    clean.chars().take(120).collect()
-}
-
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
@@ -273,7 +249,7 @@ impl Worker {
         let worker_id: Arc<str> = options
             .worker_id
             .clone()
-            .unwrap_or_else(|| default_worker_id(worker.worker_name()))
+            .unwrap_or_else(|| semiont_jobs_store::worker_id(worker.worker_name()))
             .into();
         let types = worker.job_types();
         Worker {
