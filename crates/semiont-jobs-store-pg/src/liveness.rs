@@ -264,14 +264,6 @@ impl Live {
     }
 }
 
-fn host_name() -> Option<String> {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-}
-
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
@@ -299,7 +291,7 @@ impl Inner {
         let inserted = client
             .execute(
                 &sql.insert_worker,
-                &[&inc, &worker_id, &ms(lease), &key, &host_name(), &pid],
+                &[&inc, &worker_id, &ms(lease), &key, &semiont_jobs_store::host_name(), &pid],
             )
             .await;
         if let Err(e) = inserted {
