@@ -291,7 +291,14 @@ impl Inner {
         let inserted = client
             .execute(
                 &sql.insert_worker,
-                &[&inc, &worker_id, &ms(lease), &key, &semiont_jobs_store::host_name(), &pid],
+                &[
+                    &inc,
+                    &worker_id,
+                    &ms(lease),
+                    &key,
+                    &semiont_jobs_store::host_name(),
+                    &pid,
+                ],
             )
             .await;
         if let Err(e) = inserted {
