@@ -220,15 +220,23 @@ impl Cluster {
             }
             None => Command::new(&path),
         };
-        cmd.args(args);
-        let out = cmd.output().map_err(|e| format!("{program}: {e}"))?;
-        if out.status.success() {
+        // Never pipes: a server started by pg_ctl would inherit them.
+        let errors = self.dir.join(format!("{program}.err"));
+        let err_file =
+            std::fs::File::create(&errors).map_err(|e| format!("{}: {e}", errors.display()))?;
+        let status = cmd
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(err_file)
+            .status()
+            .map_err(|e| format!("{program}: {e}"))?;
+        if status.success() {
             Ok(())
         } else {
             Err(format!(
-                "{program} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
+                "{program} failed ({status}): {}",
+                std::fs::read_to_string(&errors).unwrap_or_default().trim()
             ))
         }
     }

@@ -123,3 +123,189 @@ impl Drop for TestSchema {
         }
     }
 }
+
+/// The directory holding the server programs (`initdb`, `pg_ctl`), as
+/// `cargo xtask` exports it, else the newest `/usr/lib/postgresql/<v>/bin`.
+const BIN_VAR: &str = "SEMIONT_JOBS_TEST_PG_BIN";
+
+fn server_bin() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os(BIN_VAR) {
+        return dir.into();
+    }
+    let mut found: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let v: u32 = e.file_name().to_str()?.split('.').next()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("pg_ctl").exists().then_some((v, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, b)| b).unwrap_or_else(|| {
+        panic!(
+            "no PostgreSQL server programs: set {BIN_VAR} or install Debian's postgresql \
+             package (cargo xtask ci installs it when run as root)"
+        )
+    })
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A PostgreSQL server of a test's own (for tests that restart or stop
+/// it): a fresh cluster on loopback at a free port, trust authentication,
+/// stopped and removed on drop.
+#[derive(Debug)]
+pub struct TestCluster {
+    bin: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    as_postgres: bool,
+    port: u16,
+}
+
+impl TestCluster {
+    /// Initialises and starts the cluster (a few seconds).
+    ///
+    /// # Panics
+    /// When the server programs are missing or fail.
+    pub fn start() -> Self {
+        let bin = server_bin();
+        let as_postgres = running_as_root();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let dir = std::env::temp_dir().join(format!(
+            "semiont-tc-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create the cluster directory");
+        let cluster = TestCluster {
+            bin,
+            dir,
+            as_postgres,
+            port,
+        };
+        if as_postgres {
+            let ok = std::process::Command::new("chown")
+                .arg("postgres:")
+                .arg(&cluster.dir)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown the cluster directory to postgres");
+        }
+        let data = cluster.dir.join("data");
+        cluster.pg(
+            "initdb",
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                "--no-sync",
+            ],
+        );
+        let opts = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=200",
+            cluster.dir.display()
+        );
+        cluster.pg_ctl(&[
+            "-o",
+            &opts,
+            "-l",
+            &cluster.dir.join("log").display().to_string(),
+            "start",
+        ]);
+        cluster
+    }
+
+    fn pg(&self, program: &str, args: &[&str]) {
+        let path = self.bin.join(program);
+        let mut cmd = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            std::process::Command::new(&path)
+        };
+        // Never pipes: a server started by pg_ctl inherits them and would
+        // keep them open.
+        let errors = self.dir.join(format!("{program}.err"));
+        let err_file = std::fs::File::create(&errors).expect("create an error file");
+        let status = cmd
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(err_file)
+            .status()
+            .expect("run a server program");
+        assert!(
+            status.success(),
+            "{program} {args:?} failed: {}",
+            std::fs::read_to_string(&errors).unwrap_or_default()
+        );
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.dir.join("data").display().to_string();
+        let mut all = vec!["-D", &data, "-w", "-t", "60"];
+        all.extend_from_slice(args);
+        self.pg("pg_ctl", &all);
+    }
+
+    /// The URL of its `postgres` database as the `postgres` superuser.
+    pub fn url(&self) -> DatabaseUrl {
+        DatabaseUrl::parse(&format!(
+            "postgres://postgres@127.0.0.1:{}/postgres",
+            self.port
+        ))
+        .expect("a valid URL")
+    }
+
+    /// Restarts the server (fast shutdown: every connection is cut).
+    pub fn restart(&self) {
+        let log = self.dir.join("log").display().to_string();
+        self.pg_ctl(&["-m", "fast", "-l", &log, "restart"]);
+    }
+
+    /// Stops the server (fast shutdown).
+    pub fn stop(&self) {
+        self.pg_ctl(&["-m", "fast", "stop"]);
+    }
+
+    /// Starts a stopped server again.
+    pub fn start_again(&self) {
+        let log = self.dir.join("log").display().to_string();
+        self.pg_ctl(&["-l", &log, "start"]);
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let data = self.dir.join("data").display().to_string();
+        let path = self.bin.join("pg_ctl");
+        let mut cmd = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            std::process::Command::new(&path)
+        };
+        let _ = cmd
+            .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

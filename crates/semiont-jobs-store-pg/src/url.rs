@@ -99,6 +99,27 @@ impl DatabaseUrl {
     pub fn user(&self) -> &str {
         self.config.get_user().unwrap_or_default()
     }
+
+    /// The first host and its port (5432 when none is given).
+    pub fn host_port(&self) -> (String, u16) {
+        let host = match self.config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            #[cfg(unix)]
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".to_owned(),
+        };
+        (
+            host,
+            self.config.get_ports().first().copied().unwrap_or(5432),
+        )
+    }
+
+    /// The password, if the string has one (never print it).
+    pub fn password(&self) -> Option<&str> {
+        self.config
+            .get_password()
+            .and_then(|p| std::str::from_utf8(p).ok())
+    }
 }
 
 impl FromStr for DatabaseUrl {
@@ -218,6 +239,17 @@ pub fn redact(s: &str) -> String {
         };
         return format!("{scheme}{authority}{tail}");
     }
+    if !s.contains('=') {
+        // Neither a URL nor key=value pairs (a typo like `postgres//u:p@h`):
+        // hide whatever stands between a ':' and the last '@'.
+        if let Some(at) = s.rfind('@') {
+            let start = s[..at].rfind('/').map_or(0, |i| i + 1);
+            if let Some(colon) = s[start..at].find(':') {
+                return format!("{}***{}", &s[..start + colon + 1], &s[at..]);
+            }
+        }
+        return s.to_owned();
+    }
     // key=value pairs: values may be 'quoted' with \' escapes.
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -285,6 +317,7 @@ mod tests {
             ),
             ("postgres://ada@h/db", "postgres://ada@h/db"),
             ("postgres://h/db", "postgres://h/db"),
+            ("postgres//ada:s3cret@h/db", "postgres//ada:***@h/db"),
             (
                 "host=h user=ada password=s3cret dbname=jobs",
                 "host=h user=ada password=*** dbname=jobs",

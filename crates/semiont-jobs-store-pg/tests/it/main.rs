@@ -3,6 +3,10 @@
 //! the conformance suite judging times by the server's clock and by the
 //! caller's, and the backend's own cases.
 
+mod liveness;
+mod open;
+mod support;
+
 /// The suite with `clock`; peers are other `PgStore` instances on the same
 /// schema (another process's view: own pool, own listener, own locks).
 macro_rules! pg_conformance {
