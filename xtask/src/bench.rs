@@ -1,9 +1,11 @@
-//! `cargo xtask bench`: builds the CLI in release, runs `semiont-jobs bench`
-//! workloads W1–W4 several times on the disk (and once more on tmpfs as a
-//! diagnostic), runs the upstream TypeScript harness on the same data root
-//! when `node`/`npm` and `../shared/anchors/node` are there, captures
-//! `strace -c` / `perf` profiles when those tools work, and has
-//! `semiont-jobs bench --report` write `docs/benchmarks.md` from it all.
+//! `cargo xtask bench`: builds `semiont-jobs` and the benchmark harness
+//! `semiont-jobs-bench` in release, runs the harness's workloads W1–W4
+//! (whose W3 and W4 start `semiont-jobs work` processes) several times on
+//! the disk (and once more on tmpfs as a diagnostic), runs the upstream
+//! TypeScript harness on the same data root when `node`/`npm` and
+//! `../shared/anchors/node` are there, captures `strace -c` / `perf`
+//! profiles when those tools work, and writes `docs/benchmarks.md` from it
+//! all ([`report`]).
 //!
 //! Options: `--runs R` (default 3), `--data-root DIR` (default
 //! `/var/tmp/semiont-bench`), `--no-upstream`, `--no-1m` (skip W2 at one
@@ -17,6 +19,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
+
+mod report;
 
 /// Settings of one `cargo xtask bench`.
 struct Opts {
@@ -217,22 +221,36 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         let analysis = dir.join("analysis.md");
         std::fs::write(&analysis, include_str!("bench_analysis.md"))
             .map_err(|e| format!("cannot write {}: {e}", analysis.display()))?;
-        let mut report = Command::new(target.join("release").join("semiont-jobs"));
-        report.args(saved.split('\0'));
-        crate::run("report", report)?;
+        let saved: Vec<String> = saved.split('\0').map(str::to_owned).collect();
+        let inputs = report::Inputs::parse(&saved)
+            .map_err(|e| format!("{}: {e}", dir.join("report-args.txt").display()))?;
+        report::write(&inputs)?;
         println!(
             "wrote {} again from {}",
-            root.join("docs").join("benchmarks.md").display(),
+            inputs.out.display(),
             dir.display()
         );
         return Ok(());
     }
     let mut build = crate::cargo();
-    build.args(["build", "--release", "-j2", "-p", "semiont-jobs-cli"]);
+    build.args([
+        "build",
+        "--release",
+        "-j2",
+        "-p",
+        "semiont-jobs-cli",
+        "-p",
+        "semiont-jobs-bench",
+    ]);
     crate::run("build (release)", build)?;
+    // `semiont-jobs` for the worker processes and the cold-open profile,
+    // the harness for the workloads.
     let exe = target.join("release").join("semiont-jobs");
-    if !exe.exists() {
-        return Err(format!("{} was not built", exe.display()));
+    let harness = target.join("release").join("semiont-jobs-bench");
+    for bin in [&exe, &harness] {
+        if !bin.exists() {
+            return Err(format!("{} was not built", bin.display()));
+        }
     }
     let mut out = Out {
         dir: target.join("bench"),
@@ -247,23 +265,16 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     let data = o.data_root.display().to_string();
     let disk = out.file("ours-disk.jsonl");
     let shm = out.file("ours-tmpfs.jsonl");
-    let ours = |args: &[&str], root: &str| {
-        let mut cmd = Command::new(&exe);
-        cmd.args(args).args(["--root", root]).env_remove("RUST_LOG");
-        cmd
-    };
-    // `semiont-jobs --durability MODE --json bench --workload W REST --root ROOT`.
+    // `semiont-jobs-bench --durability MODE --json --workload W REST --root
+    // ROOT` (what `semiont-jobs bench` runs), starting this `semiont-jobs`.
     let bench_cmd = |mode: &str, workload: &str, rest: &[&str], root: &str| {
-        let mut args = vec![
-            "--durability",
-            mode,
-            "--json",
-            "bench",
-            "--workload",
-            workload,
-        ];
-        args.extend_from_slice(rest);
-        ours(&args, root)
+        let mut cmd = Command::new(&harness);
+        cmd.args(["--durability", mode, "--json", "--workload", workload])
+            .args(rest)
+            .args(["--root", root])
+            .env("SEMIONT_JOBS_BIN", &exe)
+            .env_remove("RUST_LOG");
+        cmd
     };
     let (n_none, n_sync) = if o.quick {
         ("2000", "300")
@@ -360,12 +371,12 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
             let mut cmd = Command::new("strace");
             cmd.args(["-c", "-f", "-o"])
                 .arg(&file)
-                .arg(&exe)
+                .arg(&harness)
+                .env("SEMIONT_JOBS_BIN", &exe)
                 .args([
                     "--durability",
                     mode,
                     "--json",
-                    "bench",
                     "--workload",
                     "w1",
                     "--jobs",
@@ -429,7 +440,6 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
             "--durability",
             "none",
             "--json",
-            "bench",
             "--workload",
             "w1",
             "--jobs",
@@ -442,7 +452,6 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
             "--durability",
             "none",
             "--json",
-            "bench",
             "--workload",
             "w4",
             "--processes",
@@ -464,21 +473,22 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
             "none",
             "stats",
         ];
-        let mut runs: Vec<(&str, &[&str])> = vec![
-            ("perf-w1-none-disk.txt", &w1[..]),
-            ("perf-w4-2-processes-disk.txt", &w4[..]),
+        let mut runs: Vec<(&str, &Path, &[&str])> = vec![
+            ("perf-w1-none-disk.txt", &harness, &w1[..]),
+            ("perf-w4-2-processes-disk.txt", &harness, &w4[..]),
         ];
         if kept.is_some() {
-            runs.push(("perf-open-30k-disk.txt", &open[..]));
+            runs.push(("perf-open-30k-disk.txt", &exe, &open[..]));
         }
-        for (name, args) in runs {
+        for (name, program, args) in runs {
             let data_file = out.file(&format!("{name}.data"));
             let mut cmd = Command::new("perf");
             cmd.args(["record", "-F", "999", "-g", "-o"])
                 .arg(&data_file)
                 .arg("--")
-                .arg(&exe)
-                .args(args);
+                .arg(program)
+                .args(args)
+                .env("SEMIONT_JOBS_BIN", &exe);
             let header = format!(
                 "# {}\n# perf report --no-children --sort comm,symbol (top 40; comm = thread name)\n",
                 describe(&cmd)
@@ -581,23 +591,6 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     std::fs::write(&analysis, include_str!("bench_analysis.md"))
         .map_err(|e| format!("cannot write {}: {e}", analysis.display()))?;
     let doc = root.join("docs").join("benchmarks.md");
-    let mut report = Command::new(&exe);
-    report
-        .args(["bench", "--report"])
-        .arg(&doc)
-        .arg("--ours")
-        .arg(&disk)
-        .arg("--analysis")
-        .arg(&analysis);
-    if shm.exists() {
-        report.arg("--ours-tmpfs").arg(&shm);
-    }
-    if upstream.exists() {
-        report.arg("--upstream").arg(&upstream);
-    }
-    for p in &profiles {
-        report.arg("--profile").arg(p);
-    }
     let elapsed = format!("{:.0} min", started.elapsed().as_secs_f64() / 60.0);
     let facts = [
         ("rustc", capture("rustc", &["--version"])),
@@ -612,18 +605,23 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         ("commands", out.commands.join(" ;; ")),
         ("failures", out.failures.join(" ;; ")),
     ];
-    for (k, v) in facts {
-        if !v.is_empty() {
-            report.arg("--fact").arg(format!("{k}={v}"));
-        }
-    }
-    let saved: Vec<String> = report
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    std::fs::write(out.file("report-args.txt"), saved.join("\0"))
+    let inputs = report::Inputs {
+        out: doc.clone(),
+        ours: vec![disk],
+        ours_tmpfs: shm.exists().then_some(shm).into_iter().collect(),
+        upstream: upstream.exists().then_some(upstream),
+        fact: facts
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect(),
+        analysis: Some(analysis),
+        profile: profiles,
+    };
+    std::fs::write(out.file("report-args.txt"), inputs.to_args().join("\0"))
         .map_err(|e| format!("cannot save the report's arguments: {e}"))?;
-    let written = crate::run("report", report);
+    println!("==> report");
+    let written = report::write(&inputs);
     if written.is_ok() {
         println!(
             "wrote {} (raw data in {})",

@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             println!(
                 "           bench [--runs R] [--data-root DIR] [--no-upstream] [--no-1m] [--quick]"
             );
+            println!("           bench --report-only (the report again from the last run's data)");
             Ok(())
         }
         other => Err(format!("unknown task {other:?}; try `cargo xtask help`")),
@@ -93,6 +94,12 @@ fn ci() -> Result<(), String> {
         "warnings",
     ]);
     run("clippy", clippy)?;
+    // Every binary first: a test may run another package's binary
+    // (`semiont-jobs-bench`'s tests run `semiont-jobs bench`), which Cargo
+    // builds only for that package's own tests.
+    let mut bins = cargo();
+    bins.args(["build", "--workspace", "--bins", "--all-features"]);
+    run("build (bins)", bins)?;
     // Every PostgreSQL suite runs against a throwaway server of our own
     // (installed when missing and root); it is stopped and removed when
     // `pg` is dropped, also when the tests fail.

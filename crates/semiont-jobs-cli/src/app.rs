@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use semiont_jobs_queue::{JobQueue, JobQueueConfig};
-use semiont_jobs_store::Durability;
-use semiont_jobs_store_fs::{FsOptions, FsStore};
+use semiont_jobs::queue::{JobQueue, JobQueueConfig};
+use semiont_jobs::store::Durability;
+use semiont_jobs::store_fs::{FsOptions, FsStore};
 
 use crate::args::{Cli, DurabilityArg};
 

@@ -128,9 +128,11 @@ pub enum Command {
     /// Run the end-to-end demo on the sample documents.
     #[command(after_help = "Example:\n  semiont-jobs --data-dir /tmp/demo demo")]
     Demo,
-    /// Benchmark workloads W1–W4 (JSON lines).
+    /// Benchmark workloads W1–W4 (JSON lines), run by the harness
+    /// `semiont-jobs-bench`.
     #[command(
-        after_help = "Examples:\n  semiont-jobs bench --workload w1 --jobs 10000 --durability none\n  semiont-jobs bench --workload all --json"
+        disable_help_flag = true,
+        after_help = "Examples:\n  semiont-jobs bench --workload w1 --jobs 10000 --durability none\n  semiont-jobs bench --workload all --json\n\nThe workloads run in the benchmark harness semiont-jobs-bench (crate semiont-jobs-bench), found next to semiont-jobs or on PATH; `semiont-jobs bench --help` prints its options."
     )]
     Bench(BenchArgs),
     /// Print shell completions.
@@ -331,84 +333,17 @@ pub enum Annotations {
     },
 }
 
-/// A benchmark workload (`bench --workload`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
-pub enum Workload {
-    /// Throughput: create N noop jobs, then drain them with one in-process loop.
-    W1,
-    /// Scale: list, stats, get, cleanup and cold open with M complete jobs on disk.
-    W2,
-    /// Latency: enqueue → execution start in an idle `work` process.
-    W3,
-    /// Contention: P `work` processes drain J pre-created jobs.
-    W4,
-    /// W1, W2, W3 and W4.
-    All,
-}
-
-/// `bench` options (workload definitions in DESIGN §9). The durability is
-/// the global `--durability none|fsync|batch`; when it is not given, W1
-/// runs all three and W3/W4 use fsync (the default of every command).
+/// `bench` options: the harness's, passed to it unchanged.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Workloads to run (comma-separated).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
-    pub workload: Vec<Workload>,
-    /// Jobs per run: W1 (default 10000), W3 (default 20), W4 (default 2000).
-    #[arg(long)]
-    pub jobs: Option<usize>,
-    /// Complete jobs on disk for W2, comma-separated (1000000 needs ~5 GB of disk).
-    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
-    pub scale: Vec<usize>,
-    /// Worker process counts for W4, comma-separated (each count is one run).
-    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
-    pub processes: Vec<usize>,
-    /// Jobs per `create_jobs` call with `--durability batch` (W1).
-    #[arg(long, default_value_t = 1000)]
-    pub batch_size: usize,
-    /// W1 only: open the store with its directory watcher off (shows what watching costs).
-    #[arg(long)]
-    pub no_watch: bool,
-    /// W1 only: skip the raw-syscall floors (to profile the queue alone, e.g. under `strace -c`).
-    #[arg(long)]
-    pub no_floor: bool,
-    /// Directory in which the benchmark's data directories are made (default: the system temp dir).
-    #[arg(long)]
-    pub root: Option<PathBuf>,
-    /// Seed of the W3 spacing and of everything else random.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u32,
-    /// Keep the data directories (their paths are printed).
-    #[arg(long)]
-    pub keep: bool,
-    /// Longest wait, in seconds, for file creates to be fast again after
-    /// deletes, before each measured phase and after the cleanup (ext4
-    /// without a journal skips inodes freed in the last minute); 0 probes
-    /// once and never waits.
-    #[arg(long, default_value_t = 75, value_name = "SECONDS")]
-    pub settle_max: u64,
-    /// Internal: run exactly one W2 size in this process.
-    #[arg(long, hide = true)]
-    pub inner: bool,
-    /// Report mode: write a markdown report built from JSON-lines files to this path, run nothing.
-    #[arg(long, hide = true)]
-    pub report: Option<PathBuf>,
-    /// Report mode: JSON lines of `semiont-jobs bench` on the disk (repeatable).
-    #[arg(long, hide = true)]
-    pub ours: Vec<PathBuf>,
-    /// Report mode: JSON lines of `semiont-jobs bench` on tmpfs (diagnostic column).
-    #[arg(long, hide = true)]
-    pub ours_tmpfs: Vec<PathBuf>,
-    /// Report mode: JSON lines of the upstream harness.
-    #[arg(long, hide = true)]
-    pub upstream: Option<PathBuf>,
-    /// Report mode: `key=value` facts to print (repeatable).
-    #[arg(long, hide = true)]
-    pub fact: Vec<String>,
-    /// Report mode: a markdown file with the analysis to include.
-    #[arg(long, hide = true)]
-    pub analysis: Option<PathBuf>,
-    /// Report mode: profile outputs to append (repeatable).
-    #[arg(long, hide = true)]
-    pub profile: Vec<PathBuf>,
+    /// Options of the benchmark harness (`--workload w1,w2,w3,w4|all`,
+    /// `--jobs`, `--scale`, `--processes`, `--root`, `--keep`, ...), passed
+    /// to it unchanged; `semiont-jobs bench --help` prints them all.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        num_args = 0..,
+        value_name = "ARGS"
+    )]
+    pub args: Vec<std::ffi::OsString>,
 }

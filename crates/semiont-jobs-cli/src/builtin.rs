@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use semiont_jobs_model::{Job, Progress};
-use semiont_jobs_worker::{JobContext, JobError};
+use semiont_jobs::model::{Job, Progress};
+use semiont_jobs::worker::{JobContext, JobError};
 use serde_json::{json, Value};
 
 /// Runs a diagnostic job, or `None` if `job_type` is not one.

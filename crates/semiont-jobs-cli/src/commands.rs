@@ -1,9 +1,10 @@
 //! The commands that read or change the queue: init, enqueue, get, list,
-//! stats, cancel, retry, cleanup, watch, work, completions.
+//! stats, cancel, retry, cleanup, watch, work, completions; the others are
+//! dispatched from here too.
 
 use anyhow::Context;
 use clap::CommandFactory;
-use semiont_jobs_model::{GenerationParams, JobFilter, JobId, JobStatus, JobType, NewJob};
+use semiont_jobs::model::{GenerationParams, JobFilter, JobId, JobStatus, JobType, NewJob};
 use serde_json::json;
 
 use crate::app::{App, Create};
@@ -47,7 +48,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Resources(r) => crate::content::resources(&cli, r).await,
         Command::Annotations(a) => crate::content::annotations(&cli, a).await,
         Command::Demo => crate::demo::run(&cli).await,
-        Command::Bench(args) => crate::bench::run(&cli, args).await,
+        Command::Bench(args) => crate::bench::run(&cli, args),
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "semiont-jobs", &mut std::io::stdout());
@@ -61,7 +62,7 @@ pub fn parse_id(id: &str) -> anyhow::Result<JobId> {
     JobId::parse(id).map_err(|e| UsageError(e.to_string()).into())
 }
 
-fn print_job(cli: &Cli, job: &semiont_jobs_model::Job, what: &str) -> anyhow::Result<()> {
+fn print_job(cli: &Cli, job: &semiont_jobs::model::Job, what: &str) -> anyhow::Result<()> {
     if cli.json {
         output::json(job)
     } else {
@@ -153,7 +154,7 @@ async fn enqueue(cli: &Cli, e: &Enqueue) -> anyhow::Result<()> {
         .create_job(new)
         .await
         .map_err(|err| match err.kind() {
-            semiont_jobs_queue::ErrorKind::InvalidInput => UsageError(err.to_string()).into(),
+            semiont_jobs::queue::ErrorKind::InvalidInput => UsageError(err.to_string()).into(),
             _ => anyhow::Error::from(err),
         })?;
     if cli.json {
@@ -227,7 +228,7 @@ async fn work(cli: &Cli, args: &WorkArgs) -> anyhow::Result<()> {
     let app = App::open(cli, Create::Yes).await?;
     let (detection, generation) = crate::content::workers(&app, args)
         .context("cannot set up the detection and generation workers")?;
-    let worker = semiont_jobs_worker::Worker::new(
+    let worker = semiont_jobs::worker::Worker::new(
         app.queue.clone(),
         crate::work::Builtin::new(types.clone(), detection, generation)
             .with_exec_log(args.exec_log.as_deref())?,

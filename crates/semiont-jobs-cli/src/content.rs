@@ -6,15 +6,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use semiont_jobs_content::inference::InferenceConfig;
-use semiont_jobs_content::{
+use semiont_jobs::content::inference::InferenceConfig;
+use semiont_jobs::content::{
     AnnotationStore, DataDir, FsAnnotationStore, FsResourceStore, MediaType, PutMode, Resource,
     ResourceId, ResourceStore,
 };
-use semiont_jobs_detection::{Backend, DetectionWorker, Detector, ModelOptions, Recognizer};
-use semiont_jobs_generation::{GenerationWorker, Generator};
-use semiont_jobs_model::Timestamp;
-use semiont_jobs_worker::JobWorker;
+use semiont_jobs::detection::{Backend, DetectionWorker, Detector, ModelOptions, Recognizer};
+use semiont_jobs::generation::{GenerationWorker, Generator};
+use semiont_jobs::model::Timestamp;
+use semiont_jobs::worker::JobWorker;
 
 use crate::app::{App, Create};
 use crate::args::{Annotations, Cli, InferenceArg, Resources, WorkArgs};

@@ -7,13 +7,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use semiont_jobs_content::inference::InferenceConfig;
-use semiont_jobs_content::{install_samples, samples, AnnotationStore, ResourceId, ResourceStore};
-use semiont_jobs_model::{
+use semiont_jobs::content::inference::InferenceConfig;
+use semiont_jobs::content::{install_samples, samples, AnnotationStore, ResourceId, ResourceStore};
+use semiont_jobs::model::{
     GenerationParams, GenerationResult, Job, JobFilter, JobId, JobStatus, JobType, NewJob,
 };
-use semiont_jobs_queue::{EventKind, JobQueue};
-use semiont_jobs_worker::{Worker, WorkerOptions};
+use semiont_jobs::queue::{EventKind, JobQueue};
+use semiont_jobs::worker::{Worker, WorkerOptions};
 use serde_json::json;
 
 use crate::app::{create_private_dir, App, Create};

@@ -93,6 +93,10 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let Some(bench::Exited(code)) = e.downcast_ref() {
+                // The benchmark harness has reported its error itself.
+                return ExitCode::from(*code);
+            }
             let message = one_line(&e);
             eprintln!("error: {message}");
             if e.downcast_ref::<UsageError>().is_some() {

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use semiont_jobs_model::{Job, QueueStats};
+use semiont_jobs::model::{Job, QueueStats};
 use serde::Serialize;
 use serde_json::Value;
 

@@ -7,8 +7,8 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use semiont_jobs_model::{Job, JobFilter, JobId, JobStatus};
-use semiont_jobs_queue::{EventKind, JobQueue, QueueEvent};
+use semiont_jobs::model::{Job, JobFilter, JobId, JobStatus};
+use semiont_jobs::queue::{EventKind, JobQueue, QueueEvent};
 use serde_json::json;
 
 use crate::output;

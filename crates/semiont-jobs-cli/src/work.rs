@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use semiont_jobs_model::{Job, JobFilter, JobStatus, JobType};
-use semiont_jobs_queue::JobQueue;
-use semiont_jobs_store::TypeFilter;
-use semiont_jobs_worker::{JobContext, JobError, JobWorker, Worker, WorkerOptions};
+use semiont_jobs::model::{Job, JobFilter, JobStatus, JobType, TypeFilter};
+use semiont_jobs::queue::JobQueue;
+use semiont_jobs::worker::{JobContext, JobError, JobWorker, Worker, WorkerOptions};
 use serde_json::Value;
 
 use crate::builtin;

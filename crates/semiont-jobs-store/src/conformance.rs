@@ -20,7 +20,7 @@
 //! Cases that need an ability the contract does not require (several
 //! instances over the same data, persistence, other processes' events, a
 //! caller's or a server's clock) say so in [`CASES`]; they run exactly when
-//! the store's [`Capabilities`](crate::Capabilities) (and the fixture's
+//! the store's [`Capabilities`] (and the fixture's
 //! peer opener) provide it, and are skipped otherwise. The macro adds a
 //! `conformance_summary` test that checks the case list against [`CASES`]
 //! and writes how many cases ran and which were skipped, and why, to

@@ -2,24 +2,39 @@
 //! (LLM inference, document analysis, generation) with atomic state
 //! transitions, live progress, automatic retry and a worker runtime.
 //!
-//! This facade re-exports the layers so applications depend on one crate:
+//! This facade re-exports every layer so applications depend on one crate:
 //!
 //! - [`model`]: jobs, ids, statuses, typed parameters and progress, the pure
 //!   state machine and retry policy;
 //! - [`store`]: the [`JobStore`](store::JobStore) backend contract and the
 //!   in-memory backend;
-//! - [`store_fs`] (feature `fs`): the filesystem backend;
+//! - `store_fs` (feature `fs`): the filesystem backend;
 //! - [`queue`]: [`JobQueue`](queue::JobQueue), the seed's queue API;
-//! - [`worker`] (feature `worker`): the [`JobWorker`](worker::JobWorker)
-//!   trait and the [`Worker`](worker::Worker) runner.
+//! - `worker` (feature `worker`): the `JobWorker` trait and the `Worker`
+//!   runner;
+//! - `content` (feature `content`): documents, W3C annotations and the
+//!   inference clients the detection and generation workers share;
+//! - `detection` (feature `detection`): entity detection and its
+//!   `DetectionWorker`;
+//! - `generation` (feature `generation`): document generation and its
+//!   `GenerationWorker`.
 //!
 //! # Feature flags
 //!
-//! - `fs` (default): the filesystem backend and `open_fs_queue`.
-//! - `worker` (default): the worker runtime. A program that only enqueues
-//!   jobs can turn it off.
-//! - `conformance`: the backend behaviour suite (`store::conformance`), for
-//!   authors of new backends.
+//! | feature | default | gives | pulls in |
+//! | --- | --- | --- | --- |
+//! | `fs` | yes | `store_fs` (`FsStore`, `FsOptions`) and `open_fs_queue` | `semiont-jobs-store-fs` |
+//! | `worker` | yes | `worker` (`JobWorker`, `JobContext`, `Worker`), the worker names of the `prelude` | `semiont-jobs-worker` |
+//! | `content` | no | `content` (`ResourceStore`, `AnnotationStore`, `DataDir`, `inference`, samples) | `semiont-jobs-content` |
+//! | `detection` | no | `detection` (`Detector`, `Recognizer`, `DetectionWorker`) | `content`, `worker`, `semiont-jobs-detection` |
+//! | `generation` | no | `generation` (`Generator`, `GenerationWorker`) | `content`, `worker`, `semiont-jobs-generation` |
+//! | `test-util` | no | `content::testing`: a scripted Ollama/OpenAI stub server on 127.0.0.1, for tests | `content` |
+//! | `conformance` | no | `store::conformance`: the backend behaviour suite, for authors of new backends | — |
+//!
+//! [`model`], [`store`] and [`queue`] are always there. A program that only
+//! enqueues jobs can turn the default features off and keep `fs`:
+//! `semiont-jobs = { version = "0.1", default-features = false, features = ["fs"] }`.
+//! On docs.rs every item shows the feature it needs.
 //!
 //! The README's example (below, with default features) is compiled and run
 //! as a doc test.
@@ -27,7 +42,20 @@
     all(feature = "fs", feature = "worker"),
     doc = include_str!("../../../README.md")
 )]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "content")]
+#[cfg_attr(docsrs, doc(cfg(feature = "content")))]
+#[doc(inline)]
+pub use semiont_jobs_content as content;
+#[cfg(feature = "detection")]
+#[cfg_attr(docsrs, doc(cfg(feature = "detection")))]
+#[doc(inline)]
+pub use semiont_jobs_detection as detection;
+#[cfg(feature = "generation")]
+#[cfg_attr(docsrs, doc(cfg(feature = "generation")))]
+#[doc(inline)]
+pub use semiont_jobs_generation as generation;
 #[doc(inline)]
 pub use semiont_jobs_model as model;
 #[doc(inline)]
@@ -35,9 +63,11 @@ pub use semiont_jobs_queue as queue;
 #[doc(inline)]
 pub use semiont_jobs_store as store;
 #[cfg(feature = "fs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
 #[doc(inline)]
 pub use semiont_jobs_store_fs as store_fs;
 #[cfg(feature = "worker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "worker")))]
 #[doc(inline)]
 pub use semiont_jobs_worker as worker;
 
@@ -47,6 +77,7 @@ pub use semiont_jobs_worker as worker;
 pub enum Error {
     /// The filesystem backend could not open the jobs directory.
     #[cfg(feature = "fs")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
     #[error(transparent)]
     Open(#[from] semiont_jobs_store_fs::OpenError),
     /// The queue refused its configuration or could not initialise.
@@ -58,6 +89,7 @@ pub enum Error {
 /// filesystem backend in `config.data_dir` (the jobs directory itself, as in
 /// the seed), with `config.durability`, and initialises it.
 #[cfg(feature = "fs")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
 pub async fn open_fs_queue(
     config: semiont_jobs_queue::JobQueueConfig,
 ) -> Result<semiont_jobs_queue::JobQueue, Error> {
@@ -82,6 +114,7 @@ pub mod prelude {
     #[doc(inline)]
     pub use semiont_jobs_store::{JobStore, JobStoreExt, MemoryStore};
     #[cfg(feature = "worker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "worker")))]
     #[doc(inline)]
     pub use semiont_jobs_worker::{JobContext, JobError, JobWorker, Worker, WorkerOptions};
 }

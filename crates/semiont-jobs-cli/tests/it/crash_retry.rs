@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use semiont_jobs_content::testing::{Reply, StubServer};
+use semiont_jobs::content::testing::{Reply, StubServer};
 use serde_json::Value;
 
 use crate::processes::WorkerProc;

@@ -119,3 +119,40 @@ fn data_dir_that_is_a_file_or_missing() {
     assert!(err.contains("does not exist"), "{err}");
     assert!(!missing.data.exists(), "reading never creates the data dir");
 }
+
+#[test]
+fn bench_without_its_harness_says_how_to_build_it() {
+    // A copy of the binary in a directory of its own, and a PATH without
+    // the harness: `bench` cannot find `semiont-jobs-bench`.
+    let dir = tempfile::tempdir().unwrap();
+    let lone = dir.path().join("semiont-jobs");
+    std::fs::copy(env!("CARGO_BIN_EXE_semiont-jobs"), &lone).unwrap();
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(&lone)
+            .args(args)
+            .env("PATH", &empty)
+            .env_remove("SEMIONT_JOBS_DATA_DIR")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["bench", "--workload", "w1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: semiont-jobs bench needs the semiont-jobs-bench binary next to semiont-jobs \
+         (cargo build --release -p semiont-jobs-bench)\n"
+    );
+    assert!(out.stdout.is_empty());
+    // Its help still says what the command is, with examples.
+    let out = run(&["bench", "--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("Examples:") && help.contains("cargo build --release -p semiont-jobs-bench"),
+        "{help}"
+    );
+    assert!(!dir.path().join("data").exists(), "bench made a data dir");
+}

@@ -1,17 +1,109 @@
-//! The hidden `bench --report`: builds `docs/benchmarks.md` from the JSON
-//! lines of `semiont-jobs bench` (on the disk, and on tmpfs as a
-//! diagnostic) and of the upstream harness, with medians over runs, the
-//! issue's targets, and the profiles `cargo xtask bench` captured.
+//! The report of `cargo xtask bench`: builds `docs/benchmarks.md` from the
+//! JSON lines of the harness `semiont-jobs-bench` (on the disk, and on
+//! tmpfs as a diagnostic) and of the upstream harness, with medians over
+//! runs, the issue's targets, and the profiles `cargo xtask bench`
+//! captured.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde_json::Value;
 
-use super::median;
-use crate::args::BenchArgs;
+/// What a report is built from, and where it goes. Saved as arguments
+/// (`--report PATH --ours FILE ... --fact k=v ...`) so `--report-only` can
+/// build it again.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// The markdown file to write.
+    pub out: PathBuf,
+    /// JSON lines of the harness on the disk.
+    pub ours: Vec<PathBuf>,
+    /// JSON lines of the harness on tmpfs (a diagnostic column).
+    pub ours_tmpfs: Vec<PathBuf>,
+    /// JSON lines of the upstream harness.
+    pub upstream: Option<PathBuf>,
+    /// `key=value` facts about the run.
+    pub fact: Vec<String>,
+    /// A markdown file with the analysis to include.
+    pub analysis: Option<PathBuf>,
+    /// Profile outputs to append.
+    pub profile: Vec<PathBuf>,
+}
+
+impl Inputs {
+    /// The inputs as arguments, the form [`Inputs::parse`] reads.
+    pub fn to_args(&self) -> Vec<String> {
+        let path = |p: &Path| p.display().to_string();
+        let mut args = vec!["--report".to_owned(), path(&self.out)];
+        let mut add = |flag: &str, value: String| {
+            args.push(flag.to_owned());
+            args.push(value);
+        };
+        self.ours.iter().for_each(|p| add("--ours", path(p)));
+        self.ours_tmpfs
+            .iter()
+            .for_each(|p| add("--ours-tmpfs", path(p)));
+        self.upstream
+            .iter()
+            .for_each(|p| add("--upstream", path(p)));
+        self.fact.iter().for_each(|f| add("--fact", f.clone()));
+        self.analysis
+            .iter()
+            .for_each(|p| add("--analysis", path(p)));
+        self.profile.iter().for_each(|p| add("--profile", path(p)));
+        args
+    }
+
+    /// Reads [`Inputs::to_args`]'s form. A leading `bench` (the form saved
+    /// when the report was `semiont-jobs bench --report`) is skipped.
+    pub fn parse(args: &[String]) -> Result<Inputs, String> {
+        let mut inputs = Inputs::default();
+        let mut it = args.iter().skip_while(|a| *a == "bench");
+        while let Some(flag) = it.next() {
+            let value = it
+                .next()
+                .ok_or_else(|| format!("report argument {flag} needs a value"))?;
+            match flag.as_str() {
+                "--report" => inputs.out = value.into(),
+                "--ours" => inputs.ours.push(value.into()),
+                "--ours-tmpfs" => inputs.ours_tmpfs.push(value.into()),
+                "--upstream" => inputs.upstream = Some(value.into()),
+                "--fact" => inputs.fact.push(value.clone()),
+                "--analysis" => inputs.analysis = Some(value.into()),
+                "--profile" => inputs.profile.push(value.into()),
+                other => return Err(format!("unknown report argument {other:?}")),
+            }
+        }
+        if inputs.out.as_os_str().is_empty() {
+            return Err("the report arguments name no output (--report PATH)".into());
+        }
+        Ok(inputs)
+    }
+}
+
+/// Nearest-rank percentile (as the harnesses compute it).
+fn percentile(xs: &[f64], p: f64) -> f64 {
+    let mut s = xs.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * s.len() as f64).ceil() as usize;
+    s[rank.saturating_sub(1).min(s.len() - 1)]
+}
+
+/// The median (mean of the middle two for an even count); 0 when empty.
+fn median(xs: &[f64]) -> f64 {
+    let mut s = xs.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => s[n / 2],
+        _ => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
 
 /// Upstream figures quoted by the issue, used when the harness did not run.
 const UPSTREAM_NOWATCH_DRAIN: f64 = 2400.0;
@@ -23,11 +115,11 @@ const UPSTREAM_SHIPPED_DRAIN_DISK: f64 = 94.0;
 struct Rows(Vec<Value>);
 
 impl Rows {
-    fn load(paths: &[PathBuf]) -> anyhow::Result<Rows> {
+    fn load(paths: &[PathBuf]) -> Result<Rows, String> {
         let mut rows = Vec::new();
         for p in paths {
             let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
             rows.extend(
                 text.lines()
                     .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -145,8 +237,9 @@ struct Target {
     met: Option<bool>,
 }
 
-/// Writes the report to `out`.
-pub fn write(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
+/// Writes the report to `args.out`.
+pub fn write(args: &Inputs) -> Result<(), String> {
+    let out = &args.out;
     let ours = Rows::load(&args.ours)?;
     let tmpfs = Rows::load(&args.ours_tmpfs)?;
     let upstream = match &args.upstream {
@@ -617,8 +710,8 @@ pub fn write(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
             num(med(&w3, "p99_ms")),
             num(med(&w3, "mean_ms")),
             num(max(&w3, "max_ms")),
-            num(Some(super::percentile(&pooled, 50.0))),
-            num(Some(super::percentile(&pooled, 99.0))),
+            num(Some(percentile(&pooled, 50.0))),
+            num(Some(percentile(&pooled, 99.0))),
             pooled.len(),
         );
         let (p50, p99) = (med(&w3, "p50_ms"), med(&w3, "p99_ms"));
@@ -877,7 +970,7 @@ pub fn write(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
     // ------------------------------------------------------------- analysis
     if let Some(p) = &args.analysis {
         let text =
-            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
         let _ = writeln!(md, "{}\n", text.trim_end());
     }
     if !args.profile.is_empty() {
@@ -896,13 +989,74 @@ pub fn write(args: &BenchArgs, out: &Path) -> anyhow::Result<()> {
     }
     if let Some(dir) = out.parent() {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(dir)?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
     }
-    std::fs::write(out, md).with_context(|| format!("cannot write {}", out.display()))?;
+    std::fs::write(out, md).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     Ok(())
 }
 
 fn pct(x: Option<f64>) -> String {
     x.map_or("—".into(), |x| format!("{:.0}%", x * 100.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_markdown_from_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = dir.path().join("ours.jsonl");
+        let lines = [
+            r#"{"workload":"env","date":"2026-01-01T00:00:00.000Z","nproc":2,"cpu":"x","mem_gib":1,"os":"Linux","data_fs":"ext4","create_probe_us":50}"#,
+            r#"{"workload":"W1","durability":"none","n":100,"create_jobs_per_s":1000,"drain_jobs_per_s":900,"floor_jobs_per_s":1000,"drain_vs_floor":0.9,"floor_create_jobs_per_s":2000,"duplicate_jobs":0}"#,
+            r#"{"workload":"W2","m":1000,"open_ms":10,"rss_mib":8,"list_ms":0.2,"stats_ms":0.0001,"getjob_ms":0.01,"cleanup_ms":0.003}"#,
+            r#"{"workload":"W3","jobs":20,"p50_ms":1.5,"p99_ms":4,"mean_ms":1.7,"max_ms":4,"latencies_ms":[1.5,4]}"#,
+            r#"{"workload":"W4","durability":"none","procs":1,"jobs":100,"jobs_per_s":100,"drain_s":1,"wall_s":1.2,"total_executions":100,"duplicates":0,"lost":0}"#,
+            r#"{"workload":"W4","durability":"none","procs":2,"jobs":100,"jobs_per_s":160,"drain_s":0.6,"wall_s":0.8,"total_executions":100,"duplicates":0,"lost":0}"#,
+        ];
+        std::fs::write(&ours, lines.join("\n")).unwrap();
+        let doc = dir.path().join("docs").join("benchmarks.md");
+        let inputs = Inputs {
+            out: doc.clone(),
+            ours: vec![ours],
+            fact: vec!["rustc=rustc 1.0".into()],
+            ..Inputs::default()
+        };
+        // Through the saved form, as `--report-only` reads it back.
+        let inputs = Inputs::parse(&inputs.to_args()).unwrap();
+        write(&inputs).unwrap();
+        let md = std::fs::read_to_string(&doc).unwrap();
+        for needle in [
+            "# Benchmarks",
+            "## W1 throughput",
+            "| none | 100 | 1 | 1,000 | 900 |",
+            "## Targets",
+            "rustc 1.0",
+        ] {
+            assert!(md.contains(needle), "{needle:?} not in:\n{md}");
+        }
+        // W4: two processes at 160 jobs/s against one at 100 is a ratio of 1.6.
+        assert!(
+            md.contains("1.6×") || md.contains("1.60×"),
+            "no 1.6× ratio in:\n{md}"
+        );
+    }
+
+    #[test]
+    fn reads_the_arguments_saved_by_the_old_cli_report() {
+        let saved: Vec<String> = [
+            "bench", "--report", "/d/b.md", "--ours", "/o.jsonl", "--fact", "a=b",
+        ]
+        .map(String::from)
+        .into();
+        let inputs = Inputs::parse(&saved).unwrap();
+        assert_eq!(inputs.out, PathBuf::from("/d/b.md"));
+        assert_eq!(inputs.ours, [PathBuf::from("/o.jsonl")]);
+        assert_eq!(inputs.fact, ["a=b"]);
+        assert!(Inputs::parse(&["--ours".into(), "/o".into()]).is_err());
+        assert!(Inputs::parse(&["--bogus".into(), "x".into()]).is_err());
+    }
 }

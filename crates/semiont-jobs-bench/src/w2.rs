@@ -14,35 +14,28 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use semiont_jobs_model::{Job, JobFilter, JobId, JobStatus, NewJob, Timestamp};
+use semiont_jobs::model::{Job, JobFilter, JobId, JobStatus, NewJob, Timestamp};
 use serde_json::{json, Value};
 
 use super::{loadavg1, median, peak_rss_mib, r3, reset_peak_rss, rss_mib, Ctx, Mode, Mulberry32};
-use crate::app::{App, Create};
+use crate::data::{App, Create};
 
 /// Runs W2 at `m` in a child process (a fresh heap for the RSS figures) and
 /// prints its result.
 pub fn run_in_child(ctx: &Ctx, m: usize, mode: Mode) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let mut cmd = Command::new(exe);
-    cmd.args([
-        "--durability",
-        mode.as_str(),
-        "--json",
-        "bench",
-        "--workload",
-        "w2",
-    ])
-    .arg("--scale")
-    .arg(m.to_string())
-    .arg("--root")
-    .arg(&ctx.run_dir)
-    .arg("--seed")
-    .arg(ctx.seed.to_string())
-    .arg("--inner")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
+    cmd.args(["--durability", mode.as_str(), "--json", "--workload", "w2"])
+        .arg("--scale")
+        .arg(m.to_string())
+        .arg("--root")
+        .arg(&ctx.run_dir)
+        .arg("--seed")
+        .arg(ctx.seed.to_string())
+        .arg("--inner")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     let mut child = cmd.spawn().context("cannot start the W2 process")?;
     let stdout = child.stdout.take().context("no stdout of the W2 process")?;
     for line in BufReader::new(stdout).lines() {

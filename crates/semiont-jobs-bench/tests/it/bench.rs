@@ -1,10 +1,11 @@
-//! `bench`: fast smoke runs of every workload (tiny sizes; nothing is timed
-//! here) checking the JSON lines carry the upstream harness's field names
-//! and that no job runs twice or goes missing; and the report mode.
+//! `semiont-jobs bench`: fast smoke runs of every workload (tiny sizes;
+//! nothing is timed here) checking the JSON lines carry the upstream
+//! harness's field names and that no job runs twice or goes missing; the
+//! CLI passing help, errors and exit codes through; the harness on its own.
 
 use serde_json::Value;
 
-use crate::support::Env;
+use crate::support::{harness_cmd, ok, semiont_jobs, Env};
 
 /// Runs `bench ... --json --root <temp>` and returns its JSON lines.
 fn bench(env: &Env, args: &[&str]) -> Vec<Value> {
@@ -201,43 +202,126 @@ fn w4_two_processes_run_every_job_once_and_lose_none() {
 }
 
 #[test]
-fn report_mode_writes_markdown_from_json_lines() {
+fn global_flags_before_bench_reach_the_harness_only_when_given() {
     let env = Env::new();
-    let dir = env.data.with_file_name("report");
-    std::fs::create_dir_all(&dir).unwrap();
-    let ours = dir.join("ours.jsonl");
-    let lines = [
-        r#"{"workload":"env","date":"2026-01-01T00:00:00.000Z","nproc":2,"cpu":"x","mem_gib":1,"os":"Linux","data_fs":"ext4","create_probe_us":50}"#,
-        r#"{"workload":"W1","durability":"none","n":100,"create_jobs_per_s":1000,"drain_jobs_per_s":900,"floor_jobs_per_s":1000,"drain_vs_floor":0.9,"floor_create_jobs_per_s":2000,"duplicate_jobs":0}"#,
-        r#"{"workload":"W2","m":1000,"open_ms":10,"rss_mib":8,"list_ms":0.2,"stats_ms":0.0001,"getjob_ms":0.01,"cleanup_ms":0.003}"#,
-        r#"{"workload":"W3","jobs":20,"p50_ms":1.5,"p99_ms":4,"mean_ms":1.7,"max_ms":4,"latencies_ms":[1.5,4]}"#,
-        r#"{"workload":"W4","durability":"none","procs":1,"jobs":100,"jobs_per_s":100,"drain_s":1,"wall_s":1.2,"total_executions":100,"duplicates":0,"lost":0}"#,
-        r#"{"workload":"W4","durability":"none","procs":2,"jobs":100,"jobs_per_s":160,"drain_s":0.6,"wall_s":0.8,"total_executions":100,"duplicates":0,"lost":0}"#,
-    ];
-    std::fs::write(&ours, lines.join("\n")).unwrap();
-    let doc = dir.join("benchmarks.md");
-    env.ok(&[
-        "bench",
-        "--report",
-        doc.to_str().unwrap(),
-        "--ours",
-        ours.to_str().unwrap(),
-        "--fact",
-        "rustc=rustc 1.0",
-    ]);
-    let md = std::fs::read_to_string(&doc).unwrap();
+    let root = env.path("bench-root");
+    let w1 = |globals: &[&str]| -> Vec<String> {
+        let mut all = globals.to_vec();
+        all.extend(["bench", "--workload", "w1", "--jobs", "20", "--no-floor"]);
+        all.extend(["--settle-max", "0", "--root", root.to_str().unwrap()]);
+        let text = env.ok(&all);
+        let rows: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        row(&rows, "W1")
+            .iter()
+            .map(|r| r["durability"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // `--json` and `--durability` of `semiont-jobs`, before `bench`.
+    assert_eq!(w1(&["--json", "--durability", "none"]), ["none"]);
+    // No `--durability` at all: W1 runs every mode.
+    assert_eq!(w1(&["--json"]), ["none", "fsync", "batch"]);
+}
+
+#[test]
+fn bench_help_is_the_harness_help_with_examples() {
+    let env = Env::new();
+    let help = env.ok(&["bench", "--help"]);
     for needle in [
-        "# Benchmarks",
-        "## W1 throughput",
-        "| none | 100 | 1 | 1,000 | 900 |",
-        "## Targets",
-        "rustc 1.0",
+        "Usage: semiont-jobs bench",
+        "--workload",
+        "--processes",
+        "--settle-max",
+        "Examples:",
     ] {
-        assert!(md.contains(needle), "{needle:?} not in:\n{md}");
+        assert!(help.contains(needle), "{needle:?} not in:\n{help}");
     }
-    // W4: two processes at 160 jobs/s against one at 100 is a ratio of 1.6.
+}
+
+#[test]
+fn harness_usage_errors_pass_through_with_exit_code_2_and_nothing_made() {
+    let env = Env::new();
+    let root = env.path("bench-root");
+    for (args, message) in [
+        (&["--jobs", "0"][..], "error: --jobs must be at least 1"),
+        (
+            &["--processes", "2,0"][..],
+            "error: --processes must be at least 1",
+        ),
+        (
+            &["--batch-size", "0"][..],
+            "error: --batch-size must be at least 1",
+        ),
+        (
+            &["--workload", "w9"][..],
+            "error: invalid value 'w9' for '--workload",
+        ),
+    ] {
+        let mut all = vec!["bench"];
+        all.extend_from_slice(args);
+        all.extend(["--root", root.to_str().unwrap()]);
+        let out = env.run(&all);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{all:?}: {err}");
+        let first = err.lines().next().unwrap_or_default();
+        assert!(first.starts_with(message), "{all:?}: {err}");
+        assert!(out.stdout.is_empty(), "{all:?} printed results");
+        assert!(!root.exists(), "{all:?} made {}", root.display());
+    }
+}
+
+#[test]
+fn the_harness_alone_starts_the_semiont_jobs_beside_it() {
+    let env = Env::new();
+    let root = env.path("bench-root");
+    let args = [
+        "--json",
+        "--workload",
+        "w3",
+        "--jobs",
+        "2",
+        "--durability",
+        "none",
+        "--settle-max",
+        "0",
+        "--root",
+        root.to_str().unwrap(),
+    ];
+    // No SEMIONT_JOBS_BIN: the harness finds semiont-jobs next to itself.
+    assert!(semiont_jobs().is_file());
+    let text = ok(harness_cmd().args(args), &args);
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let r = row(&rows, "W3")[0];
+    assert_eq!(r["executed"], 2, "{r}");
+    assert_eq!(r["worker_warnings"], 0, "{r}");
+}
+
+#[test]
+fn a_semiont_jobs_that_cannot_start_is_named() {
+    let env = Env::new();
+    let root = env.path("bench-root");
+    let missing = env.path("no-such-dir").join("semiont-jobs");
+    let out = harness_cmd()
+        .env("SEMIONT_JOBS_BIN", &missing)
+        .args(["--workload", "w3", "--jobs", "1", "--settle-max", "0"])
+        .arg("--root")
+        .arg(&root)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line in {err}"));
     assert!(
-        md.contains("1.6×") || md.contains("1.60×"),
-        "no 1.6× ratio in:\n{md}"
+        line.contains("cannot start the W3 worker process")
+            && line.contains(missing.to_str().unwrap()),
+        "{line}"
     );
 }

@@ -15,9 +15,9 @@ use std::time::Instant;
 use std::sync::Arc;
 
 use anyhow::Context;
-use semiont_jobs_model::JobId;
-use semiont_jobs_queue::{JobQueue, JobQueueConfig};
-use semiont_jobs_store_fs::{FsOptions, FsStore};
+use semiont_jobs::model::JobId;
+use semiont_jobs::queue::{JobQueue, JobQueueConfig};
+use semiont_jobs::store_fs::{FsOptions, FsStore};
 use serde_json::{json, Value};
 
 use super::{count_dir, loadavg1, noop_job, peak_rss_mib, r3, reset_peak_rss, Cpu, Ctx, Mode};
@@ -78,7 +78,7 @@ pub async fn run(
         .build()?;
     queue.initialize().await?;
     queue.register_worker(WORKER).await?;
-    let noop = semiont_jobs_model::JobType::parse("noop")?;
+    let noop = semiont_jobs::model::JobType::parse("noop")?;
 
     reset_peak_rss();
     let load0 = loadavg1();
@@ -247,7 +247,7 @@ fn write_file(dir: &Path, name: &str, data: &[u8], sync: bool) -> std::io::Resul
 fn floor(dir: &Path, n: usize, durable: bool) -> anyhow::Result<Floor> {
     let sub = |s: &str| dir.join(s);
     for s in ["tmp", "pending", "running", "complete"] {
-        crate::app::create_private_dir(&sub(s))?;
+        crate::data::create_private_dir(&sub(s))?;
     }
     let (tmp, pending, running, complete) =
         (sub("tmp"), sub("pending"), sub("running"), sub("complete"));
@@ -323,7 +323,7 @@ fn exchange(old: &Path, new: &Path) -> std::io::Result<()> {
 fn staged_floor(dir: &Path, n: usize, how: Replace) -> anyhow::Result<f64> {
     let sub = |s: &str| dir.join(s);
     for s in ["tmp", "pending", "running", "complete"] {
-        crate::app::create_private_dir(&sub(s))?;
+        crate::data::create_private_dir(&sub(s))?;
     }
     let (tmp, pending, running, complete) =
         (sub("tmp"), sub("pending"), sub("running"), sub("complete"));

@@ -11,12 +11,12 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use semiont_jobs_model::{Job, JobStatus};
-use semiont_jobs_store::Durability;
+use semiont_jobs::model::{Job, JobStatus};
+use semiont_jobs::store::Durability;
 use serde_json::{json, Value};
 
 use super::{count_dir, loadavg1, noop_job, r3, wall_nanos, Cpu, Ctx, Mode};
-use crate::app::{App, Create};
+use crate::data::{App, Create};
 
 /// Children still running after this long are killed (the run reports it).
 const TIMEOUT: Duration = Duration::from_secs(300);
@@ -97,7 +97,7 @@ async fn run_once(ctx: &Ctx, p: usize, j: usize, mode: Mode) -> anyhow::Result<V
     let mut children: Vec<Child> = Vec::with_capacity(p);
     for (i, log) in logs.iter().enumerate() {
         let stderr = std::fs::File::create(dir.join(format!("worker-{i}.stderr")))?;
-        let child = super::work_command(&dir, mode)?
+        let child = super::work_command(&dir, mode)
             .args([
                 "work",
                 "--types",
@@ -112,7 +112,7 @@ async fn run_once(ctx: &Ctx, p: usize, j: usize, mode: Mode) -> anyhow::Result<V
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
-            .context("cannot start a W4 worker process")?;
+            .with_context(|| super::cannot_start("a W4 worker process"))?;
         children.push(child);
     }
     // Wait until every worker has opened the queue.

@@ -14,7 +14,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
 use super::{loadavg1, noop_job, percentile, r3, wall_nanos, Ctx, Mode, Mulberry32};
-use crate::app::{App, Create};
+use crate::data::{App, Create};
 
 /// Runs W3 with `k` jobs; returns its result line.
 pub async fn run(ctx: &Ctx, k: usize, mode: Mode) -> anyhow::Result<Value> {
@@ -24,7 +24,7 @@ pub async fn run(ctx: &Ctx, k: usize, mode: Mode) -> anyhow::Result<Value> {
     let probe_us = ctx.settle(&dir);
     let app = App::open_at(&dir, mode.durability(), Create::Yes).await?;
     let log = dir.join("exec-w3.log");
-    let mut child = super::work_command(&dir, mode)?
+    let mut child = super::work_command(&dir, mode)
         .args(["--log-format", "json"])
         .args(["work", "--types", "noop", "--exec-log"])
         .arg(&log)
@@ -33,7 +33,7 @@ pub async fn run(ctx: &Ctx, k: usize, mode: Mode) -> anyhow::Result<Value> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .context("cannot start the W3 worker process")?;
+        .with_context(|| super::cannot_start("the W3 worker process"))?;
     let stderr = child.stderr.take().context("no stderr of the worker")?;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {

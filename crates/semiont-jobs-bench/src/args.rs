@@ -1,0 +1,116 @@
+//! The harness's command line (clap derive): the options of `semiont-jobs
+//! bench`, and the global flags of `semiont-jobs` that matter to it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, ValueEnum};
+
+/// `semiont-jobs-bench` (run as `semiont-jobs bench`): the workloads of
+/// DESIGN §9.
+#[derive(Debug, Parser)]
+#[command(
+    name = "semiont-jobs-bench",
+    version,
+    about = "Benchmark workloads W1–W4 of semiont-jobs (JSON lines with --json)",
+    after_help = "Examples:\n  semiont-jobs bench --workload w1 --jobs 10000 --durability none\n  semiont-jobs bench --workload all --json\n\nW3 and W4 run `semiont-jobs work` processes: the harness takes the binary from SEMIONT_JOBS_BIN (set by `semiont-jobs bench`), else next to itself, else from PATH.",
+    args_override_self = true
+)]
+pub struct Cli {
+    /// Print JSON lines (else one readable line per result).
+    #[arg(long)]
+    pub json: bool,
+    /// Durability of queue writes; when not given, W1 runs all three and
+    /// W2–W4 use fsync (the default of every `semiont-jobs` command).
+    #[arg(long, value_enum)]
+    pub durability: Option<DurabilityArg>,
+    /// Log line format (logs go to standard error).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Ignored: `semiont-jobs bench` accepts the global `--data-dir`, but
+    /// the benchmark makes its own data directories under `--root`.
+    #[arg(long, hide = true)]
+    pub data_dir: Option<PathBuf>,
+    /// The workloads and their sizes.
+    #[command(flatten)]
+    pub bench: BenchArgs,
+}
+
+/// Output format of log lines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Durability of writes to the jobs directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// Survive process crashes only.
+    None,
+    /// Survive power loss: fsync before and after publishing.
+    Fsync,
+    /// Like fsync, and W1's enqueue shares one barrier per batch (group
+    /// commit); the other workloads treat it as fsync.
+    Batch,
+}
+
+/// A benchmark workload (`--workload`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, ValueEnum)]
+pub enum Workload {
+    /// Throughput: create N noop jobs, then drain them with one in-process loop.
+    W1,
+    /// Scale: list, stats, get, cleanup and cold open with M complete jobs on disk.
+    W2,
+    /// Latency: enqueue → execution start in an idle `work` process.
+    W3,
+    /// Contention: P `work` processes drain J pre-created jobs.
+    W4,
+    /// W1, W2, W3 and W4.
+    All,
+}
+
+/// The workload options (definitions in DESIGN §9).
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Workloads to run (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    pub workload: Vec<Workload>,
+    /// Jobs per run: W1 (default 10000), W3 (default 20), W4 (default 2000).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Complete jobs on disk for W2, comma-separated (1000000 needs ~5 GB of disk).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    pub scale: Vec<usize>,
+    /// Worker process counts for W4, comma-separated (each count is one run).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub processes: Vec<usize>,
+    /// Jobs per `create_jobs` call with `--durability batch` (W1).
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    /// W1 only: open the store with its directory watcher off (shows what watching costs).
+    #[arg(long)]
+    pub no_watch: bool,
+    /// W1 only: skip the raw-syscall floors (to profile the queue alone, e.g. under `strace -c`).
+    #[arg(long)]
+    pub no_floor: bool,
+    /// Directory in which the benchmark's data directories are made (default: the system temp dir).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Seed of the W3 spacing and of everything else random.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u32,
+    /// Keep the data directories (their paths are printed).
+    #[arg(long)]
+    pub keep: bool,
+    /// Longest wait, in seconds, for file creates to be fast again after
+    /// deletes, before each measured phase and after the cleanup (ext4
+    /// without a journal skips inodes freed in the last minute); 0 probes
+    /// once and never waits.
+    #[arg(long, default_value_t = 75, value_name = "SECONDS")]
+    pub settle_max: u64,
+    /// Internal: run exactly one W2 size in this process.
+    #[arg(long, hide = true)]
+    pub inner: bool,
+}
