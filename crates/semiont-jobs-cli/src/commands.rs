@@ -49,6 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Annotations(a) => crate::content::annotations(&cli, a).await,
         Command::Demo => crate::demo::run(&cli).await,
         Command::Bench(args) => crate::bench::run(&cli, args),
+        Command::Copy(args) => crate::copy::run(&cli, args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             clap_complete::generate(*shell, &mut cmd, "semiont-jobs", &mut std::io::stdout());
@@ -77,19 +78,41 @@ async fn init(cli: &Cli) -> anyhow::Result<()> {
         crate::app::create_private_dir(&app.root.join(sub))?;
     }
     let stats = app.queue.get_stats().await?;
-    if cli.json {
-        output::json(&json!({
+    match (cli.json, app.migrated) {
+        (true, None) => output::json(&json!({
             "dataDir": app.root,
             "jobsDir": app.root.join("jobs"),
             "stats": stats,
-        }))
-    } else {
-        output::line(format!(
-            "initialised {} ({} job(s) in the queue)",
-            app.root.display(),
-            stats.total()
-        ));
-        Ok(())
+        })),
+        (true, Some(m)) => output::json(&json!({
+            "dataDir": app.root,
+            "database": app.location,
+            "schemaVersion": m.to,
+            "migratedFrom": m.from,
+            "stats": stats,
+        })),
+        (false, None) => {
+            output::line(format!(
+                "initialised {} ({} job(s) in the queue)",
+                app.root.display(),
+                stats.total()
+            ));
+            Ok(())
+        }
+        (false, Some(m)) => {
+            let schema = if m.from == m.to {
+                format!("schema at version {}", m.to)
+            } else {
+                format!("schema migrated from version {} to {}", m.from, m.to)
+            };
+            output::line(format!(
+                "initialised {} with the queue in {} ({schema}; {} job(s) in the queue)",
+                app.root.display(),
+                app.location,
+                stats.total()
+            ));
+            Ok(())
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod bench;
 mod builtin;
 mod commands;
 mod content;
+mod copy;
 mod demo;
 mod duration;
 mod output;
