@@ -315,6 +315,10 @@ pub struct WorkArgs {
     /// Benchmarks: append `<job id>\t<unix nanos>` to this file when a job starts executing.
     #[arg(long, hide = true)]
     pub exec_log: Option<PathBuf>,
+    /// Tests: append `<pid>\t<job id>\t<attempt>\tstart|end\t<unix nanos>`
+    /// to this file when a job starts and when its execution returns.
+    #[arg(long, hide = true)]
+    pub exec_spans: Option<PathBuf>,
     /// Benchmarks: after opening the queue print `ready`, then wait for a line on stdin before working.
     #[arg(long, hide = true)]
     pub gate: bool,

@@ -254,7 +254,8 @@ async fn work(cli: &Cli, args: &WorkArgs) -> anyhow::Result<()> {
     let worker = semiont_jobs::worker::Worker::new(
         app.queue.clone(),
         crate::work::Builtin::new(types.clone(), detection, generation)
-            .with_exec_log(args.exec_log.as_deref())?,
+            .with_exec_log(args.exec_log.as_deref())?
+            .with_exec_spans(args.exec_spans.as_deref())?,
         options,
     );
     tracing::info!(worker_id = %worker.worker_id(), types = ?types.iter().map(JobType::as_str).collect::<Vec<_>>(), "working");

@@ -115,7 +115,9 @@ impl rustls::client::danger::ServerCertVerifier for EncryptOnly {
 pub(crate) fn config(url: &DatabaseUrl, opts: &PgOptions) -> Config {
     let mut config = url.config().clone();
     if config.get_application_name().is_none() {
-        config.application_name("semiont-jobs");
+        // The process id tells an operator (and the fault tests) which
+        // process a connection belongs to.
+        config.application_name(&format!("semiont-jobs/{}", std::process::id()));
     }
     config.connect_timeout(opts.connect_timeout);
     config.keepalives(true);

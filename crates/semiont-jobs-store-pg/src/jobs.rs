@@ -283,8 +283,16 @@ impl Inner {
                 })
             }
         }
-        for job in jobs {
-            self.announce(job, ChangeKind::Created);
+        if let Some((last, rest)) = jobs.split_last() {
+            for job in rest {
+                self.announce(job, ChangeKind::Created);
+            }
+            self.announce_sent(JobChange::of(
+                last,
+                ChangeKind::Created,
+                ChangeOrigin::Local,
+            ))
+            .await;
         }
         Ok(())
     }
@@ -401,7 +409,8 @@ impl Inner {
         if n == 0 {
             return Err(self.explain_miss(expect, job).await);
         }
-        self.announce(job, kind);
+        self.announce_sent(JobChange::of(job, kind, ChangeOrigin::Local))
+            .await;
         Ok(())
     }
 
@@ -654,7 +663,8 @@ impl Inner {
                 }),
             };
         };
-        self.announce_deleted(id, row.get(0));
+        let change = deleted(id, row.get(0));
+        self.announce_sent(change).await;
         Ok(())
     }
 
@@ -671,23 +681,31 @@ impl Inner {
             .await
             .map_err(store_err)?;
         drop(conn);
-        for row in &rows {
-            let id: String = row.get(0);
-            if let Ok(id) = JobId::parse(&id) {
-                self.announce_deleted(&id, row.get(1));
+        let mut changes: Vec<JobChange> = rows
+            .iter()
+            .filter_map(|row| {
+                let id = JobId::parse(&row.get::<_, String>(0)).ok()?;
+                Some(deleted(&id, row.get(1)))
+            })
+            .collect();
+        if let Some(last) = changes.pop() {
+            for change in changes {
+                self.announce_change(change);
             }
+            self.announce_sent(last).await;
         }
         Ok(rows.len() as u64)
     }
+}
 
-    fn announce_deleted(&self, id: &JobId, job_type: String) {
-        self.announce_change(JobChange {
-            id: Some(id.clone()),
-            kind: ChangeKind::Deleted,
-            status: None,
-            job_type: JobType::parse(&job_type).ok(),
-            origin: ChangeOrigin::Local,
-            missed: 0,
-        });
+/// The change announcing that job `id` of `job_type` was deleted.
+fn deleted(id: &JobId, job_type: String) -> JobChange {
+    JobChange {
+        id: Some(id.clone()),
+        kind: ChangeKind::Deleted,
+        status: None,
+        job_type: JobType::parse(&job_type).ok(),
+        origin: ChangeOrigin::Local,
+        missed: 0,
     }
 }

@@ -101,7 +101,7 @@ pub(crate) struct Inner {
     pub pool: Pool,
     pub sql: Statements,
     pub tx: broadcast::Sender<JobChange>,
-    pub outbox: mpsc::UnboundedSender<String>,
+    pub outbox: mpsc::UnboundedSender<notify::Outgoing>,
     pub live: Live,
     /// This instance's id in notification payloads.
     pub instance: String,
@@ -240,15 +240,27 @@ impl Inner {
         }
     }
 
-    /// Tells this instance's subscribers and, through NOTIFY, the others.
+    /// Tells this instance's subscribers at once and queues the change for
+    /// the others (NOTIFY, coalesced).
     pub(crate) fn announce_change(&self, change: JobChange) {
-        let _ = self.outbox.send(notify::encode(&change));
+        let _ = self.outbox.send((notify::encode(&change), None));
         let _ = self.tx.send(change);
     }
 
     /// Announces a change of `job`.
     pub(crate) fn announce(&self, job: &Job, kind: ChangeKind) {
         self.announce_change(JobChange::of(job, kind, ChangeOrigin::Local));
+    }
+
+    /// Announces a change and waits (briefly) until the notification that
+    /// carries it, and every one queued before it, was sent: a process that
+    /// exits right after a write (a CLI command) still tells the others.
+    /// Concurrent writers share one NOTIFY.
+    pub(crate) async fn announce_sent(&self, change: JobChange) {
+        let (done, sent) = tokio::sync::oneshot::channel();
+        let _ = self.outbox.send((notify::encode(&change), Some(done)));
+        let _ = self.tx.send(change);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sent).await;
     }
 }
 

@@ -149,22 +149,28 @@ fn pack(origin: &str, lines: Vec<String>) -> Vec<String> {
 const SEND: &str = "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p
     WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL";
 
+/// A queued change line, and whom to tell once it was sent.
+pub(crate) type Outgoing = (String, Option<tokio::sync::oneshot::Sender<()>>);
+
 /// The notifier: sends queued change lines as soon as the previous send is
-/// done, until the queue's senders are gone.
+/// done, until the queue's senders are gone; then tells the waiting
+/// writers.
 pub(crate) async fn notifier(
     pool: Pool,
     channel: String,
     origin: String,
-    mut rx: mpsc::UnboundedReceiver<String>,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
 ) {
     while let Some(first) = rx.recv().await {
-        let mut lines = vec![first];
-        while lines.len() < 20_000 {
+        let mut batch = vec![first];
+        while batch.len() < 20_000 {
             match rx.try_recv() {
-                Ok(line) => lines.push(line),
+                Ok(next) => batch.push(next),
                 Err(_) => break,
             }
         }
+        let (lines, waiting): (Vec<String>, Vec<_>) = batch.into_iter().unzip();
+        let waiting: Vec<_> = waiting.into_iter().flatten().collect();
         let payloads = pack(&origin, lines);
         let sent = async {
             let conn = pool.get().await.map_err(|e| e.to_string())?;
@@ -173,7 +179,11 @@ pub(crate) async fn notifier(
                 .await
                 .map_err(|e| e.to_string())
         };
-        if let Err(e) = sent.await {
+        let failed = sent.await.err();
+        for done in waiting {
+            let _ = done.send(());
+        }
+        if let Some(e) = failed {
             // Best effort: other processes fall back to their polls.
             tracing::debug!(error = %e, "cannot send change notifications");
             tokio::time::sleep(Duration::from_millis(50)).await;
