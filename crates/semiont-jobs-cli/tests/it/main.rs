@@ -6,5 +6,6 @@ mod content;
 mod crash_retry;
 mod errors;
 mod hostile;
+mod postgres;
 mod processes;
 mod support;
