@@ -108,6 +108,10 @@ pub(crate) struct Inner {
     pub channel: String,
     /// Wakes the liveness beat early (an incarnation to replace).
     pub wake_beat: Notify,
+    /// This value, for tasks it spawns on its own.
+    pub me: std::sync::OnceLock<std::sync::Weak<Inner>>,
+    /// A recovery pass after the grace period is scheduled.
+    pub recovery_scheduled: std::sync::atomic::AtomicBool,
 }
 
 impl fmt::Debug for PgStore {
@@ -184,7 +188,10 @@ impl PgStore {
             live: Live::default(),
             instance: random_hex(),
             wake_beat: Notify::new(),
+            me: std::sync::OnceLock::new(),
+            recovery_scheduled: std::sync::atomic::AtomicBool::new(false),
         });
+        let _ = inner.me.set(Arc::downgrade(&inner));
         let messages =
             liveness::connect_listener(&inner)
                 .await

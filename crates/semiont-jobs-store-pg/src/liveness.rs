@@ -141,7 +141,8 @@ UPDATE {s}.workers w SET
                WHEN j.lease_lost THEN 'missed its heartbeats' END
 FROM judged j, t
 WHERE w.inc = j.inc AND w.alive
-  AND ((j.free AND w.suspect_since IS NULL) OR j.lock_lost OR j.lease_lost)";
+  AND ((j.free AND w.suspect_since IS NULL) OR j.lock_lost OR j.lease_lost)
+RETURNING NOT (j.lock_lost OR j.lease_lost) AS newly_suspect";
 
 /// Running jobs whose holder is dead: a dead (or vanished) incarnation; or
 /// no incarnation, no live worker of that id, and either a dead one or an
@@ -502,12 +503,16 @@ impl Inner {
     pub(crate) async fn recover_jobs(&self, now: Timestamp) -> Result<RecoveryReport> {
         let conn = self.conn().await?;
         let server = self.opts.clock == PgClock::Server;
-        conn.execute(
-            &self.sql.live.probe,
-            &[&ms(self.opts.liveness_grace), &server],
-        )
-        .await
-        .map_err(store_err)?;
+        let probed = conn
+            .query(
+                &self.sql.live.probe,
+                &[&ms(self.opts.liveness_grace), &server],
+            )
+            .await
+            .map_err(store_err)?;
+        if probed.iter().any(|r| r.get::<_, bool>(0)) {
+            self.recover_after_grace(now);
+        }
         let caller = self.caller_now(now);
         let stmt = conn
             .prepare_cached(&self.sql.live.candidates)
@@ -554,6 +559,32 @@ impl Inner {
             .await
             .map_err(store_err)?;
         Ok(report)
+    }
+
+    /// A worker was just found without its lock: recover its jobs once the
+    /// grace period has passed, rather than at the caller's next pass (the
+    /// recovered jobs wake idle workers everywhere).
+    fn recover_after_grace(&self, now: Timestamp) {
+        let Some(me) = self.me.get().cloned() else {
+            return;
+        };
+        if self
+            .recovery_scheduled
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let wait = self.opts.liveness_grace + Duration::from_millis(100);
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            // A store dropped meanwhile is not kept alive for this.
+            let Some(me) = me.upgrade() else { return };
+            me.recovery_scheduled
+                .store(false, std::sync::atomic::Ordering::Release);
+            if let Err(e) = me.recover_jobs(now).await {
+                tracing::debug!(error = %e, "recovery after the grace period failed");
+            }
+        });
     }
 
     fn on_notification(&self, payload: &str) {
