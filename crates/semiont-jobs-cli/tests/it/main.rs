@@ -6,6 +6,7 @@ mod content;
 mod crash_retry;
 mod errors;
 mod hostile;
+mod pg_torture;
 mod postgres;
 mod processes;
 mod support;
