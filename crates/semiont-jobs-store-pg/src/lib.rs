@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod claim;
 mod connect;
 mod error;
@@ -64,6 +65,7 @@ use semiont_jobs_store::{
 use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::task::JoinHandle;
 
+pub use admin::{admin_sql, server_settings};
 pub use error::OpenError;
 pub use options::{check_schema_name, PgClock, PgOptions, DEFAULT_SCHEMA};
 pub use schema::{Migrated, SCHEMA_VERSION};
