@@ -290,6 +290,8 @@ impl Model {
         job.worker_id = Some(worker.to_owned());
         job.lease_expires_at = Some(self.now().add(LEASE));
         job.run_at = None;
+        // A new attempt starts clean (issue 16): no progress of the last one.
+        job.progress = None;
         job
     }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use semiont_jobs::config::FileConfig;
 use semiont_jobs::queue::{JobQueue, JobQueueConfig};
 use semiont_jobs::store::Durability;
 use semiont_jobs::store::JobStore;
@@ -14,19 +15,29 @@ use semiont_jobs::store_pg::{DatabaseUrl, PgOptions, PgStore};
 
 use crate::args::{Cli, DurabilityArg};
 
-/// An opened application.
+/// An opened data directory.
 pub struct App {
-    /// The application data root (resources, annotations; the queue too
-    /// unless it is in a database).
+    /// The application data root.
     pub root: PathBuf,
-    /// The queue on `<root>/jobs` or in the database.
+    /// The queue on `<root>/jobs`.
     pub queue: JobQueue,
+    /// The configuration file's settings (empty without `--config`).
+    pub config: FileConfig,
     /// Where the queue is, for messages (a directory, or the database URL
     /// and schema, password hidden).
     pub location: String,
     /// For a queue in PostgreSQL: the schema version before and after this
     /// open.
     pub migrated: Option<semiont_jobs::store_pg::Migrated>,
+}
+
+/// Reads the configuration file named by `--config` / `SEMIONT_JOBS_CONFIG`
+/// (a bad file is a usage error: exit 2, one line naming the key).
+pub fn load_config(cli: &Cli) -> anyhow::Result<FileConfig> {
+    match &cli.config {
+        None => Ok(FileConfig::default()),
+        Some(path) => FileConfig::load(path).map_err(|e| crate::UsageError(e.to_string()).into()),
+    }
 }
 
 /// Whether a command may create a missing data directory.
@@ -39,15 +50,17 @@ pub enum Create {
 }
 
 impl App {
-    /// Opens (or creates) the data directory named on the command line.
+    /// Opens (or creates) the data directory named on the command line,
+    /// with the configuration file's settings.
     pub async fn open(cli: &Cli, create: Create) -> anyhow::Result<App> {
         let durability = durability(cli);
+        let config = load_config(cli)?;
         match &cli.database_url {
             Some(url) => {
                 let url = parse_url(url)?;
-                Self::open_pg(cli, &url, durability, create).await
+                Self::open_pg(cli, &url, durability, create, config).await
             }
-            None => Self::open_at(&cli.data_dir, durability, create).await,
+            None => Self::open_with(&cli.data_dir, durability, create, config).await,
         }
     }
 
@@ -59,6 +72,7 @@ impl App {
         url: &DatabaseUrl,
         durability: Durability,
         create: Create,
+        file: FileConfig,
     ) -> anyhow::Result<App> {
         let store = open_pg_store(url, &cli.db_schema, durability).await?;
         let migrated = store.migrated();
@@ -68,10 +82,12 @@ impl App {
             create_private_dir(root)?;
         }
         let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
-        let config = JobQueueConfig {
+        let mut config = JobQueueConfig {
             durability,
             ..JobQueueConfig::new(root.join("jobs"))
         };
+        file.apply_to(&mut config)
+            .map_err(|e| crate::UsageError(e.to_string()))?;
         let queue = JobQueue::builder()
             .config(config)
             .store(Arc::new(store))
@@ -83,16 +99,18 @@ impl App {
         Ok(App {
             root,
             queue,
+            config: file,
             location,
             migrated: Some(migrated),
         })
     }
 
-    /// Opens `root` with the given durability.
-    pub async fn open_at(
+    /// Opens `root` with the given durability and configuration file.
+    pub async fn open_with(
         root: &Path,
         durability: Durability,
         create: Create,
+        file: FileConfig,
     ) -> anyhow::Result<App> {
         match std::fs::symlink_metadata(root) {
             Ok(m) if m.is_dir() => {}
@@ -126,10 +144,12 @@ impl App {
         let store = FsStore::open(&jobs, FsOptions::default().durability(durability))
             .await
             .with_context(|| format!("cannot open the job queue in {}", jobs.display()))?;
-        let config = JobQueueConfig {
+        let mut config = JobQueueConfig {
             durability,
             ..JobQueueConfig::new(&jobs)
         };
+        file.apply_to(&mut config)
+            .map_err(|e| crate::UsageError(e.to_string()))?;
         let queue = JobQueue::builder()
             .config(config)
             .store(Arc::new(store))
@@ -142,6 +162,7 @@ impl App {
             location: jobs.display().to_string(),
             root,
             queue,
+            config: file,
             migrated: None,
         })
     }

@@ -72,6 +72,10 @@ pub struct Cli {
     /// Durability of queue writes.
     #[arg(long, global = true, value_enum, default_value = "fsync")]
     pub durability: DurabilityArg,
+    /// Configuration file (TOML): queue settings, retention, per-type
+    /// policies (retries, priority, timeout, back-off).
+    #[arg(long, global = true, env = "SEMIONT_JOBS_CONFIG")]
+    pub config: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -102,21 +106,28 @@ pub enum Command {
     /// Job counts per status.
     #[command(after_help = "Example:\n  semiont-jobs stats --json")]
     Stats,
-    /// Cancel a pending or running job (a running job's worker is told).
+    /// Cancel a pending or running job (a running job's worker is told),
+    /// or every pending job matching a filter.
     #[command(
-        after_help = "Example:\n  semiont-jobs cancel job-0193c1f0-8a2b-7cde-8f01-23456789abcd"
+        after_help = "Examples:\n  semiont-jobs cancel job-0193c1f0-8a2b-7cde-8f01-23456789abcd\n  semiont-jobs cancel --type detection --status pending\n  semiont-jobs cancel --status pending --user user-123"
     )]
-    Cancel {
-        /// The job id.
-        id: String,
+    Cancel(CancelArgs),
+    /// Retry a failed or cancelled job, or every failed job matching a filter.
+    #[command(
+        after_help = "Examples:\n  semiont-jobs retry job-0193c1f0-8a2b-7cde-8f01-23456789abcd\n  semiont-jobs retry --failed --type detection"
+    )]
+    Retry(RetryArgs),
+    /// Pause claims of a job type in every process (running jobs finish).
+    #[command(after_help = "Example:\n  semiont-jobs pause detection")]
+    Pause {
+        /// The job type.
+        job_type: String,
     },
-    /// Retry a failed or cancelled job.
-    #[command(
-        after_help = "Example:\n  semiont-jobs retry job-0193c1f0-8a2b-7cde-8f01-23456789abcd"
-    )]
-    Retry {
-        /// The job id.
-        id: String,
+    /// Resume claims of a paused job type.
+    #[command(after_help = "Example:\n  semiont-jobs resume detection")]
+    Resume {
+        /// The job type.
+        job_type: String,
     },
     /// Delete finished jobs older than the retention period.
     #[command(
@@ -223,7 +234,7 @@ pub enum Enqueue {
     },
     /// A job of any type with JSON parameters.
     #[command(
-        after_help = "Examples:\n  semiont-jobs enqueue custom --type noop --user u1\n  semiont-jobs enqueue custom --type sleep --user u1 --params '{\"ms\": 5000}'"
+        after_help = "Examples:\n  semiont-jobs enqueue custom --type noop --user u1\n  semiont-jobs enqueue custom --type sleep --user u1 --params '{\"ms\": 5000}'\n  semiont-jobs enqueue custom --type steps --user u1 --params @steps.json\n  generate-params | semiont-jobs enqueue custom --type my-type --user u1 --params -"
     )]
     Custom {
         /// The job type.
@@ -232,8 +243,9 @@ pub enum Enqueue {
         /// The user the job is for.
         #[arg(long)]
         user: String,
-        /// Parameters: a JSON object.
-        #[arg(long, default_value = "{}")]
+        /// Parameters: a JSON object, `@FILE` to read it from a file, or
+        /// `-` to read it from standard input (at most 1 MiB).
+        #[arg(long, default_value = "{}", allow_hyphen_values = true)]
         params: String,
         #[command(flatten)]
         common: EnqueueCommon,
@@ -243,12 +255,54 @@ pub enum Enqueue {
 /// Options of every `enqueue` command.
 #[derive(Debug, Args)]
 pub struct EnqueueCommon {
-    /// Retry budget of this job (default: the queue's, 3).
+    /// Retry budget of this job (default: its type's, else the queue's, 3).
     #[arg(long)]
     pub max_retries: Option<u32>,
-    /// Claim priority, higher first (default 0).
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    pub priority: i16,
+    /// Claim priority, higher first (default: its type's, else 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub priority: Option<i16>,
+    /// While a job with this key is pending or running, return it instead
+    /// of creating another.
+    #[arg(long)]
+    pub unique_key: Option<String>,
+    /// Keep the unique key taken this long after the job finished too
+    /// (e.g. 1h).
+    #[arg(long, requires = "unique_key", value_parser = crate::duration::parse)]
+    pub unique_for: Option<std::time::Duration>,
+}
+
+/// `cancel` options: one job by id, or pending jobs by filter.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The job id (or use the filters to cancel pending jobs in bulk).
+    #[arg(conflicts_with_all = ["job_type", "status", "user"])]
+    pub id: Option<String>,
+    /// Bulk: only jobs of this type.
+    #[arg(long = "type")]
+    pub job_type: Option<String>,
+    /// Bulk: the status of the jobs to cancel (only `pending`).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Bulk: only jobs of this user.
+    #[arg(long)]
+    pub user: Option<String>,
+}
+
+/// `retry` options: one job by id, or failed jobs by filter.
+#[derive(Debug, Args)]
+pub struct RetryArgs {
+    /// The job id (or use `--failed` to retry failed jobs in bulk).
+    #[arg(conflicts_with_all = ["failed", "job_type", "user"])]
+    pub id: Option<String>,
+    /// Bulk: retry every failed job matching the filters.
+    #[arg(long)]
+    pub failed: bool,
+    /// Bulk: only jobs of this type.
+    #[arg(long = "type", requires = "failed")]
+    pub job_type: Option<String>,
+    /// Bulk: only jobs of this user.
+    #[arg(long, requires = "failed")]
+    pub user: Option<String>,
 }
 
 /// `list` options: the seed's filters.
@@ -285,7 +339,7 @@ pub enum InferenceArg {
 /// `work` options.
 #[derive(Debug, Args)]
 pub struct WorkArgs {
-    /// Job types to run (default: all built-in: detection, generation, noop, sleep, fail).
+    /// Job types to run (default: all built-in: detection, generation, noop, sleep, fail, steps).
     #[arg(long, value_delimiter = ',')]
     pub types: Vec<String>,
     /// Jobs run at once.
@@ -312,6 +366,13 @@ pub struct WorkArgs {
     /// Worker id (default: generated).
     #[arg(long)]
     pub worker_id: Option<String>,
+    /// How often to delete finished jobs older than the retention period
+    /// (one process at a time; default: the config file's, else 1h).
+    #[arg(long, value_parser = crate::duration::parse, conflicts_with = "no_sweep")]
+    pub sweep_interval: Option<std::time::Duration>,
+    /// Never delete finished jobs from this process.
+    #[arg(long)]
+    pub no_sweep: bool,
     /// Benchmarks: append `<job id>\t<unix nanos>` to this file when a job starts executing.
     #[arg(long, hide = true)]
     pub exec_log: Option<PathBuf>,

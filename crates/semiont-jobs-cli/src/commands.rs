@@ -1,14 +1,21 @@
 //! The commands that read or change the queue: init, enqueue, get, list,
-//! stats, cancel, retry, cleanup, watch, work, completions; the others are
-//! dispatched from here too.
+//! stats, cancel, retry, pause, resume, cleanup, watch, work, completions;
+//! the others are dispatched from here too.
+
+use std::io::Read as _;
 
 use anyhow::Context;
 use clap::CommandFactory;
-use semiont_jobs::model::{GenerationParams, JobFilter, JobId, JobStatus, JobType, NewJob};
+use semiont_jobs::model::{
+    GenerationParams, JobFilter, JobId, JobStatus, JobType, NewJob, MAX_PARAMS_BYTES,
+};
+use semiont_jobs::store::JobSelector;
 use serde_json::json;
 
 use crate::app::{App, Create};
-use crate::args::{Cli, Command, Enqueue, EnqueueCommon, ListArgs, WorkArgs};
+use crate::args::{
+    CancelArgs, Cli, Command, Enqueue, EnqueueCommon, ListArgs, RetryArgs, WorkArgs,
+};
 use crate::{output, UsageError};
 
 /// Runs the parsed command line.
@@ -19,16 +26,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Get { id } => get(&cli, id).await,
         Command::List(args) => list(&cli, args).await,
         Command::Stats => stats(&cli).await,
-        Command::Cancel { id } => {
-            let app = App::open(&cli, Create::No).await?;
-            let job = app.queue.cancel_job(parse_id(id)?).await?;
-            print_job(&cli, &job, "cancelled")
-        }
-        Command::Retry { id } => {
-            let app = App::open(&cli, Create::No).await?;
-            let job = app.queue.retry_job(parse_id(id)?).await?;
-            print_job(&cli, &job, "resubmitted")
-        }
+        Command::Cancel(args) => cancel(&cli, args).await,
+        Command::Retry(args) => retry(&cli, args).await,
+        Command::Pause { job_type } => pause(&cli, job_type, true).await,
+        Command::Resume { job_type } => pause(&cli, job_type, false).await,
         Command::Cleanup { older_than } => {
             let app = App::open(&cli, Create::No).await?;
             let deleted = app.queue.cleanup_jobs_older_than(*older_than).await?;
@@ -117,11 +118,169 @@ async fn init(cli: &Cli) -> anyhow::Result<()> {
 }
 
 fn with_common(new: NewJob, common: &EnqueueCommon) -> NewJob {
-    let new = new.priority(common.priority);
-    match common.max_retries {
-        Some(n) => new.max_retries(n),
-        None => new,
+    let mut new = new;
+    if let Some(p) = common.priority {
+        new = new.priority(p);
     }
+    if let Some(n) = common.max_retries {
+        new = new.max_retries(n);
+    }
+    if let Some(key) = &common.unique_key {
+        new = new.unique_key(key.clone());
+    }
+    if let Some(period) = common.unique_for {
+        new = new.unique_after_finish(period);
+    }
+    new
+}
+
+/// `--params`: inline JSON, `@FILE`, or `-` for standard input, at most
+/// [`MAX_PARAMS_BYTES`] read.
+fn read_params(arg: &str) -> anyhow::Result<serde_json::Value> {
+    let limit = MAX_PARAMS_BYTES as u64;
+    let too_big = |from: &str| {
+        UsageError(format!(
+            "--params {from} is more than {limit} bytes (the 1 MiB limit of a job's parameters)"
+        ))
+    };
+    let (text, from) = if arg == "-" {
+        let mut buf = String::new();
+        std::io::stdin()
+            .lock()
+            .take(limit + 1)
+            .read_to_string(&mut buf)
+            .map_err(|e| UsageError(format!("--params -: cannot read standard input: {e}")))?;
+        if buf.len() as u64 > limit {
+            return Err(too_big("from standard input").into());
+        }
+        (buf, "from standard input".to_owned())
+    } else if let Some(path) = arg.strip_prefix('@') {
+        let from = format!("@{path}");
+        let file = std::fs::File::open(path)
+            .map_err(|e| UsageError(format!("--params {from}: cannot read {path}: {e}")))?;
+        let mut buf = String::new();
+        file.take(limit + 1)
+            .read_to_string(&mut buf)
+            .map_err(|e| UsageError(format!("--params {from}: cannot read {path}: {e}")))?;
+        if buf.len() as u64 > limit {
+            return Err(too_big(&from).into());
+        }
+        (buf, from)
+    } else {
+        if arg.len() as u64 > limit {
+            return Err(too_big("").into());
+        }
+        (arg.to_owned(), String::new())
+    };
+    let sep = if from.is_empty() { "" } else { " " };
+    serde_json::from_str(&text)
+        .map_err(|err| UsageError(format!("--params{sep}{from} is not valid JSON: {err}")).into())
+}
+
+async fn cancel(cli: &Cli, args: &CancelArgs) -> anyhow::Result<()> {
+    if let Some(id) = &args.id {
+        let id = parse_id(id)?;
+        let app = App::open(cli, Create::No).await?;
+        let job = app.queue.cancel_job(id).await?;
+        return print_job(cli, &job, "cancelled");
+    }
+    match args.status.as_deref() {
+        Some("pending") => {}
+        Some(other) => {
+            return Err(UsageError(format!(
+                "cancel --status {other}: only pending jobs are cancelled in bulk (cancel a running job by its id)"
+            ))
+            .into())
+        }
+        None => {
+            return Err(UsageError(
+                "cancel needs a job id, or --status pending with optional --type and --user".into(),
+            )
+            .into())
+        }
+    }
+    let selector = selector(args.job_type.as_deref(), args.user.as_deref())?;
+    let app = App::open(cli, Create::No).await?;
+    let n = app.queue.cancel_pending_jobs(&selector).await?;
+    bulk_output(cli, "cancelled", n, &selector, "pending")
+}
+
+async fn retry(cli: &Cli, args: &RetryArgs) -> anyhow::Result<()> {
+    if let Some(id) = &args.id {
+        let id = parse_id(id)?;
+        let app = App::open(cli, Create::No).await?;
+        let job = app.queue.retry_job(id).await?;
+        return print_job(cli, &job, "resubmitted");
+    }
+    if !args.failed {
+        return Err(UsageError(
+            "retry needs a job id, or --failed with optional --type and --user".into(),
+        )
+        .into());
+    }
+    let selector = selector(args.job_type.as_deref(), args.user.as_deref())?;
+    let app = App::open(cli, Create::No).await?;
+    let n = app.queue.retry_failed_jobs(&selector).await?;
+    bulk_output(cli, "resubmitted", n, &selector, "failed")
+}
+
+fn selector(job_type: Option<&str>, user: Option<&str>) -> anyhow::Result<JobSelector> {
+    Ok(JobSelector {
+        job_type: job_type
+            .map(JobType::parse)
+            .transpose()
+            .map_err(|e| UsageError(e.to_string()))?,
+        user_id: user.map(str::to_owned),
+    })
+}
+
+fn bulk_output(
+    cli: &Cli,
+    what: &str,
+    n: u64,
+    selector: &JobSelector,
+    status: &str,
+) -> anyhow::Result<()> {
+    if cli.json {
+        return output::json(&json!({
+            what: n,
+            "status": status,
+            "type": selector.job_type,
+            "userId": selector.user_id,
+        }));
+    }
+    let mut filter = String::new();
+    if let Some(t) = &selector.job_type {
+        filter.push_str(&format!(" of type {t}"));
+    }
+    if let Some(u) = &selector.user_id {
+        filter.push_str(&format!(" of user {u}"));
+    }
+    output::line(format!("{what} {n} {status} job(s){filter}"));
+    Ok(())
+}
+
+async fn pause(cli: &Cli, job_type: &str, paused: bool) -> anyhow::Result<()> {
+    let job_type = JobType::parse(job_type).map_err(|e| UsageError(e.to_string()))?;
+    let app = App::open(cli, Create::No).await?;
+    let changed = if paused {
+        app.queue.pause_type(&job_type).await?
+    } else {
+        app.queue.resume_type(&job_type).await?
+    };
+    let all = app.queue.paused_types().await?;
+    if cli.json {
+        return output::json(&json!({
+            "type": job_type,
+            "paused": paused,
+            "changed": changed,
+            "pausedTypes": all,
+        }));
+    }
+    let state = if paused { "paused" } else { "resumed" };
+    let note = if changed { "" } else { " (it already was)" };
+    output::line(format!("{state} {job_type}{note}"));
+    Ok(())
 }
 
 async fn enqueue(cli: &Cli, e: &Enqueue) -> anyhow::Result<()> {
@@ -164,26 +323,40 @@ async fn enqueue(cli: &Cli, e: &Enqueue) -> anyhow::Result<()> {
             params,
             common,
         } => {
-            let value: serde_json::Value = serde_json::from_str(params)
-                .map_err(|err| UsageError(format!("--params is not valid JSON: {err}")))?;
+            let value = read_params(params)?;
             let new = NewJob::custom(job_type, user.clone(), value)
                 .map_err(|err| UsageError(err.to_string()))?;
             with_common(new, common)
         }
     };
     let app = App::open(cli, Create::Yes).await?;
-    let job = app
+    let done = app
         .queue
-        .create_job(new)
+        .enqueue(new)
         .await
         .map_err(|err| match err.kind() {
             semiont_jobs::queue::ErrorKind::InvalidInput => UsageError(err.to_string()).into(),
             _ => anyhow::Error::from(err),
         })?;
+    let job = &done.job;
     if cli.json {
-        output::json(&job)
-    } else {
+        // The job document, plus whether this call created it.
+        let mut v = serde_json::to_value(job)?;
+        if let serde_json::Value::Object(map) = &mut v {
+            map.insert("enqueued".into(), done.created.into());
+        }
+        output::json(&v)
+    } else if done.created {
         output::line(format!("enqueued {} ({}, pending)", job.id, job.job_type));
+        Ok(())
+    } else {
+        output::line(format!(
+            "not enqueued: job {} ({}, {}) holds unique key {:?}",
+            job.id,
+            job.job_type,
+            job.status,
+            job.unique_key.as_deref().unwrap_or_default()
+        ));
         Ok(())
     }
 }
@@ -217,10 +390,16 @@ async fn list(cli: &Cli, args: &ListArgs) -> anyhow::Result<()> {
     filter.validate().map_err(|e| UsageError(e.to_string()))?;
     let app = App::open(cli, Create::No).await?;
     let page = app.queue.list_jobs(&filter).await?;
+    let paused = app.queue.paused_types().await?;
     if cli.json {
-        output::json(&page)
+        output::json(&json!({
+            "jobs": page.jobs,
+            "total": page.total,
+            "pausedTypes": paused,
+        }))
     } else {
         output::job_table(&page.jobs, page.total, args.offset);
+        output::paused_line(&paused);
         Ok(())
     }
 }
@@ -228,9 +407,16 @@ async fn list(cli: &Cli, args: &ListArgs) -> anyhow::Result<()> {
 async fn stats(cli: &Cli) -> anyhow::Result<()> {
     let app = App::open(cli, Create::No).await?;
     let stats = app.queue.get_stats().await?;
+    let types = app.queue.get_type_stats().await?;
+    let paused: Vec<&JobType> = types
+        .iter()
+        .filter(|(_, s)| s.paused)
+        .map(|(t, _)| t)
+        .collect();
     if cli.json {
         // The shape `stats --json` always had: the seed's counts plus the
-        // files set aside in quarantine (0 on a backend without files).
+        // files set aside in quarantine (0 on a backend without files);
+        // then the paused types and the counts per type.
         output::json(&serde_json::json!({
             "pending": stats.pending,
             "running": stats.running,
@@ -238,9 +424,12 @@ async fn stats(cli: &Cli) -> anyhow::Result<()> {
             "failed": stats.failed,
             "cancelled": stats.cancelled,
             "quarantined": stats.unreadable,
+            "pausedTypes": paused,
+            "types": types,
         }))
     } else {
         output::stats_table(&stats);
+        output::paused_line(&paused);
         Ok(())
     }
 }
@@ -248,7 +437,15 @@ async fn stats(cli: &Cli) -> anyhow::Result<()> {
 async fn work(cli: &Cli, args: &WorkArgs) -> anyhow::Result<()> {
     let types = crate::work::parse_types(&args.types)?;
     let options = crate::work::options(args)?;
+    let mut options = options;
     let app = App::open(cli, Create::Yes).await?;
+    if args.no_sweep {
+        options = options.sweep_interval(None);
+    } else if let Some(every) = args.sweep_interval {
+        options = options.sweep_interval(Some(every));
+    } else if let Some(from_file) = app.config.sweep_interval() {
+        options = options.sweep_interval(from_file);
+    }
     let (detection, generation) = crate::content::workers(&app, args)
         .context("cannot set up the detection and generation workers")?;
     let worker = semiont_jobs::worker::Worker::new(

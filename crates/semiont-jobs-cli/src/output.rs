@@ -36,10 +36,22 @@ pub fn progress_summary(progress: Option<&Value>) -> String {
     let Some(p) = progress else {
         return "-".into();
     };
-    let mut parts = Vec::new();
-    if let Some(pct) = percentage(Some(p)) {
-        parts.push(format!("{pct:.0}%"));
+    let detail = progress_detail(Some(p));
+    match percentage(Some(p)) {
+        Some(pct) if detail.is_empty() => format!("{pct:.0}%"),
+        Some(pct) => format!("{pct:.0}% {detail}"),
+        None if detail.is_empty() => "-".into(),
+        None => detail,
     }
+}
+
+/// The progress summary without its percentage: `Processing item 3`, or
+/// empty.
+pub fn progress_detail(progress: Option<&Value>) -> String {
+    let Some(p) = progress else {
+        return String::new();
+    };
+    let mut parts = Vec::new();
     if let Some(stage) = p.get("stage").and_then(Value::as_str) {
         parts.push(stage.to_owned());
     }
@@ -55,11 +67,7 @@ pub fn progress_summary(progress: Option<&Value>) -> String {
     if let Some(m) = p.get("message").and_then(Value::as_str) {
         parts.push(m.to_owned());
     }
-    if parts.is_empty() {
-        "-".into()
-    } else {
-        parts.join(" ")
-    }
+    parts.join(" ")
 }
 
 /// The percentage of a progress value, computed from detection counts when
@@ -144,6 +152,30 @@ pub fn job_detail(j: &Job) {
     if j.progress.is_some() {
         row("progress:", progress_summary(j.progress.as_ref()));
     }
+    if let Some(k) = &j.unique_key {
+        let scope = match j.unique_after_finish_ms {
+            Some(ms) => format!(" (and {ms} ms after it finishes)"),
+            None => String::new(),
+        };
+        row("unique key:", format!("{k:?}{scope}"));
+    }
+    if !j.completed_units.is_empty() {
+        row("done units:", j.completed_units.join(", "));
+    }
+    for (unit, c) in &j.unit_cursors {
+        let size = if c.size > 0 {
+            format!(" of {}", c.size)
+        } else {
+            String::new()
+        };
+        row(
+            "in unit:",
+            format!(
+                "{unit}: next {}{size}, {} found, {} emitted, {} errors",
+                c.next, c.found, c.emitted, c.errors
+            ),
+        );
+    }
     if let Some(r) = &j.result {
         row("result:", r.to_string());
     }
@@ -152,6 +184,17 @@ pub fn job_detail(j: &Job) {
     }
     for (k, v) in &j.params {
         row(&format!("{k}:"), v.to_string());
+    }
+}
+
+/// `paused: a, b` when any job type is paused.
+pub fn paused_line<T: std::fmt::Display>(paused: impl IntoIterator<Item = T>) {
+    let names: Vec<String> = paused.into_iter().map(|t| t.to_string()).collect();
+    if !names.is_empty() {
+        println!(
+            "paused: {} (claims of these types wait for `semiont-jobs resume`)",
+            names.join(", ")
+        );
     }
 }
 

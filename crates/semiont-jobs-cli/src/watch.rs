@@ -115,10 +115,7 @@ impl Display {
                         0.0
                     },
                 );
-                let msg = match job.status {
-                    JobStatus::Running => output::progress_summary(job.progress.as_ref()),
-                    other => other.to_string(),
-                };
+                let msg = bar_message(job);
                 let bar = self.bar(job).clone();
                 #[allow(
                     clippy::cast_possible_truncation,
@@ -141,6 +138,15 @@ impl Display {
         for (_, bar) in self.bars.drain() {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// The text beside a bar: the progress without its percentage (the bar
+/// shows that once), or the status of a job that is not running.
+pub fn bar_message(job: &Job) -> String {
+    match job.status {
+        JobStatus::Running => output::progress_detail(job.progress.as_ref()),
+        other => other.to_string(),
     }
 }
 
@@ -214,4 +220,33 @@ pub async fn watch(queue: &JobQueue, id: Option<JobId>, json: bool) -> anyhow::R
     }
     display.finish();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use semiont_jobs::model::{NewJob, Progress, Timestamp};
+
+    #[test]
+    fn a_bar_shows_the_percentage_once() {
+        let mut job = NewJob::custom("sleep", "u", serde_json::json!({}))
+            .unwrap()
+            .into_job(JobId::generate(), Timestamp::now(), 3)
+            .unwrap();
+        job.status = JobStatus::Running;
+        job.progress = Some(
+            serde_json::to_value(Progress::percent(45.0).with_message("slept 450 of 1000 ms"))
+                .unwrap(),
+        );
+        assert_eq!(bar_message(&job), "slept 450 of 1000 ms");
+        assert_eq!(
+            output::progress_summary(job.progress.as_ref()),
+            "45% slept 450 of 1000 ms",
+            "the line mode keeps it"
+        );
+        job.progress = Some(serde_json::json!({"percentage": 10}));
+        assert_eq!(bar_message(&job), "");
+        job.status = JobStatus::Complete;
+        assert_eq!(bar_message(&job), "complete");
+    }
 }

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::builtin;
 
 /// Every type `work` runs by default.
-pub const ALL_TYPES: [&str; 5] = ["detection", "generation", "noop", "sleep", "fail"];
+pub const ALL_TYPES: [&str; 6] = ["detection", "generation", "noop", "sleep", "fail", "steps"];
 
 /// The one worker `work` runs: dispatches each job to the built-in code for
 /// its type.
@@ -196,8 +196,17 @@ pub async fn gate() -> anyhow::Result<()> {
 }
 
 /// Whether no job of `types` is pending (due or not) or running (in any
-/// process: a job whose worker died is recovered and becomes pending again).
+/// process: a job whose worker died is recovered and becomes pending
+/// again), paused types left out (their jobs wait for a resume, not for
+/// this worker).
 pub async fn nothing_pending(queue: &JobQueue, types: &[JobType]) -> anyhow::Result<bool> {
+    let paused = queue.paused_types().await?;
+    let types: Vec<JobType> = types
+        .iter()
+        .filter(|t| !paused.contains(*t))
+        .cloned()
+        .collect();
+    let types = types.as_slice();
     // A due job answers at once (an index lookup); only when none is due
     // are the pending and running jobs counted, the ones waiting for a
     // retry included.

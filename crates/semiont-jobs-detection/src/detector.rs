@@ -66,6 +66,48 @@ impl fmt::Debug for ModelOptions {
     }
 }
 
+/// What earlier attempts of a detection job finished, and where the engine
+/// records what this attempt finishes: one unit per entity type, plus the
+/// running totals, so a retry skips finished types and its result still
+/// counts every type. [`Detector::run_resumable`] calls it; the job runtime
+/// implements it on checkpoints.
+#[async_trait::async_trait]
+pub trait Resume: Send {
+    /// Whether an earlier attempt finished `entity_type` (its annotations
+    /// are stored).
+    fn is_done(&self, entity_type: &str) -> bool;
+
+    /// The totals of the types earlier attempts finished.
+    fn totals(&self) -> DetectionResult;
+
+    /// Records that `entity_type` is finished and its annotations stored,
+    /// with the totals so far (this type included) and how many types are
+    /// finished. Returns false when the run must stop (the job was
+    /// cancelled or lost): the engine then ends with [`Error::Cancelled`].
+    async fn type_done(
+        &mut self,
+        entity_type: &str,
+        totals: &DetectionResult,
+        types_done: u32,
+    ) -> bool;
+}
+
+/// Nothing finished before, nothing recorded: [`Detector::run`].
+struct Fresh;
+
+#[async_trait::async_trait]
+impl Resume for Fresh {
+    fn is_done(&self, _: &str) -> bool {
+        false
+    }
+    fn totals(&self) -> DetectionResult {
+        DetectionResult::default()
+    }
+    async fn type_done(&mut self, _: &str, _: &DetectionResult, _: u32) -> bool {
+        true
+    }
+}
+
 /// The detection engine. Independent of any job runtime: give it a job id,
 /// the job's parameters, a progress sink and a cancellation token.
 ///
@@ -137,6 +179,22 @@ impl Detector {
         progress: &mut dyn ProgressSink<DetectionProgress>,
         cancel: &CancellationToken,
     ) -> Result<DetectionResult> {
+        self.run_resumable(job_id, params, progress, cancel, &mut Fresh)
+            .await
+    }
+
+    /// Runs detection for one job, skipping the entity types `resume` says
+    /// an earlier attempt finished (no model call, no annotation written
+    /// for them) and telling it after each type this attempt finishes. The
+    /// result counts every type, the skipped ones by `resume`'s totals.
+    pub async fn run_resumable(
+        &self,
+        job_id: &JobId,
+        params: &DetectionParams,
+        progress: &mut dyn ProgressSink<DetectionProgress>,
+        cancel: &CancellationToken,
+        resume: &mut dyn Resume,
+    ) -> Result<DetectionResult> {
         let resource_id = ResourceId::parse(params.resource_id.trim())?;
         let mut types: Vec<String> = Vec::new();
         for t in &params.entity_types {
@@ -159,12 +217,14 @@ impl Detector {
         }
         let resource = self.resources.get(&resource_id).await?;
         let text: Arc<str> = Arc::from(resource.text.as_str());
+        let before = resume.totals();
+        let done_before = types.iter().filter(|t| resume.is_done(t)).count() as u32;
         let mut state = DetectionProgress {
             total_entity_types: types.len() as u32,
-            processed_entity_types: 0,
-            current_entity_type: types.first().cloned(),
-            entities_found: 0,
-            entities_emitted: 0,
+            processed_entity_types: done_before,
+            current_entity_type: types.iter().find(|t| !resume.is_done(t)).cloned(),
+            entities_found: before.total_found,
+            entities_emitted: before.total_emitted,
         };
         progress.report(state.clone()).await;
 
@@ -185,8 +245,11 @@ impl Detector {
             Backend::Model(_) => None,
         };
         let index = TextIndex::new(&text);
-        let mut errors = 0u64;
+        let mut errors = before.errors;
         for entity_type in &types {
+            if resume.is_done(entity_type) {
+                continue;
+            }
             if cancel.is_cancelled() {
                 return Err(cancelled());
             }
@@ -228,6 +291,17 @@ impl Detector {
             }
             state.processed_entity_types += 1;
             progress.report(state.clone()).await;
+            let totals = DetectionResult {
+                total_found: state.entities_found,
+                total_emitted: state.entities_emitted,
+                errors,
+            };
+            if !resume
+                .type_done(entity_type, &totals, state.processed_entity_types)
+                .await
+            {
+                return Err(cancelled());
+            }
         }
         state.current_entity_type = None;
         progress.report(state.clone()).await;

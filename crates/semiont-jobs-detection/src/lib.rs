@@ -53,7 +53,7 @@ mod recognizer;
 mod tokens;
 mod worker;
 
-pub use detector::{Backend, Detector, ModelOptions};
+pub use detector::{Backend, Detector, ModelOptions, Resume};
 pub use error::{Error, Result};
 pub use recognizer::{BuiltinType, Mention, Recognizer};
 pub use worker::DetectionWorker;

@@ -4,7 +4,9 @@
 
 use async_trait::async_trait;
 use semiont_jobs_content::ProgressSink;
-use semiont_jobs_model::{DetectionProgress, Job, JobType};
+use semiont_jobs_model::{
+    Checkpoint, DetectionProgress, DetectionResult, Job, JobType, UnitCursor,
+};
 use semiont_jobs_store::TypeFilter;
 use semiont_jobs_worker::{JobContext, JobError, JobWorker};
 use serde_json::Value;
@@ -32,6 +34,54 @@ impl ProgressSink<DetectionProgress> for ContextSink<'_> {
         // A failed write means the job was cancelled or lost; the engine
         // learns that from the cancellation token.
         let _ = self.0.update_progress(progress).await;
+    }
+}
+
+/// The unit whose cursor carries the running totals of the finished
+/// entity types (a completed unit's cursor is dropped, so the totals live
+/// in a unit that never completes): `next` is the number of types
+/// finished, `found`/`emitted`/`errors` their sums.
+pub const TOTALS_UNIT: &str = "#totals";
+
+/// Resumes from the job's checkpoints: one completed unit per finished
+/// entity type, the totals in [`TOTALS_UNIT`]'s cursor.
+pub(crate) struct ContextResume<'a>(pub(crate) &'a JobContext);
+
+#[async_trait]
+impl crate::Resume for ContextResume<'_> {
+    fn is_done(&self, entity_type: &str) -> bool {
+        self.0.is_completed(entity_type)
+    }
+
+    fn totals(&self) -> DetectionResult {
+        match self.0.cursor(TOTALS_UNIT) {
+            Some(c) => DetectionResult {
+                total_found: c.found,
+                total_emitted: c.emitted,
+                errors: c.errors,
+            },
+            None => DetectionResult::default(),
+        }
+    }
+
+    async fn type_done(
+        &mut self,
+        entity_type: &str,
+        totals: &DetectionResult,
+        types_done: u32,
+    ) -> bool {
+        let mut cursor = UnitCursor::at(u64::from(types_done), 0);
+        cursor.found = totals.total_found;
+        cursor.emitted = totals.total_emitted;
+        cursor.errors = totals.errors;
+        let checkpoint = Checkpoint::cursor(TOTALS_UNIT, cursor).with_done(entity_type);
+        match self.0.checkpoint(checkpoint).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(job_id = %self.0.job_id(), entity_type, error = %e, "cannot checkpoint a finished entity type; stopping");
+                false
+            }
+        }
     }
 }
 
@@ -64,9 +114,16 @@ impl JobWorker for DetectionWorker {
             .detection_params()
             .map_err(|e| JobError::permanent(e.to_string()).with_code("INVALID_PARAMS"))?;
         let mut sink = ContextSink(ctx);
+        let mut resume = ContextResume(ctx);
         let result = self
             .detector
-            .run(&job.id, &params, &mut sink, ctx.cancellation_token())
+            .run_resumable(
+                &job.id,
+                &params,
+                &mut sink,
+                ctx.cancellation_token(),
+                &mut resume,
+            )
             .await
             .map_err(|e| job_error(&e))?;
         Ok(Some(serde_json::to_value(result)?))

@@ -63,4 +63,15 @@ pub enum Error {
     /// A job document is not valid job JSON.
     #[error("invalid job document: {0}")]
     InvalidJob(String),
+    /// A checkpoint names a unit badly or records too many units.
+    #[error("invalid checkpoint: {0}")]
+    InvalidCheckpoint(String),
+    /// A unique key is empty, too long or has control characters.
+    #[error("invalid unique key {key:?}: {reason}")]
+    InvalidUniqueKey {
+        /// The rejected key (possibly truncated for display).
+        key: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
 }

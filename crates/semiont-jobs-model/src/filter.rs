@@ -132,6 +132,14 @@ pub struct QueueStats {
     /// database, whose rows are typed, reports 0.
     #[serde(default)]
     pub unreadable: u64,
+    /// In the counts of one job type (a store's `type_stats`): claims of
+    /// this type are paused. Always false in whole-queue counts.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl QueueStats {

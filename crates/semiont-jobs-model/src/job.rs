@@ -1,13 +1,15 @@
 //! The job document: its fields, its type, its typed parameters, and how a
 //! new job is described before it is enqueued.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::{Error, JobId, JobStatus, Result, Timestamp};
+use crate::{merge_checkpoint, Checkpoint, Error, JobId, JobStatus, Result, Timestamp, UnitCursor};
 
 /// `maxRetries` when neither the job nor the queue says otherwise (the seed's default).
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
@@ -20,6 +22,8 @@ pub const MAX_PARAMS_BYTES: usize = 1 << 20;
 /// `serde_json` refuses to read documents nested deeper than 128 levels: a
 /// job accepted with deeper values could be written but never read back.
 pub const MAX_JSON_DEPTH: usize = 64;
+/// Longest accepted unique key, in bytes.
+pub const MAX_UNIQUE_KEY_LEN: usize = 200;
 const MAX_TYPE_LEN: usize = 64;
 const MAX_USER_ID_LEN: usize = 256;
 
@@ -43,6 +47,10 @@ pub const RESERVED_FIELDS: &[&str] = &[
     "priority",
     "workerId",
     "leaseExpiresAt",
+    "completedUnits",
+    "unitCursors",
+    "uniqueKey",
+    "uniqueAfterFinishMs",
 ];
 
 /// What kind of work a job is. Serialized as a plain string.
@@ -257,6 +265,37 @@ impl JobParams {
     }
 }
 
+/// How long a job's unique key keeps other jobs with the same key from
+/// being created.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UniqueScope {
+    /// While the job is pending or running (the default).
+    #[default]
+    Active,
+    /// While the job is pending or running, and for this long after it
+    /// finished (complete, failed or cancelled), counted from its
+    /// `completedAt`.
+    ActiveAndAfterFinish(Duration),
+}
+
+/// Defaults a queue fills into a [`NewJob`] that does not set its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobDefaults {
+    /// Retry budget.
+    pub max_retries: u32,
+    /// Claim priority.
+    pub priority: i16,
+}
+
+impl Default for JobDefaults {
+    fn default() -> Self {
+        JobDefaults {
+            max_retries: DEFAULT_MAX_RETRIES,
+            priority: 0,
+        }
+    }
+}
+
 /// A job the caller wants enqueued: its parameters plus per-job options.
 /// The queue turns it into a [`Job`] with an id and a creation time.
 #[derive(Clone, Debug, PartialEq)]
@@ -265,12 +304,18 @@ pub struct NewJob {
     pub params: JobParams,
     /// Who asked for it.
     pub user_id: String,
-    /// Per-job retry budget; the queue's default when `None`.
+    /// Per-job retry budget; the queue's (or its type's) default when `None`.
     pub max_retries: Option<u32>,
     /// Do not start before this time.
     pub run_at: Option<Timestamp>,
-    /// Higher runs first among due jobs; FIFO within a priority.
-    pub priority: i16,
+    /// Higher runs first among due jobs; FIFO within a priority. The
+    /// queue's (or its type's) default, 0 unless configured, when `None`.
+    pub priority: Option<i16>,
+    /// While another job holds this key (see [`UniqueScope`]), creating
+    /// this job returns that job instead.
+    pub unique_key: Option<String>,
+    /// How long the key stays taken.
+    pub unique_scope: UniqueScope,
 }
 
 impl NewJob {
@@ -281,7 +326,9 @@ impl NewJob {
             user_id: user_id.into(),
             max_retries: None,
             run_at: None,
-            priority: 0,
+            priority: None,
+            unique_key: None,
+            unique_scope: UniqueScope::Active,
         }
     }
 
@@ -340,18 +387,60 @@ impl NewJob {
 
     /// Sets the priority (higher first; default 0).
     pub fn priority(mut self, p: i16) -> Self {
-        self.priority = p;
+        self.priority = Some(p);
         self
     }
 
-    /// Validates and builds the pending job document.
+    /// Makes the job unique by `key` while it is pending or running: while
+    /// another job holds the key, creating this one returns that job.
+    pub fn unique_key(mut self, key: impl Into<String>) -> Self {
+        self.unique_key = Some(key.into());
+        self
+    }
+
+    /// Keeps the unique key taken for `period` after the job finished too
+    /// (e.g. "at most one import of this file per hour").
+    pub fn unique_after_finish(mut self, period: Duration) -> Self {
+        self.unique_scope = UniqueScope::ActiveAndAfterFinish(period);
+        self
+    }
+
+    /// Validates and builds the pending job document, with the seed's
+    /// default priority 0 when the request sets none.
     pub fn into_job(self, id: JobId, created: Timestamp, default_max_retries: u32) -> Result<Job> {
+        self.into_job_with(
+            id,
+            created,
+            JobDefaults {
+                max_retries: default_max_retries,
+                priority: 0,
+            },
+        )
+    }
+
+    /// Validates and builds the pending job document, filling what the
+    /// request does not set from `defaults`.
+    pub fn into_job_with(
+        self,
+        id: JobId,
+        created: Timestamp,
+        defaults: JobDefaults,
+    ) -> Result<Job> {
         validate_user_id(&self.user_id)?;
         self.params.validate()?;
-        let max_retries = self.max_retries.unwrap_or(default_max_retries);
+        let max_retries = self.max_retries.unwrap_or(defaults.max_retries);
         if max_retries > MAX_MAX_RETRIES {
             return Err(Error::MaxRetriesOutOfRange(u64::from(max_retries)));
         }
+        if let Some(key) = &self.unique_key {
+            validate_unique_key(key)?;
+        }
+        let unique_after_finish_ms = match (&self.unique_key, self.unique_scope) {
+            (Some(_), UniqueScope::ActiveAndAfterFinish(d)) => {
+                Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            }
+            _ => None,
+        };
         Ok(Job {
             id,
             job_type: self.params.job_type(),
@@ -367,12 +456,37 @@ impl NewJob {
             result: None,
             attempt: 0,
             run_at: self.run_at,
-            priority: self.priority,
+            priority: self.priority.unwrap_or(defaults.priority),
             worker_id: None,
             lease_expires_at: None,
+            completed_units: Vec::new(),
+            unit_cursors: BTreeMap::new(),
+            unique_key: self.unique_key,
+            unique_after_finish_ms,
             params: self.params.to_map(),
         })
     }
+}
+
+/// Checks a unique key: 1 to [`MAX_UNIQUE_KEY_LEN`] bytes, not blank, no
+/// control characters.
+pub fn validate_unique_key(key: &str) -> Result<()> {
+    let reject = |reason| {
+        Err(Error::InvalidUniqueKey {
+            key: key.chars().take(64).collect(),
+            reason,
+        })
+    };
+    if key.trim().is_empty() {
+        return reject("empty");
+    }
+    if key.len() > MAX_UNIQUE_KEY_LEN {
+        return reject("longer than 200 bytes");
+    }
+    if key.chars().any(char::is_control) {
+        return reject("contains a control character");
+    }
+    Ok(())
 }
 
 fn validate_user_id(u: &str) -> Result<()> {
@@ -435,6 +549,16 @@ fn default_max_retries() -> u32 {
     DEFAULT_MAX_RETRIES
 }
 
+fn deserialize_unique_key<'de, D: Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    let key = Option::<String>::deserialize(d)?;
+    if let Some(k) = &key {
+        validate_unique_key(k).map_err(serde::de::Error::custom)?;
+    }
+    Ok(key)
+}
+
 /// A job as stored and exchanged: the seed's flat camelCase JSON document.
 ///
 /// The seed's fields come first. Fields this implementation adds are all
@@ -447,6 +571,10 @@ fn default_max_retries() -> u32 {
 /// | `priority` | higher is claimed first among due jobs (default 0) |
 /// | `workerId` | the worker holding a running job |
 /// | `leaseExpiresAt` | when a running job's lease lapses if its worker cannot be seen |
+/// | `completedUnits` | units of work finished by any attempt (sorted, see [`Checkpoint`]) |
+/// | `unitCursors` | unit → position inside it (`next`, `size`, `found`, `emitted`, `errors`) |
+/// | `uniqueKey` | no other job with this key is created while this one holds it |
+/// | `uniqueAfterFinishMs` | the key stays taken this long after the job finished |
 ///
 /// Type parameters (`resourceId`, `entityTypes`, ...) and any field this
 /// version does not know live in [`Job::params`] and are written back as
@@ -501,6 +629,24 @@ pub struct Job {
     /// Lease expiry of a running job, for owners whose liveness cannot be seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_expires_at: Option<Timestamp>,
+    /// Units of work finished by any attempt (checkpoints; sorted when
+    /// written by [`Job::apply_checkpoint`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub completed_units: Vec<String>,
+    /// Positions inside unfinished units (checkpoints).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unit_cursors: BTreeMap<String, UnitCursor>,
+    /// The job's unique key, if it has one.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "deserialize_unique_key"
+    )]
+    pub unique_key: Option<String>,
+    /// How long after finishing the job still holds its unique key, in
+    /// milliseconds (absent: only while pending or running).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unique_after_finish_ms: Option<u64>,
     /// Type parameters and unknown fields, written back at top level.
     #[serde(flatten)]
     pub params: Map<String, Value>,
@@ -573,6 +719,40 @@ impl Job {
         self.run_at.is_none_or(|t| t <= now)
     }
 
+    /// Merges a checkpoint into the job's `completedUnits` and
+    /// `unitCursors` ([`merge_checkpoint`]); returns whether anything
+    /// changed.
+    pub fn apply_checkpoint(&mut self, checkpoint: &Checkpoint) -> bool {
+        merge_checkpoint(
+            &mut self.completed_units,
+            &mut self.unit_cursors,
+            checkpoint,
+        )
+    }
+
+    /// Whether `unit` is among the completed units.
+    pub fn unit_completed(&self, unit: &str) -> bool {
+        self.completed_units.iter().any(|u| u == unit)
+    }
+
+    /// Whether the job holds its unique key at `now`: it has one, and it is
+    /// pending or running, or finished less than `uniqueAfterFinishMs` ago.
+    /// A job without a key holds none.
+    pub fn holds_unique_key(&self, now: Timestamp) -> bool {
+        if self.unique_key.is_none() {
+            return false;
+        }
+        if !self.status.is_finished() {
+            return true;
+        }
+        // A finished job without a completion time (written by hand or
+        // by another program) holds nothing.
+        match (self.unique_after_finish_ms, self.completed_at) {
+            (Some(ms), Some(done)) => now < done.add(Duration::from_millis(ms)),
+            _ => false,
+        }
+    }
+
     fn expect_type(&self, want: &JobType) -> Result<()> {
         if &self.job_type == want {
             Ok(())
@@ -630,6 +810,101 @@ mod tests {
         let back: Value = serde_json::from_slice(&job.to_json()).unwrap();
         assert_eq!(back["futureField"], json!({"nested": [1, 2, 3]}));
         assert_eq!(back["status"], "running");
+    }
+
+    #[test]
+    fn checkpoints_and_unique_keys_in_the_document() {
+        let mut job = sample();
+        job.unique_key = Some("doc-456:detect".into());
+        job.apply_checkpoint(&Checkpoint::unit_done("Person"));
+        job.apply_checkpoint(&Checkpoint::cursor("Organization", UnitCursor::at(2, 5)));
+        let v: Value = serde_json::from_slice(&job.to_json()).unwrap();
+        assert_eq!(v["completedUnits"], json!(["Person"]));
+        assert_eq!(
+            v["unitCursors"],
+            json!({"Organization": {"next": 2, "size": 5, "found": 0, "emitted": 0, "errors": 0}})
+        );
+        assert_eq!(v["uniqueKey"], "doc-456:detect");
+        assert_eq!(Job::from_json(&job.to_json()).unwrap(), job);
+        // Empty checkpoints leave no keys behind.
+        let plain: Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        for key in [
+            "completedUnits",
+            "unitCursors",
+            "uniqueKey",
+            "uniqueAfterFinishMs",
+        ] {
+            assert!(plain.get(key).is_none(), "{key}");
+        }
+        // A bad key in a document is rejected like any other bad field.
+        let mut bad = v.clone();
+        bad["uniqueKey"] = json!("");
+        assert!(Job::from_json(bad.to_string().as_bytes()).is_err());
+    }
+
+    #[test]
+    fn unique_key_holding_table() {
+        let t0 = Timestamp::parse("2026-01-01T00:00:00.000Z").unwrap();
+        let secs = |s: u64| t0.add(Duration::from_secs(s));
+        let job = |status: JobStatus, after_ms: Option<u64>, done: Option<u64>| {
+            let mut j = sample();
+            j.unique_key = Some("k".into());
+            j.status = status;
+            j.unique_after_finish_ms = after_ms;
+            j.completed_at = done.map(secs);
+            j
+        };
+        use JobStatus::*;
+        let table = [
+            (job(Pending, None, None), 100, true),
+            (job(Running, None, None), 100, true),
+            (job(Complete, None, Some(10)), 11, false),
+            (job(Failed, None, Some(10)), 11, false),
+            (job(Cancelled, Some(60_000), Some(10)), 69, true),
+            (job(Cancelled, Some(60_000), Some(10)), 70, false),
+            (job(Complete, Some(60_000), None), 0, false),
+            (job(Pending, Some(60_000), None), 1_000_000, true),
+        ];
+        for (j, at, held) in table {
+            assert_eq!(j.holds_unique_key(secs(at)), held, "{:?} at {at}", j.status);
+        }
+        let mut keyless = sample();
+        keyless.unique_key = None;
+        assert!(!keyless.holds_unique_key(t0));
+    }
+
+    #[test]
+    fn new_job_defaults_and_unique_options() {
+        let id = JobId::parse("job-1").unwrap();
+        let t = Timestamp::parse("2026-01-01T00:00:00.000Z").unwrap();
+        let d = JobDefaults {
+            max_retries: 7,
+            priority: 4,
+        };
+        let j = NewJob::custom("t", "u", json!({}))
+            .unwrap()
+            .into_job_with(id.clone(), t, d)
+            .unwrap();
+        assert_eq!((j.max_retries, j.priority), (7, 4));
+        let j = NewJob::custom("t", "u", json!({}))
+            .unwrap()
+            .priority(-1)
+            .max_retries(0)
+            .unique_key("k1")
+            .unique_after_finish(Duration::from_secs(60))
+            .into_job_with(id.clone(), t, d)
+            .unwrap();
+        assert_eq!((j.max_retries, j.priority), (0, -1));
+        assert_eq!(j.unique_key.as_deref(), Some("k1"));
+        assert_eq!(j.unique_after_finish_ms, Some(60_000));
+        for bad in ["", "  ", "a\u{0}b", &"k".repeat(201)] {
+            let e = NewJob::custom("t", "u", json!({}))
+                .unwrap()
+                .unique_key(bad)
+                .into_job_with(id.clone(), t, d)
+                .unwrap_err();
+            assert!(matches!(e, Error::InvalidUniqueKey { .. }), "{bad:?}: {e}");
+        }
     }
 
     #[test]
@@ -752,6 +1027,9 @@ mod tests {
             error in proptest::option::of("[ -~]{0,20}"),
             progress in proptest::option::of(arb_value()),
             extra in prop::collection::btree_map("x[a-z]{1,6}", arb_value(), 0..4),
+            units in prop::collection::vec("[A-Za-z]{1,8}", 0..3),
+            cursors in prop::collection::btree_map("[A-Za-z]{1,8}", 0u64..100, 0..3),
+            unique in proptest::option::of("[a-z:0-9-]{1,20}"),
         ) -> Job {
             Job {
                 id: JobId::generate(),
@@ -771,6 +1049,10 @@ mod tests {
                 priority,
                 worker_id: Some("w1".into()),
                 lease_expires_at: None,
+                completed_units: units,
+                unit_cursors: cursors.into_iter().map(|(u, n)| (u, crate::UnitCursor::at(n, n + 1))).collect(),
+                unique_key: unique,
+                unique_after_finish_ms: None,
                 params: extra.into_iter().collect(),
             }
         }

@@ -11,6 +11,7 @@
 //! readable by the other, and fields this crate does not know survive a
 //! read-modify-write.
 
+mod checkpoint;
 mod error;
 mod filter;
 mod id;
@@ -20,12 +21,16 @@ mod retry;
 mod status;
 mod time;
 
+pub use checkpoint::{
+    merge_checkpoint, validate_unit, Checkpoint, UnitCursor, MAX_UNITS, MAX_UNIT_LEN,
+};
 pub use error::{Error, Result};
 pub use filter::{JobFilter, JobPage, QueueStats, TypeFilter, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 pub use id::{check_file_name_id, IdRejection, JobId, MAX_ID_LEN};
 pub use job::{
-    json_depth, DetectionParams, GenerationParams, Job, JobParams, JobType, NewJob,
-    DEFAULT_MAX_RETRIES, MAX_JSON_DEPTH, MAX_MAX_RETRIES, MAX_PARAMS_BYTES, RESERVED_FIELDS,
+    json_depth, validate_unique_key, DetectionParams, GenerationParams, Job, JobDefaults,
+    JobParams, JobType, NewJob, UniqueScope, DEFAULT_MAX_RETRIES, MAX_JSON_DEPTH, MAX_MAX_RETRIES,
+    MAX_PARAMS_BYTES, MAX_UNIQUE_KEY_LEN, RESERVED_FIELDS,
 };
 pub use progress::{
     validate_progress, DetectionProgress, DetectionResult, GenerationProgress, GenerationResult,

@@ -2,12 +2,13 @@
 //! `retention_period`) plus durability, retry policy and lease, and the
 //! builder that combines them with a store and a clock.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use semiont_jobs_model::{RetryPolicy, DEFAULT_MAX_RETRIES, MAX_MAX_RETRIES};
+use semiont_jobs_model::{JobDefaults, JobType, RetryPolicy, DEFAULT_MAX_RETRIES, MAX_MAX_RETRIES};
 use semiont_jobs_store::{Durability, JobStore};
 
 use crate::{Clock, Error, JobQueue, Result, SystemClock};
@@ -18,6 +19,74 @@ pub const DEFAULT_RETENTION_PERIOD: Duration = Duration::from_secs(24 * 60 * 60)
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// Default jobs directory, relative to the working directory.
 pub const DEFAULT_DATA_DIR: &str = "data/jobs";
+/// How long a job past its execution timeout may take to stop after its
+/// token fired, before the attempt is failed anyway (default).
+pub const DEFAULT_TIMEOUT_GRACE: Duration = Duration::from_secs(5);
+
+/// Settings of one job type, overriding the queue's own (`None`: the
+/// queue's).
+///
+/// ```
+/// use std::time::Duration;
+/// use semiont_jobs_queue::{JobQueueConfig, TypePolicy};
+///
+/// let mut config = JobQueueConfig::default();
+/// config.types.insert(
+///     "detection".parse().unwrap(),
+///     TypePolicy {
+///         max_retries: Some(5),
+///         priority: Some(10),
+///         timeout: Some(Duration::from_secs(600)),
+///         ..Default::default()
+///     },
+/// );
+/// config.validate().unwrap();
+/// let p = config.policy(&"detection".parse().unwrap());
+/// assert_eq!((p.max_retries, p.priority, p.timeout), (5, 10, Some(Duration::from_secs(600))));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TypePolicy {
+    /// Retry budget of new jobs of the type that set none.
+    pub max_retries: Option<u32>,
+    /// Claim priority of new jobs of the type that set none.
+    pub priority: Option<i16>,
+    /// Execution timeout of one attempt: at the deadline the worker runtime
+    /// fires the job's cancellation token, waits the grace period, and
+    /// fails the attempt as retryable with code `TIMEOUT` (`None`: no
+    /// timeout).
+    pub timeout: Option<Duration>,
+    /// How long a timed-out job may take to stop (default: the queue's
+    /// `timeout_grace`).
+    pub timeout_grace: Option<Duration>,
+    /// Back-off between automatic retries of the type.
+    pub retry_policy: Option<RetryPolicy>,
+}
+
+/// The settings that apply to one job type: its [`TypePolicy`] over the
+/// queue's defaults.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct EffectivePolicy {
+    /// Retry budget of new jobs that set none.
+    pub max_retries: u32,
+    /// Claim priority of new jobs that set none.
+    pub priority: i16,
+    /// Execution timeout of one attempt, if any.
+    pub timeout: Option<Duration>,
+    /// How long a timed-out job may take to stop.
+    pub timeout_grace: Duration,
+    /// Back-off between automatic retries.
+    pub retry_policy: RetryPolicy,
+}
+
+impl EffectivePolicy {
+    /// The defaults new jobs of the type get.
+    pub fn job_defaults(&self) -> JobDefaults {
+        JobDefaults {
+            max_retries: self.max_retries,
+            priority: self.priority,
+        }
+    }
+}
 
 /// The queue's settings: the seed's constructor options plus this
 /// implementation's own.
@@ -55,6 +124,12 @@ pub struct JobQueueConfig {
     /// whose process cannot be watched may go without a heartbeat before its
     /// job is presumed abandoned (default 30 s).
     pub lease: Duration,
+    /// How long a job past its execution timeout may take to stop before
+    /// its attempt is failed anyway (default 5 s; see [`TypePolicy`]).
+    pub timeout_grace: Duration,
+    /// Per-type settings: default retry budget and priority, execution
+    /// timeout, retry back-off.
+    pub types: BTreeMap<JobType, TypePolicy>,
 }
 
 impl Default for JobQueueConfig {
@@ -66,6 +141,8 @@ impl Default for JobQueueConfig {
             durability: Durability::default(),
             retry_policy: RetryPolicy::default(),
             lease: DEFAULT_LEASE,
+            timeout_grace: DEFAULT_TIMEOUT_GRACE,
+            types: BTreeMap::new(),
         }
     }
 }
@@ -90,21 +167,54 @@ impl JobQueueConfig {
         if self.lease.is_zero() {
             return Err(Error::InvalidConfig("lease must be longer than 0".into()));
         }
-        let p = &self.retry_policy;
-        if !(p.jitter.is_finite() && (0.0..=1.0).contains(&p.jitter)) {
-            return Err(Error::InvalidConfig(format!(
-                "retry jitter {} outside 0..=1",
-                p.jitter
-            )));
-        }
-        if p.base_delay > p.max_delay {
-            return Err(Error::InvalidConfig(format!(
-                "retry base delay {:?} is longer than the maximum delay {:?}",
-                p.base_delay, p.max_delay
-            )));
+        check_retry_policy("", &self.retry_policy)?;
+        for (t, p) in &self.types {
+            if let Some(n) = p.max_retries.filter(|n| *n > MAX_MAX_RETRIES) {
+                return Err(Error::InvalidConfig(format!(
+                    "type {t}: max retries {n} out of range (0..={MAX_MAX_RETRIES})"
+                )));
+            }
+            if p.timeout.is_some_and(|d| d.is_zero()) {
+                return Err(Error::InvalidConfig(format!(
+                    "type {t}: timeout must be longer than 0"
+                )));
+            }
+            if let Some(rp) = &p.retry_policy {
+                check_retry_policy(&format!("type {t}: "), rp)?;
+            }
         }
         Ok(())
     }
+
+    /// The settings that apply to jobs of `job_type`.
+    pub fn policy(&self, job_type: &JobType) -> EffectivePolicy {
+        let p = self.types.get(job_type);
+        EffectivePolicy {
+            max_retries: p.and_then(|p| p.max_retries).unwrap_or(self.max_retries),
+            priority: p.and_then(|p| p.priority).unwrap_or(0),
+            timeout: p.and_then(|p| p.timeout),
+            timeout_grace: p
+                .and_then(|p| p.timeout_grace)
+                .unwrap_or(self.timeout_grace),
+            retry_policy: p.and_then(|p| p.retry_policy).unwrap_or(self.retry_policy),
+        }
+    }
+}
+
+fn check_retry_policy(prefix: &str, p: &RetryPolicy) -> Result<()> {
+    if !(p.jitter.is_finite() && (0.0..=1.0).contains(&p.jitter)) {
+        return Err(Error::InvalidConfig(format!(
+            "{prefix}retry jitter {} outside 0..=1",
+            p.jitter
+        )));
+    }
+    if p.base_delay > p.max_delay {
+        return Err(Error::InvalidConfig(format!(
+            "{prefix}retry base delay {:?} is longer than the maximum delay {:?}",
+            p.base_delay, p.max_delay
+        )));
+    }
+    Ok(())
 }
 
 /// Builds a [`JobQueue`]: settings, the store, the clock.
@@ -194,6 +304,12 @@ impl JobQueueBuilder {
     /// Lease of claimed jobs.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.config.lease = lease;
+        self
+    }
+
+    /// Settings of one job type (replacing earlier ones for it).
+    pub fn type_policy(mut self, job_type: JobType, policy: TypePolicy) -> Self {
+        self.config.types.insert(job_type, policy);
         self
     }
 
@@ -303,6 +419,71 @@ mod tests {
         c.retry_policy.jitter = 0.5;
         c.retry_policy.base_delay = Duration::from_secs(7200);
         check(c, "base delay");
+        let typed = |p: TypePolicy| {
+            let mut c = JobQueueConfig::default();
+            c.types.insert(JobType::parse("detection").unwrap(), p);
+            c
+        };
+        check(
+            typed(TypePolicy {
+                max_retries: Some(500),
+                ..Default::default()
+            }),
+            "type detection: max retries 500",
+        );
+        check(
+            typed(TypePolicy {
+                timeout: Some(Duration::ZERO),
+                ..Default::default()
+            }),
+            "type detection: timeout",
+        );
+        check(
+            typed(TypePolicy {
+                retry_policy: Some(RetryPolicy {
+                    jitter: 2.0,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            "type detection: retry jitter 2",
+        );
+    }
+
+    #[test]
+    fn type_policies_override_the_queues_defaults() {
+        let mut c = JobQueueConfig {
+            max_retries: 2,
+            ..Default::default()
+        };
+        let det = JobType::parse("detection").unwrap();
+        let backoff = RetryPolicy {
+            base_delay: Duration::from_secs(10),
+            ..Default::default()
+        };
+        c.types.insert(
+            det.clone(),
+            TypePolicy {
+                priority: Some(-3),
+                timeout: Some(Duration::from_secs(60)),
+                timeout_grace: Some(Duration::from_secs(1)),
+                retry_policy: Some(backoff),
+                ..Default::default()
+            },
+        );
+        let p = c.policy(&det);
+        assert_eq!(p.max_retries, 2, "not overridden");
+        assert_eq!(p.priority, -3);
+        assert_eq!(p.timeout, Some(Duration::from_secs(60)));
+        assert_eq!(p.timeout_grace, Duration::from_secs(1));
+        assert_eq!(p.retry_policy, backoff);
+        let other = c.policy(&JobType::parse("noop").unwrap());
+        assert_eq!(
+            (other.max_retries, other.priority, other.timeout),
+            (2, 0, None)
+        );
+        assert_eq!(other.timeout_grace, DEFAULT_TIMEOUT_GRACE);
+        assert_eq!(other.retry_policy, RetryPolicy::default());
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub enum ErrorKind {
     /// decided. Retry after a back-off ([`Error::is_transient`] says whether
     /// the same call may succeed later as is).
     Unavailable,
+    /// Another job holds the unique key the operation would take (a retry
+    /// of a job whose key was taken meanwhile, a batch with a held key).
+    Duplicate,
 }
 
 /// An error of a [`JobQueue`](crate::JobQueue) operation.
@@ -103,6 +106,14 @@ pub enum Error {
     /// A queue setting is out of range, or a store is missing.
     #[error("invalid queue configuration: {0}")]
     InvalidConfig(String),
+    /// Another job holds the unique key the operation would take.
+    #[error("unique key {key:?} is held by job {holder}")]
+    UniqueKeyTaken {
+        /// The key.
+        key: String,
+        /// The job holding it.
+        holder: JobId,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(semiont_jobs_store::Error),
@@ -130,6 +141,8 @@ impl Error {
             | Error::InvalidResult { .. }
             | Error::InvalidWorkerId { .. }
             | Error::InvalidConfig(_) => ErrorKind::InvalidInput,
+            Error::UniqueKeyTaken { .. } => ErrorKind::Duplicate,
+            Error::Store(e) if e.unique_holder().is_some() => ErrorKind::Duplicate,
             Error::Store(e) if e.kind() == semiont_jobs_store::ErrorKind::Unavailable => {
                 ErrorKind::Unavailable
             }
@@ -141,6 +154,15 @@ impl Error {
     /// anything (a transient store failure: a lost connection, a timeout).
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Store(e) if e.is_transient())
+    }
+
+    /// The job holding the unique key, for a [`ErrorKind::Duplicate`].
+    pub fn unique_holder(&self) -> Option<&JobId> {
+        match self {
+            Error::UniqueKeyTaken { holder, .. } => Some(holder),
+            Error::Store(e) => e.unique_holder(),
+            _ => None,
+        }
     }
 
     /// Whether this is a [`ErrorKind::Conflict`]: the usual outcome of a lost race.
@@ -174,6 +196,7 @@ impl From<semiont_jobs_store::Error> for Error {
                 }
             }
             S::Invalid(model) => Error::InvalidInput(model),
+            S::UniqueKeyTaken { key, holder } => Error::UniqueKeyTaken { key, holder },
             other => Error::Store(other),
         }
     }

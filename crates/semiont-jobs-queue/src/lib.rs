@@ -271,10 +271,11 @@ mod types;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{
-    JobQueueBuilder, JobQueueConfig, DEFAULT_DATA_DIR, DEFAULT_LEASE, DEFAULT_RETENTION_PERIOD,
+    EffectivePolicy, JobQueueBuilder, JobQueueConfig, TypePolicy, DEFAULT_DATA_DIR, DEFAULT_LEASE,
+    DEFAULT_RETENTION_PERIOD, DEFAULT_TIMEOUT_GRACE,
 };
 pub use error::{Error, ErrorKind, Result};
 pub use events::{EventKind, EventStream, QueueEvent};
 pub use failure::{JobFailure, MAX_ERROR_LEN};
-pub use queue::JobQueue;
+pub use queue::{Enqueued, JobQueue};
 pub use types::IntoTypeFilter;

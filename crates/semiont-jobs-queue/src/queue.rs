@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use semiont_jobs_model::{
-    validate_progress, Job, JobFilter, JobId, JobPage, JobStatus, JobType, NewJob, QueueStats,
-    RetryPolicy, Timestamp, Transition, MAX_JSON_DEPTH, MAX_PARAMS_BYTES,
+    validate_progress, Checkpoint, Job, JobFilter, JobId, JobPage, JobStatus, JobType, NewJob,
+    QueueStats, RetryPolicy, Timestamp, Transition, MAX_JSON_DEPTH, MAX_PARAMS_BYTES,
 };
 use semiont_jobs_store::{
-    rules, ClaimRequest, Expect, Heartbeat, JobStore, LostJob, RecoveryReport, TypeFilter, Updated,
-    WorkerInfo, WorkerRecord,
+    rules, CheckpointRequest, ClaimRequest, Expect, Heartbeat, JobSelector, JobStore, LostJob,
+    RecoveryReport, TypeFilter, Updated, WorkerInfo, WorkerRecord,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -34,6 +34,19 @@ const LOCK_STRIPES: usize = 64;
 const CLEANUP_BATCH: usize = 1000;
 /// How often a cancel re-reads a job that moved under it before giving up.
 const CANCEL_ATTEMPTS: usize = 16;
+/// How often a create of a unique job retries when the job holding its key
+/// vanished before it could be read.
+const UNIQUE_ATTEMPTS: usize = 8;
+
+/// What [`JobQueue::enqueue`] did: the job, and whether it was created now
+/// or another job holding the same unique key was returned instead.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Enqueued {
+    /// The new job, or the job holding the request's unique key.
+    pub job: Job,
+    /// `true` when `job` was created by this call.
+    pub created: bool,
+}
 
 /// The job queue: create, inspect, update, claim, cancel and clean up jobs
 /// in any [`JobStore`].
@@ -296,21 +309,60 @@ impl JobQueue {
     }
 
     /// Enqueues one job and returns it: a fresh `job-…` id, `pending`,
-    /// `created` = now, the queue's `max_retries` unless the request sets its
-    /// own.
+    /// `created` = now, the retry budget and priority of its type's policy
+    /// (else the queue's `max_retries` and 0) unless the request sets its
+    /// own. A request with a unique key that another job holds returns that
+    /// job instead (see [`enqueue`](Self::enqueue), which says which
+    /// happened).
     ///
     /// Errors ([`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput),
     /// nothing written): empty user id or entity-type list, parameters over
-    /// 1 MiB or using reserved field names, `max_retries` above 100.
+    /// 1 MiB or using reserved field names, `max_retries` above 100, a bad
+    /// unique key.
     pub async fn create_job(&self, new: NewJob) -> Result<Job> {
+        Ok(self.enqueue(new).await?.job)
+    }
+
+    /// Like [`create_job`](Self::create_job), saying whether the job was
+    /// created: with a unique key that another job holds (pending or
+    /// running, or finished within its after-finish period), nothing is
+    /// created and that job is returned with `created: false`. Race-free
+    /// across processes: of many concurrent requests with one key, one
+    /// creates the job and the others get it.
+    pub async fn enqueue(&self, new: NewJob) -> Result<Enqueued> {
         let job_type = new.params.job_type();
         let span = tracing::debug_span!("job_queue", op = "create_job", job_type = %job_type);
         async {
             let now = self.now();
-            let job = new.into_job(JobId::generate_at(now), now, self.inner.config.max_retries)?;
-            self.inner.store.create(&job).await?;
-            info!(job_id = %job.id, job_type = %job.job_type, status = %job.status, "job created");
-            Ok(job)
+            let defaults = self.inner.config.policy(&job_type).job_defaults();
+            let job = new.into_job_with(JobId::generate_at(now), now, defaults)?;
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let err = match self.inner.store.create(&job).await {
+                    Ok(()) => {
+                        info!(job_id = %job.id, job_type = %job.job_type, status = %job.status, "job created");
+                        return Ok(Enqueued { job, created: true });
+                    }
+                    Err(e) => e,
+                };
+                let Some(holder) = err.unique_holder().cloned() else {
+                    return Err(err.into());
+                };
+                match self.inner.store.get(&holder).await {
+                    Ok(existing) => {
+                        info!(job_id = %existing.id, job_type = %existing.job_type, status = %existing.status, unique_key = ?job.unique_key, "job not created: its unique key is held");
+                        return Ok(Enqueued {
+                            job: existing,
+                            created: false,
+                        });
+                    }
+                    // The holder was deleted meanwhile: try again.
+                    Err(e) if e.kind() == semiont_jobs_store::ErrorKind::NotFound
+                        && tries < UNIQUE_ATTEMPTS => {}
+                    Err(_) => return Err(err.into()),
+                }
+            }
         }
         .instrument(span)
         .await
@@ -331,12 +383,13 @@ impl JobQueue {
         );
         async {
             let now = self.now();
-            let max_retries = self.inner.config.max_retries;
+            let config = &self.inner.config;
             let jobs = new
                 .into_iter()
                 .enumerate()
                 .map(|(index, n)| {
-                    n.into_job(JobId::generate_at(now), now, max_retries)
+                    let defaults = config.policy(&n.params.job_type()).job_defaults();
+                    n.into_job_with(JobId::generate_at(now), now, defaults)
                         .map_err(|source| Error::InvalidBatch { index, source })
                 })
                 .collect::<Result<Vec<Job>>>()?;
@@ -636,6 +689,7 @@ impl JobQueue {
             let delay = self
                 .inner
                 .config
+                .policy(&next.job_type)
                 .retry_policy
                 .delay(next.retry_count, self.inner.jitter.unit());
             next.status = JobStatus::Pending;
@@ -698,8 +752,11 @@ impl JobQueue {
 
     /// Manually retries a failed or cancelled job: back to pending, due at
     /// once, with a fresh retry budget (`retryCount` 0). The last error stays
-    /// in `error` until the job runs again. Other statuses are
-    /// [`ErrorKind::IllegalTransition`](crate::ErrorKind::IllegalTransition).
+    /// in `error` until the job runs again; its checkpoints stay, so the
+    /// next attempt resumes where the last one got. Other statuses are
+    /// [`ErrorKind::IllegalTransition`](crate::ErrorKind::IllegalTransition);
+    /// a job whose unique key another job holds now is
+    /// [`ErrorKind::Duplicate`](crate::ErrorKind::Duplicate).
     pub async fn retry_job(&self, id: impl AsRef<str>) -> Result<Job> {
         let id = parse_id(id.as_ref())?;
         let span = tracing::debug_span!("job_queue", op = "retry_job", job_id = %id);
@@ -721,14 +778,7 @@ impl JobQueue {
 
     async fn retry_locked(&self, job: Job) -> Result<Job> {
         let expect = exactly(&job);
-        let mut next = job;
-        next.status = JobStatus::Pending;
-        next.retry_count = 0;
-        next.run_at = None;
-        next.completed_at = None;
-        next.result = None;
-        next.worker_id = None;
-        next.lease_expires_at = None;
+        let next = rules::retried(job);
         self.transition(expect, &next).await?;
         info!(job_id = %next.id, job_type = %next.job_type, status = %next.status, "job resubmitted");
         Ok(next)
@@ -764,11 +814,7 @@ impl JobQueue {
                 });
             }
             let expect = exactly(&job);
-            let mut next = job.clone();
-            next.status = JobStatus::Cancelled;
-            next.completed_at = Some(self.now());
-            next.lease_expires_at = None;
-            next.run_at = None;
+            let next = rules::cancelled(job.clone(), self.now());
             match self.transition(expect, &next).await {
                 Ok(()) => {
                     info!(job_id = %next.id, job_type = %next.job_type, status = %next.status, from = %expect.status, attempt = next.attempt, "job cancelled");
@@ -781,6 +827,106 @@ impl JobQueue {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Records a checkpoint of a running job at `attempt` (see
+    /// [`Checkpoint`]): units it finished and cursors inside unfinished
+    /// ones are merged into the job's `completedUnits` / `unitCursors`, the
+    /// lease is renewed (a checkpoint counts as a heartbeat), and
+    /// `progress`, when given, is written in the same write. Never
+    /// throttled. Returns the job as written.
+    ///
+    /// Errors: a stale attempt or a job that is not running is a
+    /// [`ErrorKind::Conflict`](crate::ErrorKind::Conflict) and writes
+    /// nothing; a bad unit name or progress value
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput).
+    pub async fn checkpoint_job_at(
+        &self,
+        id: impl AsRef<str>,
+        attempt: u32,
+        checkpoint: &Checkpoint,
+        progress: Option<Value>,
+    ) -> Result<Job> {
+        let id = parse_id(id.as_ref())?;
+        let span = tracing::debug_span!("job_queue", op = "checkpoint_job", job_id = %id);
+        async {
+            checkpoint.validate()?;
+            let progress = progress.as_ref().map(progress_value).transpose()?;
+            let req = CheckpointRequest {
+                id: id.clone(),
+                attempt,
+                checkpoint: checkpoint.clone(),
+                progress,
+                now: self.now(),
+                lease: self.inner.config.lease,
+            };
+            // Serialized with this queue's progress writes of the job, which
+            // rewrite the whole document.
+            let _guard = self.lock(&id).await;
+            let job = self.inner.store.checkpoint(&req).await?;
+            debug!(job_id = %job.id, job_type = %job.job_type, attempt = job.attempt, completed_units = job.completed_units.len(), "job checkpoint");
+            Ok(job)
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Cancels every pending job matching `selector` (type, user) and
+    /// returns how many were cancelled; running jobs are left alone.
+    pub async fn cancel_pending_jobs(&self, selector: &JobSelector) -> Result<u64> {
+        let n = self
+            .inner
+            .store
+            .cancel_pending(selector, self.now())
+            .await?;
+        info!(count = n, job_type = ?selector.job_type.as_ref().map(JobType::as_str), user_id = ?selector.user_id, "pending jobs cancelled");
+        Ok(n)
+    }
+
+    /// Retries every failed job matching `selector` (type, user), as
+    /// [`retry_job`](Self::retry_job) does one, and returns how many were
+    /// retried (jobs whose unique key is held by another job stay failed).
+    pub async fn retry_failed_jobs(&self, selector: &JobSelector) -> Result<u64> {
+        let n = self.inner.store.retry_failed(selector).await?;
+        info!(count = n, job_type = ?selector.job_type.as_ref().map(JobType::as_str), user_id = ?selector.user_id, "failed jobs resubmitted");
+        Ok(n)
+    }
+
+    /// Pauses claims of `job_type` for every process sharing the store
+    /// (running jobs finish); returns whether it was running before.
+    pub async fn pause_type(&self, job_type: &JobType) -> Result<bool> {
+        let changed = self.inner.store.set_paused(job_type, true).await?;
+        info!(job_type = %job_type, changed, "job type paused");
+        Ok(changed)
+    }
+
+    /// Resumes claims of a paused `job_type`; returns whether it was paused.
+    pub async fn resume_type(&self, job_type: &JobType) -> Result<bool> {
+        let changed = self.inner.store.set_paused(job_type, false).await?;
+        info!(job_type = %job_type, changed, "job type resumed");
+        Ok(changed)
+    }
+
+    /// The paused job types.
+    pub async fn paused_types(&self) -> Result<std::collections::BTreeSet<JobType>> {
+        Ok(self.inner.store.paused_types().await?)
+    }
+
+    /// Runs [`cleanup_old_jobs`](Self::cleanup_old_jobs) if `holder` gets
+    /// the store's sweep lease for `ttl` (one sweep at a time across every
+    /// process sharing the store): `Some(deleted)` when it swept, `None`
+    /// when another holder's lease runs.
+    pub async fn sweep(&self, holder: &str, ttl: Duration) -> Result<Option<u64>> {
+        if !self
+            .inner
+            .store
+            .try_lock_sweep(holder, ttl, self.now())
+            .await?
+        {
+            debug!(holder, "retention sweep: another process holds the lease");
+            return Ok(None);
+        }
+        self.cleanup_old_jobs().await.map(Some)
     }
 
     /// Lists jobs matching `filter` (status, type, user; newest first;

@@ -633,9 +633,15 @@ impl Index {
         }
     }
 
-    /// The best claim candidate for `types` at `now`: due, highest priority,
-    /// then smallest id. Moves jobs whose `runAt` has passed to the ready sets.
-    pub fn best_candidate(&mut self, types: &TypeFilter, now: i64) -> Option<Key> {
+    /// The best claim candidate for `types` at `now`, `paused` types
+    /// excluded: due, highest priority, then smallest id. Moves jobs whose
+    /// `runAt` has passed to the ready sets.
+    pub fn best_candidate(
+        &mut self,
+        types: &TypeFilter,
+        now: i64,
+        paused: &std::collections::BTreeSet<semiont_jobs_model::JobType>,
+    ) -> Option<Key> {
         while let Some((at, _)) = self.delayed.first() {
             if *at > now {
                 break;
@@ -648,13 +654,19 @@ impl Index {
                     .insert((Reverse(meta.priority), key));
             }
         }
-        let tys: Vec<u32> = match types {
+        let mut tys: Vec<u32> = match types {
             TypeFilter::Any => (0..self.ready.len() as u32).collect(),
             TypeFilter::Only(list) => list
                 .iter()
                 .filter_map(|t| self.types.find(t.as_str()))
                 .collect(),
         };
+        if !paused.is_empty() {
+            tys.retain(|ty| {
+                let name = self.types.name(*ty);
+                !paused.iter().any(|p| p.as_str() == name)
+            });
+        }
         let mut best: Option<(Reverse<i16>, Key)> = None;
         for ty in tys {
             let Some(set) = self.ready.get(ty as usize) else {
@@ -895,15 +907,22 @@ mod tests {
             },
         );
         ix.upsert(&k[2], &facts(JobStatus::Running, "a", 0));
+        let none = std::collections::BTreeSet::new();
         let any = TypeFilter::Any;
         let only_a = TypeFilter::one(JobType::parse("a").unwrap());
-        assert_eq!(ix.best_candidate(&any, 50), Some(k[4].clone()));
-        assert_eq!(ix.best_candidate(&only_a, 50), Some(k[1].clone()));
-        assert_eq!(ix.best_candidate(&only_a, 100), Some(k[0].clone()));
+        assert_eq!(ix.best_candidate(&any, 50, &none), Some(k[4].clone()));
+        let b_paused = std::collections::BTreeSet::from([JobType::parse("b").unwrap()]);
+        assert_eq!(
+            ix.best_candidate(&any, 50, &b_paused),
+            Some(k[1].clone()),
+            "a paused type is skipped"
+        );
+        assert_eq!(ix.best_candidate(&only_a, 50, &none), Some(k[1].clone()));
+        assert_eq!(ix.best_candidate(&only_a, 100, &none), Some(k[0].clone()));
         // A clock that goes back does not see the promoted job as due.
-        assert_eq!(ix.best_candidate(&only_a, 99), Some(k[1].clone()));
+        assert_eq!(ix.best_candidate(&only_a, 99, &none), Some(k[1].clone()));
         ix.park(&k[1]);
-        assert_eq!(ix.best_candidate(&only_a, 99), Some(k[3].clone()));
+        assert_eq!(ix.best_candidate(&only_a, 99, &none), Some(k[3].clone()));
         assert_eq!(
             ix.counts()[JobStatus::Pending.index()],
             4,
@@ -911,14 +930,14 @@ mod tests {
         );
         ix.upsert(&k[1], &facts(JobStatus::Pending, "a", 0));
         assert_eq!(
-            ix.best_candidate(&only_a, 99),
+            ix.best_candidate(&only_a, 99, &none),
             Some(k[1].clone()),
             "an upsert un-parks"
         );
         ix.upsert(&k[1], &facts(JobStatus::Running, "a", 0));
-        assert_eq!(ix.best_candidate(&only_a, 99), Some(k[3].clone()));
+        assert_eq!(ix.best_candidate(&only_a, 99, &none), Some(k[3].clone()));
         assert_eq!(
-            ix.best_candidate(&TypeFilter::one(JobType::parse("zz").unwrap()), 99),
+            ix.best_candidate(&TypeFilter::one(JobType::parse("zz").unwrap()), 99, &none),
             None
         );
     }

@@ -76,6 +76,9 @@ pub(crate) struct Inner {
     pub layout: Layout,
     pub opts: FsOptions,
     pub stripes: Stripes,
+    /// Lock stripes of unique keys (`locks/unique-NN`), taken before job
+    /// locks.
+    pub key_stripes: Stripes,
     /// This instance's staging directory (`tmp/<instance>`), flocked.
     pub tmp: Dir,
     pub instance: String,
@@ -93,6 +96,8 @@ pub(crate) struct Inner {
     pub spares: Mutex<VecDeque<String>>,
     pub quarantined: AtomicU64,
     pub workers: Mutex<HashMap<String, Registered>>,
+    /// The paused types as last read from `paused.json`.
+    pub paused: Mutex<crate::control::PausedCache>,
 }
 
 impl Inner {

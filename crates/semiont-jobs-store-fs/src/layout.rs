@@ -23,6 +23,8 @@ pub(crate) const QUARANTINE: &str = "quarantine";
 pub(crate) const WORKERS: &str = "workers";
 /// Lock stripes and the recovery lock.
 pub(crate) const LOCKS: &str = "locks";
+/// One reservation file per unique key.
+pub(crate) const UNIQUE: &str = "unique";
 /// Number of per-job lock stripes.
 pub(crate) const STRIPES: usize = 64;
 /// The name of the lock file serializing recovery passes.
@@ -37,6 +39,7 @@ pub(crate) struct Layout {
     pub quarantine: Dir,
     pub workers: Dir,
     pub locks: Dir,
+    pub unique: Dir,
 }
 
 fn check_dir(path: &Path, info: &sys::FileInfo) -> Result<(), OpenError> {
@@ -124,6 +127,7 @@ impl Layout {
             quarantine: sub(QUARANTINE)?,
             workers: sub(WORKERS)?,
             locks: sub(LOCKS)?,
+            unique: sub(UNIQUE)?,
             root: root_dir,
         })
     }
@@ -171,11 +175,16 @@ pub(crate) fn flock_exclusive(file: &File) -> io::Result<()> {
 }
 
 impl Stripes {
-    /// Opens (creating) the stripe files in `locks`.
+    /// Opens (creating) the job lock stripes `stripe-NN` in `locks`.
     pub fn open(locks: &Dir) -> Result<Stripes, OpenError> {
+        Self::open_named(locks, "stripe")
+    }
+
+    /// Opens (creating) the lock stripes `<prefix>-NN` in `locks`.
+    pub fn open_named(locks: &Dir, prefix: &str) -> Result<Stripes, OpenError> {
         let mut stripes = Vec::with_capacity(STRIPES);
         for i in 0..STRIPES {
-            let name = format!("stripe-{i:02}");
+            let name = format!("{prefix}-{i:02}");
             let file = locks
                 .open_rw(&name, true)
                 .map_err(|e| OpenError::io("open", &locks.join(&name), e))?;
@@ -186,13 +195,37 @@ impl Stripes {
 
     /// Locks `key`'s stripe.
     pub fn lock(&self, key: &Key) -> io::Result<JobGuard<'_>> {
-        let (mutex, file) = &self.stripes[(key.stripe_hash() % STRIPES as u64) as usize];
+        self.lock_hash(key.stripe_hash())
+    }
+
+    /// Locks the stripe of a hash (stable across processes).
+    pub fn lock_hash(&self, hash: u64) -> io::Result<JobGuard<'_>> {
+        let (mutex, file) = &self.stripes[(hash % STRIPES as u64) as usize];
         let guard = mutex.lock().unwrap_or_else(|e| e.into_inner());
         flock_exclusive(file)?;
         Ok(JobGuard {
             _mutex: guard,
             file,
         })
+    }
+
+    /// Like [`Stripes::lock_hash`] without waiting: `None` when another
+    /// thread or process holds the stripe.
+    pub fn try_lock_hash(&self, hash: u64) -> io::Result<Option<JobGuard<'_>>> {
+        let (mutex, file) = &self.stripes[(hash % STRIPES as u64) as usize];
+        let guard = match mutex.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(None),
+        };
+        match file.try_lock() {
+            Ok(()) => Ok(Some(JobGuard {
+                _mutex: guard,
+                file,
+            })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
     }
 }
 

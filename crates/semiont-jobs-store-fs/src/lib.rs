@@ -40,6 +40,7 @@
 //! # Ok(()) }
 //! ```
 
+mod control;
 mod error;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
@@ -53,10 +54,11 @@ mod recovery;
 mod scan;
 mod snapshot;
 mod sys;
+mod unique;
 mod watch;
 mod workers;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64};
@@ -66,9 +68,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use semiont_jobs_model::{Job, JobFilter, JobId, JobPage, JobType, QueueStats, Timestamp};
 use semiont_jobs_store::{
-    Capabilities, ChangeStream, ClaimRequest, Error, Expect, FinishedJob, Heartbeat, JobStore,
-    LostJob, RecoveryReport, Result, TypeFilter, UpdateFn, Updated, WorkerInfo, WorkerRecord,
-    CHANGE_CHANNEL_CAPACITY,
+    Capabilities, ChangeStream, CheckpointRequest, ClaimRequest, Error, Expect, FinishedJob,
+    Heartbeat, JobSelector, JobStore, LostJob, RecoveryReport, Result, TypeFilter, UpdateFn,
+    Updated, WorkerInfo, WorkerRecord, CHANGE_CHANNEL_CAPACITY,
 };
 use tokio::sync::broadcast;
 
@@ -133,6 +135,7 @@ type Opened = (Inner, Option<(watch::Watcher, watch::Started)>, OpenReport);
 fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, OpenError> {
     let layout = Layout::open(&root)?;
     let stripes = Stripes::open(&layout.locks)?;
+    let key_stripes = Stripes::open_named(&layout.locks, "unique")?;
     let recovery_lock = layout
         .locks
         .open_rw(RECOVERY_LOCK, true)
@@ -167,6 +170,7 @@ fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, 
         layout,
         opts,
         stripes,
+        key_stripes,
         tmp,
         instance,
         _instance_lock: instance_lock,
@@ -180,6 +184,7 @@ fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, 
         spares: Mutex::new(std::collections::VecDeque::new()),
         quarantined: AtomicU64::new(0),
         workers: Mutex::new(HashMap::new()),
+        paused: Mutex::new(control::PausedCache::default()),
     };
     let watch = if inner.opts.watch {
         match watch::start(&inner) {
@@ -370,6 +375,11 @@ impl JobStore for FsStore {
         self.blocking(move |inner| inner.update_running(&job)).await
     }
 
+    async fn checkpoint(&self, req: &CheckpointRequest) -> Result<Job> {
+        let req = req.clone();
+        self.blocking(move |inner| inner.checkpoint(&req)).await
+    }
+
     async fn claim(&self, req: &ClaimRequest) -> Result<Option<Job>> {
         let req = req.clone();
         self.blocking(move |inner| inner.claim(&req)).await
@@ -391,7 +401,36 @@ impl JobStore for FsStore {
     }
 
     async fn type_stats(&self) -> Result<BTreeMap<JobType, QueueStats>> {
-        Ok(self.inner.type_stats())
+        self.blocking(|inner| inner.type_stats()).await
+    }
+
+    async fn set_paused(&self, job_type: &JobType, paused: bool) -> Result<bool> {
+        let job_type = job_type.clone();
+        self.blocking(move |inner| inner.set_paused(&job_type, paused))
+            .await
+    }
+
+    async fn paused_types(&self) -> Result<BTreeSet<JobType>> {
+        self.blocking(|inner| Ok(BTreeSet::clone(&*inner.paused()?)))
+            .await
+    }
+
+    async fn cancel_pending(&self, selector: &JobSelector, now: Timestamp) -> Result<u64> {
+        let selector = selector.clone();
+        self.blocking(move |inner| inner.cancel_pending(&selector, now))
+            .await
+    }
+
+    async fn retry_failed(&self, selector: &JobSelector) -> Result<u64> {
+        let selector = selector.clone();
+        self.blocking(move |inner| inner.retry_failed(&selector))
+            .await
+    }
+
+    async fn try_lock_sweep(&self, holder: &str, ttl: Duration, now: Timestamp) -> Result<bool> {
+        let holder = holder.to_owned();
+        self.blocking(move |inner| inner.try_lock_sweep(&holder, ttl, now))
+            .await
     }
 
     async fn finished_before(&self, before: Timestamp, limit: usize) -> Result<Vec<FinishedJob>> {

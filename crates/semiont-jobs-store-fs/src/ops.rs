@@ -6,8 +6,8 @@ use semiont_jobs_model::{
     Job, JobFilter, JobId, JobPage, JobStatus, QueueStats, Timestamp, Transition,
 };
 use semiont_jobs_store::{
-    rules, ChangeKind, ChangeOrigin, ClaimRequest, Error, Expect, FinishedJob, Result, TypeFilter,
-    UpdateFn, Updated,
+    rules, ChangeKind, ChangeOrigin, CheckpointRequest, ClaimRequest, Error, ErrorKind, Expect,
+    FinishedJob, JobSelector, Result, TypeFilter, UpdateFn, Updated,
 };
 
 use crate::error::io_err;
@@ -98,6 +98,17 @@ impl Inner {
         Ok(())
     }
 
+    /// Publishes a staged new job, first taking its unique key when it has
+    /// one (under the key's lock, held through the publish).
+    fn publish_new(&self, key: &Key, staged: &str, ino: u64, job: &Job, op: &str) -> Result<()> {
+        let Some((unique, at)) = rules::unique_key_claim(None, job) else {
+            return self.publish_created(key, staged, ino, job, op);
+        };
+        let _k = self.lock_key(unique)?;
+        self.take_key(unique, job, at)?;
+        self.publish_created(key, staged, ino, job, op)
+    }
+
     /// `JobStore::create`.
     pub fn create(&self, job: &Job) -> Result<()> {
         let key = Key::of(&job.id);
@@ -111,7 +122,7 @@ impl Inner {
             )
             .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
         step("create", "staged");
-        if let Err(e) = self.publish_created(&key, &staged, ino, job, "create") {
+        if let Err(e) = self.publish_new(&key, &staged, ino, job, "create") {
             let _ = self.tmp.unlink(&staged);
             return Err(e);
         }
@@ -152,7 +163,7 @@ impl Inner {
         let mut published = 0usize;
         for (i, (key, name, ino)) in staged.iter().enumerate() {
             let job = &jobs[i];
-            match self.publish_created(key, name, *ino, job, "batch") {
+            match self.publish_new(key, name, *ino, job, "batch") {
                 Ok(()) => {
                     touched[job.status.index()] = true;
                     published += 1;
@@ -215,19 +226,28 @@ impl Inner {
         self.get_key(&Key::of(id))
     }
 
-    /// `JobStore::transition`.
+    /// `JobStore::transition`. A retry of a job with a unique key takes
+    /// the key's lock first (before the job's) and the key with it.
     pub fn transition(&self, expect: Expect, job: &Job) -> Result<()> {
         rules::check_transition_request(expect, job)?;
         let key = Key::of(&job.id);
+        let claim = rules::unique_key_claim(Some(expect.status), job);
+        let _k = match claim {
+            Some((unique, _)) => Some(self.lock_key(unique)?),
+            None => None,
+        };
         let _g = self.lock(&key)?;
         let Some(found) = self.load_locked(&key, Some(expect.status))? else {
             self.ix().remove(&key);
             return Err(Error::NotFound { id: job.id.clone() });
         };
-        self.transition_loaded(&key, expect, job, found)
+        self.transition_loaded(&key, expect, job, found, claim)
     }
 
-    /// `JobStore::update_with`: one lock, one read.
+    /// `JobStore::update_with`: one lock, one read. A closure that makes a
+    /// keyed job take its key again (a retry) needs the key's lock, which
+    /// is only tried here (the job lock is held): when it is busy, the
+    /// update is a `Conflict`, for the caller to re-read and try again.
     pub fn update_with(&self, id: &JobId, f: UpdateFn) -> Result<Updated> {
         let key = Key::of(id);
         let hint = self.ix().status(&key);
@@ -241,16 +261,35 @@ impl Inner {
         };
         rules::check_same_id(id, &job)?;
         rules::check_transition_request(expect, &job)?;
-        self.transition_loaded(&key, expect, &job, found)?;
+        let claim = rules::unique_key_claim(Some(expect.status), &job);
+        let _k = match claim {
+            Some((unique, _)) => match self.try_lock_key(unique)? {
+                Some(g) => Some(g),
+                None => return Err(conflict(id, expect, Some((found.0, found.1.attempt)))),
+            },
+            None => None,
+        };
+        self.transition_loaded(&key, expect, &job, found, claim)?;
         Ok(Updated::Written(job))
     }
 
-    /// The rest of a transition once the job is loaded under its lock.
-    fn transition_loaded(&self, key: &Key, expect: Expect, job: &Job, found: Found) -> Result<()> {
+    /// The rest of a transition once the job is loaded under its lock (and
+    /// the key's lock is held when the move takes a unique key).
+    fn transition_loaded(
+        &self,
+        key: &Key,
+        expect: Expect,
+        job: &Job,
+        found: Found,
+        claim: Option<(&str, Option<Timestamp>)>,
+    ) -> Result<()> {
         let (status, current, info) = found;
         if !expect.holds(status, current.attempt) {
             self.ix().upsert(key, &Facts::of_job(&current, info.ino));
             return Err(conflict(&job.id, expect, Some((status, current.attempt))));
+        }
+        if let Some((unique, at)) = claim {
+            self.take_key(unique, job, at)?;
         }
         let ino = self.move_job(
             key,
@@ -285,11 +324,35 @@ impl Inner {
         Ok(())
     }
 
+    /// `JobStore::checkpoint`: under the job lock, fenced by the attempt,
+    /// an in-place rewrite like a progress update.
+    pub fn checkpoint(&self, req: &CheckpointRequest) -> Result<Job> {
+        let key = Key::of(&req.id);
+        let expect = Expect::running(req.attempt);
+        let _g = self.lock(&key)?;
+        let current = match self.load_locked(&key, Some(JobStatus::Running))? {
+            Some((status, cur, _)) if expect.holds(status, cur.attempt) => cur,
+            Some((status, cur, _)) => {
+                return Err(conflict(&req.id, expect, Some((status, cur.attempt))))
+            }
+            None => {
+                self.ix().remove(&key);
+                return Err(Error::NotFound { id: req.id.clone() });
+            }
+        };
+        let job = rules::checkpointed(current, req);
+        let ino = self.move_job(&key, JobStatus::Running, &job, Sync::Nothing, "checkpoint")?;
+        self.ix().upsert(&key, &Facts::of_job(&job, ino));
+        self.emit_local(&job, ChangeKind::Updated);
+        Ok(job)
+    }
+
     /// `JobStore::claim`.
     pub fn claim(&self, req: &ClaimRequest) -> Result<Option<Job>> {
         let now = req.now.as_millis();
+        let paused = self.paused()?;
         for _ in 0..CLAIM_ATTEMPTS {
-            let Some(key) = self.ix().best_candidate(&req.types, now) else {
+            let Some(key) = self.ix().best_candidate(&req.types, now, &paused) else {
                 return Ok(None);
             };
             let _g = self.lock(&key)?;
@@ -330,8 +393,9 @@ impl Inner {
 
     /// `JobStore::peek_next`.
     pub fn peek_next(&self, types: &TypeFilter, now: Timestamp) -> Result<Option<Job>> {
+        let paused = self.paused()?;
         for _ in 0..CLAIM_ATTEMPTS {
-            let Some(key) = self.ix().best_candidate(types, now.as_millis()) else {
+            let Some(key) = self.ix().best_candidate(types, now.as_millis(), &paused) else {
                 return Ok(None);
             };
             match self.get_key(&key) {
@@ -372,10 +436,12 @@ impl Inner {
         stats
     }
 
-    /// `JobStore::type_stats`.
+    /// `JobStore::type_stats`: the index's counts per type, and the paused
+    /// types.
     pub fn type_stats(
         &self,
-    ) -> std::collections::BTreeMap<semiont_jobs_model::JobType, QueueStats> {
+    ) -> Result<std::collections::BTreeMap<semiont_jobs_model::JobType, QueueStats>> {
+        let paused = self.paused()?;
         let ix = self.ix();
         let mut out = std::collections::BTreeMap::new();
         for (name, counts) in ix.type_counts() {
@@ -387,9 +453,62 @@ impl Inner {
             for status in JobStatus::ALL {
                 *stats.get_mut(status) = counts[status.index()];
             }
-            out.insert(ty, stats);
+            if stats.total() > 0 {
+                out.insert(ty, stats);
+            }
         }
-        out
+        drop(ix);
+        for t in paused.iter() {
+            out.entry(t.clone()).or_default().paused = true;
+        }
+        Ok(out)
+    }
+
+    /// The bulk operations: every job the index shows in `from` matching
+    /// `selector` (a snapshot, in id order), each moved by one conditional
+    /// transition; jobs that moved meanwhile, or whose unique key is held,
+    /// are left alone.
+    fn bulk(
+        &self,
+        selector: &JobSelector,
+        from: JobStatus,
+        next: impl Fn(Job) -> Job,
+    ) -> Result<u64> {
+        let mut filter = selector.filter(from);
+        filter.limit = usize::MAX;
+        let (mut keys, _) = self.ix().list(&filter);
+        keys.sort();
+        let mut moved = 0;
+        for key in keys {
+            let job = match self.get_key(&key) {
+                Ok(job) => job,
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::Corrupt) => continue,
+                Err(e) => return Err(e),
+            };
+            if job.status != from || !selector.matches(&job) {
+                continue;
+            }
+            let expect = Expect::exactly(&job);
+            match self.transition(expect, &next(job)) {
+                Ok(()) => moved += 1,
+                Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::NotFound) => {}
+                Err(e) if e.unique_holder().is_some() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(moved)
+    }
+
+    /// `JobStore::cancel_pending`.
+    pub fn cancel_pending(&self, selector: &JobSelector, now: Timestamp) -> Result<u64> {
+        self.bulk(selector, JobStatus::Pending, |job| {
+            rules::cancelled(job, now)
+        })
+    }
+
+    /// `JobStore::retry_failed`.
+    pub fn retry_failed(&self, selector: &JobSelector) -> Result<u64> {
+        self.bulk(selector, JobStatus::Failed, rules::retried)
     }
 
     /// `JobStore::finished_before`.
@@ -425,6 +544,11 @@ impl Inner {
         step("delete", "unlinked");
         self.sync_dir(status)?;
         self.ix().remove(&key);
+        drop(_g);
+        if let Some(unique) = &current.unique_key {
+            // After the job lock: key locks come first.
+            self.release_key(unique, id);
+        }
         self.emit(
             Some(id.clone()),
             ChangeKind::Deleted,

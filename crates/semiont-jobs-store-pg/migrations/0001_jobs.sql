@@ -47,7 +47,8 @@ CREATE INDEX jobs_claim ON {s}.jobs (priority DESC, id) WHERE status = 'pending'
 -- Running jobs per worker incarnation: heartbeats and recovery.
 CREATE INDEX jobs_running ON {s}.jobs (worker_inc) WHERE status = 'running';
 CREATE INDEX jobs_user ON {s}.jobs (user_id);
-CREATE INDEX jobs_unique_key ON {s}.jobs (unique_key) WHERE unique_key IS NOT NULL;
+-- A pending or running job holds its unique key: one holder per key.
+CREATE UNIQUE INDEX jobs_unique_key ON {s}.jobs (unique_key) WHERE unique_key IS NOT NULL;
 
 CREATE TABLE {s}.jobs_done (
     id               text     PRIMARY KEY,
@@ -66,7 +67,14 @@ CREATE TABLE {s}.jobs_done (
     worker_inc       bigint,
     lease_expires_at bigint,
     unique_key       text,
-    doc              json     NOT NULL
+    doc              json     NOT NULL,
+    -- A finished job holds its unique key until then (its completedAt plus
+    -- its uniqueAfterFinishMs), when it has both.
+    unique_until     bigint GENERATED ALWAYS AS (
+        CASE WHEN unique_key IS NULL OR completed_at IS NULL
+                  OR (doc ->> 'uniqueAfterFinishMs') IS NULL THEN NULL
+             ELSE least(completed_at::numeric + (doc ->> 'uniqueAfterFinishMs')::numeric,
+                        9223372036854775807)::bigint END) STORED
 );
 
 -- Retention: oldest finished first (a job without completedAt counts from
@@ -75,7 +83,18 @@ CREATE INDEX jobs_done_finished ON {s}.jobs_done ((coalesce(completed_at, create
 -- Listing: newest first, overall and per user.
 CREATE INDEX jobs_done_created ON {s}.jobs_done (created DESC, id DESC);
 CREATE INDEX jobs_done_user ON {s}.jobs_done (user_id, created DESC, id DESC);
-CREATE INDEX jobs_done_unique_key ON {s}.jobs_done (unique_key) WHERE unique_key IS NOT NULL;
+CREATE INDEX jobs_done_unique_key ON {s}.jobs_done (unique_key, unique_until)
+    WHERE unique_until IS NOT NULL;
+
+-- Paused job types: claims skip them, in every process.
+CREATE TABLE {s}.paused (job_type text PRIMARY KEY);
+
+-- Named leases (the retention sweep's): one holder until `until_ms`.
+CREATE TABLE {s}.locks (
+    name     text   PRIMARY KEY,
+    holder   text   NOT NULL,
+    until_ms bigint NOT NULL
+);
 
 -- Exact job counts per (type, status), maintained by the statement that
 -- changes a job, in the same transaction. Each connection adds to its own
@@ -131,6 +150,26 @@ BEGIN
     IF EXISTS (SELECT 1 FROM {s}.jobs WHERE id = job_id) THEN
         RAISE unique_violation USING MESSAGE = 'duplicate job id',
             DETAIL = format('Key (id)=(%s) already exists.', job_id);
+    END IF;
+    RETURN true;
+END $$;
+
+-- A job becoming pending (created, or retried) with a unique key: no other
+-- finished job may still hold the key at `at` (active holders are kept out
+-- by the unique index). Fresh snapshot, as above.
+CREATE FUNCTION {s}.key_free(job_id text, key text, at bigint) RETURNS boolean
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    holder text;
+BEGIN
+    IF key IS NULL THEN
+        RETURN true;
+    END IF;
+    SELECT id INTO holder FROM {s}.jobs_done
+        WHERE unique_key = key AND unique_until > at AND id <> job_id LIMIT 1;
+    IF FOUND THEN
+        RAISE unique_violation USING MESSAGE = 'unique key taken',
+            CONSTRAINT = 'unique_key_window', DETAIL = holder;
     END IF;
     RETURN true;
 END $$;

@@ -1,5 +1,5 @@
-//! Claims: one statement takes up to N due pending jobs in claim order
-//! (priority, then id) with `FOR UPDATE SKIP LOCKED`, makes them running
+//! Claims: one statement takes up to N due pending jobs of types that are
+//! not paused in claim order (priority, then id) with `FOR UPDATE SKIP LOCKED`, makes them running
 //! for the claimer's live incarnation and updates the counters. Due-ness
 //! and the lease are judged by the server's clock (or, in caller-clock
 //! mode, the claimer's `now`).
@@ -34,6 +34,7 @@ picked AS (
     WHERE j.status = 'pending'
       AND (j.run_at IS NULL OR j.run_at <= (SELECT now FROM t))
       AND ($2::text[] IS NULL OR j.job_type = ANY($2::text[]))
+      AND NOT EXISTS (SELECT 1 FROM {s}.paused p WHERE p.job_type = j.job_type)
     ORDER BY j.priority DESC, j.id
     LIMIT $6
     FOR UPDATE OF j SKIP LOCKED
@@ -41,7 +42,13 @@ picked AS (
 upd AS (
     UPDATE {s}.jobs j SET status = 'running', attempt = j.attempt + 1, started_at = t.now,
         completed_at = NULL, worker_id = $3::text, worker_inc = w.inc,
-        lease_expires_at = t.now + $4::bigint, run_at = NULL
+        lease_expires_at = t.now + $4::bigint, run_at = NULL,
+        -- A new attempt starts without progress (checkpoints are kept);
+        -- the other keys keep their order.
+        doc = CASE WHEN j.doc -> 'progress' IS NULL THEN j.doc
+                   ELSE coalesce((SELECT json_object_agg(e.key, e.value)
+                                  FROM json_each(j.doc) AS e WHERE e.key <> 'progress'),
+                                 '{}'::json) END
     FROM picked, t, w
     WHERE j.id = picked.id
     RETURNING {jcols}
@@ -53,6 +60,7 @@ SELECT * FROM upd";
 const PEEK: &str = "SELECT {cols} FROM {s}.jobs
     WHERE status = 'pending' AND (run_at IS NULL OR run_at <= {now})
       AND ($2::text[] IS NULL OR job_type = ANY($2::text[]))
+      AND NOT EXISTS (SELECT 1 FROM {s}.paused p WHERE p.job_type = jobs.job_type)
     ORDER BY priority DESC, id LIMIT 1";
 
 impl Sql {

@@ -18,7 +18,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::error::{corrupt, store_err};
 use crate::row::{job_from_row, placeholders, status_of, table_of, JobRow, COLS, WRITE_COLS};
-use crate::sql::{counts_cte, render};
+use crate::sql::{counts_cte, judged_now, render, SERVER_NOW};
 use crate::Inner;
 
 /// The rendered statements of this module.
@@ -35,6 +35,10 @@ pub(crate) struct Sql {
     finished_before: String,
     delete: String,
     delete_finished_before: String,
+    pause: String,
+    resume: String,
+    paused: String,
+    sweep_lock: String,
 }
 
 const CREATE: &str = "WITH new AS (
@@ -51,7 +55,9 @@ a AS (
     SELECT id, job_type, status, user_id, priority, attempt, retry_count, max_retries, created,
         started_at, completed_at, run_at, worker_id, NULL, lease_expires_at, unique_key, doc::json
     FROM new WHERE status IN ('pending', 'running')
-    RETURNING job_type, status, {s}.absent_from_done(id) AS ok
+    RETURNING job_type, status,
+        {s}.absent_from_done(id)
+        AND {s}.key_free(id, unique_key, CASE WHEN $17::boolean THEN {server_now} ELSE created END) AS ok
 ),
 d AS (
     INSERT INTO {s}.jobs_done (id, job_type, status, user_id, priority, attempt, retry_count,
@@ -70,6 +76,20 @@ const GET: &str = "SELECT {cols}, 'jobs' FROM {s}.jobs WHERE id = $1
 
 const LOOKUP: &str = "SELECT status, attempt, job_type FROM {s}.jobs WHERE id = $1
     UNION ALL SELECT status, attempt, job_type FROM {s}.jobs_done WHERE id = $1";
+
+/// Pauses or resumes a type; returns a row when the set changed.
+const PAUSE: &str =
+    "INSERT INTO {s}.paused (job_type) VALUES ($1) ON CONFLICT DO NOTHING RETURNING job_type";
+const RESUME: &str = "DELETE FROM {s}.paused WHERE job_type = $1 RETURNING job_type";
+const PAUSED: &str = "SELECT job_type FROM {s}.paused ORDER BY job_type";
+
+/// The retention sweep's lease: $1 holder, $2 ttl ms, $3 the caller's now
+/// (NULL: the server's).
+const SWEEP_LOCK: &str = "INSERT INTO {s}.locks AS l (name, holder, until_ms)
+    VALUES ('sweep', $1, {now} + $2::bigint)
+    ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until_ms = excluded.until_ms
+    WHERE l.until_ms < {now} OR l.holder = excluded.holder
+    RETURNING holder";
 
 /// The precondition of every change: $17 the expected status, $18 the
 /// expected attempt (NULL: any).
@@ -157,12 +177,19 @@ fn move_sql(from: &str, to: &str, fenced: bool) -> String {
             ),
             changed AS (
                 INSERT INTO {{s}}.{to} ({WRITE_COLS}, worker_inc)
-                SELECT {values}, {inc} FROM del
+                SELECT {values}, {inc} FROM del{key_check}
                 RETURNING job_type
             ),
             {counts}
             SELECT count(*) FROM changed",
-            values = placeholders(1)
+            values = placeholders(1),
+            // A retry makes the job hold its key again: no finished job may
+            // still hold it (active holders meet the unique index).
+            key_check = if to == "jobs" {
+                format!(" WHERE {{s}}.key_free($1::text, $15::text, {SERVER_NOW})")
+            } else {
+                String::new()
+            }
         )
     }
 }
@@ -185,7 +212,13 @@ impl Sql {
         );
         let del_counts = counts_cte("SELECT job_type, status, -1 FROM del");
         Sql {
-            create: r(&CREATE.replace("{counts}", &create_counts)),
+            create: r(&CREATE
+                .replace("{counts}", &create_counts)
+                .replace("{server_now}", SERVER_NOW)),
+            pause: r(PAUSE),
+            resume: r(RESUME),
+            paused: r(PAUSED),
+            sweep_lock: r(&SWEEP_LOCK.replace("{now}", &judged_now(3))),
             get: r(GET),
             lookup: r(LOOKUP),
             moves,
@@ -220,15 +253,74 @@ fn type_change(id: &JobId, stored: &str, job: &Job) -> Error {
 }
 
 impl Inner {
+    /// The unique-key error a unique violation stands for, naming the job
+    /// holding the key (looked up after the failed statement: the holder
+    /// has committed by then).
+    async fn key_taken(&self, e: &tokio_postgres::Error) -> Option<Error> {
+        let db = e.as_db_error()?;
+        if *db.code() != SqlState::UNIQUE_VIOLATION {
+            return None;
+        }
+        let conn = self.conn().await.ok()?;
+        let (key, holder): (String, String) = match db.constraint()? {
+            "unique_key_window" => {
+                let holder = db.detail()?.to_owned();
+                let row = conn
+                    .query_opt(
+                        &format!(
+                            "SELECT unique_key FROM {}.jobs_done WHERE id = $1",
+                            self.schema
+                        ),
+                        &[&holder],
+                    )
+                    .await
+                    .ok()??;
+                (row.get(0), holder)
+            }
+            "jobs_unique_key" => {
+                let key = db
+                    .detail()?
+                    .strip_prefix("Key (unique_key)=(")?
+                    .strip_suffix(") already exists.")?
+                    .to_owned();
+                let row = conn
+                    .query_opt(
+                        &format!("SELECT id FROM {}.jobs WHERE unique_key = $1", self.schema),
+                        &[&key],
+                    )
+                    .await
+                    .ok()??;
+                (key, row.get(0))
+            }
+            _ => return None,
+        };
+        Some(Error::UniqueKeyTaken {
+            key,
+            holder: JobId::parse(&holder).ok()?,
+        })
+    }
+
     /// Stores `jobs` in one statement: all or none.
     pub(crate) async fn insert_jobs(&self, jobs: &[Job]) -> Result<()> {
         if jobs.is_empty() {
             return Ok(());
         }
         let mut seen = HashSet::with_capacity(jobs.len());
+        let mut keys: std::collections::HashMap<&str, &JobId> = std::collections::HashMap::new();
         for job in jobs {
             if !seen.insert(&job.id) {
                 return Err(Error::AlreadyExists { id: job.id.clone() });
+            }
+            // Two jobs of one batch taking one key: the first holds it.
+            if let Some(key) = job.unique_key.as_deref() {
+                if !job.status.is_finished() {
+                    if let Some(first) = keys.insert(key, &job.id) {
+                        return Err(Error::UniqueKeyTaken {
+                            key: key.to_owned(),
+                            holder: first.clone(),
+                        });
+                    }
+                }
             }
         }
         let rows: Vec<JobRow> = jobs.iter().map(JobRow::of).collect::<Result<_>>()?;
@@ -250,8 +342,9 @@ impl Inner {
         let run_at = opt(|r| r.run_at);
         let leases = opt(|r| r.lease_expires_at);
         let workers: Vec<Option<&str>> = rows.iter().map(|r| r.worker_id.as_deref()).collect();
-        let keys: Vec<Option<&str>> = rows.iter().map(|r| r.unique_key.as_deref()).collect();
-        let params: [&(dyn ToSql + Sync); 16] = [
+        let unique_keys: Vec<Option<&str>> = rows.iter().map(|r| r.unique_key.as_deref()).collect();
+        let server = self.opts.clock == crate::PgClock::Server;
+        let params: [&(dyn ToSql + Sync); 17] = [
             &ids,
             &types,
             &statuses,
@@ -266,8 +359,9 @@ impl Inner {
             &run_at,
             &workers,
             &leases,
-            &keys,
+            &unique_keys,
             &docs,
+            &server,
         ];
         let conn = self.conn().await?;
         let stmt = conn
@@ -277,10 +371,14 @@ impl Inner {
         match conn.query_one(&stmt, &params).await {
             Ok(_) => {}
             Err(e) => {
+                drop(conn);
+                if let Some(taken) = self.key_taken(&e).await {
+                    return Err(taken);
+                }
                 return Err(match duplicate_id(&e).map(|id| JobId::parse(&id)) {
                     Some(Ok(id)) => Error::AlreadyExists { id },
                     _ => store_err(e),
-                })
+                });
             }
         }
         if let Some((last, rest)) = jobs.split_last() {
@@ -400,11 +498,16 @@ impl Inner {
         }
         let conn = self.conn().await?;
         let stmt = conn.prepare_cached(sql).await.map_err(store_err)?;
-        let n: i64 = conn
-            .query_one(&stmt, &params)
-            .await
-            .map_err(store_err)?
-            .get(0);
+        let n: i64 = match conn.query_one(&stmt, &params).await {
+            Ok(row) => row.get(0),
+            Err(e) => {
+                drop(conn);
+                return Err(match self.key_taken(&e).await {
+                    Some(taken) => taken,
+                    None => store_err(e),
+                });
+            }
+        };
         drop(conn);
         if n == 0 {
             return Err(self.explain_miss(expect, job).await);
@@ -606,7 +709,55 @@ impl Inner {
             };
             *out.entry(ty).or_default().get_mut(status) += n;
         }
+        for ty in self.paused_set().await? {
+            out.entry(ty).or_default().paused = true;
+        }
         Ok(out)
+    }
+
+    /// Pauses or resumes claims of `job_type`; whether the set changed.
+    pub(crate) async fn pause(&self, job_type: &JobType, paused: bool) -> Result<bool> {
+        let conn = self.conn().await?;
+        let sql = if paused {
+            &self.sql.jobs.pause
+        } else {
+            &self.sql.jobs.resume
+        };
+        let rows = conn
+            .query(sql, &[&job_type.as_str()])
+            .await
+            .map_err(store_err)?;
+        Ok(!rows.is_empty())
+    }
+
+    /// The paused types.
+    pub(crate) async fn paused_set(&self) -> Result<std::collections::BTreeSet<JobType>> {
+        let conn = self.conn().await?;
+        let rows = conn
+            .query(&self.sql.jobs.paused, &[])
+            .await
+            .map_err(store_err)?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| JobType::parse(&r.get::<_, String>(0)).ok())
+            .collect())
+    }
+
+    /// Takes the retention sweep's lease for `holder`.
+    pub(crate) async fn sweep_lock(
+        &self,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let conn = self.conn().await?;
+        let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
+        let now = self.caller_now(now);
+        let rows = conn
+            .query(&self.sql.jobs.sweep_lock, &[&holder, &ttl, &now])
+            .await
+            .map_err(store_err)?;
+        Ok(!rows.is_empty())
     }
 
     /// Finished jobs older than `before`, oldest first.

@@ -335,6 +335,23 @@ impl JobStore for PgStore {
         self.inner.delete_old(before, limit).await
     }
 
+    async fn set_paused(&self, job_type: &JobType, paused: bool) -> Result<bool> {
+        self.inner.pause(job_type, paused).await
+    }
+
+    async fn paused_types(&self) -> Result<std::collections::BTreeSet<JobType>> {
+        self.inner.paused_set().await
+    }
+
+    async fn try_lock_sweep(
+        &self,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> Result<bool> {
+        self.inner.sweep_lock(holder, ttl, now).await
+    }
+
     async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
         self.inner.register(worker).await
     }

@@ -41,13 +41,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use semiont_jobs_model::{
-    Job, JobFilter, JobId, JobStatus, JobType, NewJob, Timestamp, Transition,
+    Checkpoint, Job, JobFilter, JobId, JobStatus, JobType, NewJob, Timestamp, Transition,
+    UnitCursor,
 };
 use serde_json::json;
 
 use crate::{
-    Capabilities, ChangeKind, ChangeOrigin, ClaimRequest, ErrorKind, Expect, Heartbeat, JobStore,
-    JobStoreExt, Result, TypeFilter, Updated, WorkerInfo, CHANGE_CHANNEL_CAPACITY,
+    rules, Capabilities, ChangeKind, ChangeOrigin, CheckpointRequest, ClaimRequest, ErrorKind,
+    Expect, Heartbeat, JobSelector, JobStore, JobStoreExt, Result, TypeFilter, Updated, WorkerInfo,
+    CHANGE_CHANNEL_CAPACITY,
 };
 
 type PeerFuture = Pin<Box<dyn Future<Output = Arc<dyn JobStore>> + Send>>;
@@ -249,6 +251,34 @@ pub const CASES: &[(&str, &[Need])] = &[
         "opening_a_peer_respects_the_callers_leases",
         &[Need::Peers, Need::CallerClock],
     ),
+    (
+        "checkpoint_merges_and_renews_the_lease",
+        &[Need::CallerClock],
+    ),
+    ("checkpoint_is_fenced_by_attempt", &[]),
+    (
+        "checkpoints_survive_retry_recovery_and_failure",
+        &[Need::CallerClock],
+    ),
+    ("unique_key_is_held_while_pending_or_running", &[]),
+    ("unique_key_after_finish_period", &[Need::CallerClock]),
+    ("unique_key_in_batches", &[]),
+    ("retry_is_refused_while_another_job_holds_the_key", &[]),
+    ("unique_key_race_has_one_winner", &[]),
+    ("peers_race_for_a_unique_key", &[Need::Peers]),
+    ("paused_types_are_not_claimed", &[]),
+    ("pause_is_seen_by_peers", &[Need::Peers]),
+    ("pause_survives_reopen", &[Need::Peers, Need::Persistent]),
+    ("cancel_pending_by_selector", &[]),
+    ("retry_failed_by_selector", &[]),
+    (
+        "sweep_lock_has_one_holder_until_it_expires",
+        &[Need::CallerClock],
+    ),
+    (
+        "sweep_lock_is_shared_by_peers",
+        &[Need::Peers, Need::CallerClock],
+    ),
 ];
 
 /// Why `case` cannot run on `fixture`, or `None` when it runs.
@@ -363,6 +393,18 @@ macro_rules! conformance_tests {
                 workers_lists_live_and_stopped_workers,
                 concurrent_claimers_take_each_job_once,
                 concurrent_transitions_have_one_winner,
+                checkpoint_merges_and_renews_the_lease,
+                checkpoint_is_fenced_by_attempt,
+                checkpoints_survive_retry_recovery_and_failure,
+                unique_key_is_held_while_pending_or_running,
+                unique_key_after_finish_period,
+                unique_key_in_batches,
+                retry_is_refused_while_another_job_holds_the_key,
+                unique_key_race_has_one_winner,
+                paused_types_are_not_claimed,
+                cancel_pending_by_selector,
+                retry_failed_by_selector,
+                sweep_lock_has_one_holder_until_it_expires,
             ],
             fixture: [
                 peers_claim_each_job_once,
@@ -370,6 +412,10 @@ macro_rules! conformance_tests {
                 reopen_keeps_every_job,
                 dead_instance_worker_is_recovered_by_a_peer,
                 opening_a_peer_respects_the_callers_leases,
+                peers_race_for_a_unique_key,
+                pause_is_seen_by_peers,
+                pause_survives_reopen,
+                sweep_lock_is_shared_by_peers,
             ]
         );
     };
@@ -1890,4 +1936,568 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+// ---------------------------------------------------------------------------
+// Checkpoints, unique keys, paused types, bulk operations, the sweep lease.
+
+fn checkpoint_req(job: &Job, cp: Checkpoint, now: Timestamp) -> CheckpointRequest {
+    CheckpointRequest {
+        id: job.id.clone(),
+        attempt: job.attempt,
+        checkpoint: cp,
+        progress: None,
+        now,
+        lease: LEASE,
+    }
+}
+
+fn keyed(ty: &str, key: &str, created: Timestamp) -> Job {
+    let mut job = pending_for(ty, "u1", created);
+    job.unique_key = Some(key.to_owned());
+    job
+}
+
+fn taken_by(r: Result<()>) -> JobId {
+    match r {
+        Ok(()) => panic!("expected the unique key to be taken"),
+        Err(e) => {
+            assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+            e.unique_holder()
+                .unwrap_or_else(|| panic!("{e} names no holder"))
+                .clone()
+        }
+    }
+}
+
+/// A checkpoint merges units and cursors by the model's rules, renews the
+/// lease like a heartbeat, and returns the job as stored.
+pub async fn checkpoint_merges_and_renews_the_lease(store: Arc<dyn JobStore>) {
+    let running = create_claimed(&*store, "t").await;
+    let cp = Checkpoint::unit_done("a").with_done("c");
+    let mut cp = cp;
+    cp.cursors.insert("b".into(), UnitCursor::at(2, 9));
+    let mut req = checkpoint_req(&running, cp, at(10));
+    req.progress = Some(json!({"percentage": 40}));
+    let written = store.checkpoint(&req).await.unwrap();
+    assert_eq!(store.get(&running.id).await.unwrap(), written);
+    assert_eq!(written.completed_units, ["a", "c"]);
+    assert_eq!(written.unit_cursors["b"].next, 2);
+    assert_eq!(written.progress, Some(json!({"percentage": 40})));
+    assert_eq!(written.lease_expires_at, Some(at(10).add(LEASE)));
+    assert_eq!((written.status, written.attempt), (JobStatus::Running, 1));
+    // A cursor never moves back; completing its unit removes it.
+    let back = store
+        .checkpoint(&checkpoint_req(
+            &running,
+            Checkpoint::cursor("b", UnitCursor::at(1, 9)),
+            at(11),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(back.unit_cursors["b"].next, 2);
+    assert_eq!(back.progress, Some(json!({"percentage": 40})), "kept");
+    let done_b = store
+        .checkpoint(&checkpoint_req(
+            &running,
+            Checkpoint::unit_done("b"),
+            at(12),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(done_b.completed_units, ["a", "b", "c"]);
+    assert!(done_b.unit_cursors.is_empty());
+    assert_eq!(store.get(&running.id).await.unwrap(), done_b);
+}
+
+/// A checkpoint is fenced: refused with `Conflict` (nothing written) for a
+/// stale attempt or a job that is not running, `NotFound` for no job.
+pub async fn checkpoint_is_fenced_by_attempt(store: Arc<dyn JobStore>) {
+    let running = create_claimed(&*store, "t").await;
+    let mut stale = checkpoint_req(&running, Checkpoint::unit_done("x"), at(2));
+    stale.attempt = 7;
+    assert_eq!(kind(store.checkpoint(&stale).await), ErrorKind::Conflict);
+    assert_eq!(store.get(&running.id).await.unwrap(), running);
+    let cancelled = finished(running.clone(), JobStatus::Cancelled, at(3));
+    store
+        .transition(Expect::running(1), &cancelled)
+        .await
+        .unwrap();
+    let late = checkpoint_req(&running, Checkpoint::unit_done("x"), at(4));
+    assert_eq!(kind(store.checkpoint(&late).await), ErrorKind::Conflict);
+    assert_eq!(store.get(&running.id).await.unwrap(), cancelled);
+    let waiting = pending("t");
+    store.create(&waiting).await.unwrap();
+    let on_pending = checkpoint_req(&waiting, Checkpoint::unit_done("x"), at(4));
+    assert_eq!(
+        kind(store.checkpoint(&on_pending).await),
+        ErrorKind::Conflict
+    );
+    assert_eq!(store.get(&waiting.id).await.unwrap(), waiting);
+    let mut nobody = on_pending;
+    nobody.id = JobId::generate();
+    assert_eq!(kind(store.checkpoint(&nobody).await), ErrorKind::NotFound);
+}
+
+/// Checkpoints survive a requeue, a re-claim, recovery after the worker
+/// died, and a final failure; a new attempt starts with empty progress.
+pub async fn checkpoints_survive_retry_recovery_and_failure(store: Arc<dyn JobStore>) {
+    let mut job = pending("t");
+    job.max_retries = 1;
+    store.create(&job).await.unwrap();
+    let worker = WorkerInfo {
+        id: "mortal".into(),
+        lease: LEASE,
+    };
+    store.register_worker(&worker).await.unwrap();
+    let first = store
+        .claim(&claim_req(TypeFilter::Any, "mortal", at(1)))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut req = checkpoint_req(&first, Checkpoint::unit_done("a"), at(2));
+    req.progress = Some(json!({"percentage": 75}));
+    store.checkpoint(&req).await.unwrap();
+    // The worker dies: recovery puts the job back with its checkpoint.
+    store.unregister_worker("mortal").await.unwrap();
+    let report = store.recover(at(3)).await.unwrap();
+    assert_eq!(report.requeued, std::slice::from_ref(&job.id));
+    let requeued = store.get(&job.id).await.unwrap();
+    assert_eq!(requeued.completed_units, ["a"]);
+    // The next attempt starts clean but sees the checkpoint.
+    let second = claim(&*store, "w2").await.unwrap();
+    assert_eq!(second.attempt, 2);
+    assert_eq!(
+        second.progress, None,
+        "a new attempt starts with no progress"
+    );
+    assert_eq!(second.completed_units, ["a"]);
+    store
+        .checkpoint(&checkpoint_req(
+            &second,
+            Checkpoint::cursor("b", UnitCursor::at(3, 4)),
+            at(4),
+        ))
+        .await
+        .unwrap();
+    let mut failed = store.get(&job.id).await.unwrap();
+    failed.status = JobStatus::Failed;
+    failed.completed_at = Some(at(5));
+    store.transition(Expect::running(2), &failed).await.unwrap();
+    let end = store.get(&job.id).await.unwrap();
+    assert_eq!(end.completed_units, ["a"]);
+    assert_eq!(end.unit_cursors["b"].next, 3);
+    // A manual retry keeps them too, and its claim clears progress.
+    store
+        .transition(Expect::exactly(&end), &rules::retried(end.clone()))
+        .await
+        .unwrap();
+    let third = claim(&*store, "w3").await.unwrap();
+    assert_eq!(
+        (third.attempt, third.progress.as_ref()),
+        (3, None),
+        "{third:?}"
+    );
+    assert_eq!(third.completed_units, ["a"]);
+    assert_eq!(third.unit_cursors["b"].next, 3);
+}
+
+/// While a job holds its unique key (pending or running), creating another
+/// job with the key fails naming the holder, and stores nothing; once the
+/// holder finished, the key is free.
+pub async fn unique_key_is_held_while_pending_or_running(store: Arc<dyn JobStore>) {
+    let a = keyed("t", "doc-1", T0);
+    store.create(&a).await.unwrap();
+    let b = keyed("t", "doc-1", at(1));
+    assert_eq!(taken_by(store.create(&b).await), a.id);
+    assert_eq!(store.get_opt(&b.id).await.unwrap(), None);
+    // Another key, or no key, is not affected.
+    store.create(&keyed("t", "doc-2", at(1))).await.unwrap();
+    store.create(&pending("t")).await.unwrap();
+    let running = store
+        .claim(&claim_req(TypeFilter::Any, "w", at(2)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(running.id, a.id);
+    assert_eq!(taken_by(store.create(&b).await), a.id);
+    let done = finished(running, JobStatus::Complete, at(3));
+    store.transition(Expect::running(1), &done).await.unwrap();
+    store.create(&b).await.unwrap();
+    let c = keyed("t", "doc-1", at(4));
+    assert_eq!(taken_by(store.create(&c).await), b.id);
+}
+
+/// With `uniqueAfterFinishMs` the key stays taken that long after the
+/// holder finished (judged at the new job's `created`), and deleting the
+/// holder frees it.
+pub async fn unique_key_after_finish_period(store: Arc<dyn JobStore>) {
+    let mut a = keyed("t", "import", T0);
+    a.unique_after_finish_ms = Some(60_000);
+    store.create(&a).await.unwrap();
+    let cancelled = rules::cancelled(a.clone(), at(10));
+    store
+        .transition(Expect::exactly(&a), &cancelled)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken_by(store.create(&keyed("t", "import", at(69))).await),
+        a.id
+    );
+    store.create(&keyed("t", "import", at(71))).await.unwrap();
+    // Deleting a holder within its period frees the key.
+    let mut x = keyed("t", "other", T0);
+    x.unique_after_finish_ms = Some(3_600_000);
+    store.create(&x).await.unwrap();
+    store
+        .transition(Expect::exactly(&x), &rules::cancelled(x.clone(), at(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        taken_by(store.create(&keyed("t", "other", at(2))).await),
+        x.id
+    );
+    store
+        .delete(&x.id, Expect::status(JobStatus::Cancelled))
+        .await
+        .unwrap();
+    store.create(&keyed("t", "other", at(3))).await.unwrap();
+}
+
+/// A batch whose job would take a held key (held before, or by an earlier
+/// job of the same batch) fails naming the holder; the stored prefix is
+/// exact as for any batch error.
+pub async fn unique_key_in_batches(store: Arc<dyn JobStore>) {
+    let held = keyed("t", "k1", T0);
+    store.create(&held).await.unwrap();
+    let batch = vec![pending("t"), keyed("t", "k1", at(1)), pending("t")];
+    let err = store.create_batch(&batch).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(err.unique_holder(), Some(&held.id));
+    let stored = err.batch_stored().expect("a batch error");
+    assert!(stored <= 1, "{stored}");
+    assert_eq!(store.get_opt(&batch[1].id).await.unwrap(), None);
+    let twice = vec![keyed("t", "k2", at(1)), keyed("t", "k2", at(1))];
+    let err = store.create_batch(&twice).await.unwrap_err();
+    assert_eq!(err.unique_holder(), Some(&twice[0].id));
+    assert_eq!(store.get_opt(&twice[1].id).await.unwrap(), None);
+}
+
+/// A manual retry (failed → pending) of a keyed job is refused while
+/// another job holds the key actively, and allowed once it does not.
+pub async fn retry_is_refused_while_another_job_holds_the_key(store: Arc<dyn JobStore>) {
+    let a = keyed("t", "k", T0);
+    store.create(&a).await.unwrap();
+    let running = claim(&*store, "w").await.unwrap();
+    let failed = finished(running, JobStatus::Failed, at(2));
+    store.transition(Expect::running(1), &failed).await.unwrap();
+    let b = keyed("t", "k", at(3));
+    store.create(&b).await.unwrap();
+    let retry = rules::retried(failed.clone());
+    assert_eq!(
+        taken_by(store.transition(Expect::exactly(&failed), &retry).await),
+        b.id
+    );
+    assert_eq!(store.get(&a.id).await.unwrap(), failed, "nothing written");
+    store
+        .transition(Expect::exactly(&b), &rules::cancelled(b.clone(), at(4)))
+        .await
+        .unwrap();
+    store
+        .transition(Expect::exactly(&failed), &retry)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken_by(store.create(&keyed("t", "k", at(5))).await),
+        a.id,
+        "the retried job holds the key again"
+    );
+}
+
+/// Sixteen tasks create sixteen jobs with one unique key at once: exactly
+/// one is stored, the others name it.
+pub async fn unique_key_race_has_one_winner(store: Arc<dyn JobStore>) {
+    race_for_a_key(vec![Arc::clone(&store)], store).await;
+}
+
+async fn race_for_a_key(creators: Vec<Arc<dyn JobStore>>, reader: Arc<dyn JobStore>) {
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let store = Arc::clone(&creators[i % creators.len()]);
+        tasks.push(tokio::spawn(async move {
+            let job = keyed("t", "race", T0);
+            let r = store.create(&job).await;
+            (job.id, r)
+        }));
+    }
+    let mut winners = Vec::new();
+    let mut named = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (id, Ok(())) => winners.push(id),
+            (_, r) => named.push(taken_by(r)),
+        }
+    }
+    assert_eq!(winners.len(), 1, "one job for the key");
+    assert!(named.iter().all(|h| *h == winners[0]), "{named:?}");
+    wait_for(Duration::from_secs(20), || async {
+        let n = reader.stats().await.unwrap().pending;
+        (n == 1).then_some(())
+    })
+    .await;
+}
+
+/// Two instances over the same data race for one unique key: one job.
+pub async fn peers_race_for_a_unique_key(fixture: Fixture) {
+    let b = fixture.open_peer().await;
+    race_for_a_key(
+        vec![Arc::clone(&fixture.store), b],
+        Arc::clone(&fixture.store),
+    )
+    .await;
+}
+
+/// Claims (`claim`, `claim_batch`, `peek_next`) skip paused types; running
+/// jobs of the type are untouched; resuming makes them claimable again.
+/// `paused_types` and `type_stats` show the set.
+pub async fn paused_types_are_not_claimed(store: Arc<dyn JobStore>) {
+    let ta = JobType::parse("alpha").unwrap();
+    let a1 = pending("alpha");
+    store.create(&a1).await.unwrap();
+    let running_a = claim(&*store, "w").await.unwrap();
+    let a2 = pending("alpha");
+    let b = pending("beta");
+    store.create(&a2).await.unwrap();
+    store.create(&b).await.unwrap();
+    assert!(store.set_paused(&ta, true).await.unwrap());
+    assert!(!store.set_paused(&ta, true).await.unwrap(), "no change");
+    let idle = JobType::parse("idle").unwrap();
+    store.set_paused(&idle, true).await.unwrap();
+    assert_eq!(
+        store
+            .paused_types()
+            .await
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [ta.clone(), idle.clone()]
+    );
+    let stats = store.type_stats().await.unwrap();
+    assert!(
+        stats[&ta].paused && stats[&idle].paused && !stats[&JobType::parse("beta").unwrap()].paused
+    );
+    assert_eq!((stats[&ta].pending, stats[&ta].running), (1, 1));
+    assert_eq!(stats[&idle].total(), 0);
+    assert!(!store.stats().await.unwrap().paused);
+    let peeked = store.peek_next(&TypeFilter::Any, at(1)).await.unwrap();
+    assert_eq!(peeked.map(|j| j.id), Some(b.id.clone()));
+    let batch = store
+        .claim_batch(&claim_req(TypeFilter::Any, "w", at(1)), 10)
+        .await
+        .unwrap();
+    assert_eq!(batch.iter().map(|j| &j.id).collect::<Vec<_>>(), [&b.id]);
+    assert!(store
+        .claim(&claim_req(TypeFilter::one(ta.clone()), "w", at(1)))
+        .await
+        .unwrap()
+        .is_none());
+    // The running job of the paused type finishes normally.
+    let done = finished(running_a, JobStatus::Complete, at(2));
+    store.transition(Expect::running(1), &done).await.unwrap();
+    assert!(store.set_paused(&ta, false).await.unwrap());
+    assert!(!store.set_paused(&ta, false).await.unwrap());
+    assert_eq!(claim(&*store, "w").await.unwrap().id, a2.id);
+    assert_eq!(
+        store
+            .paused_types()
+            .await
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [idle]
+    );
+}
+
+/// A pause made through one instance holds for claims of another at once,
+/// and a resume through the other holds for the first.
+pub async fn pause_is_seen_by_peers(fixture: Fixture) {
+    let a = Arc::clone(&fixture.store);
+    let b = fixture.open_peer().await;
+    let t = JobType::parse("paused-across").unwrap();
+    let job = pending("paused-across");
+    a.create(&job).await.unwrap();
+    assert!(a.set_paused(&t, true).await.unwrap());
+    assert!(b.paused_types().await.unwrap().contains(&t));
+    // B's index learns of the job by its notifications; the pause holds
+    // from the start.
+    for _ in 0..20 {
+        assert!(b
+            .claim(&claim_req(TypeFilter::Any, "wb", at(1)))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(b
+            .peek_next(&TypeFilter::Any, at(1))
+            .await
+            .unwrap()
+            .is_none());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(b.set_paused(&t, false).await.unwrap());
+    let got = a
+        .claim(&claim_req(TypeFilter::Any, "wa", at(1)))
+        .await
+        .unwrap();
+    assert_eq!(got.map(|j| j.id), Some(job.id));
+}
+
+/// The paused set survives its instance.
+pub async fn pause_survives_reopen(fixture: Fixture) {
+    let (store, open_peer, _guard) = fixture.split();
+    let t = JobType::parse("kept-paused").unwrap();
+    store.set_paused(&t, true).await.unwrap();
+    store.create(&pending("kept-paused")).await.unwrap();
+    drop(store);
+    let reopened = open_peer().await;
+    assert!(reopened.paused_types().await.unwrap().contains(&t));
+    assert!(reopened
+        .claim(&claim_req(TypeFilter::Any, "w", at(1)))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+/// `cancel_pending` cancels exactly the pending jobs matching the selector
+/// and counts them; running and other jobs are untouched.
+pub async fn cancel_pending_by_selector(store: Arc<dyn JobStore>) {
+    let mut rx = store.subscribe();
+    let running = create_claimed(&*store, "alpha").await;
+    let mut mine = Vec::new();
+    for (ty, user) in [
+        ("alpha", "u1"),
+        ("alpha", "u2"),
+        ("beta", "u1"),
+        ("alpha", "u1"),
+    ] {
+        let job = pending_for(ty, user, T0);
+        store.create(&job).await.unwrap();
+        mine.push(job);
+    }
+    let sel = JobSelector {
+        job_type: Some(JobType::parse("alpha").unwrap()),
+        user_id: Some("u1".into()),
+    };
+    assert_eq!(store.cancel_pending(&sel, at(5)).await.unwrap(), 2);
+    for (i, job) in mine.iter().enumerate() {
+        let now = store.get(&job.id).await.unwrap();
+        let want = if i == 0 || i == 3 {
+            JobStatus::Cancelled
+        } else {
+            JobStatus::Pending
+        };
+        assert_eq!(now.status, want, "job {i}");
+        if want == JobStatus::Cancelled {
+            assert_eq!(now.completed_at, Some(at(5)));
+        }
+    }
+    assert_eq!(store.get(&running.id).await.unwrap(), running);
+    assert_eq!(
+        store
+            .cancel_pending(&JobSelector::default(), at(6))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .cancel_pending(&JobSelector::default(), at(7))
+            .await
+            .unwrap(),
+        0
+    );
+    let mut cancels = 0;
+    while let Ok(Some(change)) = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+        if change.kind == ChangeKind::Transition(Transition::CancelPending) {
+            cancels += 1;
+        }
+        if cancels == 4 {
+            break;
+        }
+    }
+    assert_eq!(cancels, 4, "each cancel is announced");
+}
+
+/// `retry_failed` retries the failed jobs matching the selector (pending,
+/// fresh budget, checkpoints kept) and counts them; a job whose unique key
+/// another job holds stays failed and is not counted.
+pub async fn retry_failed_by_selector(store: Arc<dyn JobStore>) {
+    let mut failed = Vec::new();
+    for (ty, key) in [("alpha", None), ("alpha", Some("k")), ("beta", None)] {
+        let mut job = pending(ty);
+        job.unique_key = key.map(str::to_owned);
+        job.retry_count = 3;
+        job.status = JobStatus::Failed;
+        job.attempt = 1;
+        job.completed_at = Some(at(1));
+        job.completed_units = vec!["u".into()];
+        store.create(&job).await.unwrap();
+        failed.push(job);
+    }
+    let holder = keyed("alpha", "k", at(2));
+    store.create(&holder).await.unwrap();
+    let alpha = JobSelector::of_type(JobType::parse("alpha").unwrap());
+    assert_eq!(store.retry_failed(&alpha).await.unwrap(), 1);
+    let retried = store.get(&failed[0].id).await.unwrap();
+    assert_eq!(
+        (retried.status, retried.retry_count),
+        (JobStatus::Pending, 0)
+    );
+    assert_eq!(retried.completed_units, ["u"]);
+    assert_eq!(
+        store.get(&failed[1].id).await.unwrap(),
+        failed[1],
+        "key held"
+    );
+    assert_eq!(store.get(&failed[2].id).await.unwrap(), failed[2], "beta");
+    assert_eq!(
+        store.retry_failed(&JobSelector::default()).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.get(&failed[2].id).await.unwrap().status,
+        JobStatus::Pending
+    );
+}
+
+/// The sweep lease: one holder at a time until it expires (judged by the
+/// caller's clock); its holder may renew it.
+pub async fn sweep_lock_has_one_holder_until_it_expires(store: Arc<dyn JobStore>) {
+    let ttl = Duration::from_secs(60);
+    assert!(store.try_lock_sweep("h1", ttl, at(0)).await.unwrap());
+    assert!(!store.try_lock_sweep("h2", ttl, at(30)).await.unwrap());
+    assert!(
+        store.try_lock_sweep("h1", ttl, at(30)).await.unwrap(),
+        "renew"
+    );
+    assert!(!store.try_lock_sweep("h2", ttl, at(89)).await.unwrap());
+    assert!(store.try_lock_sweep("h2", ttl, at(91)).await.unwrap());
+    assert!(!store.try_lock_sweep("h1", ttl, at(92)).await.unwrap());
+}
+
+/// The sweep lease is shared by every instance over the same data.
+pub async fn sweep_lock_is_shared_by_peers(fixture: Fixture) {
+    let b = fixture.open_peer().await;
+    let ttl = Duration::from_secs(60);
+    assert!(fixture
+        .store
+        .try_lock_sweep("pa", ttl, at(0))
+        .await
+        .unwrap());
+    assert!(!b.try_lock_sweep("pb", ttl, at(1)).await.unwrap());
+    assert!(b.try_lock_sweep("pb", ttl, at(61)).await.unwrap());
+    assert!(!fixture
+        .store
+        .try_lock_sweep("pa", ttl, at(62))
+        .await
+        .unwrap());
 }

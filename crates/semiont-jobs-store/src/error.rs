@@ -64,6 +64,15 @@ pub enum Error {
         /// The id.
         id: JobId,
     },
+    /// Another job holds the unique key the write would take (kind
+    /// [`ErrorKind::AlreadyExists`]).
+    #[error("unique key {key:?} is held by job {holder}")]
+    UniqueKeyTaken {
+        /// The key.
+        key: String,
+        /// The job holding it.
+        holder: JobId,
+    },
     /// The precondition of a conditional write failed.
     #[error("job {id} is {}, expected {expected}", describe(*actual))]
     Conflict {
@@ -150,7 +159,7 @@ impl Error {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Error::NotFound { .. } => ErrorKind::NotFound,
-            Error::AlreadyExists { .. } => ErrorKind::AlreadyExists,
+            Error::AlreadyExists { .. } | Error::UniqueKeyTaken { .. } => ErrorKind::AlreadyExists,
             Error::Conflict { .. } => ErrorKind::Conflict,
             Error::Invalid(_) => ErrorKind::InvalidInput,
             Error::Corrupt { .. } => ErrorKind::Corrupt,
@@ -193,6 +202,16 @@ impl Error {
     pub fn batch_stored(&self) -> Option<usize> {
         match self {
             Error::Batch { stored, .. } => Some(*stored),
+            _ => None,
+        }
+    }
+
+    /// For [`Error::UniqueKeyTaken`] (also inside [`Error::Batch`]): the
+    /// job holding the key.
+    pub fn unique_holder(&self) -> Option<&JobId> {
+        match self {
+            Error::UniqueKeyTaken { holder, .. } => Some(holder),
+            Error::Batch { source, .. } => source.unique_holder(),
             _ => None,
         }
     }

@@ -27,9 +27,9 @@ pub use memory::MemoryStore;
 /// claims use it.
 pub use semiont_jobs_model::TypeFilter;
 pub use store::{
-    Capabilities, ChangeKind, ChangeOrigin, ChangeStream, ClaimRequest, Durability, Expect,
-    FinishedJob, Heartbeat, JobChange, JobStore, JobStoreExt, LostJob, RecoveryReport, UpdateFn,
-    Updated, WorkerInfo, WorkerRecord,
+    Capabilities, ChangeKind, ChangeOrigin, ChangeStream, CheckpointRequest, ClaimRequest,
+    Durability, Expect, FinishedJob, Heartbeat, JobChange, JobSelector, JobStore, JobStoreExt,
+    LostJob, RecoveryReport, UpdateFn, Updated, WorkerInfo, WorkerRecord,
 };
 
 /// Capacity of the change-event channel a backend should use: a subscriber

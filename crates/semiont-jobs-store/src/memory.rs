@@ -1,7 +1,7 @@
 //! The in-memory backend: a reference implementation of the contract for
 //! tests, examples and single-process use where durability does not matter.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -13,9 +13,9 @@ use tokio::sync::broadcast;
 
 use crate::rules;
 use crate::{
-    Capabilities, ChangeKind, ChangeOrigin, ChangeStream, ClaimRequest, Error, Expect, FinishedJob,
-    Heartbeat, JobChange, JobStore, LostJob, RecoveryReport, Result, TypeFilter, WorkerInfo,
-    WorkerRecord, CHANGE_CHANNEL_CAPACITY,
+    Capabilities, ChangeKind, ChangeOrigin, ChangeStream, CheckpointRequest, ClaimRequest, Error,
+    Expect, FinishedJob, Heartbeat, JobChange, JobSelector, JobStore, LostJob, RecoveryReport,
+    Result, TypeFilter, WorkerInfo, WorkerRecord, CHANGE_CHANNEL_CAPACITY,
 };
 
 /// A [`JobStore`] that keeps jobs in memory: not persistent, not shared
@@ -33,6 +33,32 @@ pub struct MemoryStore {
 struct State {
     jobs: BTreeMap<JobId, Job>,
     workers: HashMap<String, Worker>,
+    /// Unique key → the job that took it last (the only job that can
+    /// hold it: every take goes through this map).
+    unique: HashMap<String, JobId>,
+    paused: BTreeSet<JobType>,
+    /// The retention-sweep lease: holder and expiry.
+    sweep: Option<(String, Timestamp)>,
+}
+
+impl State {
+    /// Checks that `job` may take its unique key by a write from `from`
+    /// (`None`: a create) judged at `now`; returns the key it takes.
+    fn check_key(
+        &self,
+        from: Option<JobStatus>,
+        job: &Job,
+        now: impl Fn(Timestamp) -> Timestamp,
+    ) -> Result<Option<String>> {
+        let Some((key, at)) = rules::unique_key_claim(from, job) else {
+            return Ok(None);
+        };
+        let holder = self.unique.get(key).and_then(|id| self.jobs.get(id));
+        match holder {
+            Some(h) if rules::blocks_key(h, job, at.map(now)) => Err(rules::key_taken(key, h)),
+            _ => Ok(Some(key.to_owned())),
+        }
+    }
 }
 
 /// A registered worker (kept after it unregisters, as dead).
@@ -100,7 +126,9 @@ impl MemoryStore {
         state
             .jobs
             .values()
-            .filter(|j| rules::claimable(j, types, now))
+            .filter(|j| {
+                rules::claimable(j, types, now) && rules::not_paused(&state.paused, &j.job_type)
+            })
             .min_by(|a, b| rules::claim_order_key(a).cmp(&rules::claim_order_key(b)))
     }
 }
@@ -120,21 +148,37 @@ impl JobStore for MemoryStore {
         if st.jobs.contains_key(&job.id) {
             return Err(Error::AlreadyExists { id: job.id.clone() });
         }
+        if let Some(key) = st.check_key(None, job, |t| self.judge(t))? {
+            st.unique.insert(key, job.id.clone());
+        }
         st.jobs.insert(job.id.clone(), job.clone());
         self.notify(job, ChangeKind::Created);
         drop(st);
         Ok(())
     }
 
-    /// All or nothing: a taken id (also one taken twice within the batch)
-    /// stores none of the batch.
+    /// All or nothing: a taken id or unique key (also one taken twice
+    /// within the batch) stores none of the batch.
     async fn create_batch(&self, jobs: &[Job]) -> Result<()> {
         let mut st = self.lock();
         let mut seen = std::collections::HashSet::new();
+        let mut keys: HashMap<String, &Job> = HashMap::new();
         for job in jobs {
             if st.jobs.contains_key(&job.id) || !seen.insert(&job.id) {
                 return Err(Error::batch(0, Error::AlreadyExists { id: job.id.clone() }));
             }
+            if let Some(key) = st
+                .check_key(None, job, |t| self.judge(t))
+                .map_err(|e| Error::batch(0, e))?
+            {
+                if let Some(earlier) = keys.get(&key) {
+                    return Err(Error::batch(0, rules::key_taken(&key, earlier)));
+                }
+                keys.insert(key, job);
+            }
+        }
+        for (key, job) in keys {
+            st.unique.insert(key, job.id.clone());
         }
         for job in jobs {
             st.jobs.insert(job.id.clone(), job.clone());
@@ -162,6 +206,9 @@ impl JobStore for MemoryStore {
         if !expect.holds(current.status, current.attempt) {
             return Err(conflict(&job.id, expect, Some(current)));
         }
+        if let Some(key) = st.check_key(Some(expect.status), job, |t| self.judge(t))? {
+            st.unique.insert(key, job.id.clone());
+        }
         st.jobs.insert(job.id.clone(), job.clone());
         if let Some(t) = Transition::between(expect.status, job.status) {
             self.notify(job, ChangeKind::Transition(t));
@@ -182,6 +229,27 @@ impl JobStore for MemoryStore {
         self.notify(job, ChangeKind::Updated);
         drop(st);
         Ok(())
+    }
+
+    async fn checkpoint(&self, req: &CheckpointRequest) -> Result<Job> {
+        let mut st = self.lock();
+        let current = st
+            .jobs
+            .get(&req.id)
+            .ok_or_else(|| Error::NotFound { id: req.id.clone() })?;
+        let expect = Expect::running(req.attempt);
+        if !expect.holds(current.status, current.attempt) {
+            return Err(conflict(&req.id, expect, Some(current)));
+        }
+        let judged = CheckpointRequest {
+            now: self.judge(req.now),
+            ..req.clone()
+        };
+        let job = rules::checkpointed(current.clone(), &judged);
+        st.jobs.insert(job.id.clone(), job.clone());
+        self.notify(&job, ChangeKind::Updated);
+        drop(st);
+        Ok(job)
     }
 
     async fn claim(&self, req: &ClaimRequest) -> Result<Option<Job>> {
@@ -244,12 +312,91 @@ impl JobStore for MemoryStore {
 
     async fn type_stats(&self) -> Result<BTreeMap<JobType, QueueStats>> {
         let mut out: BTreeMap<JobType, QueueStats> = BTreeMap::new();
-        for job in self.lock().jobs.values() {
+        let st = self.lock();
+        for job in st.jobs.values() {
             *out.entry(job.job_type.clone())
                 .or_default()
                 .get_mut(job.status) += 1;
         }
+        for t in &st.paused {
+            out.entry(t.clone()).or_default().paused = true;
+        }
         Ok(out)
+    }
+
+    async fn set_paused(&self, job_type: &JobType, paused: bool) -> Result<bool> {
+        let mut st = self.lock();
+        let changed = if paused {
+            st.paused.insert(job_type.clone())
+        } else {
+            st.paused.remove(job_type)
+        };
+        if changed && !paused {
+            // Its pending jobs are claimable again: wake idle claimers.
+            let _ = self.tx.send(JobChange::resynced(ChangeOrigin::Local, 0));
+        }
+        Ok(changed)
+    }
+
+    async fn paused_types(&self) -> Result<BTreeSet<JobType>> {
+        Ok(self.lock().paused.clone())
+    }
+
+    /// Exact: one pass under the lock.
+    async fn cancel_pending(&self, selector: &JobSelector, now: Timestamp) -> Result<u64> {
+        let mut st = self.lock();
+        let mut n = 0;
+        for job in st.jobs.values_mut() {
+            if job.status == JobStatus::Pending && selector.matches(job) {
+                *job = rules::cancelled(job.clone(), now);
+                self.notify(job, ChangeKind::Transition(Transition::CancelPending));
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Exact: one pass under the lock, in id order (an older job takes a
+    /// unique key first).
+    async fn retry_failed(&self, selector: &JobSelector) -> Result<u64> {
+        let mut st = self.lock();
+        let ids: Vec<JobId> = st
+            .jobs
+            .values()
+            .filter(|j| j.status == JobStatus::Failed && selector.matches(j))
+            .map(|j| j.id.clone())
+            .collect();
+        let mut n = 0;
+        for id in ids {
+            let Some(job) = st.jobs.get(&id) else {
+                continue;
+            };
+            let next = rules::retried(job.clone());
+            match st.check_key(Some(JobStatus::Failed), &next, |t| self.judge(t)) {
+                Ok(Some(key)) => {
+                    st.unique.insert(key, id.clone());
+                }
+                Ok(None) => {}
+                Err(_) => continue,
+            }
+            self.notify(&next, ChangeKind::Transition(Transition::Retry));
+            st.jobs.insert(id, next);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn try_lock_sweep(&self, holder: &str, ttl: Duration, now: Timestamp) -> Result<bool> {
+        let now = self.judge(now);
+        let mut st = self.lock();
+        let free = match &st.sweep {
+            Some((h, until)) => h == holder || *until < now,
+            None => true,
+        };
+        if free {
+            st.sweep = Some((holder.to_owned(), now.add(ttl)));
+        }
+        Ok(free)
     }
 
     async fn finished_before(&self, before: Timestamp, limit: usize) -> Result<Vec<FinishedJob>> {
@@ -283,6 +430,11 @@ impl JobStore for MemoryStore {
             return Err(conflict(id, expect, Some(current)));
         }
         let job = st.jobs.remove(id);
+        if let Some(key) = job.as_ref().and_then(|j| j.unique_key.as_deref()) {
+            if st.unique.get(key) == Some(id) {
+                st.unique.remove(key);
+            }
+        }
         if let Some(job) = job {
             let mut change = JobChange::of(&job, ChangeKind::Deleted, ChangeOrigin::Local);
             change.status = None;
@@ -307,7 +459,7 @@ impl JobStore for MemoryStore {
     async fn heartbeat(&self, beat: &Heartbeat) -> Result<Vec<LostJob>> {
         let now = self.judge(beat.now);
         let mut st = self.lock();
-        let State { jobs, workers } = &mut *st;
+        let State { jobs, workers, .. } = &mut *st;
         let lease = match workers.get_mut(&beat.worker_id) {
             Some(w) if w.alive => {
                 w.last_seen = Some(now);
@@ -382,7 +534,7 @@ impl JobStore for MemoryStore {
         let mut report = RecoveryReport::default();
         {
             let mut st = self.lock();
-            let State { jobs, workers } = &mut *st;
+            let State { jobs, workers, .. } = &mut *st;
             for job in jobs.values_mut() {
                 if job.status != JobStatus::Running {
                     continue;

@@ -2,9 +2,11 @@
 //! retried job looks like, and which writes the state machine allows. Shared
 //! so that backends differ only in how they store, never in what they store.
 
-use semiont_jobs_model::{check_transition, Job, JobId, JobStatus, RetryPolicy, Timestamp};
+use semiont_jobs_model::{
+    check_transition, Job, JobId, JobStatus, JobType, RetryPolicy, Timestamp, Transition,
+};
 
-use crate::{ClaimRequest, Error, Expect, Result};
+use crate::{CheckpointRequest, ClaimRequest, Error, Expect, Result};
 
 /// Checks a conditional transition request before any IO: the id is the
 /// job's, and the state machine allows `expect.status → job.status`.
@@ -55,7 +57,9 @@ pub fn check_delete_request(id: &JobId, expect: Expect) -> Result<()> {
     }
 }
 
-/// The running job a claim produces from a pending one.
+/// The running job a claim produces from a pending one. The new attempt
+/// starts clean: the previous attempt's `progress` is cleared (what must
+/// survive an attempt is what checkpoints carry, and they are kept).
 pub fn claimed(mut job: Job, req: &ClaimRequest) -> Job {
     job.status = JobStatus::Running;
     job.attempt += 1;
@@ -64,12 +68,93 @@ pub fn claimed(mut job: Job, req: &ClaimRequest) -> Job {
     job.worker_id = Some(req.worker_id.clone());
     job.lease_expires_at = Some(req.now.add(req.lease));
     job.run_at = None;
+    job.progress = None;
     job
 }
 
 /// Whether a pending job is claimable by `req` (type accepted and due).
+/// Paused types are the backend's to skip (see [`not_paused`]).
 pub fn claimable(job: &Job, req_types: &crate::TypeFilter, now: Timestamp) -> bool {
     job.status == JobStatus::Pending && req_types.matches(&job.job_type) && job.is_due(now)
+}
+
+/// Whether `job_type` is outside the paused set.
+pub fn not_paused<'a>(paused: impl IntoIterator<Item = &'a JobType>, job_type: &JobType) -> bool {
+    !paused.into_iter().any(|p| p == job_type)
+}
+
+/// The running job after a checkpoint ([`JobStore::checkpoint`](crate::JobStore::checkpoint)):
+/// the checkpoint merged ([`Job::apply_checkpoint`]), the progress replaced
+/// when one is given, and the lease renewed to `now + lease`.
+pub fn checkpointed(mut job: Job, req: &CheckpointRequest) -> Job {
+    job.apply_checkpoint(&req.checkpoint);
+    if let Some(p) = &req.progress {
+        job.progress = Some(p.clone());
+    }
+    job.lease_expires_at = Some(req.now.add(req.lease));
+    job
+}
+
+/// A pending or running job cancelled at `now`. Its checkpoints are kept.
+pub fn cancelled(mut job: Job, now: Timestamp) -> Job {
+    job.status = JobStatus::Cancelled;
+    job.completed_at = Some(now);
+    job.lease_expires_at = None;
+    job.run_at = None;
+    job
+}
+
+/// A failed or cancelled job retried by hand: pending, due at once, with a
+/// fresh retry budget (`retryCount` 0). The last error stays until the job
+/// runs again; the checkpoints are kept, so the retry resumes.
+pub fn retried(mut job: Job) -> Job {
+    job.status = JobStatus::Pending;
+    job.retry_count = 0;
+    job.run_at = None;
+    job.completed_at = None;
+    job.result = None;
+    job.worker_id = None;
+    job.lease_expires_at = None;
+    job
+}
+
+/// The unique key a write takes, if any, and the time to judge other
+/// holders by: a create of a job that holds its key at its `created` time
+/// takes it, judged at that time (a backend with a server clock judges by
+/// its own); a manual retry (failed or cancelled → pending) takes it back,
+/// refused only by a holder that is pending or running (`None`: a holder's
+/// after-finish period does not block a retry an operator asked for).
+/// Every backend checks, under its lock or in its transaction, that no
+/// other job [`blocks_key`] before such a write.
+pub fn unique_key_claim(from: Option<JobStatus>, job: &Job) -> Option<(&str, Option<Timestamp>)> {
+    let key = job.unique_key.as_deref()?;
+    match from {
+        None if job.holds_unique_key(job.created) => Some((key, Some(job.created))),
+        Some(from) if Transition::between(from, job.status) == Some(Transition::Retry) => {
+            Some((key, None))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `holder` keeps `job` from taking their common unique key, judged
+/// at `now` (see [`unique_key_claim`]).
+pub fn blocks_key(holder: &Job, job: &Job, now: Option<Timestamp>) -> bool {
+    holder.id != job.id
+        && holder.unique_key.is_some()
+        && holder.unique_key == job.unique_key
+        && match now {
+            Some(now) => holder.holds_unique_key(now),
+            None => !holder.status.is_finished(),
+        }
+}
+
+/// The error of a write refused because `holder` holds `key`.
+pub fn key_taken(key: &str, holder: &Job) -> Error {
+    Error::UniqueKeyTaken {
+        key: key.to_owned(),
+        holder: holder.id.clone(),
+    }
 }
 
 /// Claim order among claimable jobs: higher priority first, then smaller id

@@ -1,16 +1,17 @@
 //! The [`JobStore`] trait and the small value types of its requests and
 //! notifications.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use semiont_jobs_model::{
-    Job, JobFilter, JobId, JobPage, JobStatus, JobType, QueueStats, Timestamp, Transition,
-    TypeFilter,
+    Checkpoint, Job, JobFilter, JobId, JobPage, JobStatus, JobType, QueueStats, Timestamp,
+    Transition, TypeFilter, MAX_LIST_LIMIT,
 };
+use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::{rules, ErrorKind, Result};
@@ -39,6 +40,14 @@ impl Expect {
         Expect {
             status: JobStatus::Running,
             attempt: Some(attempt),
+        }
+    }
+
+    /// Exactly this version of `job`: its status at its attempt.
+    pub fn exactly(job: &Job) -> Self {
+        Expect {
+            status: job.status,
+            attempt: Some(job.attempt),
         }
     }
 
@@ -348,6 +357,62 @@ pub struct WorkerRecord {
     pub pid: Option<u32>,
 }
 
+/// A checkpoint of a running job, for [`JobStore::checkpoint`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckpointRequest {
+    /// The job.
+    pub id: JobId,
+    /// The attempt the worker holds (the fence).
+    pub attempt: u32,
+    /// Units finished and cursors moved since the last checkpoint.
+    pub checkpoint: Checkpoint,
+    /// A progress value written in the same write (`None`: progress is
+    /// left as it is). Validated by the caller.
+    pub progress: Option<Value>,
+    /// The caller's clock (ignored by backends with
+    /// [`Capabilities::server_clock`]).
+    pub now: Timestamp,
+    /// The lease renewed by the checkpoint: `leaseExpiresAt` becomes
+    /// `now + lease`.
+    pub lease: Duration,
+}
+
+/// Which jobs a bulk operation ([`JobStore::cancel_pending`],
+/// [`JobStore::retry_failed`]) acts on: every field that is set must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobSelector {
+    /// Only jobs of this type.
+    pub job_type: Option<JobType>,
+    /// Only jobs of this user.
+    pub user_id: Option<String>,
+}
+
+impl JobSelector {
+    /// Jobs of `job_type`.
+    pub fn of_type(job_type: JobType) -> Self {
+        JobSelector {
+            job_type: Some(job_type),
+            user_id: None,
+        }
+    }
+
+    /// Whether `job` matches.
+    pub fn matches(&self, job: &Job) -> bool {
+        self.job_type.as_ref().is_none_or(|t| *t == job.job_type)
+            && self.user_id.as_deref().is_none_or(|u| u == job.user_id)
+    }
+
+    /// A list filter for jobs in `status` matching this selector.
+    pub fn filter(&self, status: JobStatus) -> JobFilter {
+        JobFilter {
+            status: Some(status),
+            job_type: self.job_type.clone(),
+            user_id: self.user_id.clone(),
+            ..JobFilter::default()
+        }
+    }
+}
+
 /// A change computed from the stored version of a job, for
 /// [`JobStore::update_with`]: the precondition and the new version, or
 /// `None` to write nothing.
@@ -388,11 +453,41 @@ pub enum Updated {
 ///   `runAt` has passed by server time, and recovery compares leases with
 ///   server time. Timestamps it writes for humans (`startedAt`,
 ///   `completedAt`) still come from the job documents callers write.
+///
+/// # Unique keys
+///
+/// A job may carry a `uniqueKey`. A job *holds* its key while it is pending
+/// or running, and, when it has `uniqueAfterFinishMs`, that long after its
+/// `completedAt` ([`Job::holds_unique_key`]; "now" is the new job's
+/// `created`, or the server's time). Every write that makes a job hold its
+/// key — [`create`](Self::create), [`create_batch`](Self::create_batch),
+/// and the [`transition`](Self::transition) of a manual retry (failed or
+/// cancelled → pending) — fails with [`Error::UniqueKeyTaken`](crate::Error::UniqueKeyTaken) (kind
+/// [`ErrorKind::AlreadyExists`]) naming the holder when another job holds
+/// the key, and writes nothing; concurrent writers (other tasks, other
+/// processes) never both succeed. A database keeps a table of keys (key
+/// primary, job id, `held_until` null while the job is active) and claims a
+/// key with `INSERT … ON CONFLICT (key) DO UPDATE … WHERE the holder no
+/// longer holds it` in the same transaction as the job's insert; the
+/// filesystem backend keeps a reservation file per key (see its storage
+/// format).
+///
+/// # Paused types
+///
+/// A paused job type ([`set_paused`](Self::set_paused)) is skipped by
+/// [`claim`](Self::claim), [`claim_batch`](Self::claim_batch) and
+/// [`peek_next`](Self::peek_next) of every instance and process sharing the
+/// store, from the moment `set_paused` returns; running jobs of the type
+/// run on. The set is stored with the jobs (a small file, a table) and
+/// survives restarts.
 #[async_trait]
 pub trait JobStore: Send + Sync + fmt::Debug + 'static {
-    /// Stores a new job (any status, normally pending) if no job has its id.
+    /// Stores a new job (any status, normally pending) if no job has its id
+    /// and, for a job that would hold a unique key, no other job holds that
+    /// key (see the section on unique keys).
     ///
-    /// Errors: [`ErrorKind::AlreadyExists`] when the id is taken.
+    /// Errors: [`ErrorKind::AlreadyExists`] when the id is taken, or
+    /// ([`Error::UniqueKeyTaken`](crate::Error::UniqueKeyTaken)) when the key is held.
     async fn create(&self, job: &Job) -> Result<()>;
 
     /// Stores many new jobs behind one durability barrier (group commit).
@@ -413,7 +508,8 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     ///
     /// Errors: [`ErrorKind::InvalidInput`] if the state machine forbids the
     /// move; [`ErrorKind::NotFound`]; [`ErrorKind::Conflict`] if the job is
-    /// not in `expect`.
+    /// not in `expect`; [`Error::UniqueKeyTaken`](crate::Error::UniqueKeyTaken) when a retry would make
+    /// the job hold a unique key another job holds.
     async fn transition(&self, expect: Expect, job: &Job) -> Result<()>;
 
     /// Reads job `id` and applies what `f` makes of it as one
@@ -445,11 +541,47 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// `job.attempt` (cancelled, recovered, completed meanwhile).
     async fn update_running(&self, job: &Job) -> Result<()>;
 
+    /// Records a checkpoint of a running job: merges `req.checkpoint` into
+    /// its `completedUnits` and `unitCursors` by the model's merge rules,
+    /// writes `req.progress` when given, and renews its lease
+    /// (`leaseExpiresAt = now + lease`, like a heartbeat) — all in one
+    /// write, fenced: only while the job is running at `req.attempt`.
+    /// Returns the job as written. Never waits for stable storage longer
+    /// than a progress write does ([`rules::checkpointed`] computes the new
+    /// version).
+    ///
+    /// Errors: [`ErrorKind::NotFound`]; [`ErrorKind::Conflict`] when the
+    /// job is not running at that attempt (nothing is written).
+    ///
+    /// The default reads the job, merges, and writes it back with
+    /// [`update_running`](Self::update_running): correct because only the
+    /// worker holding an attempt writes its content (and heartbeats, which
+    /// this write renews anyway). Backends that can read and write under one
+    /// lock override it; a database does it in one transaction (`SELECT …
+    /// FOR UPDATE` of the row at (id, running, attempt), merge, `UPDATE`),
+    /// or in one `UPDATE … WHERE id = $1 AND status = 'running' AND attempt
+    /// = $2` computing the union and the cursor rule in SQL.
+    async fn checkpoint(&self, req: &CheckpointRequest) -> Result<Job> {
+        let current = self.get(&req.id).await?;
+        let expect = Expect::running(req.attempt);
+        if !expect.holds(current.status, current.attempt) {
+            return Err(crate::Error::Conflict {
+                id: req.id.clone(),
+                expected: expect,
+                actual: Some((current.status, current.attempt)),
+            });
+        }
+        let next = rules::checkpointed(current, req);
+        self.update_running(&next).await?;
+        Ok(next)
+    }
+
     /// Atomically takes the due pending job with the highest priority and
-    /// then the smallest id among `req.types`, and makes it running
-    /// ([`rules::claimed`]): attempt + 1, `startedAt`, `workerId`,
-    /// `leaseExpiresAt = now + lease`. Returns the running job, or `None`
-    /// when nothing is due.
+    /// then the smallest id among `req.types` (paused types skipped), and
+    /// makes it running ([`rules::claimed`]): attempt + 1, `startedAt`,
+    /// `workerId`, `leaseExpiresAt = now + lease`, no `progress` (a new
+    /// attempt starts clean; checkpoints are kept). Returns the running
+    /// job, or `None` when nothing is due.
     async fn claim(&self, req: &ClaimRequest) -> Result<Option<Job>>;
 
     /// Claims up to `max` due jobs in claim order, as one call: a runner
@@ -484,8 +616,65 @@ pub trait JobStore: Send + Sync + fmt::Debug + 'static {
     /// refresh of a dashboard (no scan of every job).
     async fn stats(&self) -> Result<QueueStats>;
 
-    /// Job counts per status for each job type that has jobs.
+    /// Job counts per status for each job type that has jobs or is paused,
+    /// with [`QueueStats::paused`] set for paused types.
     async fn type_stats(&self) -> Result<BTreeMap<JobType, QueueStats>>;
+
+    /// Pauses (`paused = true`) or resumes claims of `job_type` for every
+    /// instance and process sharing the store (see the section on paused
+    /// types). Returns whether the set changed. A database: one `INSERT …
+    /// ON CONFLICT DO NOTHING` into (or `DELETE` from) a table of paused
+    /// types, which the claim statement excludes.
+    async fn set_paused(&self, job_type: &JobType, paused: bool) -> Result<bool>;
+
+    /// The paused job types.
+    async fn paused_types(&self) -> Result<BTreeSet<JobType>>;
+
+    /// Cancels every pending job matching `selector` ([`rules::cancelled`]
+    /// at `now`) and returns how many it cancelled. Jobs that move
+    /// meanwhile (claimed, cancelled by someone else) are left alone. Each
+    /// cancelled job is announced as a transition.
+    ///
+    /// The default lists the matching jobs page by page and cancels them one
+    /// by one with [`transition`](Self::transition), examining at most as
+    /// many jobs as matched at its start (so producers enqueueing
+    /// meanwhile cannot keep it going); a database does it in one `UPDATE …
+    /// WHERE status = 'pending' AND …`, exactly the jobs matching at that
+    /// instant.
+    async fn cancel_pending(&self, selector: &JobSelector, now: Timestamp) -> Result<u64> {
+        bulk(self, selector, JobStatus::Pending, |job| {
+            rules::cancelled(job.clone(), now)
+        })
+        .await
+    }
+
+    /// Retries every failed job matching `selector` ([`rules::retried`]:
+    /// pending, due at once, a fresh retry budget, checkpoints kept) and
+    /// returns how many it retried. Jobs whose unique key another job holds
+    /// now stay failed and are not counted. The default and a database's
+    /// one statement are as for [`cancel_pending`](Self::cancel_pending)
+    /// (the database's `UPDATE` skips rows whose key is held).
+    async fn retry_failed(&self, selector: &JobSelector) -> Result<u64> {
+        bulk(self, selector, JobStatus::Failed, |job| {
+            rules::retried(job.clone())
+        })
+        .await
+    }
+
+    /// Takes the retention-sweep lease for `holder` if nobody else holds
+    /// it: returns true (and holds it until `now + ttl`) when it was free,
+    /// expired, or already `holder`'s; false when another holder's lease
+    /// runs. One sweep at a time across every process sharing the store,
+    /// with no leader election: a holder that dies simply lets its lease
+    /// run out. Leases are judged like job leases (see the section on
+    /// clocks).
+    ///
+    /// Memory: a mutex-guarded (holder, until); filesystem: the lease
+    /// written in a file under an `flock`; a database: one `INSERT … ON
+    /// CONFLICT (name) DO UPDATE SET holder = $1, until = now() + $2 WHERE
+    /// locks.until < now() OR locks.holder = $1 RETURNING holder` (or a
+    /// transaction-level advisory lock around the same check).
+    async fn try_lock_sweep(&self, holder: &str, ttl: Duration, now: Timestamp) -> Result<bool>;
 
     /// Up to `limit` finished jobs whose `completedAt` is before `before`,
     /// oldest first (candidates for retention cleanup).
@@ -575,6 +764,9 @@ macro_rules! forward_store {
             async fn update_running(&self, job: &Job) -> Result<()> {
                 (**self).update_running(job).await
             }
+            async fn checkpoint(&self, req: &CheckpointRequest) -> Result<Job> {
+                (**self).checkpoint(req).await
+            }
             async fn claim(&self, req: &ClaimRequest) -> Result<Option<Job>> {
                 (**self).claim(req).await
             }
@@ -592,6 +784,26 @@ macro_rules! forward_store {
             }
             async fn type_stats(&self) -> Result<BTreeMap<JobType, QueueStats>> {
                 (**self).type_stats().await
+            }
+            async fn set_paused(&self, job_type: &JobType, paused: bool) -> Result<bool> {
+                (**self).set_paused(job_type, paused).await
+            }
+            async fn paused_types(&self) -> Result<BTreeSet<JobType>> {
+                (**self).paused_types().await
+            }
+            async fn cancel_pending(&self, selector: &JobSelector, now: Timestamp) -> Result<u64> {
+                (**self).cancel_pending(selector, now).await
+            }
+            async fn retry_failed(&self, selector: &JobSelector) -> Result<u64> {
+                (**self).retry_failed(selector).await
+            }
+            async fn try_lock_sweep(
+                &self,
+                holder: &str,
+                ttl: Duration,
+                now: Timestamp,
+            ) -> Result<bool> {
+                (**self).try_lock_sweep(holder, ttl, now).await
             }
             async fn finished_before(
                 &self,
@@ -633,6 +845,43 @@ macro_rules! forward_store {
 
 forward_store!(Arc<T>);
 forward_store!(Box<T>);
+
+/// The default of the bulk operations: moves the jobs in `from` matching
+/// `selector` to what `next` makes of them, page by page, one conditional
+/// transition each. Examines at most as many jobs as matched at the start.
+async fn bulk<S, F>(store: &S, selector: &JobSelector, from: JobStatus, next: F) -> Result<u64>
+where
+    S: JobStore + ?Sized,
+    F: Fn(&Job) -> Job + Send + Sync,
+{
+    let page_size = MAX_LIST_LIMIT.min(1000);
+    let mut filter = selector.filter(from).limit(page_size);
+    let budget = store.list(&filter.clone().limit(0)).await?.total;
+    let (mut examined, mut moved, mut skipped) = (0usize, 0u64, 0usize);
+    while examined < budget {
+        filter.offset = skipped;
+        let page = store.list(&filter).await?;
+        if page.jobs.is_empty() {
+            break;
+        }
+        for job in page.jobs.iter().take(budget - examined) {
+            examined += 1;
+            if job.status != from || !selector.matches(job) {
+                skipped += 1;
+                continue;
+            }
+            match store.transition(Expect::exactly(job), &next(job)).await {
+                Ok(()) => moved += 1,
+                // Moved by someone else: it left the listing.
+                Err(e) if matches!(e.kind(), ErrorKind::Conflict | ErrorKind::NotFound) => {}
+                // Its unique key is held: it stays where it is.
+                Err(e) if e.unique_holder().is_some() => skipped += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(moved)
+}
 
 /// Conveniences on top of [`JobStore`], for every store.
 #[async_trait]

@@ -1,11 +1,13 @@
 //! [`JobContext`]: what a running job can use — throttled progress reports,
-//! its cancellation token, its attempt and worker id, and concurrent batches.
+//! checkpoints of finished work, its cancellation token, its attempt and
+//! worker id, and concurrent batches.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use semiont_jobs_model::{validate_progress, Job, JobId, JobType};
+use semiont_jobs_model::{validate_progress, Checkpoint, Job, JobId, JobType, UnitCursor};
 use semiont_jobs_queue::JobQueue;
 use serde::Serialize;
 use serde_json::Value;
@@ -28,6 +30,16 @@ pub(crate) enum StopReason {
     LeaseExpired,
     /// The runner is shutting down and gives the job back.
     Shutdown,
+    /// The job ran past its type's execution timeout.
+    TimedOut,
+}
+
+/// Finished units and cursors: the job's, as claimed, plus this attempt's
+/// checkpoints.
+#[derive(Debug, Default)]
+struct Units {
+    completed: Vec<String>,
+    cursors: BTreeMap<String, UnitCursor>,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +72,7 @@ pub(crate) struct Shared {
     slot: Mutex<ProgressSlot>,
     /// Serializes writes so the newest value is always written last.
     write_lock: tokio::sync::Mutex<()>,
+    units: Mutex<Units>,
 }
 
 impl Shared {
@@ -165,6 +178,10 @@ impl JobContext {
                 renewed: Mutex::new(claimed_at),
                 slot: Mutex::new(ProgressSlot::default()),
                 write_lock: tokio::sync::Mutex::new(()),
+                units: Mutex::new(Units {
+                    completed: job.completed_units.clone(),
+                    cursors: job.unit_cursors.clone(),
+                }),
             }),
         }
     }
@@ -282,6 +299,108 @@ impl JobContext {
                 Ok(())
             }
         }
+    }
+
+    /// Records a checkpoint: units of work this attempt finished (their
+    /// effects are stored) and cursors inside unfinished ones. Merged into
+    /// the job's `completedUnits` and `unitCursors` (union; a cursor only
+    /// moves forward; a completed unit's cursor is dropped), written at once
+    /// (never throttled) together with the newest progress not yet written,
+    /// and counted as a heartbeat: the lease is renewed and the runner's
+    /// watchdog restarts its clock for this job.
+    ///
+    /// What it records survives a crash, a retry and a final failure: the
+    /// next attempt reads it with [`completed_units`](Self::completed_units)
+    /// and [`cursor`](Self::cursor) and skips what is done.
+    ///
+    /// Fails with a cancelled error once the job was cancelled, a lease-lost
+    /// error once it is no longer this attempt's (nothing written), a
+    /// permanent error for a bad unit name, and a retryable error when the
+    /// store cannot be reached for a while.
+    pub async fn checkpoint(&self, checkpoint: Checkpoint) -> Result<(), JobError> {
+        self.check_cancelled()?;
+        checkpoint
+            .validate()
+            .map_err(|e| JobError::permanent(e.to_string()).with_code("INVALID_CHECKPOINT"))?;
+        let shared = &self.shared;
+        let _write = shared.write_lock.lock().await;
+        let progress = shared.slot().pending.take();
+        let mut delay = Duration::from_millis(50);
+        let mut tries = 0;
+        loop {
+            let sent = Instant::now();
+            match shared
+                .queue
+                .checkpoint_job_at(
+                    &shared.job_id,
+                    shared.attempt,
+                    &checkpoint,
+                    progress.clone(),
+                )
+                .await
+            {
+                Ok(job) => {
+                    shared.lease_renewed(sent);
+                    shared.slot().last_write = Some(sent);
+                    let mut units = shared.units.lock().unwrap_or_else(|e| e.into_inner());
+                    units.completed = job.completed_units;
+                    units.cursors = job.unit_cursors;
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() && tries < 5 && !shared.token.is_cancelled() => {
+                    tracing::warn!(job_id = %shared.job_id, error = %e, "checkpoint write failed; retrying");
+                    tries += 1;
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shared.token.cancelled() => {}
+                    }
+                    delay *= 2;
+                }
+                Err(e) => {
+                    let err = JobError::from(e);
+                    if matches!(
+                        err.kind(),
+                        crate::JobErrorKind::LeaseLost | crate::JobErrorKind::Cancelled
+                    ) {
+                        shared.stop(StopReason::LeaseLost);
+                    }
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    /// Units of work finished by this or an earlier attempt (sorted).
+    pub fn completed_units(&self) -> Vec<String> {
+        self.shared
+            .units
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .completed
+            .clone()
+    }
+
+    /// Whether `unit` was finished by this or an earlier attempt.
+    pub fn is_completed(&self, unit: &str) -> bool {
+        self.shared
+            .units
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .completed
+            .iter()
+            .any(|u| u == unit)
+    }
+
+    /// Where this or an earlier attempt got inside `unit` (`None`: not
+    /// started, or completed).
+    pub fn cursor(&self, unit: &str) -> Option<UnitCursor> {
+        self.shared
+            .units
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cursors
+            .get(unit)
+            .cloned()
     }
 
     /// Runs `f` over `items` with at most `concurrency` at once (the seed's

@@ -19,11 +19,22 @@
 //! - **Graceful shutdown**: [`Worker::stop`] stops claiming, waits for running
 //!   jobs, then cancels them cooperatively after `shutdown_timeout` and puts
 //!   them back to pending — never half-complete.
+//! - **Timeouts**: a job type with an execution timeout (the queue's
+//!   [`TypePolicy`](semiont_jobs_queue::TypePolicy)) has its token fired at
+//!   the deadline, a grace period to stop, and its attempt failed as
+//!   retryable with code `TIMEOUT`.
+//! - **Resumable work**: [`JobContext::checkpoint`] records finished units
+//!   (a heartbeat too); a retry reads them back
+//!   ([`JobContext::completed_units`], [`JobContext::cursor`]).
+//! - **Retention**: the runner sweeps finished jobs past the queue's
+//!   retention period on a timer, one process at a time
+//!   ([`WorkerOptions::sweep_interval`]).
 //!
 //! Every execution logs structured `tracing` events: `job.started`,
 //! `job.completed`, `job.failed`, `job.retrying`, `job.cancelled`,
-//! `job.released`, `job.lost`, `job.recovered`, with `job_id`, `attempt` and
-//! `worker_id` fields.
+//! `job.released`, `job.lost`, `job.recovered`, `job.timeout`, with
+//! `job_id`, `attempt` and `worker_id` fields; and `queue.swept` with the
+//! number of jobs deleted.
 
 mod context;
 mod error;
@@ -32,5 +43,5 @@ mod worker;
 
 pub use context::JobContext;
 pub use error::{Error, JobError, JobErrorKind, Result};
-pub use runner::{Worker, WorkerOptions};
+pub use runner::{Worker, WorkerOptions, DEFAULT_SWEEP_INTERVAL};
 pub use worker::JobWorker;

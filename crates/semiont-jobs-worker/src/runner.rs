@@ -56,6 +56,13 @@ pub struct WorkerOptions {
     pub recovery_interval: Duration,
     /// The worker id (default: `<worker name>-<host>-<pid>-<n>`).
     pub worker_id: Option<String>,
+    /// How often the runner runs the queue's retention cleanup
+    /// ([`JobQueue::sweep`]: finished jobs older than the queue's
+    /// `retention_period` are deleted), one process at a time across every
+    /// process sharing the store (default hourly; `None`: never). The
+    /// first sweep runs at start when no other process swept within the
+    /// interval; each is logged as `queue.swept` with the count.
+    pub sweep_interval: Option<Duration>,
 }
 
 impl Default for WorkerOptions {
@@ -70,9 +77,13 @@ impl Default for WorkerOptions {
             progress_interval: Duration::from_millis(250),
             recovery_interval: Duration::from_secs(5),
             worker_id: None,
+            sweep_interval: Some(DEFAULT_SWEEP_INTERVAL),
         }
     }
 }
+
+/// How often a runner sweeps finished jobs by default (hourly).
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 
 impl WorkerOptions {
     /// Sets the fallback poll interval.
@@ -123,6 +134,12 @@ impl WorkerOptions {
         self
     }
 
+    /// Sets how often the retention sweep runs (`None`: never).
+    pub fn sweep_interval(mut self, every: Option<Duration>) -> Self {
+        self.sweep_interval = every;
+        self
+    }
+
     fn validate(&self, lease: Duration) -> Result<()> {
         let bad = |what: &str| Err(Error::InvalidOptions(what.to_owned()));
         if self.concurrency == 0 {
@@ -141,6 +158,9 @@ impl WorkerOptions {
         }
         if self.heartbeat_interval.is_some_and(|d| d.is_zero()) {
             return bad("heartbeat interval must be above zero");
+        }
+        if self.sweep_interval.is_some_and(|d| d.is_zero()) {
+            return bad("sweep interval must be above zero (or none to turn sweeping off)");
         }
         let margin = self.margin(lease);
         if self.heartbeat_period(lease) + margin >= lease {
@@ -342,6 +362,9 @@ impl Worker {
         bg.spawn(Arc::clone(&inner).watchdog_loop(background.clone()));
         bg.spawn(Arc::clone(&inner).cancel_watch_loop(background.clone()));
         bg.spawn(Arc::clone(&inner).recovery_loop(background.clone()));
+        if let Some(every) = inner.options.sweep_interval {
+            bg.spawn(Arc::clone(&inner).sweep_loop(every, background.clone()));
+        }
 
         let mut events = inner.queue.subscribe().without_snapshots();
         let permits = Arc::new(Semaphore::new(inner.options.concurrency));
@@ -383,7 +406,10 @@ impl Worker {
                             inner.refuse(&job).await;
                             continue;
                         }
-                        tasks.spawn(Arc::clone(&inner).run_job(job, permit, claimed_at));
+                        // In flight from here on, before the task is
+                        // scheduled: a cancel arriving meanwhile finds it.
+                        let ctx = inner.context_for(&job, claimed_at);
+                        tasks.spawn(Arc::clone(&inner).run_job(job, ctx, permit));
                     }
                 }
                 Err(e) => {
@@ -627,6 +653,25 @@ impl Inner {
         }
     }
 
+    /// Runs the retention sweep at start and then every `every`, under the
+    /// store's sweep lease (held for `every`: one sweep per interval across
+    /// every process sharing the store).
+    async fn sweep_loop(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        loop {
+            match self.queue.sweep(&self.worker_id, every).await {
+                Ok(Some(deleted)) => {
+                    info!(event = "queue.swept", deleted, worker_id = %self.worker_id, retention_s = self.queue.config().retention_period.as_secs(), "retention sweep")
+                }
+                Ok(None) => {}
+                Err(e) => warn!(worker_id = %self.worker_id, error = %e, "retention sweep failed"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
     async fn recovery_loop(self: Arc<Self>, stop: CancellationToken) {
         loop {
             tokio::select! {
@@ -691,30 +736,55 @@ impl Inner {
         }
     }
 
-    async fn run_job(self: Arc<Self>, job: Job, permit: OwnedSemaphorePermit, claimed_at: Instant) {
+    /// The context of a claimed job, registered as in flight.
+    fn context_for(&self, job: &Job, claimed_at: Instant) -> JobContext {
         let ctx = JobContext::new(
             self.queue.clone(),
-            &job,
+            job,
             Arc::clone(&self.worker_id),
             self.options.progress_interval,
             claimed_at,
         );
-        let shared = Arc::clone(&ctx.shared);
         self.in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(job.id.clone(), Arc::clone(&shared));
+            .insert(job.id.clone(), Arc::clone(&ctx.shared));
+        ctx
+    }
+
+    async fn run_job(self: Arc<Self>, job: Job, ctx: JobContext, permit: OwnedSemaphorePermit) {
+        let shared = Arc::clone(&ctx.shared);
         let (id, attempt, wid) = (job.id.clone(), job.attempt, Arc::clone(&self.worker_id));
         info!(event = "job.started", job_id = %id, attempt, worker_id = %wid, job_type = %job.job_type, "job started");
 
         let worker = Arc::clone(&self.worker);
         let exec_ctx = ctx.clone();
         let exec_job = job.clone();
-        let exec = tokio::spawn(async move { worker.execute_job(&exec_ctx, &exec_job).await });
+        let mut exec = tokio::spawn(async move { worker.execute_job(&exec_ctx, &exec_job).await });
         let abort = exec.abort_handle();
         // If this task is aborted (forced shutdown), abort the execution too.
-        let _guard = AbortOnDrop(abort);
-        let outcome = exec.await;
+        let _guard = AbortOnDrop(abort.clone());
+        let policy = self.queue.config().policy(&job.job_type);
+        let outcome = match policy.timeout {
+            None => exec.await,
+            Some(limit) => {
+                tokio::select! {
+                    outcome = &mut exec => outcome,
+                    _ = tokio::time::sleep(limit) => {
+                        warn!(event = "job.timeout", job_id = %id, attempt, worker_id = %wid, timeout_ms = limit.as_millis() as u64, grace_ms = policy.timeout_grace.as_millis() as u64, "job ran past its timeout; cancelling it");
+                        shared.stop(StopReason::TimedOut);
+                        match tokio::time::timeout(policy.timeout_grace, &mut exec).await {
+                            Ok(outcome) => outcome,
+                            Err(_) => {
+                                warn!(job_id = %id, attempt, worker_id = %wid, "job ignored its cancellation for the grace period; abandoning it");
+                                abort.abort();
+                                exec.await
+                            }
+                        }
+                    }
+                }
+            }
+        };
         shared.executed.store(true, Ordering::Release);
         if shared.reason().is_none() {
             let _ = shared.flush().await;
@@ -722,6 +792,15 @@ impl Inner {
         self.executed.fetch_add(1, Ordering::Relaxed);
         match shared.reason() {
             Some(StopReason::Shutdown) => self.give_back(&job, "shutdown").await,
+            Some(StopReason::TimedOut) => {
+                let limit = policy.timeout.unwrap_or_default();
+                let e = JobError::retryable(format!(
+                    "execution timed out after {} ms",
+                    limit.as_millis()
+                ))
+                .with_code("TIMEOUT");
+                self.record_failure(&job, &shared, e).await;
+            }
             Some(StopReason::Cancelled) => {
                 info!(event = "job.cancelled", job_id = %id, attempt, worker_id = %wid, "job cancelled while running")
             }

@@ -32,6 +32,7 @@
 //! | `generation` | no | `generation` (`Generator`, `GenerationWorker`) | `content`, `worker`, `semiont-jobs-generation` |
 //! | `test-util` | no | `content::testing`: a scripted Ollama/OpenAI stub server on 127.0.0.1, for tests | `content` |
 //! | `conformance` | no | `store::conformance`: the backend behaviour suite, for authors of new backends | — |
+//! | `config` | no | `config` (`FileConfig`): the TOML configuration file — queue settings, retention, per-type policies — as the CLI reads it | `toml` |
 //!
 //! [`model`], [`store`] and [`queue`] are always there. A program that only
 //! enqueues jobs can turn the default features off and keep `fs`:
@@ -42,7 +43,7 @@
 //! as a doc test.
 #![cfg_attr(
     all(feature = "fs", feature = "worker"),
-    doc = include_str!("../../../README.md")
+    doc = include_str!("../README.md")
 )]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -77,6 +78,10 @@ pub use semiont_jobs_store_pg as store_pg;
 #[doc(inline)]
 pub use semiont_jobs_worker as worker;
 
+#[cfg(feature = "config")]
+#[cfg_attr(docsrs, doc(cfg(feature = "config")))]
+pub mod config;
+
 /// Errors of the facade's conveniences.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -94,6 +99,18 @@ pub enum Error {
     /// The queue refused its configuration or could not initialise.
     #[error(transparent)]
     Queue(#[from] semiont_jobs_queue::Error),
+    /// A configuration file is unusable: the file, the line when known,
+    /// and what is wrong, naming the key.
+    #[cfg(feature = "config")]
+    #[error("config file {file}{}: {reason}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Config {
+        /// The file, as given.
+        file: String,
+        /// The line (1-based) of the problem, when known.
+        line: Option<usize>,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// Opens (creating if needed) a [`JobQueue`](queue::JobQueue) on the

@@ -1,8 +1,10 @@
-//! Crash and retry idempotency of the content workers across processes: a
-//! worker killed in the middle of a job, a second worker retrying it, and no
-//! duplicate annotation or second generated document. The model is a stub
-//! server on 127.0.0.1 whose second answer never comes, so the kill lands
-//! mid-job deterministically.
+//! Crash, retry and resume of the content workers across processes: a
+//! worker killed in the middle of a job, a second worker resuming it — no
+//! model call again for an entity type the first finished, no duplicate
+//! annotation, no second generated document, and result counts that cover
+//! both attempts. The model is a stub server on 127.0.0.1 that counts the
+//! calls and whose second answer never comes, so the kill lands mid-job
+//! deterministically.
 
 use std::time::Duration;
 
@@ -44,7 +46,7 @@ fn model_args(url: &str, types: &str) -> Vec<String> {
 }
 
 #[test]
-fn a_detection_job_killed_mid_job_emits_no_duplicates_when_retried() {
+fn a_detection_job_killed_mid_job_resumes_without_asking_the_model_again() {
     let rt = runtime();
     let stub = rt.block_on(StubServer::start()).unwrap();
     let env = Env::new();
@@ -77,9 +79,19 @@ fn a_detection_job_killed_mid_job_emits_no_duplicates_when_retried() {
     assert!(rt.block_on(stub.wait_for_request(Duration::from_secs(30))));
     let before = env.json(&["annotations", "list", "doc"]);
     assert_eq!(before.as_array().unwrap().len(), 1, "{before}");
+    // Person is checkpointed as done, with its counts.
+    let mid = env.json(&["get", &id]);
+    assert_eq!(
+        mid["completedUnits"],
+        serde_json::json!(["Person"]),
+        "{mid}"
+    );
+    assert_eq!(mid["unitCursors"]["#totals"]["emitted"], 1, "{mid}");
     drop(first); // SIGKILL mid-job
+    let calls_before = stub.requests().len();
+    assert_eq!(calls_before, 2);
 
-    stub.push(Reply::ollama_chat(person));
+    // Only the unfinished type is asked for again.
     stub.push(Reply::ollama_chat(location));
     let mut second_args = args.clone();
     second_args.push("--exit-when-idle");
@@ -87,6 +99,13 @@ fn a_detection_job_killed_mid_job_emits_no_duplicates_when_retried() {
     let done = second.wait_for("job.completed", Some(&id));
     assert_eq!(done["attempt"], 2);
     assert!(second.wait_exit().success());
+    let calls = stub.requests();
+    assert_eq!(calls.len(), calls_before + 1, "one model call in the retry");
+    let asked = calls.last().unwrap().body.to_string();
+    assert!(
+        asked.contains("Location") && !asked.contains("Person"),
+        "{asked}"
+    );
 
     let anns = env.json(&["annotations", "list", "doc"]);
     let anns = anns.as_array().unwrap();
@@ -107,7 +126,12 @@ fn a_detection_job_killed_mid_job_emits_no_duplicates_when_retried() {
     );
     let job = env.json(&["get", &id]);
     assert_eq!(job["status"], "complete");
-    assert_eq!(job["result"]["totalEmitted"], 2);
+    assert_eq!(job["result"]["totalEmitted"], 2, "counts of both attempts");
+    assert_eq!(job["result"]["totalFound"], 2);
+    assert_eq!(
+        job["completedUnits"],
+        serde_json::json!(["Location", "Person"])
+    );
 }
 
 #[test]

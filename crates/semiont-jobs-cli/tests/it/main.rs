@@ -5,6 +5,7 @@ mod commands;
 mod content;
 mod crash_retry;
 mod errors;
+mod features;
 mod hostile;
 mod pg_torture;
 mod postgres;

@@ -62,6 +62,25 @@ impl WorkerProc {
         }
     }
 
+    /// Every log event up to and including the first named `event` (for
+    /// `job_id`, if given).
+    pub(crate) fn collect_until(&self, event: &str, job_id: Option<&str>) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        let mut out = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = self
+                .events
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {event} event within {WAIT:?}"));
+            let done = v["event"] == event && job_id.is_none_or(|id| v["job_id"] == id);
+            out.push(v);
+            if done {
+                return out;
+            }
+        }
+    }
+
     fn signal(&self, sig: &str) {
         let ok = std::process::Command::new("kill")
             .args([sig, &self.child.as_ref().unwrap().id().to_string()])

@@ -51,6 +51,7 @@ impl Env {
         let mut c = Command::new(env!("CARGO_BIN_EXE_semiont-jobs"));
         c.arg("--data-dir").arg(&self.data);
         c.env_remove("SEMIONT_JOBS_DATA_DIR");
+        c.env_remove("SEMIONT_JOBS_CONFIG");
         c.env_remove("RUST_LOG");
         c.env_remove("SEMIONT_JOBS_DATABASE_URL");
         c.env_remove("SEMIONT_JOBS_DB_SCHEMA");

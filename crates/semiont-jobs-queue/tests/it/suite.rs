@@ -106,6 +106,13 @@ macro_rules! queue_suite {
             events_of_other_instances_arrive_as_external,
             close_makes_the_queues_own_jobs_recoverable,
             clones_share_one_queue,
+            enqueue_with_a_unique_key_returns_the_holder,
+            retry_of_a_job_whose_key_is_held_is_a_duplicate,
+            type_policies_set_defaults_and_backoff,
+            checkpoints_are_fenced_merged_and_kept_across_attempts,
+            bulk_cancel_and_retry_by_filter,
+            pause_and_resume_a_type,
+            sweep_runs_cleanup_for_one_holder_at_a_time,
         );
     };
     (@cases $factory:expr; $($case:ident),* $(,)?) => {
@@ -1612,4 +1619,334 @@ pub async fn clones_share_one_queue(h: Harness) {
     assert_eq!(h.queue.get_job(&job.id).await.unwrap(), job);
     assert_eq!(clone.now(), h.clock.now());
     assert!(format!("{:?}", h.queue).contains(h.queue.worker_id()));
+}
+
+/// `enqueue` with a unique key: the first request creates the job, later
+/// ones (also from another queue on the same store) get it with
+/// `created: false`; once it finished, the key is free again.
+/// `create_job` returns the holder too.
+pub async fn enqueue_with_a_unique_key_returns_the_holder(h: Harness) {
+    let new = || custom("report", "u1").unique_key("report:2026-01");
+    let first = h.queue.enqueue(new()).await.unwrap();
+    assert!(first.created);
+    assert_eq!(first.job.unique_key.as_deref(), Some("report:2026-01"));
+    let other = h.queue_with(|b| b);
+    let second = other.enqueue(new()).await.unwrap();
+    assert!(!second.created);
+    assert_eq!(second.job.id, first.job.id);
+    assert_eq!(h.queue.create_job(new()).await.unwrap().id, first.job.id);
+    assert_eq!(h.queue.get_stats().await.unwrap().pending, 1);
+    let running = h
+        .queue
+        .claim_next_job("report", "w")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !h.queue.enqueue(new()).await.unwrap().created,
+        "running holds it"
+    );
+    h.queue.complete_job_at(&running.id, 1, ()).await.unwrap();
+    let third = h.queue.enqueue(new()).await.unwrap();
+    assert!(third.created);
+    assert_ne!(third.job.id, first.job.id);
+    // With an after-finish period, a finished job keeps the key that long.
+    let periodic = || {
+        custom("import", "u1")
+            .unique_key("file-7")
+            .unique_after_finish(Duration::from_secs(3600))
+    };
+    let a = h.queue.enqueue(periodic()).await.unwrap().job;
+    let cancelled = h.queue.cancel_job(&a.id).await.unwrap();
+    assert_eq!(cancelled.unique_after_finish_ms, Some(3_600_000));
+    h.clock.advance(Duration::from_secs(1800));
+    assert_eq!(h.queue.enqueue(periodic()).await.unwrap().job.id, a.id);
+    h.clock.advance(Duration::from_secs(1801));
+    assert!(h.queue.enqueue(periodic()).await.unwrap().created);
+    // A bad key is a usage error; nothing is written.
+    let bad = h
+        .queue
+        .enqueue(custom("report", "u1").unique_key(" "))
+        .await;
+    expect_err(bad, ErrorKind::InvalidInput, "unique key");
+}
+
+/// Retrying a failed job whose unique key another job took meanwhile is a
+/// `Duplicate` error naming the holder; the bulk retry skips it.
+pub async fn retry_of_a_job_whose_key_is_held_is_a_duplicate(h: Harness) {
+    let job = h
+        .queue
+        .create_job(custom("t", "u").unique_key("k").max_retries(0))
+        .await
+        .unwrap();
+    let run = h.queue.claim_next_job("t", "w").await.unwrap().unwrap();
+    h.queue
+        .fail_job_at(&run.id, 1, JobFailure::permanent("no"))
+        .await
+        .unwrap();
+    let holder = h
+        .queue
+        .enqueue(custom("t", "u").unique_key("k"))
+        .await
+        .unwrap();
+    assert!(holder.created);
+    let e = h.queue.retry_job(&job.id).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Duplicate, "{e}");
+    assert_eq!(e.unique_holder(), Some(&holder.job.id));
+    assert!(e.to_string().contains(holder.job.id.as_str()), "{e}");
+    let sel = semiont_jobs_store::JobSelector::default();
+    assert_eq!(h.queue.retry_failed_jobs(&sel).await.unwrap(), 0);
+    assert_eq!(status_of(&h, &job.id).await, JobStatus::Failed);
+}
+
+/// A job type's policy gives its new jobs their retry budget and priority
+/// and its failures their back-off; other types keep the queue's.
+pub async fn type_policies_set_defaults_and_backoff(h: Harness) {
+    use semiont_jobs_queue::TypePolicy;
+    let q = h.queue_with(|b| {
+        b.max_retries(2).type_policy(
+            JobType::parse("slow").unwrap(),
+            TypePolicy {
+                max_retries: Some(9),
+                priority: Some(5),
+                retry_policy: Some(RetryPolicy {
+                    base_delay: Duration::from_secs(30),
+                    max_delay: Duration::from_secs(600),
+                    jitter: 0.0,
+                }),
+                ..Default::default()
+            },
+        )
+    });
+    let slow = q.create_job(custom("slow", "u")).await.unwrap();
+    assert_eq!((slow.max_retries, slow.priority), (9, 5));
+    let own = q
+        .create_job(custom("slow", "u").max_retries(1).priority(-2))
+        .await
+        .unwrap();
+    assert_eq!((own.max_retries, own.priority), (1, -2), "the request wins");
+    let fast = q.create_job(custom("fast", "u")).await.unwrap();
+    assert_eq!((fast.max_retries, fast.priority), (2, 0));
+    let batch = q
+        .create_jobs([custom("slow", "u"), custom("fast", "u")])
+        .await
+        .unwrap();
+    assert_eq!(
+        batch
+            .iter()
+            .map(|j| (j.max_retries, j.priority))
+            .collect::<Vec<_>>(),
+        [(9, 5), (2, 0)]
+    );
+    // Priority 5 is claimed first; its failure backs off 30 s.
+    let run = q
+        .claim_next_job(TypeFilter::Any, "w")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(run.id, slow.id);
+    let back = q
+        .fail_job_at(&run.id, run.attempt, "transient")
+        .await
+        .unwrap();
+    assert_eq!(
+        back.run_at,
+        Some(h.clock.now().add(Duration::from_secs(30)))
+    );
+    let run = q.claim_next_job("fast", "w").await.unwrap().unwrap();
+    let back = q
+        .fail_job_at(&run.id, run.attempt, "transient")
+        .await
+        .unwrap();
+    assert_eq!(back.run_at, Some(h.clock.now().add(SECOND)), "the queue's");
+}
+
+/// Checkpoints through the queue: fenced by the attempt, validated,
+/// merged, and kept by a retry whose claim starts with empty progress.
+pub async fn checkpoints_are_fenced_merged_and_kept_across_attempts(h: Harness) {
+    use semiont_jobs_model::{Checkpoint, UnitCursor};
+    let job = h.queue.create_job(custom("steps", "u")).await.unwrap();
+    let run = h.queue.claim_next_job("steps", "w").await.unwrap().unwrap();
+    h.queue
+        .update_job_progress_at(&job.id, 1, Progress::percent(10.0))
+        .await
+        .unwrap();
+    let after = h
+        .queue
+        .checkpoint_job_at(
+            &job.id,
+            1,
+            &Checkpoint::unit_done("b"),
+            Some(json!({"percentage": 50.0})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.completed_units, ["b"]);
+    assert_eq!(after.progress, Some(json!({"percentage": 50.0})));
+    assert_eq!(
+        after.lease_expires_at,
+        Some(h.clock.now().add(Duration::from_secs(30))),
+        "a checkpoint renews the lease"
+    );
+    let after = h
+        .queue
+        .checkpoint_job_at(
+            &job.id,
+            1,
+            &Checkpoint::cursor("a", UnitCursor::at(3, 10)).with_done("c"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(after.completed_units, ["b", "c"]);
+    assert_eq!(after.unit_cursors["a"].next, 3);
+    assert_eq!(after.progress, Some(json!({"percentage": 50.0})), "kept");
+    expect_err(
+        h.queue
+            .checkpoint_job_at(&job.id, 1, &Checkpoint::unit_done(""), None)
+            .await,
+        ErrorKind::InvalidInput,
+        "unit name is empty",
+    );
+    expect_err(
+        h.queue
+            .checkpoint_job_at(
+                &job.id,
+                1,
+                &Checkpoint::unit_done("x"),
+                Some(json!({"percentage": 101})),
+            )
+            .await,
+        ErrorKind::InvalidInput,
+        "percentage",
+    );
+    assert_eq!(
+        kind(
+            h.queue
+                .checkpoint_job_at(&job.id, 2, &Checkpoint::unit_done("x"), None)
+                .await
+        ),
+        ErrorKind::Conflict
+    );
+    // A retryable failure: the next attempt sees the checkpoint, no progress.
+    h.queue.fail_job_at(&run.id, 1, "transient").await.unwrap();
+    h.clock.advance(Duration::from_secs(5));
+    let again = h.queue.claim_next_job("steps", "w").await.unwrap().unwrap();
+    assert_eq!(again.attempt, 2);
+    assert_eq!(again.progress, None, "a new attempt starts clean");
+    assert_eq!(again.completed_units, ["b", "c"]);
+    assert_eq!(again.unit_cursors["a"].next, 3);
+    // After a final failure and a manual retry, still there.
+    h.queue
+        .fail_job_at(&again.id, 2, JobFailure::permanent("stop"))
+        .await
+        .unwrap();
+    assert_eq!(
+        kind(
+            h.queue
+                .checkpoint_job_at(&job.id, 2, &Checkpoint::unit_done("x"), None)
+                .await
+        ),
+        ErrorKind::Conflict,
+        "nothing written to a failed job"
+    );
+    let retried = h.queue.retry_job(&job.id).await.unwrap();
+    assert_eq!(retried.completed_units, ["b", "c"]);
+}
+
+/// Bulk cancel and retry by type and user, with counts.
+pub async fn bulk_cancel_and_retry_by_filter(h: Harness) {
+    use semiont_jobs_store::JobSelector;
+    for (ty, user) in [("a", "u1"), ("a", "u2"), ("b", "u1"), ("a", "u1")] {
+        h.queue.create_job(custom(ty, user)).await.unwrap();
+    }
+    let running = h.queue.claim_next_job("a", "w").await.unwrap().unwrap();
+    let a = JobSelector::of_type(JobType::parse("a").unwrap());
+    assert_eq!(h.queue.cancel_pending_jobs(&a).await.unwrap(), 2);
+    assert_eq!(status_of(&h, &running.id).await, JobStatus::Running);
+    let stats = h.queue.get_stats().await.unwrap();
+    assert_eq!((stats.pending, stats.cancelled), (1, 2));
+    // Fail three jobs of type c (two for u1) and retry u1's.
+    for user in ["u1", "u1", "u2"] {
+        h.queue
+            .create_job(custom("c", user).max_retries(0))
+            .await
+            .unwrap();
+        let r = h.queue.claim_next_job("c", "w").await.unwrap().unwrap();
+        h.queue.fail_job_at(&r.id, r.attempt, "x").await.unwrap();
+    }
+    let c_u1 = JobSelector {
+        job_type: Some(JobType::parse("c").unwrap()),
+        user_id: Some("u1".into()),
+    };
+    assert_eq!(h.queue.retry_failed_jobs(&c_u1).await.unwrap(), 2);
+    let failed = h
+        .queue
+        .list_jobs(&JobFilter::default().status(JobStatus::Failed))
+        .await
+        .unwrap();
+    assert_eq!(failed.total, 1);
+    assert_eq!(failed.jobs[0].user_id, "u2");
+    let pending_c = h
+        .queue
+        .list_jobs(
+            &JobFilter::default()
+                .status(JobStatus::Pending)
+                .job_type(JobType::parse("c").unwrap()),
+        )
+        .await
+        .unwrap();
+    assert!(pending_c
+        .jobs
+        .iter()
+        .all(|j| j.retry_count == 0 && j.user_id == "u1"));
+    assert_eq!(pending_c.total, 2);
+}
+
+/// Pausing a type stops claims and polls of it (other types go on),
+/// shows in the paused set and the type counts, and resuming restarts it.
+pub async fn pause_and_resume_a_type(h: Harness) {
+    let a = JobType::parse("a").unwrap();
+    let ja = h.queue.create_job(custom("a", "u")).await.unwrap();
+    let jb = h.queue.create_job(custom("b", "u")).await.unwrap();
+    assert!(h.queue.pause_type(&a).await.unwrap());
+    assert!(!h.queue.pause_type(&a).await.unwrap());
+    assert_eq!(h.queue.paused_types().await.unwrap().len(), 1);
+    assert!(h.queue.get_type_stats().await.unwrap()[&a].paused);
+    assert!(h.queue.poll_next_pending_job("a").await.unwrap().is_none());
+    assert!(h.queue.claim_next_job("a", "w").await.unwrap().is_none());
+    let got = h
+        .queue
+        .claim_next_jobs(TypeFilter::Any, "w", 5)
+        .await
+        .unwrap();
+    assert_eq!(got.iter().map(|j| &j.id).collect::<Vec<_>>(), [&jb.id]);
+    assert!(h.queue.resume_type(&a).await.unwrap());
+    assert!(!h.queue.resume_type(&a).await.unwrap());
+    assert_eq!(
+        h.queue
+            .claim_next_job("a", "w")
+            .await
+            .unwrap()
+            .map(|j| j.id),
+        Some(ja.id)
+    );
+}
+
+/// The sweep runs retention cleanup for one holder at a time until its
+/// lease runs out.
+pub async fn sweep_runs_cleanup_for_one_holder_at_a_time(h: Harness) {
+    let q = h.queue_with(|b| b.retention_period(Duration::from_secs(60)));
+    let job = q.create_job(custom("t", "u")).await.unwrap();
+    q.cancel_job(&job.id).await.unwrap();
+    h.clock.advance(Duration::from_secs(61));
+    let hour = Duration::from_secs(3600);
+    assert_eq!(q.sweep("p1", hour).await.unwrap(), Some(1));
+    let job = q.create_job(custom("t", "u")).await.unwrap();
+    q.cancel_job(&job.id).await.unwrap();
+    h.clock.advance(Duration::from_secs(61));
+    assert_eq!(q.sweep("p2", hour).await.unwrap(), None, "p1 holds it");
+    assert_eq!(h.queue.get_stats().await.unwrap().cancelled, 1);
+    h.clock.advance(hour);
+    assert_eq!(q.sweep("p2", hour).await.unwrap(), Some(1));
 }

@@ -30,6 +30,7 @@ fn entry() {
             "crash" => crash(&spec).await,
             "drain" => drain(&spec).await,
             "torture" => torture(&spec).await,
+            "unique" => unique(&spec).await,
             other => panic!("unknown child mode {other}"),
         }
     });
@@ -169,8 +170,62 @@ async fn crash(spec: &Value) {
         "recover" => {
             store.recover(now).await.unwrap();
         }
+        "checkpoint" => {
+            let j = current().await;
+            let req = semiont_jobs_store::CheckpointRequest {
+                id: j.id.clone(),
+                attempt: j.attempt,
+                checkpoint: semiont_jobs_model::Checkpoint::unit_done("a"),
+                progress: Some(serde_json::json!({"percentage": 50})),
+                now,
+                lease: Duration::from_secs(30),
+            };
+            store.checkpoint(&req).await.unwrap();
+        }
         other => panic!("unknown op {other}"),
     }
+}
+
+/// Races for one unique key: waits for the file `go` to exist, then creates
+/// `count` jobs with key `key` from four tasks at once; writes the ids it
+/// created to `out`, one per line.
+async fn unique(spec: &Value) {
+    let store = std::sync::Arc::new(
+        FsStore::open(dir(spec), support::opts().durability(durability(spec)))
+            .await
+            .unwrap(),
+    );
+    let go = PathBuf::from(spec["go"].as_str().unwrap());
+    let key = spec["key"].as_str().unwrap().to_owned();
+    let count = spec["count"].as_u64().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !go.exists() {
+        assert!(std::time::Instant::now() < deadline, "no go signal");
+        std::thread::yield_now();
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let store = std::sync::Arc::clone(&store);
+        let key = key.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for _ in 0..count / 4 {
+                let mut job = support::noop_job();
+                job.unique_key = Some(key.clone());
+                match store.create(&job).await {
+                    Ok(()) => mine.push(job.id.to_string()),
+                    Err(e) => assert!(e.unique_holder().is_some(), "{e}"),
+                }
+            }
+            mine
+        }));
+    }
+    let mut created = Vec::new();
+    for t in tasks {
+        created.extend(t.await.unwrap());
+    }
+    let mut out = std::fs::File::create(spec["out"].as_str().unwrap()).unwrap();
+    out.write_all(created.join("\n").as_bytes()).unwrap();
 }
 
 /// Drains the queue as one worker; writes each completed id to `out`.

@@ -176,7 +176,7 @@ async fn scenario(op: &str, step: &str, from: Setup, allowed: &[JobStatus]) {
     // Unsynced rewrites replace by exchange only without durability (in
     // durable mode they keep the rename that ext4 flushes).
     let mut extra = extra;
-    if step == "exchanged" && matches!(op, "progress" | "heartbeat") {
+    if step == "exchanged" && matches!(op, "progress" | "heartbeat" | "checkpoint") {
         extra["durability"] = json!("none");
     }
     let crash = format!("{op}:{step}");
@@ -218,6 +218,7 @@ crash_cases! {
     cancel_running: "cancel-running" from Running, steps ["staged", "moved", "exchanged", "replaced"], ends in [Cancelled, Pending];
     delete: "delete" from Complete, steps ["unlinked"], ends in [Complete];
     heartbeat: "heartbeat" from Running, steps ["staged", "exchanged", "replaced"], ends in [Pending];
+    checkpoint: "checkpoint" from Running, steps ["staged", "exchanged", "replaced"], ends in [Pending];
     recover: "recover" from Orphaned, steps ["staged", "moved", "exchanged", "replaced"], ends in [Pending];
 }
 
@@ -333,4 +334,29 @@ async fn repair_steps() {
     crash_child(&dir, "open", "quarantine:moved", true, json!({}));
     let out = reopen_and_check(&dir, std::slice::from_ref(&job), false, 1).await;
     assert_eq!(out[0].0, JobStatus::Pending);
+}
+
+/// A create of a keyed job killed after its reservation was written and
+/// before the job was published: the job is absent, and the reservation
+/// (naming a job that does not exist) does not keep the key taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unique_key_reserved_then_crashed() {
+    let tmp = crate::support::tempdir();
+    let dir = tmp.path().join("jobs");
+    setup(&dir, Setup::Nothing).await;
+    let mut job = noop_job();
+    job.unique_key = Some("k/1".into());
+    let extra = json!({ "job": serde_json::from_slice::<Value>(&job.to_json()).unwrap() });
+    crash_child(&dir, "create", "unique:reserved", false, extra);
+    reopen_and_check(&dir, &[], true, 0).await;
+    let disk = Disk::read(&dir);
+    assert!(disk.jobs.is_empty());
+    let store = FsStore::open(&dir, support::opts()).await.unwrap();
+    let mut again = noop_job();
+    again.unique_key = Some("k/1".into());
+    store.create(&again).await.unwrap();
+    let mut third = noop_job();
+    third.unique_key = Some("k/1".into());
+    let err = store.create(&third).await.unwrap_err();
+    assert_eq!(err.unique_holder(), Some(&again.id));
 }

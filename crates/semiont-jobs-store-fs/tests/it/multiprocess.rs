@@ -1,6 +1,7 @@
 //! Multi-process contention: four OS processes (this test binary in child
 //! mode) drain 5,000 jobs from one jobs directory; every job is completed
-//! exactly once and nothing is left pending or running.
+//! exactly once and nothing is left pending or running. Two processes race
+//! to create jobs with one unique key: exactly one job is created.
 
 use std::collections::HashSet;
 
@@ -72,4 +73,42 @@ async fn four_processes_drain_5000_jobs_exactly_once() {
         (stats.pending, stats.running, stats.complete),
         (0, 0, JOBS as u64)
     );
+}
+
+/// Two processes, four tasks each, create 200 jobs with one unique key at
+/// the same moment: exactly one is created, and it is the one on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_racing_for_a_unique_key_create_one_job() {
+    for durability in ["none", "fsync"] {
+        let tmp = crate::support::tempdir();
+        let dir = tmp.path().join("jobs");
+        drop(FsStore::open(&dir, support::opts()).await.unwrap());
+        let go = tmp.path().join("go");
+        let children: Vec<_> = (0..2)
+            .map(|i| {
+                let out = tmp.path().join(format!("out-{i}"));
+                let spec = json!({
+                    "mode": "unique", "dir": dir, "out": out, "go": go,
+                    "key": "report:2026/01", "count": 100, "durability": durability,
+                });
+                (spawn_child(&spec), out)
+            })
+            .collect();
+        std::fs::write(&go, b"go").unwrap();
+        let mut created = Vec::new();
+        for (mut child, out) in children {
+            let status = child.wait().unwrap();
+            assert!(status.success(), "unique child failed: {status:?}");
+            let text = std::fs::read_to_string(out).unwrap();
+            created.extend(text.lines().filter(|l| !l.is_empty()).map(str::to_owned));
+        }
+        assert_eq!(
+            created.len(),
+            1,
+            "{durability}: one job for the key: {created:?}"
+        );
+        let disk = Disk::read(&dir);
+        assert_eq!(disk.jobs.len(), 1, "{durability}");
+        assert!(disk.jobs.contains_key(&created[0]));
+    }
 }

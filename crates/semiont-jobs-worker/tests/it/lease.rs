@@ -5,7 +5,7 @@
 //! heartbeats, transitions and claims, or hides change notifications, on
 //! demand.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -108,6 +108,18 @@ impl JobStore for Flaky {
     }
     async fn type_stats(&self) -> Result<BTreeMap<JobType, QueueStats>> {
         self.inner.type_stats().await
+    }
+    async fn checkpoint(&self, req: &semiont_jobs_store::CheckpointRequest) -> Result<Job> {
+        self.inner.checkpoint(req).await
+    }
+    async fn set_paused(&self, job_type: &JobType, paused: bool) -> Result<bool> {
+        self.inner.set_paused(job_type, paused).await
+    }
+    async fn paused_types(&self) -> Result<BTreeSet<JobType>> {
+        self.inner.paused_types().await
+    }
+    async fn try_lock_sweep(&self, holder: &str, ttl: Duration, now: Timestamp) -> Result<bool> {
+        self.inner.try_lock_sweep(holder, ttl, now).await
     }
     async fn finished_before(&self, before: Timestamp, limit: usize) -> Result<Vec<FinishedJob>> {
         self.inner.finished_before(before, limit).await
@@ -270,6 +282,53 @@ pub(crate) async fn store_outages_are_retried_not_job_failures(store: Arc<dyn Jo
     assert_eq!(store.fail_claims.load(Ordering::SeqCst), 0);
     assert_eq!(store.fail_transitions.load(Ordering::SeqCst), 0);
     assert_eq!(script.calls.load(Ordering::SeqCst), 1, "executed once");
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+}
+
+/// A successful checkpoint renews the lease like a heartbeat: with every
+/// heartbeat failing, a job that keeps checkpointing keeps running past
+/// its lease; once it stops checkpointing, the watchdog stops it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_keep_the_watchdog_satisfied_like_heartbeats() {
+    let store = Arc::new(Flaky::new(false));
+    let lease = Duration::from_millis(1200);
+    let q = queue_on(&store, lease).await;
+    let script = Arc::new(Scripted::default());
+    let opts = fast()
+        .heartbeat_interval(Duration::from_millis(100))
+        .lease_margin(Duration::from_millis(300));
+    let w = Worker::new(q.clone(), Arc::clone(&script), opts);
+    let handle = spawn(&w);
+    store.fail_heartbeats.store(true, Ordering::SeqCst);
+    let job = enqueue(&q, "scripted", json!({"mode": "checkpoint-loop"})).await;
+    until("the job checkpoints", || {
+        script.checkpoints.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    // Three lease lengths of failed heartbeats, the job still running.
+    let beats = store.heartbeats.load(Ordering::SeqCst);
+    until("three lease lengths of failed heartbeats", || {
+        store.heartbeats.load(Ordering::SeqCst) >= beats + 36
+    })
+    .await;
+    assert_eq!(script.running.load(Ordering::SeqCst), 1, "not stopped");
+    let leased = q.get_job(&job.id).await.unwrap();
+    assert!(leased.unit_cursors["loop"].next > 10, "{leased:?}");
+    // No more checkpoints: the watchdog stops it within the lease.
+    script.checkpointing.store(false, Ordering::SeqCst);
+    let quiet_since = Instant::now();
+    until("the job's token fired", || {
+        script.running.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    assert!(
+        quiet_since.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        quiet_since.elapsed()
+    );
+    until("the runner let go of the job", || w.in_flight() == 0).await;
+    store.fail_heartbeats.store(false, Ordering::SeqCst);
     w.stop().await;
     handle.await.unwrap().unwrap();
 }

@@ -157,13 +157,17 @@ async fn wait_job(q: &JobQueue, job: &Job, f: impl Fn(&Job) -> bool) -> Job {
     .unwrap_or_else(|_| panic!("job {} never reached the expected state", job.id))
 }
 
-/// A worker driven by the job's params: `{"mode": "ok" | "fail" | "permanent" | "panic" | "wait" | "progress"}`.
+/// A worker driven by the job's params: `{"mode": "ok" | "fail" | "permanent" | "panic" | "wait" | "progress" | "units" | "checkpoint-loop"}`.
 struct Scripted {
     running: AtomicUsize,
     max_running: AtomicUsize,
     /// "gate" jobs wait for a permit.
     gate: Semaphore,
     calls: AtomicUsize,
+    /// "checkpoint-loop" jobs checkpoint while this is set.
+    checkpointing: std::sync::atomic::AtomicBool,
+    /// Checkpoints written by "checkpoint-loop" jobs.
+    checkpoints: AtomicUsize,
 }
 
 impl Default for Scripted {
@@ -173,6 +177,8 @@ impl Default for Scripted {
             max_running: AtomicUsize::new(0),
             gate: Semaphore::new(0),
             calls: AtomicUsize::new(0),
+            checkpointing: std::sync::atomic::AtomicBool::new(true),
+            checkpoints: AtomicUsize::new(0),
         }
     }
 }
@@ -223,6 +229,49 @@ impl JobWorker for Scripted {
                     .await?;
                 }
                 Ok(None)
+            }
+            // Works through `units`, checkpointing each; the first attempt
+            // fails (retryably) after `fail_after` units.
+            "units" => {
+                let units: Vec<String> = serde_json::from_value(job.params["units"].clone())
+                    .map_err(|e| JobError::permanent(e.to_string()))?;
+                let fail_after = job.params["fail_after"].as_u64().unwrap_or(u64::MAX);
+                let mut done = Vec::new();
+                for unit in units {
+                    if ctx.is_completed(&unit) {
+                        continue;
+                    }
+                    if ctx.attempt() == 1 && done.len() as u64 == fail_after {
+                        return Err(JobError::retryable("failing after some units"));
+                    }
+                    ctx.update_progress(Progress::percent(50.0)).await?;
+                    ctx.checkpoint(semiont_jobs_model::Checkpoint::unit_done(unit.clone()))
+                        .await?;
+                    done.push(unit);
+                }
+                Ok(Some(
+                    json!({"done": done, "completed": ctx.completed_units()}),
+                ))
+            }
+            // Moves a cursor every 50 ms while the worker says so, then
+            // waits for its token.
+            "checkpoint-loop" => {
+                let mut next = 0;
+                while self.checkpointing.load(Ordering::SeqCst) && !ctx.is_cancelled() {
+                    next += 1;
+                    ctx.checkpoint(semiont_jobs_model::Checkpoint::cursor(
+                        "loop",
+                        semiont_jobs_model::UnitCursor::at(next, 0),
+                    ))
+                    .await?;
+                    self.checkpoints.fetch_add(1, Ordering::SeqCst);
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                        _ = ctx.cancellation_token().cancelled() => {}
+                    }
+                }
+                ctx.cancellation_token().cancelled().await;
+                Err(JobError::cancelled())
             }
             other => Err(JobError::permanent(format!("unknown mode {other}"))),
         }
@@ -645,4 +694,125 @@ pub(crate) async fn several_workers_of_different_types_share_one_queue(store: Ar
     b.stop().await;
     ha.await.unwrap().unwrap();
     hb.await.unwrap().unwrap();
+}
+
+/// Checkpoints through the context: the first attempt finishes two units
+/// and fails; the retry skips them (it sees them as completed), does the
+/// rest, and the job ends with every unit completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_resumes_after_the_checkpointed_units() {
+    let clock = ManualClock::new(Timestamp::from_millis(1_767_225_600_000));
+    let q = queue_with_clock(clock.clone()).await;
+    let script = Arc::new(Scripted::default());
+    let w = Worker::new(q.clone(), Arc::clone(&script), fast());
+    let handle = spawn(&w);
+    let job = enqueue(
+        &q,
+        "scripted",
+        json!({"mode": "units", "units": ["a", "b", "c", "d"], "fail_after": 2}),
+    )
+    .await;
+    let retrying = wait_job(&q, &job, |j| {
+        j.status == JobStatus::Pending && j.retry_count == 1
+    })
+    .await;
+    assert_eq!(retrying.completed_units, ["a", "b"]);
+    assert!(
+        retrying.progress.is_some(),
+        "the failed attempt's last progress"
+    );
+    clock.advance(Duration::from_secs(60));
+    let done = wait_job(&q, &job, |j| j.status == JobStatus::Complete).await;
+    assert_eq!(done.attempt, 2);
+    assert_eq!(done.result.as_ref().unwrap()["done"], json!(["c", "d"]));
+    assert_eq!(done.completed_units, ["a", "b", "c", "d"]);
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+}
+
+/// A type with an execution timeout: at the deadline the job's token
+/// fires, and the attempt fails as retryable with code `TIMEOUT` (also
+/// when the job ignores its token: then it is abandoned after the grace).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_past_its_timeout_fails_retryably_with_code_timeout() {
+    let q = JobQueue::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .type_policy(
+            "scripted".parse().unwrap(),
+            semiont_jobs_queue::TypePolicy {
+                timeout: Some(Duration::from_millis(200)),
+                timeout_grace: Some(Duration::from_millis(200)),
+                ..Default::default()
+            },
+        )
+        .build()
+        .unwrap();
+    q.initialize().await.unwrap();
+    let script = Arc::new(Scripted::default());
+    let w = Worker::new(q.clone(), Arc::clone(&script), fast());
+    let handle = spawn(&w);
+    for mode in ["until-cancelled", "ignore-cancel"] {
+        let job = enqueue(&q, "scripted", json!({ "mode": mode })).await;
+        let back = wait_job(&q, &job, |j| j.retry_count == 1).await;
+        assert_eq!(back.status, JobStatus::Pending, "{mode}: retried");
+        let error = back.error.clone().unwrap_or_default();
+        assert!(error.starts_with("TIMEOUT: "), "{mode}: {error}");
+        assert!(error.contains("200 ms"), "{mode}: {error}");
+        q.cancel_job(&job.id).await.unwrap();
+    }
+    until_idle(&w).await;
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+}
+
+async fn until_idle(w: &Worker) {
+    tokio::time::timeout(WAIT, async {
+        while w.in_flight() > 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the runner let go of its jobs");
+}
+
+/// The runner sweeps finished jobs past the queue's retention period at
+/// start (and on its timer), under the store's sweep lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runner_sweeps_old_finished_jobs() {
+    let clock = ManualClock::new(Timestamp::from_millis(1_767_225_600_000));
+    let q = JobQueue::builder()
+        .store(Arc::new(MemoryStore::new()))
+        .clock(clock.clone())
+        .retention_period(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    q.initialize().await.unwrap();
+    let old = enqueue(&q, "other", json!({})).await;
+    q.cancel_job(&old.id).await.unwrap();
+    clock.advance(Duration::from_secs(7200));
+    let fresh = enqueue(&q, "other", json!({})).await;
+    q.cancel_job(&fresh.id).await.unwrap();
+    let w = Worker::new(
+        q.clone(),
+        Scripted::default(),
+        fast().sweep_interval(Some(Duration::from_secs(3600))),
+    );
+    let handle = spawn(&w);
+    tokio::time::timeout(WAIT, async {
+        while q.get_stats().await.unwrap().cancelled != 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the old job was swept");
+    assert!(q.get_job(&fresh.id).await.is_ok(), "within retention");
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+    let bad = Worker::new(
+        q.clone(),
+        Scripted::default(),
+        fast().sweep_interval(Some(Duration::ZERO)),
+    );
+    let e = bad.start().await.unwrap_err();
+    assert!(e.to_string().contains("sweep interval"), "{e}");
 }
