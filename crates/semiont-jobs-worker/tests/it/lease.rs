@@ -289,9 +289,10 @@ pub(crate) async fn store_outages_are_retried_not_job_failures(store: Arc<dyn Jo
 /// A successful checkpoint renews the lease like a heartbeat: with every
 /// heartbeat failing, a job that keeps checkpointing keeps running past
 /// its lease; once it stops checkpointing, the watchdog stops it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn checkpoints_keep_the_watchdog_satisfied_like_heartbeats() {
-    let store = Arc::new(Flaky::new(false));
+pub(crate) async fn checkpoints_keep_the_watchdog_satisfied_like_heartbeats(
+    store: Arc<dyn JobStore>,
+) {
+    let store = Arc::new(Flaky::new(store, false));
     let lease = Duration::from_millis(1200);
     let q = queue_on(&store, lease).await;
     let script = Arc::new(Scripted::default());

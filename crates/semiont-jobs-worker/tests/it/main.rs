@@ -8,6 +8,7 @@
 mod lease;
 
 pub(crate) use lease::{
+    checkpoints_keep_the_watchdog_satisfied_like_heartbeats,
     store_outages_are_retried_not_job_failures,
     the_heartbeat_stops_a_job_cancelled_while_notifications_are_lost,
     the_watchdog_stops_a_job_whose_heartbeats_keep_failing,
@@ -47,6 +48,8 @@ macro_rules! system_clock_cases {
             the_watchdog_stops_a_job_whose_heartbeats_keep_failing,
             the_heartbeat_stops_a_job_cancelled_while_notifications_are_lost,
             store_outages_are_retried_not_job_failures,
+            checkpoints_keep_the_watchdog_satisfied_like_heartbeats,
+            a_job_past_its_timeout_fails_retryably_with_code_timeout,
         );
     };
 }
@@ -58,6 +61,8 @@ macro_rules! all_cases {
         $m!($factory;
             retry_back_off_follows_the_queue_clock,
             a_panic_fails_the_attempt_not_the_worker,
+            a_retry_resumes_after_the_checkpointed_units,
+            the_runner_sweeps_old_finished_jobs,
         );
     };
 }
@@ -699,10 +704,9 @@ pub(crate) async fn several_workers_of_different_types_share_one_queue(store: Ar
 /// Checkpoints through the context: the first attempt finishes two units
 /// and fails; the retry skips them (it sees them as completed), does the
 /// rest, and the job ends with every unit completed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retry_resumes_after_the_checkpointed_units() {
+pub(crate) async fn a_retry_resumes_after_the_checkpointed_units(store: Arc<dyn JobStore>) {
     let clock = ManualClock::new(Timestamp::from_millis(1_767_225_600_000));
-    let q = queue_with_clock(clock.clone()).await;
+    let q = queue_with_clock(&store, clock.clone()).await;
     let script = Arc::new(Scripted::default());
     let w = Worker::new(q.clone(), Arc::clone(&script), fast());
     let handle = spawn(&w);
@@ -733,10 +737,11 @@ async fn a_retry_resumes_after_the_checkpointed_units() {
 /// A type with an execution timeout: at the deadline the job's token
 /// fires, and the attempt fails as retryable with code `TIMEOUT` (also
 /// when the job ignores its token: then it is abandoned after the grace).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_past_its_timeout_fails_retryably_with_code_timeout() {
+pub(crate) async fn a_job_past_its_timeout_fails_retryably_with_code_timeout(
+    store: Arc<dyn JobStore>,
+) {
     let q = JobQueue::builder()
-        .store(Arc::new(MemoryStore::new()))
+        .store(Arc::clone(&store))
         .type_policy(
             "scripted".parse().unwrap(),
             semiont_jobs_queue::TypePolicy {
@@ -777,11 +782,10 @@ async fn until_idle(w: &Worker) {
 
 /// The runner sweeps finished jobs past the queue's retention period at
 /// start (and on its timer), under the store's sweep lease.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_runner_sweeps_old_finished_jobs() {
+pub(crate) async fn the_runner_sweeps_old_finished_jobs(store: Arc<dyn JobStore>) {
     let clock = ManualClock::new(Timestamp::from_millis(1_767_225_600_000));
     let q = JobQueue::builder()
-        .store(Arc::new(MemoryStore::new()))
+        .store(Arc::clone(&store))
         .clock(clock.clone())
         .retention_period(Duration::from_secs(3600))
         .build()
