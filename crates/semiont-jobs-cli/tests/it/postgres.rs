@@ -64,7 +64,7 @@ fn every_command_works_on_postgres() {
     }
     let again = env.json(&["init"]);
     assert_eq!(again["migratedFrom"], 1, "init is idempotent");
-    let detection = env.json(&[
+    let mut detection = env.json(&[
         "enqueue",
         "detection",
         "--user",
@@ -75,7 +75,31 @@ fn every_command_works_on_postgres() {
         "Person",
     ]);
     let id = detection["id"].as_str().unwrap().to_owned();
+    assert_eq!(detection["enqueued"], true);
+    detection.as_object_mut().unwrap().remove("enqueued");
     assert_eq!(env.json(&["get", &id]), detection);
+    // A unique key: the second enqueue returns the first job.
+    let keyed = [
+        "enqueue",
+        "custom",
+        "--type",
+        "noop",
+        "--user",
+        "u1",
+        "--unique-key",
+        "once",
+    ];
+    let first = env.json(&keyed);
+    let again = env.json(&keyed);
+    assert_eq!(
+        (first["enqueued"].as_bool(), again["enqueued"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert_eq!(first["id"], again["id"]);
+    assert_eq!(
+        env.json(&["cancel", first["id"].as_str().unwrap()])["status"],
+        "cancelled"
+    );
     let sleepy = env.json(&[
         "enqueue",
         "custom",
@@ -112,7 +136,7 @@ fn every_command_works_on_postgres() {
     assert!(last.contains("complete"), "{last}");
     assert_eq!(env.json(&["get", &sleepy_id])["result"]["sleptMs"], 400);
     let cleaned = env.json(&["cleanup", "--older-than", "0s"]);
-    assert_eq!(cleaned["deleted"], 2);
+    assert_eq!(cleaned["deleted"], 3);
     let stats = env.json(&["stats"]);
     assert_eq!(stats["complete"], 0);
     assert_eq!(stats["cancelled"], 0);
