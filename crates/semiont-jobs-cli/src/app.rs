@@ -199,7 +199,7 @@ pub enum Location {
     /// A data directory (the queue in its `jobs/`).
     Dir(PathBuf),
     /// A PostgreSQL database.
-    Db(DatabaseUrl),
+    Db(Box<DatabaseUrl>),
 }
 
 impl Location {
@@ -208,7 +208,7 @@ impl Location {
     pub fn parse(s: &str) -> anyhow::Result<Location> {
         let t = s.trim();
         if t.contains("://") || t.contains('=') {
-            Ok(Location::Db(parse_url(t)?))
+            Ok(Location::Db(Box::new(parse_url(t)?)))
         } else if t.is_empty() {
             Err(crate::UsageError("an empty queue location".into()).into())
         } else {

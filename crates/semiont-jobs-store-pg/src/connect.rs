@@ -117,7 +117,7 @@ pub(crate) fn config(url: &DatabaseUrl, opts: &PgOptions) -> Config {
     if config.get_application_name().is_none() {
         // The process id tells an operator (and the fault tests) which
         // process a connection belongs to.
-        config.application_name(&format!("semiont-jobs/{}", std::process::id()));
+        config.application_name(format!("semiont-jobs/{}", std::process::id()));
     }
     config.connect_timeout(opts.connect_timeout);
     config.keepalives(true);

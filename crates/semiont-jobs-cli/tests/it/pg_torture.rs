@@ -203,6 +203,7 @@ fn terminate_connections_of(cluster: &TestCluster, pid: u32) -> u64 {
 }
 
 #[test]
+#[allow(clippy::print_stderr, reason = "the test reports what it measured")]
 fn jobs_survive_killed_workers_cut_connections_and_a_server_restart() {
     let long = std::env::var_os("SEMIONT_JOBS_TORTURE").is_some();
     let (rounds, jobs) = if long { (5, 1500) } else { (1, 240) };

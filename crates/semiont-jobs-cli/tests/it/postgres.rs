@@ -146,6 +146,7 @@ fn every_command_works_on_postgres() {
 }
 
 #[test]
+#[allow(clippy::print_stderr, reason = "the test reports what it measured")]
 fn four_work_processes_drain_5000_jobs_exactly_once() {
     let env = Env::pg();
     let (url, schema) = env.db.clone().unwrap();
