@@ -35,7 +35,7 @@ const CURRENT_VERSION: &str = "SELECT coalesce(max(version), 0) FROM {s}.schema_
 
 const RECORD: &str = "INSERT INTO {s}.schema_migrations (version, name) VALUES ($1, $2)";
 
-/// What [`migrate`] found and did.
+/// What the migrations of [`PgStore::open`](crate::PgStore::open) found and did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Migrated {
     /// The version before.
