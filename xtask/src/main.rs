@@ -9,6 +9,7 @@
 
 mod bench;
 mod llm_check;
+mod pg;
 mod schemathesis;
 
 use std::path::{Path, PathBuf};
@@ -26,11 +27,13 @@ fn main() -> ExitCode {
         "bench" => bench::bench(&root(), &args[1..]),
         "schemathesis" => schemathesis::schemathesis(&root(), &args[1..], true),
         "llm-check" => llm_check::llm_check(&root(), &args[1..]),
+        "pg" => pg_run(&args[1..]),
         "help" | "--help" | "-h" => {
             println!("usage: cargo xtask <ci|tidy|torture|fuzz|bench|schemathesis|llm-check>\n");
             println!("  ci       fmt check, clippy -D warnings, tests, schemathesis, docs, tidy (what CI runs)");
             println!("  tidy     module docs present, no dbg!/todo!/unimplemented!");
             println!("  torture  the slow tests (crash loops, long property runs)");
+            println!("  pg       pg -- CMD ARGS: run CMD with a throwaway PostgreSQL (its URL in SEMIONT_JOBS_TEST_DATABASE_URL)");
             println!("  fuzz     the cargo-fuzz targets: fuzz [--seconds N] [job_json|job_id|params ...]");
             println!("  schemathesis  API tests generated from the server's OpenAPI document:");
             println!("           schemathesis [--examples N] [--seed S] (installs schemathesis into target/)");
@@ -110,9 +113,16 @@ fn ci() -> Result<(), String> {
     let mut bins = cargo();
     bins.args(["build", "--workspace", "--bins", "--all-features"]);
     run("build (bins)", bins)?;
+    // Every PostgreSQL suite runs against a throwaway server of our own
+    // (installed when missing and root); it is stopped and removed when
+    // `pg` is dropped, also when the tests fail.
+    let pg = pg::Cluster::start(&target_dir())?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--all-features"]);
+    pg.export(&mut test);
     run("test", test)?;
+    drop(pg);
+    print_conformance_summaries();
     // Property-based API tests from the server's OpenAPI document (about a
     // minute; the first run installs schemathesis from PyPI into target/).
     schemathesis::schemathesis(&root(), &[], false)?;
@@ -155,10 +165,59 @@ fn ci() -> Result<(), String> {
 }
 
 fn torture() -> Result<(), String> {
+    let pg = pg::Cluster::start(&target_dir())?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--all-features", "--release"]);
     test.env("SEMIONT_JOBS_TORTURE", "1");
+    pg.export(&mut test);
     run("torture", test)
+}
+
+/// The Cargo target directory.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
+/// Prints how many conformance cases each backend ran (the suite's
+/// summary files, written by its `conformance_summary` test).
+fn print_conformance_summaries() {
+    let tmp = target_dir().join("tmp");
+    let Ok(entries) = std::fs::read_dir(&tmp) else {
+        return;
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("conformance-") && n.ends_with(".txt"))
+        })
+        .collect();
+    files.sort();
+    for f in files {
+        if let Ok(text) = std::fs::read_to_string(&f) {
+            print!("{text}");
+        }
+    }
+}
+
+/// `cargo xtask pg -- CMD ARGS`: runs a command with a throwaway
+/// PostgreSQL server (for running the PostgreSQL suites by hand).
+fn pg_run(args: &[String]) -> Result<(), String> {
+    let args = match args.first().map(String::as_str) {
+        Some("--") => &args[1..],
+        _ => args,
+    };
+    let Some((program, rest)) = args.split_first() else {
+        return Err("usage: cargo xtask pg -- CMD [ARGS...]".into());
+    };
+    let pg = pg::Cluster::start(&target_dir())?;
+    let mut cmd = Command::new(program);
+    cmd.args(rest).current_dir(root());
+    pg.export(&mut cmd);
+    run(program, cmd)
 }
 
 /// The fuzz targets in `fuzz/fuzz_targets/`.

@@ -30,6 +30,15 @@ pub struct Cli {
     /// the benchmark makes its own data directories under `--root`.
     #[arg(long, hide = true)]
     pub data_dir: Option<PathBuf>,
+    /// Run the workloads on PostgreSQL (a schema per unit, dropped at the
+    /// end unless --keep) instead of data directories; W2 is skipped.
+    #[arg(
+        long,
+        env = "SEMIONT_JOBS_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
     /// The workloads and their sizes.
     #[command(flatten)]
     pub bench: BenchArgs,

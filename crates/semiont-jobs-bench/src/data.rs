@@ -1,8 +1,35 @@
 //! Opening a benchmark data directory: the queue on `<dir>/jobs`, the
 //! layout `semiont-jobs --data-dir <dir>` uses, through the facade's
-//! `open_fs_queue` (what an application does).
+//! `open_fs_queue` (what an application does); or, with `--database-url`,
+//! in a PostgreSQL schema named after the directory.
 
 use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+
+use semiont_jobs::store_pg::{DatabaseUrl, PgOptions};
+
+/// The database of this run (`--database-url`), when there is one.
+pub static DATABASE: OnceLock<DatabaseUrl> = OnceLock::new();
+
+/// The schemas this run created (dropped at the end unless `--keep`).
+pub static SCHEMAS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The schema of a unit's directory: `bench_<dir name>`, in identifier form.
+pub fn schema_for(dir: &Path) -> String {
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("unit")
+        .to_ascii_lowercase();
+    let clean: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("bench_{}_{clean}", std::process::id())
+        .chars()
+        .take(40)
+        .collect()
+}
 
 use anyhow::{bail, Context};
 use semiont_jobs::queue::{JobQueue, JobQueueConfig};
@@ -35,6 +62,26 @@ impl App {
                 bail!("data directory {} does not exist", root.display());
             }
             create_private_dir(root)?;
+        }
+        if let Some(url) = DATABASE.get() {
+            let schema = schema_for(root);
+            {
+                let mut made = SCHEMAS.lock().unwrap_or_else(|e| e.into_inner());
+                if !made.contains(&schema) {
+                    made.push(schema.clone());
+                }
+            }
+            let options = PgOptions::default()
+                .schema(schema.clone())
+                .durability(durability);
+            let config = JobQueueConfig {
+                durability,
+                ..JobQueueConfig::new(root.join("jobs"))
+            };
+            let queue = semiont_jobs::open_pg_queue_with(url, options, config)
+                .await
+                .with_context(|| format!("cannot open the job queue in {url} schema {schema}"))?;
+            return Ok(App { queue });
         }
         let jobs = root.join("jobs");
         let config = JobQueueConfig {

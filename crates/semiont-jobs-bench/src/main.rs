@@ -245,6 +245,10 @@ impl Ctx {
     /// most `--settle-max` seconds. On a filesystem without that rule (tmpfs, a
     /// journalled ext4) the first probe passes at once.
     pub fn settle(&self, root: &Path) -> f64 {
+        if crate::data::DATABASE.get().is_some() {
+            // A database's file creation pattern is its own business.
+            return 0.0;
+        }
         settle_in(root, self.settle_max).0
     }
 }
@@ -317,6 +321,41 @@ pub fn progress(msg: impl AsRef<str>) {
     eprintln!("[bench] {}", msg.as_ref());
 }
 
+/// Drops the schemas this run made in its database.
+async fn drop_schemas() {
+    let Some(url) = crate::data::DATABASE.get() else {
+        return;
+    };
+    let schemas = std::mem::take(
+        &mut *crate::data::SCHEMAS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()),
+    );
+    if schemas.is_empty() {
+        return;
+    }
+    match semiont_jobs::store_pg::admin_sql(
+        url,
+        &schemas
+            .iter()
+            .map(|s| format!("DROP SCHEMA IF EXISTS {s} CASCADE;"))
+            .collect::<String>(),
+    )
+    .await
+    {
+        Ok(()) => progress(format!("dropped {} schema(s)", schemas.len())),
+        Err(e) => progress(format!("cannot drop the benchmark schemas: {e}")),
+    }
+}
+
+/// The database server's version and the settings that decide W1's
+/// numbers (`server_version`, `fsync`, `synchronous_commit`, ...).
+async fn server_row() -> Option<Value> {
+    let url = crate::data::DATABASE.get()?;
+    let settings = semiont_jobs::store_pg::server_settings(url).await.ok()?;
+    Some(json!({ "backend": "postgres", "url": url.to_string(), "server": settings }))
+}
+
 /// Runs the benchmarks.
 async fn run(cli: &Cli) -> anyhow::Result<()> {
     let args = &cli.bench;
@@ -349,6 +388,10 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         wall_nanos() % 1_000_000_000
     ));
     crate::data::create_private_dir(&run_dir)?;
+    if let Some(url) = &cli.database_url {
+        let url = semiont_jobs::store_pg::DatabaseUrl::parse(url)?;
+        let _ = crate::data::DATABASE.set(url);
+    }
     let ctx = Ctx {
         json: cli.json,
         run_dir,
@@ -361,6 +404,9 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         progress(format!("failed; data kept in {}", ctx.run_dir.display()));
     } else {
         ctx.finish();
+        if !ctx.keep {
+            drop_schemas().await;
+        }
     }
     result
 }
@@ -377,7 +423,14 @@ async fn run_workloads(cli: &Cli, args: &BenchArgs, ctx: &Ctx) -> anyhow::Result
     workloads.sort();
     workloads.dedup();
     if !args.inner {
-        ctx.emit(&env_row(ctx, args)?)?;
+        let mut env = env_row(ctx, args)?;
+        if let (Some(server), Some(obj)) = (server_row().await, env.as_object_mut()) {
+            obj.insert("database".into(), server);
+        }
+        ctx.emit(&env)?;
+    }
+    if crate::data::DATABASE.get().is_some() {
+        workloads.retain(|w| *w != Workload::W2);
     }
     for w in workloads {
         match w {
@@ -823,6 +876,15 @@ pub fn work_command(dir: &Path, mode: Mode) -> std::process::Command {
         .arg(dir)
         .args(["--durability", mode.cli_flag()])
         .env_remove("SEMIONT_JOBS_DATA_DIR");
+    match crate::data::DATABASE.get() {
+        Some(url) => {
+            cmd.env("SEMIONT_JOBS_DATABASE_URL", url.expose())
+                .env("SEMIONT_JOBS_DB_SCHEMA", crate::data::schema_for(dir));
+        }
+        None => {
+            cmd.env_remove("SEMIONT_JOBS_DATABASE_URL");
+        }
+    }
     cmd
 }
 

@@ -50,7 +50,8 @@ pub async fn run(
     // The floor first, in its own directory, then the queue; each starts
     // when creates are fast (the previous unit's deletes forgotten).
     let durable = mode != Mode::None;
-    let floor = if opts.floor {
+    let pg = crate::data::DATABASE.get().is_some();
+    let floor = if opts.floor && !pg {
         let probe_us = ctx.settle(&dir);
         Some((probe_us, floor(&dir.join("floor"), n, durable)?))
     } else {
@@ -61,22 +62,30 @@ pub async fn run(
     let probe_us = ctx.settle(&dir);
 
     let jobs = dir.join("jobs");
-    let store = FsStore::open(
-        &jobs,
-        FsOptions::default()
-            .durability(mode.durability())
-            .watch(watch),
-    )
-    .await?;
-    let config = JobQueueConfig {
-        durability: mode.durability(),
-        ..JobQueueConfig::new(&jobs)
+    let queue = if pg {
+        crate::data::App::open_at(&dir, mode.durability(), crate::data::Create::Yes)
+            .await?
+            .queue
+    } else {
+        let store = FsStore::open(
+            &jobs,
+            FsOptions::default()
+                .durability(mode.durability())
+                .watch(watch),
+        )
+        .await?;
+        let config = JobQueueConfig {
+            durability: mode.durability(),
+            ..JobQueueConfig::new(&jobs)
+        };
+        let queue = JobQueue::builder()
+            .config(config)
+            .store(Arc::new(store))
+            .build()?;
+        queue.initialize().await?;
+        queue
     };
-    let queue = &JobQueue::builder()
-        .config(config)
-        .store(Arc::new(store))
-        .build()?;
-    queue.initialize().await?;
+    let queue = &queue;
     queue.register_worker(WORKER).await?;
     let noop = semiont_jobs::model::JobType::parse("noop")?;
 
@@ -123,11 +132,16 @@ pub async fn run(
     let load1 = loadavg1();
     queue.unregister_worker(WORKER).await?;
     queue.close().await?;
-    let final_dirs = json!({
-        "pending": count_dir(&jobs.join("pending")),
-        "running": count_dir(&jobs.join("running")),
-        "complete": count_dir(&jobs.join("complete")),
-    });
+    let final_dirs = if pg {
+        let stats = queue.get_stats().await?;
+        json!({ "pending": stats.pending, "running": stats.running, "complete": stats.complete })
+    } else {
+        json!({
+            "pending": count_dir(&jobs.join("pending")),
+            "running": count_dir(&jobs.join("running")),
+            "complete": count_dir(&jobs.join("complete")),
+        })
+    };
 
     let distinct = counts.len();
     let duplicates = counts.values().filter(|&&c| c > 1).count();

@@ -189,13 +189,37 @@ async fn run_once(ctx: &Ctx, p: usize, j: usize, mode: Mode) -> anyhow::Result<V
     let mut corrupt = 0;
     let mut last_completed_ms = 0i64;
     let mut complete_files = 0;
-    for entry in std::fs::read_dir(jobs_dir.join("complete"))? {
-        let entry = entry?;
+    let mut finished: Vec<Option<Job>> = Vec::new();
+    let db_stats = if crate::data::DATABASE.get().is_some() {
+        let app = App::open_at(&dir, Durability::None, Create::No).await?;
+        loop {
+            let filter = semiont_jobs::model::JobFilter::default()
+                .status(JobStatus::Complete)
+                .limit(10_000)
+                .offset(finished.len());
+            let page = app.queue.list_jobs(&filter).await?;
+            if page.jobs.is_empty() {
+                break;
+            }
+            finished.extend(page.jobs.into_iter().map(Some));
+        }
+        let stats = app.queue.get_stats().await?;
+        app.queue.close().await?;
+        Some(stats)
+    } else {
+        for entry in std::fs::read_dir(jobs_dir.join("complete"))? {
+            let entry = entry?;
+            finished.push(
+                std::fs::read(entry.path())
+                    .ok()
+                    .and_then(|b| Job::from_json(&b).ok()),
+            );
+        }
+        None
+    };
+    for job in finished {
         complete_files += 1;
-        match std::fs::read(entry.path())
-            .ok()
-            .and_then(|b| Job::from_json(&b).ok())
-        {
+        match job {
             Some(job) if job.status == JobStatus::Complete => {
                 if let Some(at) = job.completed_at {
                     last_completed_ms = last_completed_ms.max(at.as_millis());
@@ -205,12 +229,20 @@ async fn run_once(ctx: &Ctx, p: usize, j: usize, mode: Mode) -> anyhow::Result<V
             _ => corrupt += 1,
         }
     }
-    let final_dirs = json!({
-        "pending": count_dir(&jobs_dir.join("pending")),
-        "running": count_dir(&jobs_dir.join("running")),
-        "complete": complete_files,
-        "complete_corrupt": corrupt,
-    });
+    let final_dirs = match db_stats {
+        Some(stats) => json!({
+            "pending": stats.pending,
+            "running": stats.running,
+            "complete": complete_files,
+            "complete_corrupt": corrupt,
+        }),
+        None => json!({
+            "pending": count_dir(&jobs_dir.join("pending")),
+            "running": count_dir(&jobs_dir.join("running")),
+            "complete": complete_files,
+            "complete_corrupt": corrupt,
+        }),
+    };
 
     let total: u32 = counts.values().sum();
     let drain_s = (last_completed_ms as f64 * 1e6 - go_nanos as f64) / 1e9;

@@ -1,4 +1,5 @@
-//! Opening the application data directory: `<data-dir>/jobs` (the queue),
+//! Opening the application: the queue (in `<data-dir>/jobs`, or in a
+//! PostgreSQL schema with `--database-url`), and the data directory's
 //! `resources/` and `annotations/`.
 
 use std::path::{Path, PathBuf};
@@ -8,7 +9,9 @@ use anyhow::{bail, Context};
 use semiont_jobs::config::FileConfig;
 use semiont_jobs::queue::{JobQueue, JobQueueConfig};
 use semiont_jobs::store::Durability;
+use semiont_jobs::store::JobStore;
 use semiont_jobs::store_fs::{FsOptions, FsStore};
+use semiont_jobs::store_pg::{DatabaseUrl, PgOptions, PgStore};
 
 use crate::args::{Cli, DurabilityArg};
 
@@ -20,6 +23,12 @@ pub struct App {
     pub queue: JobQueue,
     /// The configuration file's settings (empty without `--config`).
     pub config: FileConfig,
+    /// Where the queue is, for messages (a directory, or the database URL
+    /// and schema, password hidden).
+    pub location: String,
+    /// For a queue in PostgreSQL: the schema version before and after this
+    /// open.
+    pub migrated: Option<semiont_jobs::store_pg::Migrated>,
 }
 
 /// Reads the configuration file named by `--config` / `SEMIONT_JOBS_CONFIG`
@@ -44,12 +53,56 @@ impl App {
     /// Opens (or creates) the data directory named on the command line,
     /// with the configuration file's settings.
     pub async fn open(cli: &Cli, create: Create) -> anyhow::Result<App> {
-        let durability = match cli.durability {
-            DurabilityArg::None => Durability::None,
-            DurabilityArg::Fsync | DurabilityArg::Batch => Durability::Fsync,
-        };
+        let durability = durability(cli);
         let config = load_config(cli)?;
-        Self::open_with(&cli.data_dir, durability, create, config).await
+        match &cli.database_url {
+            Some(url) => {
+                let url = parse_url(url)?;
+                Self::open_pg(cli, &url, durability, create, config).await
+            }
+            None => Self::open_with(&cli.data_dir, durability, create, config).await,
+        }
+    }
+
+    /// Opens the queue in the database at `url` (schema `--db-schema`);
+    /// the data directory is created only when `create` says so and is not
+    /// needed otherwise.
+    async fn open_pg(
+        cli: &Cli,
+        url: &DatabaseUrl,
+        durability: Durability,
+        create: Create,
+        file: FileConfig,
+    ) -> anyhow::Result<App> {
+        let store = open_pg_store(url, &cli.db_schema, durability).await?;
+        let migrated = store.migrated();
+        let location = format!("{url} (schema {})", cli.db_schema);
+        let root = &cli.data_dir;
+        if create == Create::Yes && !root.exists() {
+            create_private_dir(root)?;
+        }
+        let root = std::fs::canonicalize(root).unwrap_or_else(|_| root.clone());
+        let mut config = JobQueueConfig {
+            durability,
+            ..JobQueueConfig::new(root.join("jobs"))
+        };
+        file.apply_to(&mut config)
+            .map_err(|e| crate::UsageError(e.to_string()))?;
+        let queue = JobQueue::builder()
+            .config(config)
+            .store(Arc::new(store))
+            .build()?;
+        queue
+            .initialize()
+            .await
+            .with_context(|| format!("cannot initialise the job queue in {location}"))?;
+        Ok(App {
+            root,
+            queue,
+            config: file,
+            location,
+            migrated: Some(migrated),
+        })
     }
 
     /// Opens `root` with the given durability and configuration file.
@@ -106,10 +159,94 @@ impl App {
             .await
             .with_context(|| format!("cannot initialise the job queue in {}", jobs.display()))?;
         Ok(App {
+            location: jobs.display().to_string(),
             root,
             queue,
             config: file,
+            migrated: None,
         })
+    }
+}
+
+/// The durability `--durability` asks for.
+pub fn durability(cli: &Cli) -> Durability {
+    match cli.durability {
+        DurabilityArg::None => Durability::None,
+        DurabilityArg::Fsync | DurabilityArg::Batch => Durability::Fsync,
+    }
+}
+
+/// Parses a database URL given on the command line (a usage error when
+/// malformed; the message hides the password).
+pub fn parse_url(url: &str) -> anyhow::Result<DatabaseUrl> {
+    Ok(DatabaseUrl::parse(url)?)
+}
+
+/// Opens the PostgreSQL store in `schema` (applying missing migrations).
+pub async fn open_pg_store(
+    url: &DatabaseUrl,
+    schema: &str,
+    durability: Durability,
+) -> anyhow::Result<PgStore> {
+    semiont_jobs::store_pg::check_schema_name(schema)
+        .map_err(|e| crate::UsageError(e.to_string()))?;
+    let options = PgOptions::default().schema(schema).durability(durability);
+    Ok(PgStore::open(url, options).await?)
+}
+
+/// Where a queue is, as `copy` names it: a data directory or a database.
+pub enum Location {
+    /// A data directory (the queue in its `jobs/`).
+    Dir(PathBuf),
+    /// A PostgreSQL database.
+    Db(Box<DatabaseUrl>),
+}
+
+impl Location {
+    /// Reads `DIR|URL`: a `postgres://`/`postgresql://` URL or `key=value`
+    /// connection string is a database, anything else a directory.
+    pub fn parse(s: &str) -> anyhow::Result<Location> {
+        let t = s.trim();
+        if t.contains("://") || t.contains('=') {
+            Ok(Location::Db(Box::new(parse_url(t)?)))
+        } else if t.is_empty() {
+            Err(crate::UsageError("an empty queue location".into()).into())
+        } else {
+            Ok(Location::Dir(PathBuf::from(t)))
+        }
+    }
+
+    /// Opens the store there (a directory's `jobs/` must exist unless
+    /// `create`).
+    pub async fn open(
+        &self,
+        schema: &str,
+        durability: Durability,
+        create: Create,
+    ) -> anyhow::Result<(Arc<dyn JobStore>, String)> {
+        match self {
+            Location::Db(url) => {
+                let store = open_pg_store(url, schema, durability).await?;
+                Ok((Arc::new(store), format!("{url} (schema {schema})")))
+            }
+            Location::Dir(root) => {
+                let jobs = root.join("jobs");
+                if !jobs.is_dir() {
+                    if create == Create::No {
+                        bail!(
+                            "{} holds no queue ({} is not a directory)",
+                            root.display(),
+                            jobs.display()
+                        );
+                    }
+                    create_private_dir(root)?;
+                }
+                let store = FsStore::open(&jobs, FsOptions::default().durability(durability))
+                    .await
+                    .with_context(|| format!("cannot open the job queue in {}", jobs.display()))?;
+                Ok((Arc::new(store), jobs.display().to_string()))
+            }
+        }
     }
 }
 

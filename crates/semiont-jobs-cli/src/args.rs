@@ -42,6 +42,27 @@ pub struct Cli {
         default_value = "./data"
     )]
     pub data_dir: PathBuf,
+    /// Keep the queue in this PostgreSQL database instead of the data
+    /// directory (postgres://user:password@host:5432/db); resources and
+    /// annotations stay in the data directory. The password is never printed.
+    #[arg(
+        long,
+        global = true,
+        env = "SEMIONT_JOBS_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database_url: Option<String>,
+    /// The PostgreSQL schema holding the queue (several queues can share a
+    /// database).
+    #[arg(
+        long,
+        global = true,
+        env = "SEMIONT_JOBS_DB_SCHEMA",
+        default_value = "semiont_jobs",
+        value_name = "NAME"
+    )]
+    pub db_schema: String,
     /// Log line format (logs go to standard error).
     #[arg(long, global = true, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -151,6 +172,12 @@ pub enum Command {
         after_help = "Examples:\n  semiont-jobs bench --workload w1 --jobs 10000 --durability none\n  semiont-jobs bench --workload all --json\n\nThe workloads run in the benchmark harness semiont-jobs-bench (crate semiont-jobs-bench), found next to semiont-jobs or on PATH; `semiont-jobs bench --help` prints its options."
     )]
     Bench(BenchArgs),
+    /// Copy every job between queues (a data directory or a database URL on
+    /// each side), e.g. to move a queue to PostgreSQL.
+    #[command(
+        after_help = "Examples:\n  semiont-jobs copy --from ./data --to postgres://jobs@db.internal/app\n  semiont-jobs copy --from \"$SEMIONT_JOBS_DATABASE_URL\" --to ./backup\n\nRefuses while workers are registered on the source (stop them first, or --force), and into a queue that is not empty. Verifies the counts per status at the end."
+    )]
+    Copy(CopyArgs),
     /// Print shell completions.
     #[command(
         after_help = "Example:\n  semiont-jobs completions bash > /etc/bash_completion.d/semiont-jobs"
@@ -372,6 +399,10 @@ pub struct WorkArgs {
     /// Benchmarks: append `<job id>\t<unix nanos>` to this file when a job starts executing.
     #[arg(long, hide = true)]
     pub exec_log: Option<PathBuf>,
+    /// Tests: append `<pid>\t<job id>\t<attempt>\tstart|end\t<unix nanos>`
+    /// to this file when a job starts and when its execution returns.
+    #[arg(long, hide = true)]
+    pub exec_spans: Option<PathBuf>,
     /// Benchmarks: after opening the queue print `ready`, then wait for a line on stdin before working.
     #[arg(long, hide = true)]
     pub gate: bool,
@@ -432,6 +463,20 @@ pub enum Annotations {
         /// The resource id.
         resource: String,
     },
+}
+
+/// `copy` options.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// The source: a data directory (its jobs/) or a PostgreSQL URL.
+    #[arg(long, value_name = "DIR|URL")]
+    pub from: String,
+    /// The destination: a data directory or a PostgreSQL URL.
+    #[arg(long, value_name = "DIR|URL")]
+    pub to: String,
+    /// Copy even while workers are registered on the source.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `bench` options: the harness's, passed to it unchanged.

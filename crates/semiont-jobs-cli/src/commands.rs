@@ -51,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Annotations(a) => crate::content::annotations(&cli, a).await,
         Command::Demo => crate::demo::run(&cli).await,
         Command::Bench(args) => crate::bench::run(&cli, args),
+        Command::Copy(args) => crate::copy::run(&cli, args).await,
         Command::Completions { shell } => {
             let mut cmd = Cli::command();
             // Generated in memory: clap_complete panics on a failed write.
@@ -82,19 +83,41 @@ async fn init(cli: &Cli) -> anyhow::Result<()> {
         crate::app::create_private_dir(&app.root.join(sub))?;
     }
     let stats = app.queue.get_stats().await?;
-    if cli.json {
-        output::json(&json!({
+    match (cli.json, app.migrated) {
+        (true, None) => output::json(&json!({
             "dataDir": app.root,
             "jobsDir": app.root.join("jobs"),
             "stats": stats,
-        }))
-    } else {
-        output::line(format!(
-            "initialised {} ({} job(s) in the queue)",
-            app.root.display(),
-            stats.total()
-        ));
-        Ok(())
+        })),
+        (true, Some(m)) => output::json(&json!({
+            "dataDir": app.root,
+            "database": app.location,
+            "schemaVersion": m.to,
+            "migratedFrom": m.from,
+            "stats": stats,
+        })),
+        (false, None) => {
+            output::line(format!(
+                "initialised {} ({} job(s) in the queue)",
+                app.root.display(),
+                stats.total()
+            ));
+            Ok(())
+        }
+        (false, Some(m)) => {
+            let schema = if m.from == m.to {
+                format!("schema at version {}", m.to)
+            } else {
+                format!("schema migrated from version {} to {}", m.from, m.to)
+            };
+            output::line(format!(
+                "initialised {} with the queue in {} ({schema}; {} job(s) in the queue)",
+                app.root.display(),
+                app.location,
+                stats.total()
+            ));
+            Ok(())
+        }
     }
 }
 
@@ -434,7 +457,8 @@ async fn work(cli: &Cli, args: &WorkArgs) -> anyhow::Result<()> {
     let worker = semiont_jobs::worker::Worker::new(
         app.queue.clone(),
         crate::work::Builtin::new(types.clone(), detection, generation)
-            .with_exec_log(args.exec_log.as_deref())?,
+            .with_exec_log(args.exec_log.as_deref())?
+            .with_exec_spans(args.exec_spans.as_deref())?,
         options,
     );
     tracing::info!(worker_id = %worker.worker_id(), types = ?types.iter().map(JobType::as_str).collect::<Vec<_>>(), "working");

@@ -14,6 +14,7 @@ mod bench;
 mod builtin;
 mod commands;
 mod content;
+mod copy;
 mod demo;
 mod duration;
 mod output;

@@ -24,6 +24,7 @@ pub struct Builtin {
     detection: Option<Arc<dyn JobWorker>>,
     generation: Option<Arc<dyn JobWorker>>,
     exec_log: Option<ExecLog>,
+    exec_spans: Option<ExecLog>,
 }
 
 /// The hidden `--exec-log` of `work` (benchmarks): one `<job id>\t<unix
@@ -49,16 +50,33 @@ impl ExecLog {
     /// Appends one line for `job` (one `write`, so lines of several
     /// processes never interleave).
     pub fn record(&self, job: &Job) {
+        self.write(&format!("{}\t{}\n", job.id, unix_nanos()));
+    }
+
+    /// Appends a span line: `<pid>\t<job id>\t<attempt>\t<what>\t<nanos>`.
+    pub fn span(&self, job: &Job, what: &str) {
+        self.write(&format!(
+            "{}\t{}\t{}\t{what}\t{}\n",
+            std::process::id(),
+            job.id,
+            job.attempt,
+            unix_nanos()
+        ));
+    }
+
+    fn write(&self, line: &str) {
         use std::io::Write;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let line = format!("{}\t{nanos}\n", job.id);
         let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = file.write_all(line.as_bytes()) {
             tracing::warn!(error = %e, "cannot write the exec log");
         }
     }
+}
+
+fn unix_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 impl Builtin {
@@ -73,12 +91,20 @@ impl Builtin {
             detection,
             generation,
             exec_log: None,
+            exec_spans: None,
         }
     }
 
     /// Records every execution start in `path` (the hidden `--exec-log`).
     pub fn with_exec_log(mut self, path: Option<&std::path::Path>) -> anyhow::Result<Self> {
         self.exec_log = path.map(ExecLog::open).transpose()?;
+        Ok(self)
+    }
+
+    /// Records every execution's start and end in `path` (the hidden
+    /// `--exec-spans`).
+    pub fn with_exec_spans(mut self, path: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        self.exec_spans = path.map(ExecLog::open).transpose()?;
         Ok(self)
     }
 }
@@ -101,6 +127,19 @@ impl JobWorker for Builtin {
         if let Some(log) = &self.exec_log {
             log.record(job);
         }
+        if let Some(spans) = &self.exec_spans {
+            spans.span(job, "start");
+        }
+        let outcome = self.dispatch(ctx, job).await;
+        if let Some(spans) = &self.exec_spans {
+            spans.span(job, "end");
+        }
+        outcome
+    }
+}
+
+impl Builtin {
+    async fn dispatch(&self, ctx: &JobContext, job: &Job) -> Result<Option<Value>, JobError> {
         let delegate = match job.job_type {
             JobType::Detection => self.detection.as_ref(),
             JobType::Generation => self.generation.as_ref(),
@@ -152,8 +191,10 @@ pub async fn gate() -> anyhow::Result<()> {
     .context("cannot read the gate's standard input")
 }
 
-/// Whether no job of `types` is pending (due or not) or running, paused
-/// types left out (their jobs wait for a resume, not for this worker).
+/// Whether no job of `types` is pending (due or not) or running (in any
+/// process: a job whose worker died is recovered and becomes pending
+/// again), paused types left out (their jobs wait for a resume, not for
+/// this worker).
 pub async fn nothing_pending(queue: &JobQueue, types: &[JobType]) -> anyhow::Result<bool> {
     let paused = queue.paused_types().await?;
     let types: Vec<JobType> = types
@@ -163,15 +204,16 @@ pub async fn nothing_pending(queue: &JobQueue, types: &[JobType]) -> anyhow::Res
         .collect();
     let types = types.as_slice();
     // A due job answers at once (an index lookup); only when none is due
-    // are the pending jobs counted, the ones waiting for a retry included.
+    // are the pending and running jobs counted, the ones waiting for a
+    // retry included.
     if !types.is_empty() && queue.poll_next_pending_job(types).await?.is_some() {
         return Ok(false);
     }
     // Running ones too: a job this worker has just claimed is running
     // before the worker counts it in flight (stopping then would give it
     // back unfinished).
-    for status in [JobStatus::Pending, JobStatus::Running] {
-        for t in types {
+    for t in types {
+        for status in [JobStatus::Pending, JobStatus::Running] {
             let filter = JobFilter::default()
                 .status(status)
                 .job_type(t.clone())

@@ -9,6 +9,7 @@
 //! - [`store`]: the [`JobStore`](store::JobStore) backend contract and the
 //!   in-memory backend;
 //! - `store_fs` (feature `fs`): the filesystem backend;
+//! - `store_pg` (feature `postgres`): the PostgreSQL backend;
 //! - [`queue`]: [`JobQueue`](queue::JobQueue), the seed's queue API;
 //! - `worker` (feature `worker`): the `JobWorker` trait and the `Worker`
 //!   runner;
@@ -26,6 +27,7 @@
 //! | feature | default | gives | pulls in |
 //! | --- | --- | --- | --- |
 //! | `fs` | yes | `store_fs` (`FsStore`, `FsOptions`) and `open_fs_queue` | `semiont-jobs-store-fs` |
+//! | `postgres` | no | `store_pg` (`PgStore`, `PgOptions`, `DatabaseUrl`) and `open_pg_queue` | `semiont-jobs-store-pg` |
 //! | `worker` | yes | `worker` (`JobWorker`, `JobContext`, `Worker`), the worker names of the `prelude` | `semiont-jobs-worker` |
 //! | `content` | no | `content` (`ResourceStore`, `AnnotationStore`, `DataDir`, `inference`, samples) | `semiont-jobs-content` |
 //! | `detection` | no | `detection` (`Detector`, `Recognizer`, `DetectionWorker`) | `content`, `worker`, `semiont-jobs-detection` |
@@ -74,6 +76,10 @@ pub use semiont_jobs_store as store;
 #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
 #[doc(inline)]
 pub use semiont_jobs_store_fs as store_fs;
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+#[doc(inline)]
+pub use semiont_jobs_store_pg as store_pg;
 #[cfg(feature = "worker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "worker")))]
 #[doc(inline)]
@@ -92,6 +98,11 @@ pub enum Error {
     #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
     #[error(transparent)]
     Open(#[from] semiont_jobs_store_fs::OpenError),
+    /// The PostgreSQL backend could not open its schema.
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    #[error(transparent)]
+    OpenPg(#[from] semiont_jobs_store_pg::OpenError),
     /// The queue refused its configuration or could not initialise.
     #[error(transparent)]
     Queue(#[from] semiont_jobs_queue::Error),
@@ -122,6 +133,36 @@ pub async fn open_fs_queue(
         semiont_jobs_store_fs::FsOptions::default().durability(config.durability),
     )
     .await?;
+    let queue = semiont_jobs_queue::JobQueue::new(config, std::sync::Arc::new(store))?;
+    queue.initialize().await?;
+    Ok(queue)
+}
+
+/// Opens a [`JobQueue`](queue::JobQueue) on the PostgreSQL backend at
+/// `url` (e.g. the value of `SEMIONT_JOBS_DATABASE_URL`), in the default
+/// schema with `config.durability`, applying missing migrations, and
+/// initialises it. [`open_pg_queue_with`] takes the backend's options.
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub async fn open_pg_queue(
+    url: &str,
+    config: semiont_jobs_queue::JobQueueConfig,
+) -> Result<semiont_jobs_queue::JobQueue, Error> {
+    let url = semiont_jobs_store_pg::DatabaseUrl::parse(url)?;
+    let options = semiont_jobs_store_pg::PgOptions::default().durability(config.durability);
+    open_pg_queue_with(&url, options, config).await
+}
+
+/// Like [`open_pg_queue`], with the backend's options (schema, pool,
+/// clock...).
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub async fn open_pg_queue_with(
+    url: &semiont_jobs_store_pg::DatabaseUrl,
+    options: semiont_jobs_store_pg::PgOptions,
+    config: semiont_jobs_queue::JobQueueConfig,
+) -> Result<semiont_jobs_queue::JobQueue, Error> {
+    let store = semiont_jobs_store_pg::PgStore::open(url, options).await?;
     let queue = semiont_jobs_queue::JobQueue::new(config, std::sync::Arc::new(store))?;
     queue.initialize().await?;
     Ok(queue)

@@ -7,6 +7,8 @@ mod crash_retry;
 mod errors;
 mod features;
 mod hostile;
+mod pg_torture;
+mod postgres;
 mod processes;
 mod serve;
 mod support;

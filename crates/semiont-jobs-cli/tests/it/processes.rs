@@ -1,5 +1,6 @@
 //! Worker processes: cancellation across processes, a killed worker's job
-//! re-run promptly by another process, graceful and forced stop on signals.
+//! re-run promptly by another process, graceful and forced stop on signals;
+//! each on the filesystem backend and on PostgreSQL.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStderr, Stdio};
@@ -118,9 +119,7 @@ fn enqueue_sleep(env: &Env, ms: u64) -> String {
         .to_owned()
 }
 
-#[test]
-fn cancel_from_another_process_reaches_the_running_job_within_a_second() {
-    let env = Env::new();
+fn cancel_from_another_process_reaches_the_running_job_within_a_second(env: Env) {
     let id = enqueue_sleep(&env, 60_000);
     let worker = WorkerProc::start(&env, &["--types", "sleep"]);
     worker.wait_for("job.started", Some(&id));
@@ -143,9 +142,7 @@ fn cancel_from_another_process_reaches_the_running_job_within_a_second() {
     assert!(worker.wait_exit().success());
 }
 
-#[test]
-fn a_killed_workers_job_is_rerun_by_another_process_well_before_its_lease_ends() {
-    let env = Env::new();
+fn a_killed_workers_job_is_rerun_by_another_process_well_before_its_lease_ends(env: Env) {
     let id = enqueue_sleep(&env, 2_000);
     let first = WorkerProc::start(&env, &["--types", "sleep"]);
     let started = first.wait_for("job.started", Some(&id));
@@ -168,9 +165,7 @@ fn a_killed_workers_job_is_rerun_by_another_process_well_before_its_lease_ends()
     assert_eq!(job["retryCount"], 1);
 }
 
-#[test]
-fn sigterm_waits_for_the_running_job_then_exits() {
-    let env = Env::new();
+fn sigterm_waits_for_the_running_job_then_exits(env: Env) {
     let id = enqueue_sleep(&env, 800);
     let worker = WorkerProc::start(&env, &["--types", "sleep"]);
     worker.wait_for("job.started", Some(&id));
@@ -180,9 +175,7 @@ fn sigterm_waits_for_the_running_job_then_exits() {
     assert_eq!(env.json(&["get", &id])["status"], "complete");
 }
 
-#[test]
-fn a_second_signal_cancels_the_running_job_and_gives_it_back() {
-    let env = Env::new();
+fn a_second_signal_cancels_the_running_job_and_gives_it_back(env: Env) {
     let id = enqueue_sleep(&env, 60_000);
     let worker = WorkerProc::start(&env, &["--types", "sleep"]);
     worker.wait_for("job.started", Some(&id));
@@ -197,3 +190,31 @@ fn a_second_signal_cancels_the_running_job_and_gives_it_back() {
     assert_eq!(job["status"], "pending", "recoverable, never half-complete");
     assert_eq!(job["retryCount"], 0);
 }
+
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod fs {
+            $(
+                #[test]
+                fn $case() {
+                    super::$case(crate::support::Env::new());
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[test]
+                fn $case() {
+                    super::$case(crate::support::Env::pg());
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    cancel_from_another_process_reaches_the_running_job_within_a_second,
+    a_killed_workers_job_is_rerun_by_another_process_well_before_its_lease_ends,
+    sigterm_waits_for_the_running_job_then_exits,
+    a_second_signal_cancels_the_running_job_and_gives_it_back,
+);

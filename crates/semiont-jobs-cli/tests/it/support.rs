@@ -8,13 +8,43 @@ use serde_json::Value;
 pub struct Env {
     _dir: tempfile::TempDir,
     pub data: PathBuf,
+    /// With the queue in PostgreSQL: its URL and schema.
+    pub db: Option<(String, String)>,
+    _schema: Option<semiont_jobs::store_pg::testing::TestSchema>,
 }
 
 impl Env {
     pub fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        Env { _dir: dir, data }
+        Env {
+            _dir: dir,
+            data,
+            db: None,
+            _schema: None,
+        }
+    }
+
+    /// A data directory whose queue is in a fresh schema of the test
+    /// database (`SEMIONT_JOBS_TEST_DATABASE_URL`), passed to every command
+    /// through `SEMIONT_JOBS_DATABASE_URL` and `SEMIONT_JOBS_DB_SCHEMA`.
+    pub fn pg() -> Env {
+        let schema = semiont_jobs::store_pg::testing::TestSchema::new();
+        let (url, name) = (schema.url().expose().to_owned(), schema.name().to_owned());
+        Env::on_db(&url, &name, Some(schema))
+    }
+
+    /// A data directory whose queue is in `schema` of the database at `url`.
+    pub fn on_db(
+        url: &str,
+        schema: &str,
+        guard: Option<semiont_jobs::store_pg::testing::TestSchema>,
+    ) -> Env {
+        Env {
+            db: Some((url.to_owned(), schema.to_owned())),
+            _schema: guard,
+            ..Env::new()
+        }
     }
 
     pub fn cmd(&self) -> Command {
@@ -23,6 +53,12 @@ impl Env {
         c.env_remove("SEMIONT_JOBS_DATA_DIR");
         c.env_remove("SEMIONT_JOBS_CONFIG");
         c.env_remove("RUST_LOG");
+        c.env_remove("SEMIONT_JOBS_DATABASE_URL");
+        c.env_remove("SEMIONT_JOBS_DB_SCHEMA");
+        if let Some((url, schema)) = &self.db {
+            c.env("SEMIONT_JOBS_DATABASE_URL", url);
+            c.env("SEMIONT_JOBS_DB_SCHEMA", schema);
+        }
         c
     }
 

@@ -35,3 +35,29 @@ mod fs {
         })
     });
 }
+
+/// The same suite on PostgreSQL, a schema per case, judging times by the
+/// caller's clock (the suite's manual clock); `reopen` opens another store
+/// instance on the schema (another process's pool and listener).
+mod postgres {
+    use std::sync::Arc;
+
+    use semiont_jobs_store::JobStore;
+    use semiont_jobs_store_pg::testing::TestSchema;
+    use semiont_jobs_store_pg::PgStore;
+
+    queue_suite!(|| async {
+        let schema = TestSchema::new();
+        let opts = schema.caller_clock_options();
+        let store = schema.open(opts.clone()).await;
+        let url = schema.url().clone();
+        crate::suite::Backend::with_guard(store, schema).with_reopen(move || {
+            let (url, opts) = (url.clone(), opts.clone());
+            let store = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current()
+                    .block_on(async move { PgStore::open(&url, opts).await.unwrap() })
+            });
+            Arc::new(store) as Arc<dyn JobStore>
+        })
+    });
+}

@@ -17,7 +17,7 @@ use semiont_jobs_model::{
 use semiont_jobs_queue::JobQueue;
 use semiont_jobs_store::{
     Capabilities, ChangeStream, ClaimRequest, Error, Expect, FinishedJob, Heartbeat, JobChange,
-    JobStore, LostJob, MemoryStore, RecoveryReport, Result, TypeFilter, WorkerInfo, WorkerRecord,
+    JobStore, LostJob, RecoveryReport, Result, TypeFilter, WorkerInfo, WorkerRecord,
 };
 use semiont_jobs_worker::Worker;
 use serde_json::json;
@@ -25,12 +25,12 @@ use tokio::sync::broadcast;
 
 use crate::{enqueue, fast, spawn, wait_job, Scripted, WAIT};
 
-/// A [`MemoryStore`] whose heartbeats, transitions and claims fail with
+/// A store whose heartbeats, transitions and claims fail with
 /// [`Error::Unavailable`] while told to, and whose notifications can be
 /// hidden (as if every one of them were lost).
 #[derive(Debug)]
 struct Flaky {
-    inner: MemoryStore,
+    inner: Arc<dyn JobStore>,
     fail_heartbeats: AtomicBool,
     /// Transitions to fail before the next one succeeds.
     fail_transitions: AtomicUsize,
@@ -42,9 +42,9 @@ struct Flaky {
 }
 
 impl Flaky {
-    fn new(quiet: bool) -> Self {
+    fn new(inner: Arc<dyn JobStore>, quiet: bool) -> Self {
         Flaky {
-            inner: MemoryStore::new(),
+            inner,
             fail_heartbeats: AtomicBool::new(false),
             fail_transitions: AtomicUsize::new(0),
             fail_claims: AtomicUsize::new(0),
@@ -182,9 +182,10 @@ async fn until(what: &str, f: impl Fn() -> bool) {
 /// margin`, the runner fires the job's token and records nothing for that
 /// attempt (the job's own "cancelled" answer is not recorded as a failure),
 /// then goes on with other work once the store answers again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_watchdog_stops_a_job_whose_heartbeats_keep_failing() {
-    let store = Arc::new(Flaky::new(false));
+pub(crate) async fn the_watchdog_stops_a_job_whose_heartbeats_keep_failing(
+    store: Arc<dyn JobStore>,
+) {
+    let store = Arc::new(Flaky::new(store, false));
     let lease = Duration::from_millis(1200);
     let q = queue_on(&store, lease).await;
     let script = Arc::new(Scripted::default());
@@ -237,9 +238,10 @@ async fn the_watchdog_stops_a_job_whose_heartbeats_keep_failing() {
 
 /// With every change notification lost, a cancel still reaches the running
 /// job: the next heartbeat reports the job as no longer held.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_heartbeat_stops_a_job_cancelled_while_notifications_are_lost() {
-    let store = Arc::new(Flaky::new(true));
+pub(crate) async fn the_heartbeat_stops_a_job_cancelled_while_notifications_are_lost(
+    store: Arc<dyn JobStore>,
+) {
+    let store = Arc::new(Flaky::new(store, true));
     let q = queue_on(&store, Duration::from_secs(30)).await;
     let script = Arc::new(Scripted::default());
     let opts = fast().heartbeat_interval(Duration::from_millis(150));
@@ -265,9 +267,8 @@ async fn the_heartbeat_stops_a_job_cancelled_while_notifications_are_lost() {
 /// A store that is briefly unreachable costs back-offs, never a job: failed
 /// claims are retried, and a completion whose first writes fail is written
 /// once the store answers (attempt 1, no retry counted).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn store_outages_are_retried_not_job_failures() {
-    let store = Arc::new(Flaky::new(false));
+pub(crate) async fn store_outages_are_retried_not_job_failures(store: Arc<dyn JobStore>) {
+    let store = Arc::new(Flaky::new(store, false));
     let q = queue_on(&store, Duration::from_secs(30)).await;
     let job = enqueue(&q, "scripted", json!({"mode": "ok"})).await;
     store.fail_claims.store(3, Ordering::SeqCst);
@@ -288,9 +289,10 @@ async fn store_outages_are_retried_not_job_failures() {
 /// A successful checkpoint renews the lease like a heartbeat: with every
 /// heartbeat failing, a job that keeps checkpointing keeps running past
 /// its lease; once it stops checkpointing, the watchdog stops it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn checkpoints_keep_the_watchdog_satisfied_like_heartbeats() {
-    let store = Arc::new(Flaky::new(false));
+pub(crate) async fn checkpoints_keep_the_watchdog_satisfied_like_heartbeats(
+    store: Arc<dyn JobStore>,
+) {
+    let store = Arc::new(Flaky::new(store, false));
     let lease = Duration::from_millis(1200);
     let q = queue_on(&store, lease).await;
     let script = Arc::new(Scripted::default());

@@ -1,8 +1,99 @@
-//! Integration tests of the worker runtime on the in-memory store: completion,
-//! retries on a manual clock, panics, concurrency, wake-ups, cancellation,
-//! graceful and forced shutdown, progress throttling, batches.
+//! Integration tests of the worker runtime: completion, retries on a manual
+//! clock, panics, concurrency, wake-ups, cancellation, graceful and forced
+//! shutdown, progress throttling, batches, lease safety. Every case runs
+//! on the in-memory store and on PostgreSQL (a schema per case, judging
+//! times by the caller's clock so manual clocks drive it; the cases on the
+//! system clock run with the server's clock too).
 
 mod lease;
+
+pub(crate) use lease::{
+    checkpoints_keep_the_watchdog_satisfied_like_heartbeats,
+    store_outages_are_retried_not_job_failures,
+    the_heartbeat_stops_a_job_cancelled_while_notifications_are_lost,
+    the_watchdog_stops_a_job_whose_heartbeats_keep_failing,
+};
+
+/// Every case of the suite on stores from `$factory`, each as its own test.
+macro_rules! worker_suite {
+    ($factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, guard) = ($factory)().await;
+                crate::$case(store).await;
+                drop(guard);
+            }
+        )*
+    };
+}
+
+/// The cases that use the system clock only.
+macro_rules! system_clock_cases {
+    ($m:ident!($factory:expr)) => {
+        $m!($factory;
+            runs_jobs_to_completion_and_stops,
+            permanent_errors_fail_at_once,
+            concurrency_limit_is_respected,
+            an_idle_worker_wakes_on_new_work_long_before_its_poll_interval,
+            cancelling_a_running_job_fires_its_token_and_records_nothing_more,
+            graceful_stop_waits_for_the_running_job,
+            stop_after_timeout_cancels_cooperatively_and_gives_the_job_back,
+            a_job_ignoring_cancellation_is_aborted_and_given_back,
+            refused_jobs_are_left_for_others,
+            progress_is_throttled_and_the_last_value_is_written_before_completion,
+            batches_keep_order_and_stop_at_the_first_error,
+            a_job_longer_than_its_lease_is_never_reclaimed_while_its_worker_lives,
+            several_workers_of_different_types_share_one_queue,
+            the_watchdog_stops_a_job_whose_heartbeats_keep_failing,
+            the_heartbeat_stops_a_job_cancelled_while_notifications_are_lost,
+            store_outages_are_retried_not_job_failures,
+            checkpoints_keep_the_watchdog_satisfied_like_heartbeats,
+            a_job_past_its_timeout_fails_retryably_with_code_timeout,
+        );
+    };
+}
+
+/// Every case.
+macro_rules! all_cases {
+    ($m:ident!($factory:expr)) => {
+        system_clock_cases!($m!($factory));
+        $m!($factory;
+            retry_back_off_follows_the_queue_clock,
+            a_panic_fails_the_attempt_not_the_worker,
+            a_retry_resumes_after_the_checkpointed_units,
+            the_runner_sweeps_old_finished_jobs,
+        );
+    };
+}
+
+type Guard = Box<dyn std::any::Any + Send>;
+
+mod memory {
+    all_cases!(worker_suite!(|| async {
+        let store: std::sync::Arc<dyn semiont_jobs_store::JobStore> =
+            std::sync::Arc::new(semiont_jobs_store::MemoryStore::new());
+        (store, Box::new(()) as crate::Guard)
+    }));
+}
+
+async fn pg_store(clock: semiont_jobs_store_pg::PgClock) -> (Arc<dyn JobStore>, Guard) {
+    let schema = semiont_jobs_store_pg::testing::TestSchema::new();
+    let store = schema.open(schema.options().clock(clock)).await;
+    (Arc::new(store), Box::new(schema))
+}
+
+mod postgres {
+    all_cases!(worker_suite!(|| crate::pg_store(
+        semiont_jobs_store_pg::PgClock::Caller
+    )));
+}
+
+mod postgres_server_clock {
+    system_clock_cases!(worker_suite!(|| crate::pg_store(
+        semiont_jobs_store_pg::PgClock::Server
+    )));
+}
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,25 +101,25 @@ use std::time::Duration;
 
 use semiont_jobs_model::{Job, JobStatus, NewJob, Progress, Timestamp};
 use semiont_jobs_queue::{EventKind, JobQueue, ManualClock};
-use semiont_jobs_store::{MemoryStore, TypeFilter};
+use semiont_jobs_store::{JobStore, TypeFilter};
 use semiont_jobs_worker::{JobContext, JobError, JobWorker, Worker, WorkerOptions};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-async fn queue() -> JobQueue {
+async fn queue(store: &Arc<dyn JobStore>) -> JobQueue {
     let q = JobQueue::builder()
-        .store(Arc::new(MemoryStore::new()))
+        .store(Arc::clone(store))
         .build()
         .unwrap();
     q.initialize().await.unwrap();
     q
 }
 
-async fn queue_with_clock(clock: ManualClock) -> JobQueue {
+async fn queue_with_clock(store: &Arc<dyn JobStore>, clock: ManualClock) -> JobQueue {
     let q = JobQueue::builder()
-        .store(Arc::new(MemoryStore::new()))
+        .store(Arc::clone(store))
         .clock(clock)
         .build()
         .unwrap();
@@ -199,9 +290,8 @@ impl Drop for Dec<'_> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_jobs_to_completion_and_stops() {
-    let q = queue().await;
+pub(crate) async fn runs_jobs_to_completion_and_stops(store: Arc<dyn JobStore>) {
+    let q = queue(&store).await;
     let w = Worker::new(q.clone(), Scripted::default(), fast());
     let handle = spawn(&w);
     let mut jobs = Vec::new();
@@ -217,10 +307,9 @@ async fn runs_jobs_to_completion_and_stops() {
     assert_eq!(w.executed(), 10);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retry_back_off_follows_the_queue_clock() {
+pub(crate) async fn retry_back_off_follows_the_queue_clock(store: Arc<dyn JobStore>) {
     let clock = ManualClock::new(Timestamp::parse("2026-01-01T00:00:00Z").unwrap());
-    let q = queue_with_clock(clock.clone()).await;
+    let q = queue_with_clock(&store, clock.clone()).await;
     let w = Worker::new(q.clone(), Scripted::default(), fast());
     let handle = spawn(&w);
     let job = enqueue(&q, "scripted", json!({"mode": "fail-once"})).await;
@@ -246,9 +335,8 @@ async fn retry_back_off_follows_the_queue_clock() {
     handle.await.unwrap().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn permanent_errors_fail_at_once() {
-    let q = queue().await;
+pub(crate) async fn permanent_errors_fail_at_once(store: Arc<dyn JobStore>) {
+    let q = queue(&store).await;
     let w = Worker::new(q.clone(), Scripted::default(), fast());
     let handle = spawn(&w);
     let job = enqueue(&q, "scripted", json!({"mode": "permanent"})).await;
@@ -259,10 +347,9 @@ async fn permanent_errors_fail_at_once() {
     handle.await.unwrap().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panic_fails_the_attempt_not_the_worker() {
+pub(crate) async fn a_panic_fails_the_attempt_not_the_worker(store: Arc<dyn JobStore>) {
     let clock = ManualClock::new(Timestamp::parse("2026-01-01T00:00:00Z").unwrap());
-    let q = queue_with_clock(clock.clone()).await;
+    let q = queue_with_clock(&store, clock.clone()).await;
     let w = Worker::new(q.clone(), Scripted::default(), fast());
     let handle = spawn(&w);
     let bad = enqueue(&q, "scripted", json!({"mode": "panic"})).await;
@@ -279,9 +366,8 @@ async fn a_panic_fails_the_attempt_not_the_worker() {
     handle.await.unwrap().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrency_limit_is_respected() {
-    let q = queue().await;
+pub(crate) async fn concurrency_limit_is_respected(store: Arc<dyn JobStore>) {
+    let q = queue(&store).await;
     let script = Arc::new(Scripted::default());
     let w = Worker::new(q.clone(), Arc::clone(&script), fast().concurrency(3));
     let mut jobs = Vec::new();
@@ -307,9 +393,10 @@ async fn concurrency_limit_is_respected() {
     handle.await.unwrap().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_worker_wakes_on_new_work_long_before_its_poll_interval() {
-    let q = queue().await;
+pub(crate) async fn an_idle_worker_wakes_on_new_work_long_before_its_poll_interval(
+    store: Arc<dyn JobStore>,
+) {
+    let q = queue(&store).await;
     let opts = fast().poll_interval(Duration::from_secs(3600));
     let w = Worker::new(q.clone(), Scripted::default(), opts);
     let handle = spawn(&w);
@@ -326,9 +413,10 @@ async fn an_idle_worker_wakes_on_new_work_long_before_its_poll_interval() {
     handle.await.unwrap().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_running_job_fires_its_token_and_records_nothing_more() {
-    let q = queue().await;
+pub(crate) async fn cancelling_a_running_job_fires_its_token_and_records_nothing_more(
+    store: Arc<dyn JobStore>,
+) {
+    let q = queue(&store).await;
     let script = Arc::new(Scripted::default());
     let w = Worker::new(q.clone(), Arc::clone(&script), fast());
     let handle = spawn(&w);
@@ -370,9 +458,8 @@ async fn cancelling_a_running_job_fires_its_token_and_records_nothing_more() {
     handle.await.unwrap().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_stop_waits_for_the_running_job() {
-    let q = queue().await;
+pub(crate) async fn graceful_stop_waits_for_the_running_job(store: Arc<dyn JobStore>) {
+    let q = queue(&store).await;
     let script = Arc::new(Scripted::default());
     let w = Worker::new(
         q.clone(),
@@ -407,9 +494,10 @@ async fn graceful_stop_waits_for_the_running_job() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn stop_after_timeout_cancels_cooperatively_and_gives_the_job_back() {
-    let q = queue().await;
+pub(crate) async fn stop_after_timeout_cancels_cooperatively_and_gives_the_job_back(
+    store: Arc<dyn JobStore>,
+) {
+    let q = queue(&store).await;
     let w = Worker::new(
         q.clone(),
         Scripted::default(),
@@ -430,9 +518,10 @@ async fn stop_after_timeout_cancels_cooperatively_and_gives_the_job_back() {
     assert_eq!(after.attempt, running.attempt);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_ignoring_cancellation_is_aborted_and_given_back() {
-    let q = queue().await;
+pub(crate) async fn a_job_ignoring_cancellation_is_aborted_and_given_back(
+    store: Arc<dyn JobStore>,
+) {
+    let q = queue(&store).await;
     let w = Worker::new(
         q.clone(),
         Scripted::default(),
@@ -446,9 +535,8 @@ async fn a_job_ignoring_cancellation_is_aborted_and_given_back() {
     assert_eq!(q.get_job(&job.id).await.unwrap().status, JobStatus::Pending);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refused_jobs_are_left_for_others() {
-    let q = queue().await;
+pub(crate) async fn refused_jobs_are_left_for_others(store: Arc<dyn JobStore>) {
+    let q = queue(&store).await;
     let script = Arc::new(Scripted::default());
     let w = Worker::new(q.clone(), Arc::clone(&script), fast());
     let refused = enqueue(&q, "scripted", json!({"mode": "ok", "refuse": true})).await;
@@ -468,9 +556,10 @@ async fn refused_jobs_are_left_for_others() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn progress_is_throttled_and_the_last_value_is_written_before_completion() {
-    let q = queue().await;
+pub(crate) async fn progress_is_throttled_and_the_last_value_is_written_before_completion(
+    store: Arc<dyn JobStore>,
+) {
+    let q = queue(&store).await;
     let w = Worker::new(
         q.clone(),
         Scripted::default(),
@@ -496,9 +585,8 @@ async fn progress_is_throttled_and_the_last_value_is_written_before_completion()
     handle.await.unwrap().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn batches_keep_order_and_stop_at_the_first_error() {
-    let q = queue().await;
+pub(crate) async fn batches_keep_order_and_stop_at_the_first_error(store: Arc<dyn JobStore>) {
+    let q = queue(&store).await;
     let job = enqueue(&q, "scripted", json!({})).await;
     let running = q
         .claim_next_job("scripted", q.worker_id())
@@ -532,10 +620,11 @@ async fn batches_keep_order_and_stop_at_the_first_error() {
     assert!(started.load(Ordering::SeqCst) < 1000, "stopped early");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_longer_than_its_lease_is_never_reclaimed_while_its_worker_lives() {
+pub(crate) async fn a_job_longer_than_its_lease_is_never_reclaimed_while_its_worker_lives(
+    store: Arc<dyn JobStore>,
+) {
     let q = JobQueue::builder()
-        .store(Arc::new(MemoryStore::new()))
+        .store(Arc::clone(&store))
         .lease(Duration::from_millis(600))
         .build()
         .unwrap();
@@ -590,9 +679,8 @@ impl JobWorker for Typed {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn several_workers_of_different_types_share_one_queue() {
-    let q = queue().await;
+pub(crate) async fn several_workers_of_different_types_share_one_queue(store: Arc<dyn JobStore>) {
+    let q = queue(&store).await;
     let a = Worker::new(q.clone(), Typed("alpha"), fast());
     let b = Worker::new(q.clone(), Typed("beta"), fast());
     assert_ne!(a.worker_id(), b.worker_id());
@@ -616,10 +704,9 @@ async fn several_workers_of_different_types_share_one_queue() {
 /// Checkpoints through the context: the first attempt finishes two units
 /// and fails; the retry skips them (it sees them as completed), does the
 /// rest, and the job ends with every unit completed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_retry_resumes_after_the_checkpointed_units() {
+pub(crate) async fn a_retry_resumes_after_the_checkpointed_units(store: Arc<dyn JobStore>) {
     let clock = ManualClock::new(Timestamp::from_millis(1_767_225_600_000));
-    let q = queue_with_clock(clock.clone()).await;
+    let q = queue_with_clock(&store, clock.clone()).await;
     let script = Arc::new(Scripted::default());
     let w = Worker::new(q.clone(), Arc::clone(&script), fast());
     let handle = spawn(&w);
@@ -650,10 +737,11 @@ async fn a_retry_resumes_after_the_checkpointed_units() {
 /// A type with an execution timeout: at the deadline the job's token
 /// fires, and the attempt fails as retryable with code `TIMEOUT` (also
 /// when the job ignores its token: then it is abandoned after the grace).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_past_its_timeout_fails_retryably_with_code_timeout() {
+pub(crate) async fn a_job_past_its_timeout_fails_retryably_with_code_timeout(
+    store: Arc<dyn JobStore>,
+) {
     let q = JobQueue::builder()
-        .store(Arc::new(MemoryStore::new()))
+        .store(Arc::clone(&store))
         .type_policy(
             "scripted".parse().unwrap(),
             semiont_jobs_queue::TypePolicy {
@@ -694,11 +782,10 @@ async fn until_idle(w: &Worker) {
 
 /// The runner sweeps finished jobs past the queue's retention period at
 /// start (and on its timer), under the store's sweep lease.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_runner_sweeps_old_finished_jobs() {
+pub(crate) async fn the_runner_sweeps_old_finished_jobs(store: Arc<dyn JobStore>) {
     let clock = ManualClock::new(Timestamp::from_millis(1_767_225_600_000));
     let q = JobQueue::builder()
-        .store(Arc::new(MemoryStore::new()))
+        .store(Arc::clone(&store))
         .clock(clock.clone())
         .retention_period(Duration::from_secs(3600))
         .build()

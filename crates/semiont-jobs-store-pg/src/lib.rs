@@ -1,0 +1,383 @@
+//! The PostgreSQL backend of semiont-jobs: many hosts, one database, the
+//! same guarantees as the filesystem backend.
+//!
+//! ```text
+//! <schema>.jobs          pending and running jobs (the claim path; fillfactor 70 for HOT updates)
+//! <schema>.jobs_done     complete, failed and cancelled jobs (retention, listing)
+//! <schema>.counts        exact counts per (type, status), sharded per connection
+//! <schema>.workers       one row per worker incarnation (ids never reused)
+//! <schema>.schema_migrations
+//! ```
+//!
+//! - Every change is one statement whose `WHERE` is the compare-and-swap
+//!   on (id, status, attempt); it moves the row between the two tables
+//!   when needed and updates the counters in the same transaction. The
+//!   caller is answered after the commit.
+//! - A claim is one statement taking up to N due jobs in claim order with
+//!   `FOR UPDATE SKIP LOCKED`; due-ness and leases are judged by the
+//!   server's clock ([`PgClock`]).
+//! - Liveness: incarnations hold session advisory locks on their store
+//!   instance's listener connection, so a dead process is seen at once;
+//!   heartbeats are per process and per worker, not per job (see the
+//!   `liveness` module's docs).
+//! - Other processes' changes arrive through LISTEN/NOTIFY, coalesced.
+//!
+//! ```no_run
+//! use semiont_jobs_store::JobStore;
+//! use semiont_jobs_store_pg::{DatabaseUrl, PgOptions, PgStore};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let url: DatabaseUrl = "postgres://jobs@db.internal/app".parse()?;
+//! let store = PgStore::open(&url, PgOptions::default()).await?;
+//! let stats = store.stats().await?;
+//! println!("{} jobs pending", stats.pending);
+//! # Ok(()) }
+//! ```
+
+mod admin;
+mod claim;
+mod connect;
+mod error;
+mod jobs;
+mod liveness;
+mod notify;
+mod options;
+mod row;
+mod schema;
+mod sql;
+#[cfg(feature = "test-support")]
+pub mod testing;
+mod url;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Object, Pool};
+use semiont_jobs_model::{Job, JobFilter, JobId, JobPage, JobType, QueueStats, Timestamp};
+use semiont_jobs_store::{
+    Capabilities, ChangeKind, ChangeOrigin, ChangeStream, ClaimRequest, Expect, FinishedJob,
+    Heartbeat, JobChange, JobStore, LostJob, RecoveryReport, Result, TypeFilter, WorkerInfo,
+    WorkerRecord, CHANGE_CHANNEL_CAPACITY,
+};
+use tokio::sync::{broadcast, mpsc, Notify};
+use tokio::task::JoinHandle;
+
+pub use admin::{admin_sql, server_settings};
+pub use error::OpenError;
+pub use options::{check_schema_name, PgClock, PgOptions, DEFAULT_SCHEMA};
+pub use schema::{Migrated, SCHEMA_VERSION};
+#[doc(no_inline)]
+pub use semiont_jobs_store::Durability;
+pub use url::{redact, DatabaseUrl};
+
+use crate::error::pool_err;
+use crate::liveness::Live;
+
+/// A [`JobStore`] in a PostgreSQL schema. Cheap to share behind an `Arc`;
+/// its background tasks (listener, notifier, liveness beat) stop when it is
+/// dropped, and the server then releases its workers' liveness locks.
+pub struct PgStore {
+    inner: Arc<Inner>,
+    tasks: Vec<JoinHandle<()>>,
+    migrated: Migrated,
+}
+
+/// The rendered statements of every module.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub jobs: jobs::Sql,
+    pub claim: claim::Sql,
+    pub live: liveness::Sql,
+}
+
+/// What the store's calls and background tasks share.
+pub(crate) struct Inner {
+    pub schema: String,
+    pub url: String,
+    pub opts: PgOptions,
+    pub config: tokio_postgres::Config,
+    pub tls: tokio_postgres_rustls::MakeRustlsConnect,
+    pub pool: Pool,
+    pub sql: Statements,
+    pub tx: broadcast::Sender<JobChange>,
+    pub outbox: mpsc::UnboundedSender<notify::Outgoing>,
+    pub live: Live,
+    /// This instance's id in notification payloads.
+    pub instance: String,
+    pub channel: String,
+    /// Wakes the liveness beat early (an incarnation to replace).
+    pub wake_beat: Notify,
+    /// This value, for tasks it spawns on its own.
+    pub me: std::sync::OnceLock<std::sync::Weak<Inner>>,
+    /// A recovery pass after the grace period is scheduled.
+    pub recovery_scheduled: std::sync::atomic::AtomicBool,
+}
+
+impl fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgStore")
+            .field("url", &self.inner.url)
+            .field("schema", &self.inner.schema)
+            .field("durability", &self.inner.opts.durability)
+            .field("clock", &self.inner.opts.clock)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn random_hex() -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    format!("{:016x}", h.finish())
+}
+
+impl PgStore {
+    /// Opens the queue in `opts.schema` of the database at `url`: connects,
+    /// applies missing migrations (under an advisory lock; a newer schema
+    /// is refused), opens the listener connection and starts the
+    /// background tasks. Must run inside a tokio runtime.
+    pub async fn open(url: &DatabaseUrl, opts: PgOptions) -> std::result::Result<Self, OpenError> {
+        opts.validate()?;
+        let redacted = url.redacted();
+        let config = connect::config(url, &opts);
+        let tls = connect::tls(url.verify()).map_err(|reason| OpenError::InvalidUrl {
+            url: redacted.clone(),
+            reason,
+        })?;
+        let pool = connect::pool(config.clone(), tls.clone(), &opts);
+        let migrated = {
+            let mut first = pool
+                .get()
+                .await
+                .map_err(|e| OpenError::from_pool(&redacted, e))?;
+            let client: &mut tokio_postgres::Client = &mut first;
+            schema::migrate(client, &redacted, &opts.schema, opts.migrate).await?
+        };
+        let (tx, _) = broadcast::channel(CHANGE_CHANNEL_CAPACITY);
+        let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        let schema = opts.schema.clone();
+        let inner = Arc::new(Inner {
+            sql: Statements {
+                jobs: jobs::Sql::new(&schema),
+                claim: claim::Sql::new(&schema),
+                live: liveness::Sql::new(&schema),
+            },
+            channel: notify::channel(&schema),
+            schema,
+            url: redacted.clone(),
+            opts,
+            config,
+            tls,
+            pool: pool.clone(),
+            tx,
+            outbox,
+            live: Live::default(),
+            instance: random_hex(),
+            wake_beat: Notify::new(),
+            me: std::sync::OnceLock::new(),
+            recovery_scheduled: std::sync::atomic::AtomicBool::new(false),
+        });
+        let _ = inner.me.set(Arc::downgrade(&inner));
+        let messages =
+            liveness::connect_listener(&inner)
+                .await
+                .map_err(|reason| OpenError::Unreachable {
+                    url: redacted.clone(),
+                    reason,
+                })?;
+        let tasks = vec![
+            tokio::spawn(liveness::listen(Arc::clone(&inner), messages)),
+            tokio::spawn(notify::notifier(
+                pool,
+                inner.channel.clone(),
+                inner.instance.clone(),
+                outbox_rx,
+            )),
+            tokio::spawn(liveness::self_beat(Arc::clone(&inner))),
+        ];
+        Ok(PgStore {
+            inner,
+            tasks,
+            migrated,
+        })
+    }
+
+    /// The schema version before and after this open's migrations.
+    pub fn migrated(&self) -> Migrated {
+        self.migrated
+    }
+
+    /// The schema holding the queue.
+    pub fn schema(&self) -> &str {
+        &self.inner.schema
+    }
+
+    /// The database URL, password hidden.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+}
+
+impl Inner {
+    /// A pooled connection.
+    pub(crate) async fn conn(&self) -> Result<Object> {
+        self.pool.get().await.map_err(pool_err)
+    }
+
+    /// The caller's time when it judges leases and due times, else `None`
+    /// (the statement uses the server's).
+    pub(crate) fn caller_now(&self, now: Timestamp) -> Option<i64> {
+        match self.opts.clock {
+            PgClock::Caller => Some(now.as_millis()),
+            PgClock::Server => None,
+        }
+    }
+
+    /// Tells this instance's subscribers at once and queues the change for
+    /// the others (NOTIFY, coalesced).
+    pub(crate) fn announce_change(&self, change: JobChange) {
+        let _ = self.outbox.send((notify::encode(&change), None));
+        let _ = self.tx.send(change);
+    }
+
+    /// Announces a change of `job`.
+    pub(crate) fn announce(&self, job: &Job, kind: ChangeKind) {
+        self.announce_change(JobChange::of(job, kind, ChangeOrigin::Local));
+    }
+
+    /// Announces a change and waits (briefly) until the notification that
+    /// carries it, and every one queued before it, was sent: a process that
+    /// exits right after a write (a CLI command) still tells the others.
+    /// Concurrent writers share one NOTIFY.
+    pub(crate) async fn announce_sent(&self, change: JobChange) {
+        let (done, sent) = tokio::sync::oneshot::channel();
+        let _ = self.outbox.send((notify::encode(&change), Some(done)));
+        let _ = self.tx.send(change);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sent).await;
+    }
+}
+
+#[async_trait]
+impl JobStore for PgStore {
+    async fn create(&self, job: &Job) -> Result<()> {
+        self.inner.insert_jobs(std::slice::from_ref(job)).await
+    }
+
+    /// All or nothing, in one statement: a failed batch stores no job.
+    async fn create_batch(&self, jobs: &[Job]) -> Result<()> {
+        self.inner
+            .insert_jobs(jobs)
+            .await
+            .map_err(|e| semiont_jobs_store::Error::batch(0, e))
+    }
+
+    async fn get(&self, id: &JobId) -> Result<Job> {
+        self.inner.get_job(id).await
+    }
+
+    async fn transition(&self, expect: Expect, job: &Job) -> Result<()> {
+        self.inner.transition_job(expect, job).await
+    }
+
+    async fn update_running(&self, job: &Job) -> Result<()> {
+        self.inner.update_running_job(job).await
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Option<Job>> {
+        Ok(self.inner.claim_jobs(req, 1).await?.into_iter().next())
+    }
+
+    async fn claim_batch(&self, req: &ClaimRequest, max: usize) -> Result<Vec<Job>> {
+        self.inner.claim_jobs(req, max).await
+    }
+
+    async fn peek_next(&self, types: &TypeFilter, now: Timestamp) -> Result<Option<Job>> {
+        self.inner.peek(types, now).await
+    }
+
+    async fn list(&self, filter: &JobFilter) -> Result<JobPage> {
+        self.inner.list_jobs(filter).await
+    }
+
+    async fn stats(&self) -> Result<QueueStats> {
+        self.inner.stats_now().await
+    }
+
+    async fn type_stats(&self) -> Result<BTreeMap<JobType, QueueStats>> {
+        self.inner.type_stats_now().await
+    }
+
+    async fn finished_before(&self, before: Timestamp, limit: usize) -> Result<Vec<FinishedJob>> {
+        self.inner.finished_jobs_before(before, limit).await
+    }
+
+    async fn delete(&self, id: &JobId, expect: Expect) -> Result<()> {
+        self.inner.delete_job(id, expect).await
+    }
+
+    async fn delete_finished_before(&self, before: Timestamp, limit: usize) -> Result<u64> {
+        self.inner.delete_old(before, limit).await
+    }
+
+    async fn set_paused(&self, job_type: &JobType, paused: bool) -> Result<bool> {
+        self.inner.pause(job_type, paused).await
+    }
+
+    async fn paused_types(&self) -> Result<std::collections::BTreeSet<JobType>> {
+        self.inner.paused_set().await
+    }
+
+    async fn try_lock_sweep(
+        &self,
+        holder: &str,
+        ttl: std::time::Duration,
+        now: Timestamp,
+    ) -> Result<bool> {
+        self.inner.sweep_lock(holder, ttl, now).await
+    }
+
+    async fn register_worker(&self, worker: &WorkerInfo) -> Result<()> {
+        self.inner.register(worker).await
+    }
+
+    async fn heartbeat(&self, beat: &Heartbeat) -> Result<Vec<LostJob>> {
+        self.inner.beat(beat).await
+    }
+
+    async fn unregister_worker(&self, worker_id: &str) -> Result<()> {
+        self.inner.unregister(worker_id).await
+    }
+
+    async fn workers(&self) -> Result<Vec<WorkerRecord>> {
+        self.inner.list_workers().await
+    }
+
+    async fn recover(&self, now: Timestamp) -> Result<RecoveryReport> {
+        self.inner.recover_jobs(now).await
+    }
+
+    fn subscribe(&self) -> ChangeStream {
+        ChangeStream::from_broadcast(self.inner.tx.subscribe())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new(true, true, true)
+            .with_server_clock(self.inner.opts.clock == PgClock::Server)
+    }
+}
