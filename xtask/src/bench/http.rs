@@ -63,7 +63,7 @@ pub fn section(rows: &Rows, runs: usize, command: &str, facts: &str) -> String {
     }
     let latency = rows.of("HTTP-sse-latency", |_| true);
     if !latency.is_empty() {
-        s.push_str("\n**Enqueue → visible in a browser**: jobs enqueued one at a time, spaced; the \
+        s.push_str("\n**Enqueue → visible in a browser**: `sleep` jobs of 100 ms enqueued one at a time, spaced; the \
                     time until the worker starts each (W3's interval) and until the `started` event \
                     reaches an event-stream client:\n\n");
         s.push_str("| jobs | enqueue → start p50 ms | enqueue → event p50 ms | p99 ms | event after start p50 ms | p99 ms |\n");
