@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use semiont_jobs_model::{Job, JobId, JobStatus, JobType};
+use semiont_jobs_model::{Job, JobId, JobStatus, JobType, Transition};
 use semiont_jobs_store::{ChangeKind, ChangeOrigin, Error, JobChange, Result};
 use tokio::sync::broadcast;
 
@@ -224,6 +224,17 @@ impl Inner {
 
     /// Like [`Inner::load_locked`], and brings the index in line with what
     /// was found. Returns the index's previous status too.
+    ///
+    /// What the index did not know yet is a change another process made
+    /// (this process indexes its own writes as it makes them), which the
+    /// watcher may not have reported yet. When the read changes the job's
+    /// status, its existence, or a running job's file, this sends the
+    /// `External` change event for it, as the watcher would: the watcher's
+    /// own hint for that change, coming later, then finds the index in line
+    /// and stays quiet. Whoever corrects the index reports the change, so
+    /// it is reported exactly once, whichever read saw it first (a `get`
+    /// of a job that finished between two watcher batches once made its
+    /// completion invisible to subscribers).
     pub fn refresh_locked(
         &self,
         key: &Key,
@@ -234,12 +245,51 @@ impl Inner {
             Err(e) if e.kind() == semiont_jobs_store::ErrorKind::Corrupt => None,
             Err(e) => return Err(e),
         };
+        Ok((self.adopt_locked(key, found.as_ref()), found))
+    }
+
+    /// Puts what a locked read found (`None`: nothing readable) into the
+    /// index and reports what that changes (see [`Inner::refresh_locked`]).
+    /// Returns the index's previous status.
+    pub fn adopt_locked(&self, key: &Key, found: Option<&Found>) -> Option<JobStatus> {
         let mut ix = self.ix();
-        let prev = match &found {
+        let old_ino = ix.running_ino(key);
+        let old_type = ix.job_type(key).and_then(|t| JobType::parse(t).ok());
+        let prev = match found {
             Some((_, job, info)) => ix.upsert(key, &Facts::of_job(job, info.ino)),
             None => ix.remove(key),
         };
-        Ok((prev, found))
+        drop(ix);
+        let change = match (prev, found) {
+            (None, None) => None,
+            (None, Some((s, job, _))) => {
+                Some((ChangeKind::Created, Some(*s), Some(job.job_type.clone())))
+            }
+            (Some(p), Some((s, job, info))) => {
+                let kind = if p != *s {
+                    Some(
+                        Transition::between(p, *s)
+                            .map_or(ChangeKind::Updated, ChangeKind::Transition),
+                    )
+                } else if *s == JobStatus::Running && old_ino != Some(info.ino) {
+                    Some(ChangeKind::Updated)
+                } else {
+                    None
+                };
+                kind.map(|k| (k, Some(*s), Some(job.job_type.clone())))
+            }
+            (Some(_), None) => Some((ChangeKind::Deleted, None, old_type)),
+        };
+        if let Some((kind, status, job_type)) = change {
+            self.emit(
+                Some(key.id()),
+                kind,
+                status,
+                job_type,
+                ChangeOrigin::External,
+            );
+        }
+        prev
     }
 
     /// A fresh staged-file name for `key`.

@@ -198,26 +198,32 @@ impl Inner {
         for status in probe_order(hint) {
             match self.read_file(status, key, &name)? {
                 Read::Missing => continue,
-                Read::Job(job, _) if job.status == status => return Ok(*job),
+                // Where the index says: the common case, no lock.
+                Read::Job(job, _) if job.status == status && hint == Some(status) => {
+                    return Ok(*job)
+                }
                 _ => break,
             }
         }
-        // Not found, mid-move, or needing repair: look again under the
-        // lock, and correct the index with what is found.
+        // Not found, found where the index did not expect it (another
+        // process's change the watcher has not reported yet), mid-move, or
+        // needing repair: look again under the lock, and bring the index in
+        // line, reporting the change.
         let _g = self.lock(key)?;
-        let found = self.load_locked(key, hint);
-        match &found {
-            Ok(Some((_, job, info))) => {
-                self.ix().upsert(key, &Facts::of_job(job, info.ino));
+        match self.load_locked(key, hint) {
+            Ok(found) => {
+                self.adopt_locked(key, found.as_ref());
+                match found {
+                    Some((_, job, _)) => Ok(job),
+                    None => Err(Error::NotFound { id: key.id() }),
+                }
             }
-            Ok(None) | Err(Error::Corrupt { .. }) => {
-                self.ix().remove(key);
+            Err(e) => {
+                if e.kind() == semiont_jobs_store::ErrorKind::Corrupt {
+                    self.adopt_locked(key, None);
+                }
+                Err(e)
             }
-            Err(_) => {}
-        }
-        match found? {
-            Some((_, job, _)) => Ok(job),
-            None => Err(Error::NotFound { id: key.id() }),
         }
     }
 
@@ -238,7 +244,7 @@ impl Inner {
         };
         let _g = self.lock(&key)?;
         let Some(found) = self.load_locked(&key, Some(expect.status))? else {
-            self.ix().remove(&key);
+            self.adopt_locked(&key, None);
             return Err(Error::NotFound { id: job.id.clone() });
         };
         self.transition_loaded(&key, expect, job, found, claim)
@@ -253,7 +259,7 @@ impl Inner {
         let hint = self.ix().status(&key);
         let _g = self.lock(&key)?;
         let Some(found) = self.load_locked(&key, hint)? else {
-            self.ix().remove(&key);
+            self.adopt_locked(&key, None);
             return Err(Error::NotFound { id: id.clone() });
         };
         let Some((expect, job)) = f(&found.1) else {
@@ -285,8 +291,9 @@ impl Inner {
     ) -> Result<()> {
         let (status, current, info) = found;
         if !expect.holds(status, current.attempt) {
-            self.ix().upsert(key, &Facts::of_job(&current, info.ino));
-            return Err(conflict(&job.id, expect, Some((status, current.attempt))));
+            let attempt = current.attempt;
+            self.adopt_locked(key, Some(&(status, current, info)));
+            return Err(conflict(&job.id, expect, Some((status, attempt))));
         }
         if let Some((unique, at)) = claim {
             self.take_key(unique, job, at)?;
@@ -336,7 +343,7 @@ impl Inner {
                 return Err(conflict(&req.id, expect, Some((status, cur.attempt))))
             }
             None => {
-                self.ix().remove(&key);
+                self.adopt_locked(&key, None);
                 return Err(Error::NotFound { id: req.id.clone() });
             }
         };
@@ -530,12 +537,13 @@ impl Inner {
         let key = Key::of(id);
         let _g = self.lock(&key)?;
         let Some((status, current, info)) = self.load_locked(&key, Some(expect.status))? else {
-            self.ix().remove(&key);
+            self.adopt_locked(&key, None);
             return Err(Error::NotFound { id: id.clone() });
         };
         if !expect.holds(status, current.attempt) {
-            self.ix().upsert(&key, &Facts::of_job(&current, info.ino));
-            return Err(conflict(id, expect, Some((status, current.attempt))));
+            let attempt = current.attempt;
+            self.adopt_locked(&key, Some(&(status, current, info)));
+            return Err(conflict(id, expect, Some((status, attempt))));
         }
         let name = key.file_name();
         let dir = self.dir(status);

@@ -35,8 +35,7 @@ use notify::{
     Config, Event, EventKind, EventKindMask, INotifyWatcher, RecursiveMode, WatchPathConfig,
     Watcher as _,
 };
-use semiont_jobs_model::{JobStatus, JobType, Transition};
-use semiont_jobs_store::{ChangeKind, ChangeOrigin};
+use semiont_jobs_model::JobStatus;
 
 use crate::inner::Inner;
 use crate::key::Key;
@@ -514,30 +513,10 @@ impl Inner {
         if !self.hint_needs_look(status, key, Seen::Both) {
             return;
         }
-        let old_type = self.ix().job_type(key).and_then(|t| JobType::parse(t).ok());
-        let (prev, found) = match self.refresh_locked(key, Some(status)) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(job = %key, error = %e, "cannot re-read a job after a watcher event");
-                return;
-            }
-        };
-        let (kind, now, job_type) = match (prev, &found) {
-            (None, None) => return,
-            (None, Some((s, job, _))) => {
-                (ChangeKind::Created, Some(*s), Some(job.job_type.clone()))
-            }
-            (Some(p), Some((s, job, _))) => {
-                let kind = if p == *s {
-                    ChangeKind::Updated
-                } else {
-                    Transition::between(p, *s).map_or(ChangeKind::Updated, ChangeKind::Transition)
-                };
-                (kind, Some(*s), Some(job.job_type.clone()))
-            }
-            (Some(_), None) => (ChangeKind::Deleted, None, old_type),
-        };
-        self.emit(Some(key.id()), kind, now, job_type, ChangeOrigin::External);
+        // The read reports what it finds changed (an `External` event).
+        if let Err(e) = self.refresh_locked(key, Some(status)) {
+            tracing::warn!(job = %key, error = %e, "cannot re-read a job after a watcher event");
+        }
     }
 }
 

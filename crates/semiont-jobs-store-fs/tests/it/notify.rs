@@ -215,3 +215,82 @@ async fn dropping_a_store_ends_its_watcher_threads() {
     drop(stores);
     wait_for_threads(&names, &before).await;
 }
+
+/// A read that learns of another instance's change before the watcher
+/// does reports it: a `get` of a job another instance completed sends the
+/// completion (here with no watcher at all, so the read is the only way
+/// the instance can learn of it), and the watcher does not report it a
+/// second time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_finds_another_instances_change_reports_it_once() {
+    let tmp = crate::support::tempdir();
+    let dir = tmp.path().join("jobs");
+    let writer = FsStore::open(&dir, support::opts()).await.unwrap();
+    let blind = FsStore::open(&dir, support::opts().watch(false))
+        .await
+        .unwrap();
+    let job = noop_job();
+    writer.create(&job).await.unwrap();
+    assert_eq!(blind.get(&job.id).await.unwrap().status, JobStatus::Pending);
+    let mut rx = blind.subscribe();
+    let claimed = writer
+        .claim(&claim_req("w", Timestamp::now(), Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut done = claimed.clone();
+    done.status = JobStatus::Complete;
+    done.completed_at = Some(Timestamp::now());
+    writer
+        .transition(semiont_jobs_store::Expect::running(1), &done)
+        .await
+        .unwrap();
+    assert_eq!(
+        blind.get(&job.id).await.unwrap().status,
+        JobStatus::Complete
+    );
+    let change = rx.try_recv().expect("the read reported the change");
+    assert_eq!(change.id.as_ref(), Some(&job.id));
+    assert_eq!(change.status, Some(JobStatus::Complete));
+    assert_eq!(change.origin, ChangeOrigin::External);
+    assert!(rx.try_recv().is_none(), "reported once");
+
+    // With a watcher: whichever of the read and the watcher sees the
+    // completion first reports it; the subscriber hears of it once.
+    let seeing = FsStore::open(&dir, support::opts()).await.unwrap();
+    let job = noop_job();
+    writer.create(&job).await.unwrap();
+    let mut rx = seeing.subscribe();
+    let claimed = writer
+        .claim(&claim_req("w", Timestamp::now(), Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut done = claimed.clone();
+    done.status = JobStatus::Complete;
+    done.completed_at = Some(Timestamp::now());
+    writer
+        .transition(semiont_jobs_store::Expect::running(1), &done)
+        .await
+        .unwrap();
+    let _ = seeing.get(&job.id).await.unwrap();
+    // A marker job created after the completion: once its event arrives,
+    // every event about the completion has arrived too.
+    let marker = noop_job();
+    writer.create(&marker).await.unwrap();
+    let mut completions = 0;
+    tokio::time::timeout(WAKE_UP, async {
+        loop {
+            let c = rx.recv().await.expect("channel open");
+            if c.id.as_ref() == Some(&job.id) && c.status == Some(JobStatus::Complete) {
+                completions += 1;
+            }
+            if c.id.as_ref() == Some(&marker.id) {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the marker's creation arrives");
+    assert_eq!(completions, 1);
+}
