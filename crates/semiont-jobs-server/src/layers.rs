@@ -96,6 +96,48 @@ pub(crate) async fn timeout(
     }
 }
 
+/// Refuses a state-changing request that a browser sent from another
+/// site. A form or a `fetch` without a body or with a plain-text body is a
+/// "simple" request that a browser sends cross-origin without asking
+/// first, so a page on any site, open in a browser on this machine, could
+/// otherwise cancel or delete jobs on a loopback server without tokens.
+/// Browsers name the sending page's origin in `Origin`; it must be this
+/// server's own (`http://` or `https://` + the request's `Host`) or one of
+/// the `--cors-origin`s. Requests without `Origin` (curl, programs) and
+/// reads (`GET`, `HEAD`, `OPTIONS`) pass.
+pub(crate) async fn same_origin(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use axum::http::{header, Method};
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return next.run(req).await;
+    };
+    let origin = origin.to_str().unwrap_or("");
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    let own = !host.is_empty()
+        && (origin == format!("http://{host}") || origin == format!("https://{host}"));
+    if own || state.config().cors_origins.iter().any(|o| o == origin) {
+        return next.run(req).await;
+    }
+    let shown: String = origin.chars().take(200).collect();
+    Error::new(
+        ErrorKind::Forbidden,
+        format!(
+            "cross-origin request refused: Origin {shown:?} is neither this server's origin nor an allowed --cors-origin"
+        ),
+    )
+    .into_response()
+}
+
 /// A handler panicked: 500, the server keeps serving.
 pub(crate) fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");

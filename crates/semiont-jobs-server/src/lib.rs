@@ -125,6 +125,7 @@ pub fn router(state: AppState) -> Router {
         Router::new().nest(&base, api).fallback(views::not_found)
     };
     let app = app
+        .layer(from_fn_with_state(state.clone(), layers::same_origin))
         .layer(from_fn_with_state(state.clone(), layers::access_log))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             layers::panic_response,

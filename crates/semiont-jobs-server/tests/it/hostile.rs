@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{config, json_of, TestServer, WAIT};
@@ -398,4 +398,71 @@ async fn slow_clients_are_cut_off_and_others_are_served() {
     assert!(!answer.contains("200 OK"), "{answer}");
     assert_eq!(s.get("/api/v1/stats").await.0, StatusCode::OK);
     assert_eq!(s.queue.get_stats().await.unwrap().total(), 0);
+}
+
+/// A page on another site cannot change jobs through a browser on this
+/// machine: a state-changing request whose `Origin` is not this server's
+/// (nor an allowed CORS origin) is refused before it does anything; the
+/// server's own pages, CORS origins, programs (no `Origin`) and reads pass.
+#[tokio::test]
+async fn cross_site_writes_from_a_browser_are_refused() {
+    let s = TestServer::with(config().cors_origin("https://ops.example")).await;
+    let (status, job) = s
+        .post("/api/v1/jobs", &json!({"type": "noop", "userId": "u"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{job}");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let cancel = format!("/api/v1/jobs/{id}/cancel");
+    for evil in ["https://evil.example", "null", "http://127.0.0.1:1"] {
+        let r = s
+            .req(Method::POST, &cancel)
+            .header("origin", evil)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{evil}");
+        let body: Value = r.json().await.unwrap();
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains("cross-origin request refused"), "{detail}");
+        let r = s
+            .req(Method::POST, "/api/v1/types/noop/pause")
+            .header("origin", evil)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{evil}");
+    }
+    assert_eq!(
+        s.get(&format!("/api/v1/jobs/{id}")).await.1["status"],
+        "pending"
+    );
+    assert!(s.queue.paused_types().await.unwrap().is_empty());
+    // Reads from anywhere pass (CORS decides what a page may read).
+    let r = s
+        .req(Method::GET, &format!("/api/v1/jobs/{id}"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The server's own origin and an allowed one may write.
+    let own = format!("http://{}", s.addr);
+    let r = s
+        .req(Method::POST, "/api/v1/types/noop/pause")
+        .header("origin", own)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = s
+        .req(Method::POST, &cancel)
+        .header("origin", "https://ops.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    assert_eq!(
+        s.get(&format!("/api/v1/jobs/{id}")).await.1["status"],
+        "cancelled"
+    );
 }
