@@ -939,6 +939,7 @@ mod tests {
         let d = JobDefaults {
             max_retries: 7,
             priority: 4,
+            ..JobDefaults::default()
         };
         let j = NewJob::custom("t", "u", json!({}))
             .unwrap()
@@ -1124,6 +1125,14 @@ mod tests {
         fn json_round_trip(job in arb_job()) {
             let back = Job::from_json(&job.to_json()).unwrap();
             prop_assert_eq!(back, job);
+        }
+
+        #[test]
+        fn nested_json_round_trip(mut job in arb_job()) {
+            job.layout = JobLayout::Nested;
+            let back = Job::from_json(&job.to_json()).unwrap();
+            prop_assert_eq!(&back, &job);
+            prop_assert_eq!(Job::from_document(job.to_document()).unwrap(), job);
         }
     }
 }

@@ -98,7 +98,6 @@ impl NestedExtra {
     }
 }
 
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct NestedIn {
@@ -156,15 +155,15 @@ struct MetaIn {
 
 /// Parses a nested document.
 pub(crate) fn nested_from_slice(bytes: &[u8]) -> Result<Job> {
-    let doc: NestedIn =
-        serde_json::from_slice(bytes).map_err(|e| Error::InvalidJob(format!("nested layout: {e}")))?;
+    let doc: NestedIn = serde_json::from_slice(bytes)
+        .map_err(|e| Error::InvalidJob(format!("nested layout: {e}")))?;
     Ok(from_nested(doc))
 }
 
 /// Parses a nested document already read as a JSON value.
 pub(crate) fn nested_from_value(value: Value) -> Result<Job> {
-    let doc: NestedIn =
-        serde_json::from_value(value).map_err(|e| Error::InvalidJob(format!("nested layout: {e}")))?;
+    let doc: NestedIn = serde_json::from_value(value)
+        .map_err(|e| Error::InvalidJob(format!("nested layout: {e}")))?;
     Ok(from_nested(doc))
 }
 
@@ -271,4 +270,123 @@ pub(crate) fn to_nested(job: &Job) -> Value {
         doc.entry(k.clone()).or_insert_with(|| v.clone());
     }
     Value::Object(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Checkpoint, JobDefaults, NewJob};
+    use serde_json::json;
+
+    fn ts_running() -> Value {
+        json!({
+            "status": "running",
+            "metadata": {
+                "id": "job-1", "type": "detection", "userId": "u1",
+                "created": "2026-01-01T00:00:00.000Z", "retryCount": 0, "maxRetries": 3,
+                "tenant": {"name": "acme"}
+            },
+            "params": {"resourceId": "doc-1", "entityTypes": ["Person"]},
+            "startedAt": "2026-01-01T00:00:01.000Z",
+            "progress": {},
+            "traceId": "t-9"
+        })
+    }
+
+    #[test]
+    fn detection_table() {
+        let doc = |v: Value| v.as_object().cloned().unwrap();
+        let table = [
+            (ts_running(), JobLayout::Nested),
+            (json!({"id": "j", "metadata": {"id": "x"}}), JobLayout::Flat),
+            (json!({"metadata": "a string"}), JobLayout::Flat),
+            (json!({"status": "pending"}), JobLayout::Flat),
+        ];
+        for (v, want) in table {
+            assert_eq!(JobLayout::of_document(&doc(v.clone())), want, "{v}");
+        }
+        assert_eq!("nested".parse::<JobLayout>().unwrap(), JobLayout::Nested);
+        assert!("Nested".parse::<JobLayout>().is_err());
+    }
+
+    #[test]
+    fn nested_documents_round_trip_with_unknown_fields_in_place() {
+        let v = ts_running();
+        let job = Job::from_json(v.to_string().as_bytes()).unwrap();
+        assert_eq!(job.layout, JobLayout::Nested);
+        assert_eq!(job.id.as_str(), "job-1");
+        assert_eq!(job.detection_params().unwrap().resource_id, "doc-1");
+        assert_eq!(job.progress, Some(json!({})));
+        assert_eq!(job.nested_extra.metadata["tenant"], json!({"name": "acme"}));
+        assert_eq!(job.nested_extra.top["traceId"], "t-9");
+        let back: Value = serde_json::from_slice(&job.to_json()).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(job.to_document(), v);
+        assert_eq!(Job::from_document(v.clone()).unwrap(), job);
+    }
+
+    #[test]
+    fn this_implementations_fields_live_in_metadata() {
+        let mut job = Job::from_json(ts_running().to_string().as_bytes()).unwrap();
+        job.attempt = 2;
+        job.worker_id = Some("w1".into());
+        job.priority = 5;
+        job.unique_key = Some("k".into());
+        job.apply_checkpoint(&Checkpoint::unit_done("Person"));
+        let v = job.to_document();
+        let meta = v["metadata"].as_object().unwrap();
+        for key in [
+            "attempt",
+            "workerId",
+            "priority",
+            "uniqueKey",
+            "completedUnits",
+        ] {
+            assert!(meta.contains_key(key), "{key} not in metadata: {v}");
+            assert!(v.get(key).is_none(), "{key} at top level: {v}");
+        }
+        assert_eq!(Job::from_json(&job.to_json()).unwrap(), job);
+        // The API view (serde) is flat whatever the layout.
+        let flat = serde_json::to_value(&job).unwrap();
+        assert_eq!(flat["id"], "job-1");
+        assert_eq!(flat["resourceId"], "doc-1");
+        assert!(flat.get("metadata").is_none());
+    }
+
+    #[test]
+    fn new_jobs_take_the_configured_layout() {
+        let defaults = JobDefaults {
+            layout: JobLayout::Nested,
+            ..JobDefaults::default()
+        };
+        let job = NewJob::custom("t", "u", json!({"a": 1}))
+            .unwrap()
+            .into_job_with(
+                JobId::parse("job-n").unwrap(),
+                Timestamp::from_millis(0),
+                defaults,
+            )
+            .unwrap();
+        assert_eq!(
+            job.to_document(),
+            json!({
+                "status": "pending",
+                "metadata": {"id": "job-n", "type": "t", "userId": "u",
+                             "created": "1970-01-01T00:00:00.000Z", "retryCount": 0, "maxRetries": 3},
+                "params": {"a": 1}
+            })
+        );
+    }
+
+    #[test]
+    fn bad_nested_documents_name_the_layout() {
+        let mut v = ts_running();
+        v["metadata"]["retryCount"] = json!(-1);
+        let e = Job::from_json(v.to_string().as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("nested layout"), "{e}");
+        let mut v = ts_running();
+        v["metadata"].as_object_mut().unwrap().remove("id");
+        let e = Job::from_json(v.to_string().as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("missing field `id`"), "{e}");
+    }
 }

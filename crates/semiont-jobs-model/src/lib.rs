@@ -34,11 +34,11 @@ pub use job::{
     JobParams, JobType, NewJob, UniqueScope, DEFAULT_MAX_RETRIES, MAX_JSON_DEPTH, MAX_MAX_RETRIES,
     MAX_PARAMS_BYTES, MAX_UNIQUE_KEY_LEN, RESERVED_FIELDS,
 };
+pub use layout::{JobLayout, NestedExtra};
 pub use progress::{
     validate_progress, DetectionProgress, DetectionResult, GenerationProgress, GenerationResult,
     GenerationStage, Progress,
 };
-pub use layout::{JobLayout, NestedExtra};
 pub use retry::RetryPolicy;
 pub use status::{check_transition, is_legal_transition, JobStatus, Transition};
 pub use time::Timestamp;
