@@ -478,6 +478,20 @@ impl NewJob {
     }
 }
 
+/// Whether the first key of a JSON object document is `"status"`.
+fn starts_with_status(bytes: &[u8]) -> bool {
+    let mut rest = bytes.iter().skip_while(|b| b.is_ascii_whitespace());
+    if rest.next() != Some(&b'{') {
+        return false;
+    }
+    let rest: Vec<u8> = rest
+        .skip_while(|b| b.is_ascii_whitespace())
+        .take(8)
+        .copied()
+        .collect();
+    rest == b"\"status\""
+}
+
 /// Checks a unique key: 1 to [`MAX_UNIQUE_KEY_LEN`] bytes, not blank, no
 /// control characters.
 pub fn validate_unique_key(key: &str) -> Result<()> {
@@ -682,15 +696,29 @@ pub struct Job {
 impl Job {
     /// Parses a job document in either layout (see [`JobLayout::of_document`]).
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        // Most documents are flat: one parse. A document the flat parse
-        // refuses is read as nested when it has the nested shape.
-        match serde_json::from_slice::<Job>(bytes) {
-            Ok(job) if !job.params.contains_key("metadata") => Ok(job),
-            flat => match serde_json::from_slice::<Map<String, Value>>(bytes) {
-                Ok(doc) if JobLayout::of_document(&doc) == JobLayout::Nested => {
-                    nested_from_slice(bytes)
+        // A document that parses as flat has a top-level `id`: it is flat.
+        // One that does not is read as nested (flat when it has an `id`
+        // after all). Which parse is tried first only saves time: flat
+        // first unless the document starts with `"status"`, as nested
+        // documents written by either implementation do.
+        if !starts_with_status(bytes) {
+            if let Ok(job) = serde_json::from_slice::<Job>(bytes) {
+                return Ok(job);
+            }
+        }
+        match nested_from_slice(bytes) {
+            Ok(job) if !job.nested_extra.top.contains_key("id") => Ok(job),
+            nested => match serde_json::from_slice::<Job>(bytes) {
+                Ok(job) => Ok(job),
+                Err(flat) => {
+                    let flat = Error::InvalidJob(flat.to_string());
+                    match (nested, serde_json::from_slice::<Map<String, Value>>(bytes)) {
+                        (Err(e), Ok(doc)) if JobLayout::of_document(&doc) == JobLayout::Nested => {
+                            Err(e)
+                        }
+                        _ => Err(flat),
+                    }
                 }
-                _ => flat.map_err(|e| Error::InvalidJob(e.to_string())),
             },
         }
     }

@@ -379,6 +379,23 @@ mod tests {
     }
 
     #[test]
+    fn the_parse_order_never_changes_the_answer() {
+        // Flat with `status` first (nested documents start so): still flat.
+        let text = r#"{"status":"pending","id":"job-1","type":"t","userId":"u","created":"1970-01-01T00:00:00.000Z","metadata":{"id":"x"}}"#;
+        let job = Job::from_json(text.as_bytes()).unwrap();
+        assert_eq!(job.layout, JobLayout::Flat);
+        assert_eq!(job.params["metadata"], json!({"id": "x"}));
+        // A top-level `id` makes a document flat even when its `metadata`
+        // would read as nested: the flat reader's reason is given.
+        let mut v = ts_running();
+        v["id"] = json!("job-1");
+        for text in [v.to_string(), serde_json::to_string_pretty(&v).unwrap()] {
+            let e = Job::from_json(text.as_bytes()).unwrap_err().to_string();
+            assert!(!e.contains("nested layout"), "{e}");
+        }
+    }
+
+    #[test]
     fn bad_nested_documents_name_the_layout() {
         let mut v = ts_running();
         v["metadata"]["retryCount"] = json!(-1);
