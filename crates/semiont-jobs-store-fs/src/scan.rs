@@ -68,6 +68,38 @@ struct RawProbe<'a> {
     lease_expires_at: Option<Timestamp>,
     #[serde(default, borrow)]
     metadata: Option<MetaProbe<'a>>,
+    // A nested document's parameters must be an object or null (`Job`
+    // refuses anything else there); in a flat document a custom `params`
+    // parameter of another type makes the probe fail (a full read then).
+    #[serde(default)]
+    params: Option<IgnoredObject>,
+}
+
+/// Any JSON object, its contents skipped (like `IgnoredAny`, but only an
+/// object is accepted).
+struct IgnoredObject;
+
+impl<'de> Deserialize<'de> for IgnoredObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = IgnoredObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<IgnoredObject, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(IgnoredObject)
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
 /// The `metadata` object of a nested document.
@@ -767,6 +799,13 @@ mod tests {
         let mut no_id = nested.clone();
         no_id["metadata"].as_object_mut().unwrap().remove("id");
         assert_eq!(probed(&no_id, JobStatus::Pending), None);
+        // A nested document's params must be an object, as `Job` says.
+        let mut bad_params = nested.clone();
+        bad_params["params"] = json!("a string");
+        assert_eq!(probed(&bad_params, JobStatus::Pending), None);
+        assert!(
+            semiont_jobs_model::Job::from_json(&serde_json::to_vec(&bad_params).unwrap()).is_err()
+        );
         // A flat document's own `metadata` parameter does not make it nested.
         let mut flat_meta = flat.clone();
         flat_meta["metadata"] = json!({"id": "other", "note": "a parameter"});
