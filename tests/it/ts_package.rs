@@ -331,3 +331,47 @@ async fn package_jobs_stay_nested_through_every_transition() {
     assert!(reasons(&jobs).is_empty(), "{:?}", reasons(&jobs));
     queue.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn the_scan_and_a_read_agree_on_nested_documents() {
+    let base = || {
+        let mut v = fixture_docs()
+            .into_iter()
+            .find(|(_, id, _)| id == "job-ts-pending")
+            .unwrap()
+            .2;
+        v["metadata"]["id"] = json!("job-fuzz");
+        v
+    };
+    // Padded to a length the sequence files under `pending/`, the
+    // document's own status, so that the scan probes every variant.
+    let variant = |edit: &dyn Fn(&mut Value)| {
+        let mut v = base();
+        edit(&mut v);
+        let mut bytes = serde_json::to_vec_pretty(&v).unwrap();
+        while JobStatus::ALL[bytes.len() % 5] != JobStatus::Pending {
+            bytes.push(b' ');
+        }
+        bytes
+    };
+    let inputs: Vec<Vec<u8>> = vec![
+        variant(&|_| {}),
+        variant(&|v| v["params"] = json!("a string")),
+        variant(&|v| v["params"] = Value::Null),
+        variant(&|v| v["metadata"]["completedUnits"] = json!(5)),
+        variant(&|v| v["metadata"]["completedUnits"] = json!(["a", "b"])),
+        variant(&|v| v["metadata"]["unitCursors"] = json!({"a": 1})),
+        variant(&|v| v["metadata"]["uniqueKey"] = json!("")),
+        variant(&|v| v["metadata"]["uniqueKey"] = json!("k1")),
+        variant(&|v| v["metadata"]["uniqueAfterFinishMs"] = json!(-1)),
+        variant(&|v| v["metadata"]["created"] = json!(5)),
+        variant(&|v| v["metadata"]["maxRetries"] = Value::Null),
+        variant(&|v| {
+            v["metadata"].as_object_mut().unwrap().remove("id");
+        }),
+        variant(&|v| v["retryCount"] = json!("an unknown top-level field")),
+        variant(&|v| v["error"] = json!(7)),
+    ];
+    let refs: Vec<&[u8]> = inputs.iter().map(Vec::as_slice).collect();
+    crate::fuzz_regressions::job_json_sequence(&refs).await;
+}

@@ -9,7 +9,9 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use semiont_jobs_model::{JobStatus, JobType, Timestamp};
+use std::collections::BTreeMap;
+
+use semiont_jobs_model::{JobStatus, JobType, Timestamp, UnitCursor};
 use semiont_jobs_store::{ChangeKind, ChangeOrigin, Result};
 use serde::Deserialize;
 
@@ -66,6 +68,15 @@ struct RawProbe<'a> {
     worker_id: Option<Cow<'a, str>>,
     #[serde(default)]
     lease_expires_at: Option<Timestamp>,
+    // Checked as `Job` checks them (so a probe that passes, a read passes).
+    #[serde(default)]
+    completed_units: Vec<Cow<'a, str>>,
+    #[serde(default)]
+    unit_cursors: BTreeMap<Cow<'a, str>, UnitCursor>,
+    #[serde(default, deserialize_with = "unique_key")]
+    unique_key: Option<Cow<'a, str>>,
+    #[serde(default)]
+    unique_after_finish_ms: Option<u64>,
     #[serde(default, borrow)]
     metadata: Option<MetaProbe<'a>>,
     // A nested document's parameters must be an object or null (`Job`
@@ -129,6 +140,26 @@ struct MetaProbe<'a> {
     worker_id: Option<Cow<'a, str>>,
     #[serde(default)]
     lease_expires_at: Option<Timestamp>,
+    // Checked as `Job` checks them (so a probe that passes, a read passes).
+    #[serde(default)]
+    completed_units: Vec<Cow<'a, str>>,
+    #[serde(default)]
+    unit_cursors: BTreeMap<Cow<'a, str>, UnitCursor>,
+    #[serde(default, deserialize_with = "unique_key")]
+    unique_key: Option<Cow<'a, str>>,
+    #[serde(default)]
+    unique_after_finish_ms: Option<u64>,
+}
+
+/// A unique key, validated as `Job` validates it.
+fn unique_key<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Cow<'de, str>>, D::Error> {
+    let key = Option::<Cow<'de, str>>::deserialize(d)?;
+    if let Some(k) = &key {
+        semiont_jobs_model::validate_unique_key(k).map_err(serde::de::Error::custom)?;
+    }
+    Ok(key)
 }
 
 /// What the index takes from a probed document, whatever its layout.
