@@ -14,7 +14,7 @@ use crate::support::{self, fresh};
 /// inputs: each is dropped into `<status>/job-fuzz.json` (status by length),
 /// then a rescan counts it exactly when a read can return it; after it is
 /// removed, a rescan forgets it.
-async fn job_json_sequence(inputs: &[&[u8]]) {
+pub(crate) async fn job_json_sequence(inputs: &[&[u8]]) {
     let (_tmp, dir) = fresh().await;
     let store = FsStore::open(&dir, support::opts()).await.unwrap();
     let id = JobId::parse("job-fuzz").unwrap();

@@ -8,3 +8,4 @@ mod fuzz_regressions;
 mod model_based;
 mod security;
 mod support;
+mod ts_package;

@@ -8,6 +8,7 @@
 )]
 
 mod bench;
+mod interop;
 mod llm_check;
 mod pg;
 mod schemathesis;
@@ -28,12 +29,17 @@ fn main() -> ExitCode {
         "schemathesis" => schemathesis::schemathesis(&root(), &args[1..], true),
         "llm-check" => llm_check::llm_check(&root(), &args[1..]),
         "pg" => pg_run(&args[1..]),
+        "interop" => interop::interop(&root(), &target_dir()),
         "help" | "--help" | "-h" => {
             println!("usage: cargo xtask <ci|tidy|torture|fuzz|bench|schemathesis|llm-check>\n");
             println!("  ci       fmt check, clippy -D warnings, tests, schemathesis, docs, tidy (what CI runs)");
             println!("  tidy     module docs present, no dbg!/todo!/unimplemented!");
             println!("  torture  the slow tests (crash loops, long property runs)");
             println!("  pg       pg -- CMD ARGS: run CMD with a throwaway PostgreSQL (its URL in SEMIONT_JOBS_TEST_DATABASE_URL)");
+            println!("  interop  the published TypeScript package @semiont/jobs and semiont-jobs on one data dir,");
+            println!(
+                "           both ways (needs Node.js >= 20 and the npm registry; not part of ci)"
+            );
             println!("  fuzz     the cargo-fuzz targets: fuzz [--seconds N] [job_json|job_id|params ...]");
             println!("  schemathesis  API tests generated from the server's OpenAPI document:");
             println!("           schemathesis [--examples N] [--seed S] (installs schemathesis into target/)");

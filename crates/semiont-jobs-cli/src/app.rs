@@ -13,7 +13,9 @@ use semiont_jobs::store::JobStore;
 use semiont_jobs::store_fs::{FsOptions, FsStore};
 use semiont_jobs::store_pg::{DatabaseUrl, PgOptions, PgStore};
 
-use crate::args::{Cli, DurabilityArg};
+use semiont_jobs::model::{JobFilter, JobLayout, MAX_LIST_LIMIT};
+
+use crate::args::{Cli, DurabilityArg, LayoutArg};
 
 /// An opened data directory.
 pub struct App {
@@ -29,15 +31,103 @@ pub struct App {
     /// For a queue in PostgreSQL: the schema version before and after this
     /// open.
     pub migrated: Option<semiont_jobs::store_pg::Migrated>,
+    /// The document layout of new jobs, and whether this open chose (and
+    /// recorded) it.
+    pub job_layout: (JobLayout, bool),
 }
 
 /// Reads the configuration file named by `--config` / `SEMIONT_JOBS_CONFIG`
-/// (a bad file is a usage error: exit 2, one line naming the key).
+/// (a bad file is a usage error: exit 2, one line naming the key), with
+/// `--layout` over its `queue.layout`.
 pub fn load_config(cli: &Cli) -> anyhow::Result<FileConfig> {
-    match &cli.config {
-        None => Ok(FileConfig::default()),
-        Some(path) => FileConfig::load(path).map_err(|e| crate::UsageError(e.to_string()).into()),
+    let mut config = match &cli.config {
+        None => FileConfig::default(),
+        Some(path) => FileConfig::load(path).map_err(|e| crate::UsageError(e.to_string()))?,
+    };
+    if let Some(l) = cli.layout {
+        config.queue.layout = Some(match l {
+            LayoutArg::Flat => JobLayout::Flat,
+            LayoutArg::Nested => JobLayout::Nested,
+        });
     }
+    Ok(config)
+}
+
+/// What the layouts of the records already in a directory say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LayoutsSeen {
+    /// Some record is flat.
+    pub flat: bool,
+    /// Some record is nested.
+    pub nested: bool,
+}
+
+/// The layout of new jobs in a jobs directory: the one it recorded, else
+/// the one asked for (`--layout`, `queue.layout`), else the one of the
+/// records it holds, else flat. Returns the layout and whether it must
+/// now be recorded; a choice that would mix layouts is an error (one line).
+pub fn choose_layout(
+    jobs: &Path,
+    recorded: Option<JobLayout>,
+    asked: Option<JobLayout>,
+    seen: LayoutsSeen,
+) -> anyhow::Result<(JobLayout, bool)> {
+    let other = |l: JobLayout| match l {
+        JobLayout::Flat => JobLayout::Nested,
+        JobLayout::Nested => JobLayout::Flat,
+    };
+    match (recorded, asked) {
+        (Some(r), Some(a)) if r != a => Err(crate::UsageError(format!(
+            "{} creates {r} jobs (recorded in its format.json); --layout {a} would mix layouts",
+            jobs.display()
+        ))
+        .into()),
+        (Some(r), _) => Ok((r, false)),
+        (None, Some(a)) => {
+            let clash = match a {
+                JobLayout::Flat => seen.nested,
+                JobLayout::Nested => seen.flat,
+            };
+            if clash {
+                return Err(crate::UsageError(format!(
+                    "{} holds {} records; new {a} jobs would mix layouts (pass --layout {})",
+                    jobs.display(),
+                    other(a),
+                    other(a)
+                ))
+                .into());
+            }
+            Ok((a, true))
+        }
+        (None, None) => match (seen.flat, seen.nested) {
+            (true, true) => Err(crate::UsageError(format!(
+                "{} holds records in both the flat and the nested layout; choose one for new jobs with --layout flat|nested",
+                jobs.display()
+            ))
+            .into()),
+            (false, true) => Ok((JobLayout::Nested, true)),
+            _ => Ok((JobLayout::Flat, true)),
+        },
+    }
+}
+
+/// The layouts among the (up to [`MAX_LIST_LIMIT`] most recent) records
+/// of `store`.
+async fn layouts_seen(store: &FsStore) -> anyhow::Result<LayoutsSeen> {
+    let page = store
+        .list(&JobFilter {
+            limit: MAX_LIST_LIMIT,
+            ..JobFilter::default()
+        })
+        .await?;
+    let mut seen = LayoutsSeen::default();
+    for job in &page.jobs {
+        match job.layout {
+            JobLayout::Flat => seen.flat = true,
+            JobLayout::Nested => seen.nested = true,
+        }
+    }
+    Ok(seen)
 }
 
 /// Whether a command may create a missing data directory.
@@ -96,12 +186,14 @@ impl App {
             .initialize()
             .await
             .with_context(|| format!("cannot initialise the job queue in {location}"))?;
+        let job_layout = (config_layout(&file), false);
         Ok(App {
             root,
             queue,
             config: file,
             location,
             migrated: Some(migrated),
+            job_layout,
         })
     }
 
@@ -144,12 +236,29 @@ impl App {
         let store = FsStore::open(&jobs, FsOptions::default().durability(durability))
             .await
             .with_context(|| format!("cannot open the job queue in {}", jobs.display()))?;
+        // Commands that may create jobs choose the layout of new ones (and
+        // record it on the first open); the others only read it.
+        let recorded = store.new_job_layout()?;
+        let (layout, chosen) = match (create, recorded) {
+            (Create::Yes, None) => {
+                let seen = layouts_seen(&store).await?;
+                choose_layout(&jobs, None, file.queue.layout, seen)?
+            }
+            (Create::Yes, Some(r)) => {
+                choose_layout(&jobs, Some(r), file.queue.layout, LayoutsSeen::default())?
+            }
+            (Create::No, r) => (r.or(file.queue.layout).unwrap_or_default(), false),
+        };
+        if chosen {
+            store.set_new_job_layout(layout)?;
+        }
         let mut config = JobQueueConfig {
             durability,
             ..JobQueueConfig::new(&jobs)
         };
         file.apply_to(&mut config)
             .map_err(|e| crate::UsageError(e.to_string()))?;
+        config.job_layout = layout;
         let queue = JobQueue::builder()
             .config(config)
             .store(Arc::new(store))
@@ -164,8 +273,14 @@ impl App {
             queue,
             config: file,
             migrated: None,
+            job_layout: (layout, chosen),
         })
     }
+}
+
+/// The layout the configuration asks for (flat when it says nothing).
+fn config_layout(file: &FileConfig) -> JobLayout {
+    file.queue.layout.unwrap_or_default()
 }
 
 /// The durability `--durability` asks for.

@@ -25,6 +25,16 @@ pub enum DurabilityArg {
     Batch,
 }
 
+/// The document layout of new jobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LayoutArg {
+    /// The seed's flat document (the default).
+    Flat,
+    /// The published TypeScript package's nested document (`status`,
+    /// `metadata`, `params`), for directories shared with it.
+    Nested,
+}
+
 /// `semiont-jobs`: a durable, filesystem-based job queue.
 #[derive(Debug, Parser)]
 #[command(
@@ -76,6 +86,12 @@ pub struct Cli {
     /// policies (retries, priority, timeout, back-off).
     #[arg(long, global = true, env = "SEMIONT_JOBS_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Document layout of new jobs (over the configuration file's
+    /// `queue.layout`). A data directory records its layout in
+    /// `jobs/format.json` on its first `init`, `enqueue` or `work`; a
+    /// different one is refused, never mixed.
+    #[arg(long, global = true, value_enum, env = "SEMIONT_JOBS_LAYOUT")]
+    pub layout: Option<LayoutArg>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,

@@ -7,7 +7,7 @@ use std::io::Read as _;
 use anyhow::Context;
 use clap::CommandFactory;
 use semiont_jobs::model::{
-    GenerationParams, JobFilter, JobId, JobStatus, JobType, NewJob, MAX_PARAMS_BYTES,
+    GenerationParams, JobFilter, JobId, JobLayout, JobStatus, JobType, NewJob, MAX_PARAMS_BYTES,
 };
 use semiont_jobs::store::JobSelector;
 use serde_json::json;
@@ -83,10 +83,12 @@ async fn init(cli: &Cli) -> anyhow::Result<()> {
         crate::app::create_private_dir(&app.root.join(sub))?;
     }
     let stats = app.queue.get_stats().await?;
+    let (layout, chosen) = app.job_layout;
     match (cli.json, app.migrated) {
         (true, None) => output::json(&json!({
             "dataDir": app.root,
             "jobsDir": app.root.join("jobs"),
+            "jobLayout": layout,
             "stats": stats,
         })),
         (true, Some(m)) => output::json(&json!({
@@ -102,6 +104,14 @@ async fn init(cli: &Cli) -> anyhow::Result<()> {
                 app.root.display(),
                 stats.total()
             ));
+            let why = match (chosen, layout) {
+                (true, JobLayout::Nested) if cli.layout.is_none() && app.config.queue.layout.is_none() => {
+                    " (the directory holds records of the TypeScript package; recorded in jobs/format.json)"
+                }
+                (true, _) => " (recorded in jobs/format.json)",
+                (false, _) => "",
+            };
+            output::line(format!("new jobs: {layout} layout{why}"));
             Ok(())
         }
         (false, Some(m)) => {

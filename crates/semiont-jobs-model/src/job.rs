@@ -9,7 +9,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::{merge_checkpoint, Checkpoint, Error, JobId, JobStatus, Result, Timestamp, UnitCursor};
+use crate::layout::{nested_from_slice, nested_from_value, to_nested};
+use crate::{
+    merge_checkpoint, Checkpoint, Error, JobId, JobLayout, JobStatus, NestedExtra, Result,
+    Timestamp, UnitCursor,
+};
 
 /// `maxRetries` when neither the job nor the queue says otherwise (the seed's default).
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
@@ -285,6 +289,8 @@ pub struct JobDefaults {
     pub max_retries: u32,
     /// Claim priority.
     pub priority: i16,
+    /// The document layout of new jobs.
+    pub layout: JobLayout,
 }
 
 impl Default for JobDefaults {
@@ -292,6 +298,7 @@ impl Default for JobDefaults {
         JobDefaults {
             max_retries: DEFAULT_MAX_RETRIES,
             priority: 0,
+            layout: JobLayout::Flat,
         }
     }
 }
@@ -414,6 +421,7 @@ impl NewJob {
             JobDefaults {
                 max_retries: default_max_retries,
                 priority: 0,
+                layout: JobLayout::Flat,
             },
         )
     }
@@ -464,8 +472,24 @@ impl NewJob {
             unique_key: self.unique_key,
             unique_after_finish_ms,
             params: self.params.to_map(),
+            layout: defaults.layout,
+            nested_extra: NestedExtra::default(),
         })
     }
+}
+
+/// Whether the first key of a JSON object document is `"status"`.
+fn starts_with_status(bytes: &[u8]) -> bool {
+    let mut rest = bytes.iter().skip_while(|b| b.is_ascii_whitespace());
+    if rest.next() != Some(&b'{') {
+        return false;
+    }
+    let rest: Vec<u8> = rest
+        .skip_while(|b| b.is_ascii_whitespace())
+        .take(8)
+        .copied()
+        .collect();
+    rest == b"\"status\""
 }
 
 /// Checks a unique key: 1 to [`MAX_UNIQUE_KEY_LEN`] bytes, not blank, no
@@ -545,11 +569,11 @@ fn is_zero_i16(v: &i16) -> bool {
     *v == 0
 }
 
-fn default_max_retries() -> u32 {
+pub(crate) fn default_max_retries() -> u32 {
     DEFAULT_MAX_RETRIES
 }
 
-fn deserialize_unique_key<'de, D: Deserializer<'de>>(
+pub(crate) fn deserialize_unique_key<'de, D: Deserializer<'de>>(
     d: D,
 ) -> std::result::Result<Option<String>, D::Error> {
     let key = Option::<String>::deserialize(d)?;
@@ -579,6 +603,15 @@ fn deserialize_unique_key<'de, D: Deserializer<'de>>(
 /// Type parameters (`resourceId`, `entityTypes`, ...) and any field this
 /// version does not know live in [`Job::params`] and are written back as
 /// top-level fields, so nothing a newer writer added is lost.
+///
+/// A job also remembers its document [`layout`](Job::layout): the files of
+/// the published TypeScript package are nested ([`JobLayout::Nested`]:
+/// `status`, a `metadata` object holding the identity, counters and this
+/// implementation's fields, a `params` object, the lifecycle fields at top
+/// level). [`Job::from_json`] detects the layout and [`Job::to_json`]
+/// writes the job back in it. The serde impls of `Job` are the flat shape
+/// whatever the layout (the HTTP API's view); [`Job::to_document`] and
+/// [`Job::from_document`] are the stored document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Job {
@@ -647,21 +680,75 @@ pub struct Job {
     /// milliseconds (absent: only while pending or running).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique_after_finish_ms: Option<u64>,
-    /// Type parameters and unknown fields, written back at top level.
+    /// Type parameters and, in the flat layout, unknown fields, written
+    /// back at top level (flat) or as the `params` object (nested).
     #[serde(flatten)]
     pub params: Map<String, Value>,
+    /// The layout the document is stored in; writes keep it.
+    #[serde(skip)]
+    pub layout: JobLayout,
+    /// Unknown fields of a nested document (empty for a flat one, whose
+    /// unknown fields are in [`Job::params`]).
+    #[serde(skip)]
+    pub nested_extra: NestedExtra,
 }
 
 impl Job {
-    /// Parses a job document.
+    /// Parses a job document in either layout (see [`JobLayout::of_document`]).
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        serde_json::from_slice(bytes).map_err(|e| Error::InvalidJob(e.to_string()))
+        // A document that parses as flat has a top-level `id`: it is flat.
+        // One that does not is read as nested (flat when it has an `id`
+        // after all). Which parse is tried first only saves time: flat
+        // first unless the document starts with `"status"`, as nested
+        // documents written by either implementation do.
+        if !starts_with_status(bytes) {
+            if let Ok(job) = serde_json::from_slice::<Job>(bytes) {
+                return Ok(job);
+            }
+        }
+        match nested_from_slice(bytes) {
+            Ok(job) if !job.nested_extra.top.contains_key("id") => Ok(job),
+            nested => match serde_json::from_slice::<Job>(bytes) {
+                Ok(job) => Ok(job),
+                Err(flat) => {
+                    let flat = Error::InvalidJob(flat.to_string());
+                    match (nested, serde_json::from_slice::<Map<String, Value>>(bytes)) {
+                        (Err(e), Ok(doc)) if JobLayout::of_document(&doc) == JobLayout::Nested => {
+                            Err(e)
+                        }
+                        _ => Err(flat),
+                    }
+                }
+            },
+        }
     }
 
-    /// Serializes the job document (pretty-printed, as the seed writes it).
+    /// Reads a job from a parsed document in either layout.
+    pub fn from_document(doc: Value) -> Result<Self> {
+        match &doc {
+            Value::Object(map) if JobLayout::of_document(map) == JobLayout::Nested => {
+                nested_from_value(doc)
+            }
+            _ => serde_json::from_value(doc).map_err(|e| Error::InvalidJob(e.to_string())),
+        }
+    }
+
+    /// The stored document of the job, in its layout.
+    pub fn to_document(&self) -> Value {
+        match self.layout {
+            JobLayout::Flat => serde_json::to_value(self).unwrap_or(Value::Null),
+            JobLayout::Nested => to_nested(self),
+        }
+    }
+
+    /// Serializes the job document in its layout (pretty-printed, as the
+    /// seed and the TypeScript package write it).
     pub fn to_json(&self) -> Vec<u8> {
         // Serializing a Job cannot fail: all map keys are strings.
-        serde_json::to_vec_pretty(self).unwrap_or_default()
+        match self.layout {
+            JobLayout::Flat => serde_json::to_vec_pretty(self).unwrap_or_default(),
+            JobLayout::Nested => serde_json::to_vec_pretty(&to_nested(self)).unwrap_or_default(),
+        }
     }
 
     /// The typed parameters, checked against the job's type.
@@ -880,6 +967,7 @@ mod tests {
         let d = JobDefaults {
             max_retries: 7,
             priority: 4,
+            ..JobDefaults::default()
         };
         let j = NewJob::custom("t", "u", json!({}))
             .unwrap()
@@ -1054,6 +1142,8 @@ mod tests {
                 unique_key: unique,
                 unique_after_finish_ms: None,
                 params: extra.into_iter().collect(),
+                layout: JobLayout::Flat,
+                nested_extra: NestedExtra::default(),
             }
         }
     }
@@ -1063,6 +1153,14 @@ mod tests {
         fn json_round_trip(job in arb_job()) {
             let back = Job::from_json(&job.to_json()).unwrap();
             prop_assert_eq!(back, job);
+        }
+
+        #[test]
+        fn nested_json_round_trip(mut job in arb_job()) {
+            job.layout = JobLayout::Nested;
+            let back = Job::from_json(&job.to_json()).unwrap();
+            prop_assert_eq!(&back, &job);
+            prop_assert_eq!(Job::from_document(job.to_document()).unwrap(), job);
         }
     }
 }

@@ -6,16 +6,18 @@
 //! pure function, so the rules of the queue can be tested exhaustively without
 //! a disk or a runtime.
 //!
-//! The wire format of [`Job`] is the flat camelCase JSON of the upstream
-//! `@semiont/jobs` package: a file written by either implementation stays
-//! readable by the other, and fields this crate does not know survive a
-//! read-modify-write.
+//! A [`Job`] document has one of two layouts ([`JobLayout`]): the seed's
+//! flat camelCase JSON, or the nested one the published `@semiont/jobs`
+//! TypeScript package writes (`status`, `metadata`, `params`, ...). A job
+//! read in one layout is written back in it, and fields this crate does not
+//! know survive a read-modify-write in either.
 
 mod checkpoint;
 mod error;
 mod filter;
 mod id;
 mod job;
+mod layout;
 mod progress;
 mod retry;
 mod status;
@@ -32,6 +34,7 @@ pub use job::{
     JobParams, JobType, NewJob, UniqueScope, DEFAULT_MAX_RETRIES, MAX_JSON_DEPTH, MAX_MAX_RETRIES,
     MAX_PARAMS_BYTES, MAX_UNIQUE_KEY_LEN, RESERVED_FIELDS,
 };
+pub use layout::{JobLayout, NestedExtra};
 pub use progress::{
     validate_progress, DetectionProgress, DetectionResult, GenerationProgress, GenerationResult,
     GenerationStage, Progress,

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use semiont_jobs_model::{JobDefaults, JobType, RetryPolicy, DEFAULT_MAX_RETRIES, MAX_MAX_RETRIES};
+use semiont_jobs_model::{
+    JobDefaults, JobLayout, JobType, RetryPolicy, DEFAULT_MAX_RETRIES, MAX_MAX_RETRIES,
+};
 use semiont_jobs_store::{Durability, JobStore};
 
 use crate::{Clock, Error, JobQueue, Result, SystemClock};
@@ -76,6 +78,8 @@ pub struct EffectivePolicy {
     pub timeout_grace: Duration,
     /// Back-off between automatic retries.
     pub retry_policy: RetryPolicy,
+    /// The document layout of new jobs (the queue's).
+    pub layout: JobLayout,
 }
 
 impl EffectivePolicy {
@@ -84,6 +88,7 @@ impl EffectivePolicy {
         JobDefaults {
             max_retries: self.max_retries,
             priority: self.priority,
+            layout: self.layout,
         }
     }
 }
@@ -130,6 +135,11 @@ pub struct JobQueueConfig {
     /// Per-type settings: default retry budget and priority, execution
     /// timeout, retry back-off.
     pub types: BTreeMap<JobType, TypePolicy>,
+    /// The document layout of the jobs this queue creates (default
+    /// [`JobLayout::Flat`], the seed's; [`JobLayout::Nested`] is what the
+    /// published TypeScript package reads). Jobs already stored keep
+    /// their own layout whatever this says.
+    pub job_layout: JobLayout,
 }
 
 impl Default for JobQueueConfig {
@@ -143,6 +153,7 @@ impl Default for JobQueueConfig {
             lease: DEFAULT_LEASE,
             timeout_grace: DEFAULT_TIMEOUT_GRACE,
             types: BTreeMap::new(),
+            job_layout: JobLayout::Flat,
         }
     }
 }
@@ -197,6 +208,7 @@ impl JobQueueConfig {
                 .and_then(|p| p.timeout_grace)
                 .unwrap_or(self.timeout_grace),
             retry_policy: p.and_then(|p| p.retry_policy).unwrap_or(self.retry_policy),
+            layout: self.job_layout,
         }
     }
 }
@@ -304,6 +316,12 @@ impl JobQueueBuilder {
     /// Lease of claimed jobs.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.config.lease = lease;
+        self
+    }
+
+    /// The document layout of new jobs.
+    pub fn job_layout(mut self, layout: JobLayout) -> Self {
+        self.config.job_layout = layout;
         self
     }
 

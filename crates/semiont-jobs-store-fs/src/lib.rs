@@ -66,6 +66,8 @@ mod error;
 #[cfg(all(target_os = "linux", feature = "fault-injection"))]
 pub mod fault;
 #[cfg(target_os = "linux")]
+mod format;
+#[cfg(target_os = "linux")]
 mod index;
 #[cfg(target_os = "linux")]
 mod inner;
@@ -100,7 +102,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use semiont_jobs_model::{Job, JobFilter, JobId, JobPage, JobType, QueueStats, Timestamp};
+use semiont_jobs_model::{
+    Job, JobFilter, JobId, JobLayout, JobPage, JobType, QueueStats, Timestamp,
+};
 use semiont_jobs_store::{
     Capabilities, ChangeStream, CheckpointRequest, ClaimRequest, Error, Expect, FinishedJob,
     Heartbeat, JobSelector, JobStore, LostJob, RecoveryReport, Result, TypeFilter, UpdateFn,
@@ -338,6 +342,19 @@ impl FsStore {
     /// finished jobs it holds.
     pub async fn write_snapshot(&self) -> Result<u64> {
         self.blocking(|inner| inner.write_snapshot()).await
+    }
+
+    /// The document layout new jobs take in this jobs directory, as
+    /// recorded in its `format.json` (`None`: not recorded yet). A file
+    /// that is not `{"newJobs": "flat"|"nested"}` is `Corrupt`.
+    pub fn new_job_layout(&self) -> Result<Option<JobLayout>> {
+        format::read(self.dir())
+    }
+
+    /// Records the document layout of new jobs in `format.json`, for every
+    /// process that opens the directory (see [`FsStore::new_job_layout`]).
+    pub fn set_new_job_layout(&self, layout: JobLayout) -> Result<()> {
+        format::write(self.dir(), layout)
     }
 
     /// The jobs directory.

@@ -9,7 +9,9 @@ use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use semiont_jobs_model::{JobStatus, JobType, Timestamp};
+use std::collections::BTreeMap;
+
+use semiont_jobs_model::{JobStatus, JobType, Timestamp, UnitCursor};
 use semiont_jobs_store::{ChangeKind, ChangeOrigin, Result};
 use serde::Deserialize;
 
@@ -20,20 +22,25 @@ use crate::key::{Interner, Key};
 use crate::snapshot::{self, OpenReport};
 use crate::sys::{EntryType, FileInfo};
 
-/// The fields of a job document the index needs, with every other field of
-/// `Job` type-checked the same way (so a file that probes well parses well).
+/// The fields of a job document the index needs, in either layout (flat:
+/// all at top level; nested: identity and this implementation's fields in
+/// `metadata`, see `JobLayout`), with every other field of `Job` type-checked
+/// the same way (so a file that probes well parses well). A flat document
+/// whose custom `metadata` parameter does not look like a nested one's does
+/// not probe: it is read whole, under its lock, like any file that does not.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[allow(dead_code, reason = "fields are parsed for validation only")]
-struct Probe<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(rename = "type", borrow)]
-    job_type: Cow<'a, str>,
+struct RawProbe<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(rename = "type", default, borrow)]
+    job_type: Option<Cow<'a, str>>,
     status: JobStatus,
-    #[serde(borrow)]
-    user_id: Cow<'a, str>,
-    created: Timestamp,
+    #[serde(default, borrow)]
+    user_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    created: Option<Timestamp>,
     #[serde(default)]
     started_at: Option<Timestamp>,
     #[serde(default)]
@@ -61,6 +68,152 @@ struct Probe<'a> {
     worker_id: Option<Cow<'a, str>>,
     #[serde(default)]
     lease_expires_at: Option<Timestamp>,
+    // Checked as `Job` checks them (so a probe that passes, a read passes).
+    #[serde(default)]
+    completed_units: Vec<Cow<'a, str>>,
+    #[serde(default)]
+    unit_cursors: BTreeMap<Cow<'a, str>, UnitCursor>,
+    #[serde(default, deserialize_with = "unique_key")]
+    unique_key: Option<Cow<'a, str>>,
+    #[serde(default)]
+    unique_after_finish_ms: Option<u64>,
+    #[serde(default, borrow)]
+    metadata: Option<MetaProbe<'a>>,
+    // A nested document's parameters must be an object or null (`Job`
+    // refuses anything else there); in a flat document a custom `params`
+    // parameter of another type makes the probe fail (a full read then).
+    #[serde(default)]
+    params: Option<IgnoredObject>,
+}
+
+/// Any JSON object, its contents skipped (like `IgnoredAny`, but only an
+/// object is accepted).
+struct IgnoredObject;
+
+impl<'de> Deserialize<'de> for IgnoredObject {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = IgnoredObject;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<IgnoredObject, A::Error> {
+                while map
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(IgnoredObject)
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
+}
+
+/// The `metadata` object of a nested document.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code, reason = "fields are parsed for validation only")]
+struct MetaProbe<'a> {
+    #[serde(default, borrow)]
+    id: Option<Cow<'a, str>>,
+    #[serde(rename = "type", default, borrow)]
+    job_type: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    user_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    created: Option<Timestamp>,
+    #[serde(default)]
+    retry_count: u32,
+    #[serde(default)]
+    max_retries: u32,
+    #[serde(default)]
+    attempt: u32,
+    #[serde(default)]
+    run_at: Option<Timestamp>,
+    #[serde(default)]
+    priority: i16,
+    #[serde(default, borrow)]
+    worker_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    lease_expires_at: Option<Timestamp>,
+    // Checked as `Job` checks them (so a probe that passes, a read passes).
+    #[serde(default)]
+    completed_units: Vec<Cow<'a, str>>,
+    #[serde(default)]
+    unit_cursors: BTreeMap<Cow<'a, str>, UnitCursor>,
+    #[serde(default, deserialize_with = "unique_key")]
+    unique_key: Option<Cow<'a, str>>,
+    #[serde(default)]
+    unique_after_finish_ms: Option<u64>,
+}
+
+/// A unique key, validated as `Job` validates it.
+fn unique_key<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Cow<'de, str>>, D::Error> {
+    let key = Option::<Cow<'de, str>>::deserialize(d)?;
+    if let Some(k) = &key {
+        semiont_jobs_model::validate_unique_key(k).map_err(serde::de::Error::custom)?;
+    }
+    Ok(key)
+}
+
+/// What the index takes from a probed document, whatever its layout.
+struct Probe<'a> {
+    id: Cow<'a, str>,
+    job_type: Cow<'a, str>,
+    status: JobStatus,
+    user_id: Cow<'a, str>,
+    created: Timestamp,
+    completed_at: Option<Timestamp>,
+    run_at: Option<Timestamp>,
+    priority: i16,
+    worker_id: Option<Cow<'a, str>>,
+}
+
+impl<'a> RawProbe<'a> {
+    /// The index's fields: from the top level when the document has an
+    /// `id` (flat), else from `metadata` (nested, `JobLayout::of_document`).
+    fn into_probe(self) -> Option<Probe<'a>> {
+        let (id, job_type, user_id, created, run_at, priority, worker_id) = match self.id {
+            Some(id) => (
+                id,
+                self.job_type?,
+                self.user_id?,
+                self.created?,
+                self.run_at,
+                self.priority,
+                self.worker_id,
+            ),
+            None => {
+                let m = self.metadata?;
+                (
+                    m.id?,
+                    m.job_type?,
+                    m.user_id?,
+                    m.created?,
+                    m.run_at,
+                    m.priority,
+                    m.worker_id,
+                )
+            }
+        };
+        Some(Probe {
+            id,
+            job_type,
+            status: self.status,
+            user_id,
+            created,
+            completed_at: self.completed_at,
+            run_at,
+            priority,
+            worker_id,
+        })
+    }
 }
 
 /// Index facts with strings interned in a scan thread's own interner.
@@ -120,7 +273,9 @@ fn probe<'a>(buf: &'a [u8], key: &Key, dir: JobStatus) -> Option<Probe<'a>> {
     // Validate UTF-8 first: `from_slice` skips the check inside ignored
     // values, which the full `Job` parse (keeping unknown fields) does not.
     let text = std::str::from_utf8(buf).ok()?;
-    let p: Probe<'a> = serde_json::from_str(text).ok()?;
+    let p = serde_json::from_str::<RawProbe<'a>>(text)
+        .ok()?
+        .into_probe()?;
     if p.status != dir || !key.with_str(|id| id == p.id) || JobType::parse(&p.job_type).is_err() {
         return None;
     }
@@ -638,5 +793,53 @@ pub(crate) fn release_free_memory() {
     // SAFETY: malloc_trim only releases free memory of the allocator.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn probed(doc: &serde_json::Value, dir: JobStatus) -> Option<(String, String, i64, i16)> {
+        let buf = serde_json::to_vec(doc).unwrap();
+        let key = Key::from_file_name("job-1.json").unwrap();
+        probe(&buf, &key, dir).map(|p| {
+            (
+                p.id.into_owned(),
+                p.user_id.into_owned(),
+                p.created.as_millis(),
+                p.priority,
+            )
+        })
+    }
+
+    #[test]
+    fn both_layouts_probe_the_same_facts() {
+        let flat = json!({"id": "job-1", "type": "t", "status": "pending", "userId": "u",
+                          "created": "1970-01-01T00:00:01.000Z", "priority": 2, "n": 1});
+        let nested = json!({"status": "pending", "params": {"n": 1},
+                            "metadata": {"id": "job-1", "type": "t", "userId": "u",
+                                         "created": "1970-01-01T00:00:01.000Z", "priority": 2,
+                                         "retryCount": 0, "maxRetries": 3, "tenant": "x"}});
+        let want = Some(("job-1".to_owned(), "u".to_owned(), 1000, 2));
+        assert_eq!(probed(&flat, JobStatus::Pending), want);
+        assert_eq!(probed(&nested, JobStatus::Pending), want);
+        // The directory must match, and a nested document needs its identity.
+        assert_eq!(probed(&nested, JobStatus::Running), None);
+        let mut no_id = nested.clone();
+        no_id["metadata"].as_object_mut().unwrap().remove("id");
+        assert_eq!(probed(&no_id, JobStatus::Pending), None);
+        // A nested document's params must be an object, as `Job` says.
+        let mut bad_params = nested.clone();
+        bad_params["params"] = json!("a string");
+        assert_eq!(probed(&bad_params, JobStatus::Pending), None);
+        assert!(
+            semiont_jobs_model::Job::from_json(&serde_json::to_vec(&bad_params).unwrap()).is_err()
+        );
+        // A flat document's own `metadata` parameter does not make it nested.
+        let mut flat_meta = flat.clone();
+        flat_meta["metadata"] = json!({"id": "other", "note": "a parameter"});
+        assert_eq!(probed(&flat_meta, JobStatus::Pending), want);
     }
 }

@@ -1,8 +1,17 @@
 //! A job as a table row and back: the fields statements use are columns,
 //! everything else stays in the `doc` json text, in its order, so a job
 //! reads back as the same document.
+//!
+//! A job in the nested layout of the TypeScript package (`JobLayout`)
+//! keeps it: its `doc` is its nested document without the column fields
+//! (top level `startedAt`, `completedAt`; in `metadata` those of
+//! [`META_COLUMN_KEYS`]), with `metadata.uniqueAfterFinishMs` moved to the
+//! top level (where the generated `unique_until` column reads it), and with
+//! its top-level `status` kept as the mark of the layout (a flat `doc`
+//! never holds `status`, a column key; the column's value is the one read
+//! back).
 
-use semiont_jobs_model::{Job, JobStatus, Timestamp};
+use semiont_jobs_model::{Job, JobLayout, JobStatus, Timestamp};
 use semiont_jobs_store::{Error, Result};
 use serde_json::{Map, Value};
 use tokio_postgres::types::ToSql;
@@ -43,6 +52,24 @@ const COLUMN_KEYS: &[&str] = &[
     "leaseExpiresAt",
 ];
 
+/// Keys of a nested document's `metadata` held in columns.
+const META_COLUMN_KEYS: &[&str] = &[
+    "id",
+    "type",
+    "userId",
+    "created",
+    "retryCount",
+    "maxRetries",
+    "attempt",
+    "runAt",
+    "priority",
+    "workerId",
+    "leaseExpiresAt",
+];
+
+/// Top-level keys of a nested document held in columns.
+const NESTED_COLUMN_KEYS: &[&str] = &["startedAt", "completedAt"];
+
 /// Which table holds jobs in `status`.
 pub(crate) fn table_of(status: JobStatus) -> &'static str {
     if status.is_finished() {
@@ -76,25 +103,51 @@ pub(crate) struct JobRow {
 impl JobRow {
     /// Splits `job`: its column fields, and the rest as json text.
     pub fn of(job: &Job) -> Result<JobRow> {
-        let value = serde_json::to_value(job).map_err(|e| {
-            Error::Invalid(semiont_jobs_model::Error::InvalidJob(format!(
-                "job {} cannot be serialized: {e}",
-                job.id
-            )))
-        })?;
-        let Value::Object(map) = value else {
-            unreachable!("a job serializes to an object")
+        let (rest, unique_key) = match job.layout {
+            JobLayout::Flat => {
+                let value = serde_json::to_value(job).map_err(|e| {
+                    Error::Invalid(semiont_jobs_model::Error::InvalidJob(format!(
+                        "job {} cannot be serialized: {e}",
+                        job.id
+                    )))
+                })?;
+                let Value::Object(map) = value else {
+                    unreachable!("a job serializes to an object")
+                };
+                // `uniqueKey` stays in the document too (it keeps its place
+                // among fields this version may not know) and is copied to
+                // its column.
+                let unique_key = map
+                    .get("uniqueKey")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                let rest: Map<String, Value> = map
+                    .into_iter()
+                    .filter(|(k, _)| !COLUMN_KEYS.contains(&k.as_str()))
+                    .collect();
+                (rest, unique_key)
+            }
+            JobLayout::Nested => {
+                let Value::Object(mut map) = job.to_document() else {
+                    unreachable!("a job's document is an object")
+                };
+                map.retain(|k, _| !NESTED_COLUMN_KEYS.contains(&k.as_str()));
+                let mut unique_key = None;
+                if let Some(Value::Object(meta)) = map.get_mut("metadata") {
+                    unique_key = meta
+                        .get("uniqueKey")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    meta.retain(|k, _| !META_COLUMN_KEYS.contains(&k.as_str()));
+                    // At top level, where the generated `unique_until`
+                    // column looks for it.
+                    if let Some(ms) = meta.remove("uniqueAfterFinishMs") {
+                        map.insert("uniqueAfterFinishMs".into(), ms);
+                    }
+                }
+                (map, unique_key)
+            }
         };
-        // `uniqueKey` stays in the document too (it keeps its place among
-        // fields this version may not know) and is copied to its column.
-        let unique_key = map
-            .get("uniqueKey")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        let rest: Map<String, Value> = map
-            .into_iter()
-            .filter(|(k, _)| !COLUMN_KEYS.contains(&k.as_str()))
-            .collect();
         Ok(JobRow {
             id: job.id.as_str().to_owned(),
             job_type: job.job_type.as_str().to_owned(),
@@ -194,18 +247,63 @@ pub(crate) fn job_from_row(row: &Row, schema: &str, table: &str) -> Result<Job> 
         map.insert("leaseExpiresAt".into(), ts(ms));
     }
     let doc: String = row.get(14);
-    match serde_json::from_str::<Value>(&doc) {
-        Ok(Value::Object(rest)) => {
-            for (k, v) in rest {
-                if !COLUMN_KEYS.contains(&k.as_str()) {
-                    map.insert(k, v);
-                }
-            }
-        }
+    let rest = match serde_json::from_str::<Value>(&doc) {
+        Ok(Value::Object(rest)) => rest,
         Ok(_) => return Err(bad("doc is not a json object".into())),
         Err(e) => return Err(bad(format!("doc is not json: {e}"))),
+    };
+    if rest.contains_key("status") {
+        return nested_from_row(map, rest).map_err(|e| bad(e.to_string()));
+    }
+    for (k, v) in rest {
+        if !COLUMN_KEYS.contains(&k.as_str()) {
+            map.insert(k, v);
+        }
     }
     serde_json::from_value(Value::Object(map)).map_err(|e| bad(e.to_string()))
+}
+
+/// A nested job from its column fields (`columns`, flat keys) and its
+/// `doc` (see the module docs).
+fn nested_from_row(
+    mut columns: Map<String, Value>,
+    mut rest: Map<String, Value>,
+) -> std::result::Result<Job, semiont_jobs_model::Error> {
+    let mut meta = Map::new();
+    for key in META_COLUMN_KEYS {
+        if let Some(v) = columns.remove(*key) {
+            meta.insert((*key).to_owned(), v);
+        }
+    }
+    // Zero and absent are one: the flat reader's defaults.
+    if meta.get("attempt").is_some_and(|v| v == 0) {
+        meta.remove("attempt");
+    }
+    if meta.get("priority").is_some_and(|v| v == 0) {
+        meta.remove("priority");
+    }
+    if let Some(Value::Object(doc_meta)) = rest.remove("metadata") {
+        for (k, v) in doc_meta {
+            meta.entry(k).or_insert(v);
+        }
+    }
+    if let Some(ms) = rest.remove("uniqueAfterFinishMs") {
+        meta.insert("uniqueAfterFinishMs".into(), ms);
+    }
+    let mut doc = Map::new();
+    doc.insert(
+        "status".into(),
+        columns.remove("status").unwrap_or(Value::Null),
+    );
+    doc.insert("metadata".into(), Value::Object(meta));
+    rest.remove("status");
+    for key in NESTED_COLUMN_KEYS {
+        if let Some(v) = columns.remove(*key) {
+            doc.insert((*key).to_owned(), v);
+        }
+    }
+    doc.extend(rest);
+    Job::from_document(Value::Object(doc))
 }
 
 /// Parses a status column.

@@ -7,6 +7,8 @@
 //! max_retries = 3          # retry budget of jobs that set none
 //! lease = "30s"            # lease of running jobs whose worker cannot be seen
 //! timeout_grace = "5s"     # how long a timed-out job may take to stop
+//! layout = "flat"          # document layout of new jobs: "flat" (the seed's) or
+//!                          # "nested" (the TypeScript package's); see JobLayout
 //!
 //! [queue.retry]            # back-off between automatic retries
 //! base_delay = "1s"
@@ -75,7 +77,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use semiont_jobs_model::{JobType, RetryPolicy, MAX_MAX_RETRIES};
+use semiont_jobs_model::{JobLayout, JobType, RetryPolicy, MAX_MAX_RETRIES};
 use semiont_jobs_queue::{JobQueueConfig, TypePolicy};
 use toml::{Table, Value};
 
@@ -98,6 +100,8 @@ pub struct QueueSettings {
     pub timeout_grace: Option<Duration>,
     /// `[queue.retry]`: the back-off (missing keys: the built-in default's).
     pub retry: Option<RetryPolicy>,
+    /// `layout`: the document layout of new jobs (`"flat"` or `"nested"`).
+    pub layout: Option<JobLayout>,
 }
 
 /// The `[retention]` section.
@@ -455,7 +459,7 @@ fn queue_section(v: &Value) -> Found<QueueSettings> {
     check_keys(
         t,
         "queue",
-        &["max_retries", "lease", "timeout_grace", "retry"],
+        &["max_retries", "lease", "timeout_grace", "retry", "layout"],
     )?;
     Ok(QueueSettings {
         max_retries: t
@@ -474,7 +478,22 @@ fn queue_section(v: &Value) -> Found<QueueSettings> {
             .get("retry")
             .map(|v| retry(v, "queue.retry"))
             .transpose()?,
+        layout: t.get("layout").map(job_layout).transpose()?,
     })
+}
+
+fn job_layout(v: &Value) -> Found<JobLayout> {
+    match v.as_str() {
+        Some("flat") => Ok(JobLayout::Flat),
+        Some("nested") => Ok(JobLayout::Nested),
+        _ => Err(bad(
+            "queue.layout",
+            format!(
+                "queue.layout must be \"flat\" or \"nested\", not {}",
+                describe(v)
+            ),
+        )),
+    }
 }
 
 fn retention_section(v: &Value) -> Found<RetentionSettings> {
@@ -680,6 +699,9 @@ impl FileConfig {
         if let Some(p) = q.retry {
             config.retry_policy = p;
         }
+        if let Some(l) = q.layout {
+            config.job_layout = l;
+        }
         if let Some(d) = self.retention.period {
             config.retention_period = d;
         }
@@ -719,6 +741,7 @@ mod tests {
 max_retries = 4
 lease = "45s"
 timeout_grace = 2
+layout = "nested"
 
 [queue.retry]
 base_delay = "2s"
@@ -751,6 +774,7 @@ timeout = 60
         let mut config = JobQueueConfig::default();
         f.apply_to(&mut config).unwrap();
         assert_eq!(config.max_retries, 4);
+        assert_eq!(config.job_layout, JobLayout::Nested);
         assert_eq!(config.retention_period, Duration::from_secs(7 * 86_400));
         let custom = config.policy(&JobType::parse("my-job-type").unwrap());
         assert_eq!(custom.timeout, Some(Duration::from_secs(60)));
@@ -766,7 +790,8 @@ timeout = 60
     fn bad_files_name_the_key_and_line() {
         let table = [
             ("[queue]\nmax_retries = 500\n", "c.toml line 2: queue.max_retries is 500, outside 0..=100"),
-            ("[queue]\nmax_retry = 5\n", "c.toml line 2: unknown key queue.max_retry (expected one of: max_retries, lease, timeout_grace, retry)"),
+            ("[queue]\nmax_retry = 5\n", "c.toml line 2: unknown key queue.max_retry (expected one of: max_retries, lease, timeout_grace, retry, layout)"),
+            ("[queue]\nlayout = \"Nested\"\n", "c.toml line 2: queue.layout must be \"flat\" or \"nested\", not the string \"Nested\""),
             ("[qeue]\n", "c.toml line 1: unknown section [qeue] (expected one of: queue, retention, types, model)"),
             ("verbose = true\n", "c.toml line 1: unknown key verbose (expected the sections queue, retention, types, model)"),
             ("[retention]\nperiod = \"1y\"\n", "c.toml line 2: retention.period: invalid duration unit \"y\" in \"1y\" (expected ms, s, m, h or d)"),

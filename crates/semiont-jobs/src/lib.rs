@@ -122,17 +122,25 @@ pub enum Error {
 
 /// Opens (creating if needed) a [`JobQueue`](queue::JobQueue) on the
 /// filesystem backend in `config.data_dir` (the jobs directory itself, as in
-/// the seed), with `config.durability`, and initialises it.
+/// the seed), with `config.durability`, and initialises it. New jobs take
+/// the document layout the directory recorded in its `format.json` (see
+/// `semiont-jobs init`) when it has one, else `config.job_layout`.
 #[cfg(feature = "fs")]
 #[cfg_attr(docsrs, doc(cfg(feature = "fs")))]
 pub async fn open_fs_queue(
-    config: semiont_jobs_queue::JobQueueConfig,
+    mut config: semiont_jobs_queue::JobQueueConfig,
 ) -> Result<semiont_jobs_queue::JobQueue, Error> {
     let store = semiont_jobs_store_fs::FsStore::open(
         &config.data_dir,
         semiont_jobs_store_fs::FsOptions::default().durability(config.durability),
     )
     .await?;
+    if let Some(layout) = store
+        .new_job_layout()
+        .map_err(semiont_jobs_queue::Error::from)?
+    {
+        config.job_layout = layout;
+    }
     let queue = semiont_jobs_queue::JobQueue::new(config, std::sync::Arc::new(store))?;
     queue.initialize().await?;
     Ok(queue)

@@ -12,3 +12,4 @@ mod postgres;
 mod processes;
 mod serve;
 mod support;
+mod ts_layout;

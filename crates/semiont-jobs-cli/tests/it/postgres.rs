@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use semiont_jobs::model::{Job, JobId, JobStatus, NewJob, Timestamp};
+use semiont_jobs::model::{Job, JobId, JobLayout, JobStatus, NewJob, Timestamp};
 use semiont_jobs::queue::{JobQueue, JobQueueConfig};
 use semiont_jobs::store::JobStore;
 use semiont_jobs::store_fs::{FsOptions, FsStore};
@@ -207,7 +207,7 @@ fn four_work_processes_drain_5000_jobs_exactly_once() {
 
 /// Jobs in every status with everything a document can hold: progress,
 /// result, error, priority, runAt, lease, fields this version does not
-/// know (nested, unicode, big and small numbers).
+/// know (nested, unicode, big and small numbers), in both layouts.
 fn varied_jobs() -> Vec<Job> {
     let t = Timestamp::parse("2026-03-04T05:06:07.089Z").unwrap();
     let mut jobs = Vec::new();
@@ -241,6 +241,21 @@ fn varied_jobs() -> Vec<Job> {
                 job.error = Some(format!("boom\nline two\ttab \u{0} nul {k}"));
                 job.result = Some(json!({"z": 1, "a": [k]}));
                 job.retry_count = 1;
+            }
+            if k == 2 {
+                // The TypeScript package's layout, with fields neither
+                // implementation knows at top level and in `metadata`.
+                job.layout = JobLayout::Nested;
+                job.nested_extra
+                    .top
+                    .insert("traceId".into(), json!("t-\u{e9}"));
+                job.nested_extra
+                    .metadata
+                    .insert("tenant".into(), json!({"b": [1, 2.5], "a": null}));
+                if !status.is_finished() {
+                    job.unique_key = Some(format!("nested-{i}"));
+                    job.unique_after_finish_ms = Some(60_000);
+                }
             }
             jobs.push(job);
         }

@@ -60,6 +60,7 @@ impl Env {
                 c.env_remove(key);
             }
         }
+        c.env_remove("SEMIONT_JOBS_LAYOUT");
         if let Some((url, schema)) = &self.db {
             c.env("SEMIONT_JOBS_DATABASE_URL", url);
             c.env("SEMIONT_JOBS_DB_SCHEMA", schema);
