@@ -1,4 +1,4 @@
-// Small DOM helpers shared by the pages: element building (no innerHTML),
+// Small DOM helpers shared by the pages: element building (never from HTML text),
 // status badges, times, progress, the confirmation dialog, toasts and the
 // inline-SVG bar chart.
 

@@ -86,7 +86,7 @@ impl History {
         let minute = at.as_millis().div_euclid(MINUTE_MS);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         let newest = buckets.back().map_or(i64::MIN, |b| b.minute);
-        if minute <= newest - HISTORY_MINUTES as i64 {
+        if minute <= newest.saturating_sub(HISTORY_MINUTES as i64) {
             return; // older than the hour kept
         }
         let bucket = match buckets.iter().position(|b| b.minute >= minute) {
@@ -114,7 +114,7 @@ impl History {
         let newest = buckets.back().map_or(minute, |b| b.minute);
         while buckets
             .front()
-            .is_some_and(|b| b.minute <= newest - HISTORY_MINUTES as i64)
+            .is_some_and(|b| b.minute <= newest.saturating_sub(HISTORY_MINUTES as i64))
         {
             buckets.pop_front();
         }
