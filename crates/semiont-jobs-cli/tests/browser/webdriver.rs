@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 /// The key of an element reference in WebDriver JSON.
-const ELEMENT: &str = "element-6066-11e4-a52f-4a2ba9e1d6da";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// How long `wait` polls by default.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -77,7 +77,10 @@ impl Driver {
                     return driver;
                 }
             }
-            assert!(Instant::now() < deadline, "chromedriver not ready within {WAIT:?}");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver not ready within {WAIT:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -137,7 +140,9 @@ pub struct Element(String);
 
 impl Session {
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
-        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base));
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base));
         // POST commands need a JSON body, even an empty one.
         if method == reqwest::Method::POST {
             req = req.json(&body.unwrap_or_else(|| json!({})));
@@ -183,12 +188,15 @@ impl Session {
     /// The first element matching the CSS `selector`.
     pub async fn find(&self, selector: &str) -> Result<Element> {
         let v = self
-            .post("/element", json!({ "using": "css selector", "value": selector }))
+            .post(
+                "/element",
+                json!({ "using": "css selector", "value": selector }),
+            )
             .await?;
         v[ELEMENT]
             .as_str()
             .map(|id| Element(id.to_owned()))
-            .ok_or_else(|| WdError(format!("no element reference for {selector}")))
+            .ok_or_else(|| WdError(format!("no element reference for {selector}: {v}")))
     }
 
     /// Every element matching `selector`.
@@ -225,7 +233,11 @@ impl Session {
     /// The element's rendered text.
     pub async fn text(&self, el: &Element) -> Result<String> {
         let v = self
-            .cmd(reqwest::Method::GET, &format!("/element/{}/text", el.0), None)
+            .cmd(
+                reqwest::Method::GET,
+                &format!("/element/{}/text", el.0),
+                None,
+            )
             .await?;
         Ok(v.as_str().unwrap_or_default().to_owned())
     }
@@ -268,9 +280,31 @@ impl Session {
             if let Some(v) = check().await {
                 return v;
             }
-            assert!(Instant::now() < deadline, "timed out after {WAIT:?} waiting until {what}");
+            if Instant::now() >= deadline {
+                panic!(
+                    "timed out after {WAIT:?} waiting until {what}\n{}",
+                    self.diagnosis().await
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The URL, the page's text and the console, for a failure message.
+    pub async fn diagnosis(&self) -> String {
+        let url = self.url().await.unwrap_or_else(|e| e.to_string());
+        let text = self
+            .exec(
+                "return document.body ? document.body.innerText : '(no body)';",
+                vec![],
+            )
+            .await
+            .map_or_else(|e| e.to_string(), |v| v.as_str().unwrap_or("").to_owned());
+        let log = self
+            .console_log()
+            .await
+            .map_or_else(|e| e.to_string(), |l| format!("{l:#?}"));
+        format!("url: {url}\npage text:\n{text}\nconsole: {log}")
     }
 
     /// Polls the JavaScript expression `expr` until it is truthy; returns
