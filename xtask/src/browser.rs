@@ -69,14 +69,18 @@ pub fn provision() -> Result<(), String> {
     }
 }
 
-/// `cargo xtask browser [--install-only]`: provisions the browser, then runs
-/// the dashboard's browser test (screenshots land in
-/// `<target>/dashboard-screenshots/`).
-pub fn browser(args: &[String]) -> Result<(), String> {
+/// `cargo xtask browser [--install-only] [--update-screenshot]`: provisions
+/// the browser, lints the test target (`cargo clippy --all-targets` skips
+/// a `test = false` target), then runs the dashboard's browser test
+/// (screenshots land in `<target>/dashboard-screenshots/`);
+/// `--update-screenshot` then copies the overview to `docs/dashboard.png`.
+pub fn browser(root: &Path, target: &Path, args: &[String]) -> Result<(), String> {
     let mut install_only = false;
+    let mut update_screenshot = false;
     for arg in args {
         match arg.as_str() {
             "--install-only" => install_only = true,
+            "--update-screenshot" => update_screenshot = true,
             other => return Err(format!("unknown browser argument {other:?}")),
         }
     }
@@ -85,6 +89,19 @@ pub fn browser(args: &[String]) -> Result<(), String> {
         println!("chromium and chromedriver are installed");
         return Ok(());
     }
+    let mut clippy = cargo();
+    clippy.args([
+        "clippy",
+        "-p",
+        "semiont-jobs-cli",
+        "--all-features",
+        "--test",
+        "browser",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    run("clippy (browser test)", clippy)?;
     let mut test = cargo();
     test.args([
         "test",
@@ -96,5 +113,13 @@ pub fn browser(args: &[String]) -> Result<(), String> {
     ]);
     test.env("SEMIONT_JOBS_CHROMIUM", CHROMIUM)
         .env("SEMIONT_JOBS_CHROMEDRIVER", CHROMEDRIVER);
-    run("browser (dashboard in headless Chromium)", test)
+    run("browser (dashboard in headless Chromium)", test)?;
+    if update_screenshot {
+        let from = target.join("dashboard-screenshots/overview.png");
+        let to = root.join("docs/dashboard.png");
+        std::fs::copy(&from, &to)
+            .map_err(|e| format!("copy {} to {}: {e}", from.display(), to.display()))?;
+        println!("updated {}", to.display());
+    }
+    Ok(())
 }

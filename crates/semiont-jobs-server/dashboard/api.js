@@ -38,6 +38,8 @@ export function headers(extra = {}) {
 
 /** Calls `method path` below /api/v1 with an optional JSON body. */
 export async function api(method, path, body) {
+  // Signed out (or not yet in): ask nothing the server would refuse.
+  if (AUTH_REQUIRED && !token()) throw new ApiError(401, 'not signed in', 'unauthorized');
   const init = { method, headers: headers(), cache: 'no-store' };
   if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';

@@ -103,8 +103,7 @@ async function boot() {
 
 document.getElementById('signout').addEventListener('click', () => {
   setToken(null);
-  location.hash = '#/';
-  location.reload();
+  location.replace(location.pathname + location.search);
 });
 
 window.addEventListener('unhandledrejection', (e) => {

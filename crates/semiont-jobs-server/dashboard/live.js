@@ -3,7 +3,7 @@
 // every few seconds while the stream cannot be held; nothing while the tab is
 // hidden; the "live / reconnecting" indicator in the header.
 
-import { BASE, headers } from './api.js';
+import { AUTH_REQUIRED, BASE, headers, token } from './api.js';
 
 const POLL_MS = 5000;
 const listeners = new Set();
@@ -87,7 +87,7 @@ function handleBlock(block) {
 }
 
 async function connect() {
-  if (document.hidden || controller) return;
+  if (document.hidden || controller || (AUTH_REQUIRED && !token())) return;
   clearTimeout(retryTimer);
   const c = new AbortController();
   controller = c;

@@ -471,6 +471,12 @@ async fn the_dashboard_in_a_real_browser() {
         "document.querySelector('#failures-panel td.err')?.textContent.includes('fail job asked to fail')",
     )
     .await;
+    // The README's picture: without the action messages of earlier steps.
+    s.wait_js(
+        "the messages fade",
+        "!document.querySelector('#toasts .toast')",
+    )
+    .await;
     shot(&s, &shots, "overview").await;
 
     // Workers and types.

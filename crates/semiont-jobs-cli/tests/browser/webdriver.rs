@@ -199,23 +199,6 @@ impl Session {
             .ok_or_else(|| WdError(format!("no element reference for {selector}: {v}")))
     }
 
-    /// Every element matching `selector`.
-    pub async fn find_all(&self, selector: &str) -> Result<Vec<Element>> {
-        let v = self
-            .post(
-                "/elements",
-                json!({ "using": "css selector", "value": selector }),
-            )
-            .await?;
-        Ok(v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|e| e[ELEMENT].as_str().map(|s| Element(s.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default())
-    }
-
     /// Clicks the element (as a user would: scrolled into view, hit-tested).
     pub async fn click(&self, el: &Element) -> Result<()> {
         self.post(&format!("/element/{}/click", el.0), json!({}))
@@ -228,18 +211,6 @@ impl Session {
         self.post(&format!("/element/{}/value", el.0), json!({ "text": text }))
             .await
             .map(drop)
-    }
-
-    /// The element's rendered text.
-    pub async fn text(&self, el: &Element) -> Result<String> {
-        let v = self
-            .cmd(
-                reqwest::Method::GET,
-                &format!("/element/{}/text", el.0),
-                None,
-            )
-            .await?;
-        Ok(v.as_str().unwrap_or_default().to_owned())
     }
 
     /// Waits until `selector` matches an element, then clicks it.
@@ -339,7 +310,7 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
         } as u32)
     }
     let bytes: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
