@@ -234,6 +234,21 @@ async fn hash(s: &Session, to: &str) {
         .unwrap();
 }
 
+/// Controls without an accessible name (a label, `aria-label` or text):
+/// their descriptions. Every page must have none.
+async fn unlabelled(s: &Session) -> Vec<String> {
+    let v = s
+        .exec(
+            "return [...document.querySelectorAll('input, select, button, a[href]')]
+               .filter(el => !(el.labels?.length || el.getAttribute('aria-label') || el.textContent.trim()))
+               .map(el => el.outerHTML.slice(0, 120));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(v).unwrap()
+}
+
 /// The ids of the rows the jobs table shows.
 async fn row_ids(s: &Session) -> Vec<String> {
     let v = s
@@ -381,6 +396,7 @@ async fn the_dashboard_in_a_real_browser() {
     })
     .await;
     shot(&s, &shots, "jobs-filtered").await;
+    assert_eq!(unlabelled(&s).await, Vec::<String>::new(), "jobs page");
 
     // Bulk cancel of everything matching: the count, a confirmation, done.
     s.click_when_ready("#bulk-cancel-matching").await;
@@ -417,6 +433,7 @@ async fn the_dashboard_in_a_real_browser() {
     let expr = format!("document.getElementById('job-progress')?.value > {first}");
     s.wait_js("the progress bar moves", &expr).await;
     shot(&s, &shots, "job").await;
+    assert_eq!(unlabelled(&s).await, Vec::<String>::new(), "job page");
 
     // Cancel from the job page stops the running job.
     s.click_when_ready("#action-cancel").await;
@@ -478,6 +495,16 @@ async fn the_dashboard_in_a_real_browser() {
     )
     .await;
     shot(&s, &shots, "overview").await;
+    assert_eq!(unlabelled(&s).await, Vec::<String>::new(), "overview");
+
+    // The dark color scheme: the page follows prefers-color-scheme.
+    let background = "return getComputedStyle(document.body).backgroundColor;";
+    let light = s.exec(background, vec![]).await.unwrap();
+    s.color_scheme("dark").await.unwrap();
+    let dark = s.exec(background, vec![]).await.unwrap();
+    assert_ne!(light, dark, "the background follows the color scheme");
+    shot(&s, &shots, "overview-dark").await;
+    s.color_scheme("light").await.unwrap();
 
     // Workers and types.
     s.click_when_ready("#nav a[data-route=workers]").await;
@@ -492,6 +519,16 @@ async fn the_dashboard_in_a_real_browser() {
     )
     .await;
     shot(&s, &shots, "workers").await;
+    assert_eq!(unlabelled(&s).await, Vec::<String>::new(), "workers page");
+
+    // Keyboard: a focused link followed with Enter.
+    let jobs_link = s.find("#nav a[data-route=jobs]").await.unwrap();
+    s.type_into(&jobs_link, "\u{E007}").await.unwrap();
+    s.wait_js(
+        "Enter on the Jobs link opens the jobs",
+        "location.hash === '#/jobs'",
+    )
+    .await;
 
     // Read-only: a read token sees everything and no action.
     s.click_when_ready("#signout").await;

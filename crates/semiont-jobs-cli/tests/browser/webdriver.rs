@@ -226,6 +226,19 @@ impl Session {
         el
     }
 
+    /// Emulates `prefers-color-scheme: <scheme>` (a DevTools command
+    /// through ChromeDriver's `goog/cdp/execute`).
+    pub async fn color_scheme(&self, scheme: &str) -> Result<()> {
+        self.post(
+            "/goog/cdp/execute",
+            json!({ "cmd": "Emulation.setEmulatedMedia", "params": {
+                "features": [{ "name": "prefers-color-scheme", "value": scheme }]
+            } }),
+        )
+        .await
+        .map(drop)
+    }
+
     /// A PNG of the viewport.
     pub async fn screenshot(&self) -> Result<Vec<u8>> {
         let v = self.cmd(reqwest::Method::GET, "/screenshot", None).await?;
