@@ -61,6 +61,14 @@ export async function api(method, path, body) {
 }
 
 export const get = (path) => api('GET', path);
+
+/** The text at `path` below the base path (e.g. /metrics). */
+export async function text(path) {
+  if (AUTH_REQUIRED && !token()) throw new ApiError(401, 'not signed in', 'unauthorized');
+  const resp = await fetch(`${BASE}${path}`, { headers: headers({ Accept: 'text/plain' }), cache: 'no-store' });
+  if (!resp.ok) throw new ApiError(resp.status, `GET ${path}: HTTP ${resp.status}`);
+  return resp.text();
+}
 export const post = (path, body) => api('POST', path, body);
 export const del = (path) => api('DELETE', path);
 

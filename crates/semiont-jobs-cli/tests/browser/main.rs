@@ -518,6 +518,12 @@ async fn the_dashboard_in_a_real_browser() {
         "document.querySelector('#types tr[data-type=sleep] .type-toggle')",
     )
     .await;
+    s.wait_js(
+        "noop's run-time percentiles show (from /metrics)",
+        "Number(document.querySelector('#types tr[data-type=noop] td.runs')?.textContent) >= 7 \
+         && document.querySelector('#types tr[data-type=noop] td.p50').textContent !== '—'",
+    )
+    .await;
     shot(&s, &shots, "workers").await;
     assert_eq!(unlabelled(&s).await, Vec::<String>::new(), "workers page");
 
