@@ -125,5 +125,5 @@ async function connect() {
     pollTimer = setInterval(() => emit({ kind: 'poll' }), POLL_MS);
   }
   indicate('reconnecting', 'reconnecting… (polling)');
-  retryTimer = setTimeout(connect, Math.min(30000, 500 * 2 ** Math.min(failures, 6)));
+  retryTimer = setTimeout(connect, Math.min(10000, 500 * 2 ** Math.min(failures, 5)));
 }

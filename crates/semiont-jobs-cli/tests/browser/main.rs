@@ -536,6 +536,60 @@ async fn the_dashboard_in_a_real_browser() {
     )
     .await;
 
+    // No console error so far.
+    let log = s.console_log().await.unwrap();
+    let errors: Vec<&Value> = log.iter().filter(|e| e["level"] == "SEVERE").collect();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+
+    // Without the event stream: the indicator says so, polling keeps the
+    // page current, and the stream comes back when it can.
+    s.block_urls(&["*/api/v1/events*"]).await.unwrap();
+    hash(&s, "#/").await;
+    s.exec("location.reload();", vec![]).await.unwrap();
+    s.wait_js(
+        "the indicator says reconnecting",
+        "document.getElementById('live')?.dataset.state === 'reconnecting' \
+         && document.getElementById('live').textContent.includes('polling')",
+    )
+    .await;
+    let complete = api.call(reqwest::Method::GET, "/stats", None).await["complete"]
+        .as_u64()
+        .unwrap();
+    s.wait_js(
+        "the overview shows the counts",
+        &format!("document.querySelector('#status-cards [data-status=complete] .n')?.textContent === '{complete}'"),
+    )
+    .await;
+    let noop = api.enqueue("noop", "bob", json!({})).await;
+    api.wait_status(&noop, "complete").await;
+    s.wait_js(
+        "polling brings the new count",
+        &format!(
+            "document.querySelector('#status-cards [data-status=complete] .n')?.textContent === '{}'",
+            complete + 1
+        ),
+    )
+    .await;
+    shot(&s, &shots, "overview-polling").await;
+    s.block_urls(&[]).await.unwrap();
+    s.wait_js(
+        "the stream is live again",
+        "document.getElementById('live')?.dataset.state === 'live'",
+    )
+    .await;
+    // The only errors of this phase: the blocked stream requests.
+    let log = s.console_log().await.unwrap();
+    let errors: Vec<&Value> = log
+        .iter()
+        .filter(|e| {
+            e["level"] == "SEVERE"
+                && !e["message"].as_str().is_some_and(|m| {
+                    m.contains("/api/v1/events") && m.contains("ERR_BLOCKED_BY_CLIENT")
+                })
+        })
+        .collect();
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+
     // Read-only: a read token sees everything and no action.
     s.click_when_ready("#signout").await;
     sign_in(&s, READ).await;

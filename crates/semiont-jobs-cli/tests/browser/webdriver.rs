@@ -226,6 +226,22 @@ impl Session {
         el
     }
 
+    /// Makes the browser fail requests to URLs matching any of `patterns`
+    /// (`*` wildcards; none: block nothing), through the DevTools protocol.
+    pub async fn block_urls(&self, patterns: &[&str]) -> Result<()> {
+        self.post(
+            "/goog/cdp/execute",
+            json!({ "cmd": "Network.enable", "params": {} }),
+        )
+        .await?;
+        self.post(
+            "/goog/cdp/execute",
+            json!({ "cmd": "Network.setBlockedURLs", "params": { "urls": patterns } }),
+        )
+        .await
+        .map(drop)
+    }
+
     /// Emulates `prefers-color-scheme: <scheme>` (a DevTools command
     /// through ChromeDriver's `goog/cdp/execute`).
     pub async fn color_scheme(&self, scheme: &str) -> Result<()> {
