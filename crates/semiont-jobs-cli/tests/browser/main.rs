@@ -190,6 +190,37 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Waits until the server counts `n` event-stream clients.
+    async fn wait_sse_clients(&self, n: u64) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let text = self
+                .http
+                .get(format!("{}/metrics", self.url))
+                .bearer_auth(ADMIN)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let clients = text
+                .lines()
+                .find_map(|l| l.strip_prefix("semiont_jobs_sse_clients "))
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            if clients == Some(n) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sse clients {clients:?}, expected {n}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
 async fn shot(s: &Session, dir: &Path, name: &str) {
     let png = s.screenshot().await.unwrap();
     assert!(png.starts_with(b"\x89PNG"), "{name}: not a PNG");
@@ -562,8 +593,10 @@ async fn the_dashboard_in_a_real_browser() {
     .await;
     let noop = api.enqueue("noop", "bob", json!({})).await;
     api.wait_status(&noop, "complete").await;
-    s.wait_js(
+    // Within the 5 s poll (the overview also refreshes every 15 s by itself).
+    s.wait_js_for(
         "polling brings the new count",
+        Duration::from_secs(9),
         &format!(
             "document.querySelector('#status-cards [data-status=complete] .n')?.textContent === '{}'",
             complete + 1
@@ -589,6 +622,28 @@ async fn the_dashboard_in_a_real_browser() {
         })
         .collect();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
+
+    // A hidden tab holds no stream (the server counts its clients), and
+    // a visible one opens it again.
+    let visibility = "const hidden = arguments[0];
+        Object.defineProperty(document, 'hidden', { configurable: true, get: () => hidden });
+        Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => hidden ? 'hidden' : 'visible' });
+        document.dispatchEvent(new Event('visibilitychange'));";
+    api.wait_sse_clients(1).await;
+    s.exec(visibility, vec![json!(true)]).await.unwrap();
+    s.wait_js(
+        "the indicator says paused",
+        "document.getElementById('live')?.dataset.state === 'paused'",
+    )
+    .await;
+    api.wait_sse_clients(0).await;
+    s.exec(visibility, vec![json!(false)]).await.unwrap();
+    s.wait_js(
+        "the stream is live again",
+        "document.getElementById('live')?.dataset.state === 'live'",
+    )
+    .await;
+    api.wait_sse_clients(1).await;
 
     // Read-only: a read token sees everything and no action.
     s.click_when_ready("#signout").await;

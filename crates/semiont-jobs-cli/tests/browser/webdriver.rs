@@ -270,19 +270,28 @@ impl Session {
     }
 
     /// Polls `check` until it returns `Some`, panicking after [`WAIT`].
-    pub async fn wait<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    pub async fn wait<T, F, Fut>(&self, what: &str, check: F) -> T
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        let deadline = Instant::now() + WAIT;
+        self.wait_for(what, WAIT, check).await
+    }
+
+    /// Polls `check` until it returns `Some`, panicking after `limit`.
+    pub async fn wait_for<T, F, Fut>(&self, what: &str, limit: Duration, mut check: F) -> T
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(v) = check().await {
                 return v;
             }
             if Instant::now() >= deadline {
                 panic!(
-                    "timed out after {WAIT:?} waiting until {what}\n{}",
+                    "timed out after {limit:?} waiting until {what}\n{}",
                     self.diagnosis().await
                 );
             }
@@ -310,8 +319,13 @@ impl Session {
     /// Polls the JavaScript expression `expr` until it is truthy; returns
     /// its value.
     pub async fn wait_js(&self, what: &str, expr: &str) -> Value {
+        self.wait_js_for(what, WAIT, expr).await
+    }
+
+    /// As [`Session::wait_js`], giving up after `limit`.
+    pub async fn wait_js_for(&self, what: &str, limit: Duration, expr: &str) -> Value {
         let script = format!("return ({expr});");
-        self.wait(what, || async {
+        self.wait_for(what, limit, || async {
             match self.exec(&script, vec![]).await {
                 Ok(v) if !(v.is_null() || v == false || v == 0 || v == "") => Some(v),
                 _ => None,
