@@ -21,13 +21,13 @@ fn present() -> bool {
     Path::new(CHROMIUM).is_file() && Path::new(CHROMEDRIVER).is_file()
 }
 
-fn apt_install() -> Result<bool, String> {
+/// Runs `apt-get ARGS` (non-interactive); whether it succeeded.
+fn apt_get(args: &[&str]) -> Result<bool, String> {
     let status = Command::new("apt-get")
-        .args(["install", "-y", "-qq", "--no-install-recommends"])
-        .args(PACKAGES)
+        .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive")
         .status()
-        .map_err(|e| format!("apt-get install {}: {e}", PACKAGES.join(" ")))?;
+        .map_err(|e| format!("apt-get {}: {e}", args.join(" ")))?;
     Ok(status.success())
 }
 
@@ -35,10 +35,19 @@ fn apt_install() -> Result<bool, String> {
 /// apt-get when missing and root (`apt-get update` first if the install
 /// fails), else fails naming the packages.
 pub fn provision() -> Result<(), String> {
+    provision_with(&present, is_root(), &mut apt_get)
+}
+
+/// [`provision`] with its checks and commands passed in (for the tests).
+fn provision_with(
+    present: &dyn Fn() -> bool,
+    root: bool,
+    apt: &mut dyn FnMut(&[&str]) -> Result<bool, String>,
+) -> Result<(), String> {
     if present() {
         return Ok(());
     }
-    if !is_root() {
+    if !root {
         return Err(format!(
             "{CHROMIUM} or {CHROMEDRIVER} is missing and this is not root: install Debian's \
              packages {} (sudo apt-get install {}) and run again",
@@ -47,15 +56,15 @@ pub fn provision() -> Result<(), String> {
         ));
     }
     println!("==> installing {} (apt-get install)", PACKAGES.join(" "));
-    if !apt_install()? {
-        let update = Command::new("apt-get")
-            .args(["update", "-qq"])
-            .status()
-            .map_err(|e| format!("apt-get update: {e}"))?;
-        if !update.success() {
-            return Err(format!("apt-get update failed ({update})"));
+    let install: Vec<&str> = ["install", "-y", "-qq", "--no-install-recommends"]
+        .into_iter()
+        .chain(PACKAGES)
+        .collect();
+    if !apt(&install)? {
+        if !apt(&["update", "-qq"])? {
+            return Err("apt-get update failed".into());
         }
-        if !apt_install()? {
+        if !apt(&install)? {
             return Err(format!("apt-get install {} failed", PACKAGES.join(" ")));
         }
     }
@@ -122,4 +131,67 @@ pub fn browser(root: &Path, target: &Path, args: &[String]) -> Result<(), String
         println!("updated {}", to.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    /// Runs `provision_with` with apt-get answers taken in order; returns
+    /// the result and the commands run (their first word).
+    fn provision_case(
+        present_after: bool,
+        root: bool,
+        answers: &[bool],
+    ) -> (Result<(), String>, Vec<String>) {
+        let installed = Cell::new(false);
+        let present = || installed.get();
+        let mut answers = answers.iter().copied();
+        let mut ran = Vec::new();
+        let mut apt = |args: &[&str]| {
+            ran.push(args[0].to_owned());
+            let ok = answers.next().expect("an unexpected apt-get call");
+            if ok && args[0] == "install" && present_after {
+                installed.set(true);
+            }
+            Ok(ok)
+        };
+        let result = provision_with(&present, root, &mut apt);
+        (result, ran)
+    }
+
+    #[test]
+    fn present_browsers_need_nothing() {
+        let mut apt = |_: &[&str]| -> Result<bool, String> { panic!("apt-get called") };
+        assert!(provision_with(&|| true, false, &mut apt).is_ok());
+    }
+
+    #[test]
+    fn without_root_the_packages_are_named() {
+        let (result, ran) = provision_case(true, false, &[]);
+        let e = result.unwrap_err();
+        assert!(e.contains("chromium and chromium-driver"), "{e}");
+        assert!(
+            e.contains("apt-get install chromium chromium-driver"),
+            "{e}"
+        );
+        assert!(ran.is_empty());
+    }
+
+    #[test]
+    fn as_root_it_installs_updating_the_index_when_needed() {
+        let (result, ran) = provision_case(true, true, &[true]);
+        assert!(result.is_ok());
+        assert_eq!(ran, ["install"]);
+        let (result, ran) = provision_case(true, true, &[false, true, true]);
+        assert!(result.is_ok());
+        assert_eq!(ran, ["install", "update", "install"]);
+        let (result, ran) = provision_case(true, true, &[false, false]);
+        assert_eq!(result.unwrap_err(), "apt-get update failed");
+        assert_eq!(ran, ["install", "update"]);
+        let (result, _) = provision_case(false, true, &[true]);
+        assert!(result.unwrap_err().contains("still missing"));
+    }
 }
