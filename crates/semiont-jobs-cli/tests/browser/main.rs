@@ -494,7 +494,7 @@ async fn the_dashboard_in_a_real_browser() {
     hash(&s, "#/").await;
     s.wait_js(
         "the charts are drawn",
-        "document.getElementById('chart-throughput')",
+        "document.getElementById('chart-throughput') && document.getElementById('chart-due')",
     )
     .await;
     let stats = api.call(reqwest::Method::GET, "/stats", None).await;
