@@ -303,6 +303,21 @@ async fn the_dashboard_in_a_real_browser() {
     std::fs::write(&tokens, format!("admin:{ADMIN}\nread:{READ}\n")).unwrap();
     std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o600)).unwrap();
 
+    // A document for a detection job (typed progress on the job page).
+    let notes = tmp.path().join("notes.md");
+    std::fs::write(
+        &notes,
+        "# Notes\n\nAda Lovelace met Charles Babbage in London on 5 June 1833.\n",
+    )
+    .unwrap();
+    let added = semiont(&data)
+        .args(["resources", "add"])
+        .arg(&notes)
+        .args(["--name", "Notes", "--language", "en"])
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{added:?}");
+
     let mut serve_cmd = semiont(&data);
     serve_cmd
         .args(["serve", "--listen", "127.0.0.1:0", "--base-path", BASE_PATH])
@@ -323,7 +338,7 @@ async fn the_dashboard_in_a_real_browser() {
         "--poll-interval",
         "200",
         "--types",
-        "sleep,fail,noop",
+        "sleep,fail,noop,detection",
         "--concurrency",
         "4",
         "--no-sweep",
@@ -449,6 +464,26 @@ async fn the_dashboard_in_a_real_browser() {
     work.wait_log("job.started", again, Some(2)).await;
     let job = api.wait_status(again, "failed").await;
     assert_eq!(job["attempt"], 2, "{job}");
+
+    // Detection's typed progress: entity types done, entities found.
+    let detection = api
+        .enqueue(
+            "detection",
+            "dave",
+            json!({ "resourceId": "notes", "entityTypes": ["Person", "Location", "Date"] }),
+        )
+        .await;
+    api.wait_status(&detection, "complete").await;
+    hash(&s, &format!("#/job/{detection}")).await;
+    s.wait_js(
+        "the job page shows detection's progress and result",
+        "document.getElementById('job-progress-panel')?.textContent.includes('entity types3 of 3') \
+         && document.getElementById('job-progress-panel').textContent.includes('entities found') \
+         && document.getElementById('job-progress')?.value === 100 \
+         && document.getElementById('job-result')?.textContent.includes('totalEmitted')",
+    )
+    .await;
+    shot(&s, &shots, "job-detection").await;
 
     // A running sleep job's progress bar moves on its page.
     let sleeper = api.enqueue("sleep", "carol", json!({ "ms": 8000 })).await;
