@@ -1,6 +1,7 @@
 //! The HTTP face of semiont-jobs: a JSON API over any
 //! [`JobQueue`](semiont_jobs_queue::JobQueue), live Server-Sent Event
-//! streams, Prometheus metrics and health checks (axum + tower-http).
+//! streams, Prometheus metrics, health checks and a web dashboard (axum +
+//! tower-http).
 //!
 //! [`router`] builds every route in one place; handlers are small functions
 //! whose typed extractors validate the request (and check the caller's role)
