@@ -1,5 +1,5 @@
-// Jobs: the list with filters kept in the URL (status, type, userId, id,
-// page), newest first, paginated; per-row and bulk cancel / retry / delete
+// Jobs: the list with filters kept in the URL (status, type, userId, id
+// search, page), newest first, paginated; per-row and bulk cancel / retry / delete
 // (on the selection or on everything matching, with the count and a
 // confirmation). Live: the page reloads its rows as events arrive.
 
@@ -8,6 +8,8 @@ import { onEvent } from './live.js';
 import { STATUSES, badge, confirmDialog, fill, h, jobLink, progressBar, throttle, time, toast } from './ui.js';
 
 const PAGE_SIZE = 50;
+/** Jobs looked through for an id search (the API's largest page). */
+const SEARCH_SCAN = 1000;
 const ACTIONS = {
   cancel: { label: 'Cancel', past: 'cancelled', applies: (j) => j.status === 'pending' || j.status === 'running' },
   retry: { label: 'Retry', past: 'retried', applies: (j) => j.status === 'failed' || j.status === 'cancelled' },
@@ -86,24 +88,26 @@ export function render(main, where, ctx) {
     const f = filters;
     let page;
     let note = '';
-    // An exact id is read directly; other id text narrows this page.
     if (f.id) {
-      try {
-        const job = await get(`/jobs/${encodeURIComponent(f.id)}`);
-        page = { jobs: [job], total: 1 };
-        note = 'exact id';
-      } catch (e) {
-        if (!(e instanceof ApiError) || (e.status !== 404 && e.status !== 400)) throw e;
-        page = null;
+      // The API has no id search: look through the newest SEARCH_SCAN
+      // matching jobs here and page through the hits; an id found nowhere
+      // there is tried as an exact id (an older job).
+      const scan = await get(`/jobs${query({ ...apiFilter(), limit: SEARCH_SCAN })}`);
+      const needle = f.id.toLowerCase();
+      const hits = scan.jobs.filter((j) => j.id.toLowerCase().includes(needle));
+      const from = (f.page - 1) * PAGE_SIZE;
+      page = { jobs: hits.slice(from, from + PAGE_SIZE), total: hits.length };
+      note = `ids containing "${f.id}"${scan.total > scan.jobs.length ? ` among the newest ${scan.jobs.length} of ${scan.total}` : ''}`;
+      if (hits.length === 0 && scan.total > scan.jobs.length) {
+        try {
+          page = { jobs: [await get(`/jobs/${encodeURIComponent(f.id)}`)], total: 1 };
+          note = 'exact id';
+        } catch (e) {
+          if (!(e instanceof ApiError) || (e.status !== 404 && e.status !== 400)) throw e;
+        }
       }
-    }
-    if (!page) {
+    } else {
       page = await get(`/jobs${query({ ...apiFilter(), limit: PAGE_SIZE, offset: (f.page - 1) * PAGE_SIZE })}`);
-      if (f.id) {
-        const needle = f.id.toLowerCase();
-        page = { jobs: page.jobs.filter((j) => j.id.toLowerCase().includes(needle)), total: page.total };
-        note = `ids containing "${f.id}" on this page`;
-      }
     }
     if (disposed || f !== filters) return;
     rows = page.jobs;

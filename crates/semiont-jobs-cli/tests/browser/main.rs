@@ -441,6 +441,37 @@ async fn the_dashboard_in_a_real_browser() {
         (ids == want).then_some(())
     })
     .await;
+    // Id search: part of an id finds the job (with the other filters).
+    let part = &held[1][held[1].len() - 8..];
+    let id_box = s.find("#f-id").await.unwrap();
+    s.type_into(&id_box, &format!("{part}\u{E007}"))
+        .await
+        .unwrap();
+    s.wait_js(
+        "the URL has the id search",
+        &format!("location.hash === '#/jobs?status=pending&userId=alice&id={part}'"),
+    )
+    .await;
+    s.wait("only the searched job is listed", || async {
+        (row_ids(&s).await == [held[1].clone()]).then_some(())
+    })
+    .await;
+    shot(&s, &shots, "jobs-search").await;
+    s.click_when_ready("#f-clear").await;
+    s.wait_js("the filters are cleared", "location.hash === '#/jobs'")
+        .await;
+    s.click_when_ready("#f-status option[value=pending]").await;
+    let user = s.find("#f-user").await.unwrap();
+    s.type_into(&user, "alice\u{E007}").await.unwrap();
+    s.wait_js(
+        "the URL has both filters again",
+        "location.hash === '#/jobs?status=pending&userId=alice'",
+    )
+    .await;
+    s.wait("alice's pending jobs are listed again", || async {
+        (row_ids(&s).await.len() == 3).then_some(())
+    })
+    .await;
     shot(&s, &shots, "jobs-filtered").await;
     assert_eq!(unlabelled(&s).await, Vec::<String>::new(), "jobs page");
 
