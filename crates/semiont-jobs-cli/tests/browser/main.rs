@@ -486,6 +486,31 @@ async fn the_dashboard_in_a_real_browser() {
     })
     .await;
 
+    // Bulk delete of a selection: tick one row, delete it.
+    hash(&s, "#/jobs?status=cancelled&userId=alice").await;
+    let tick = format!("#jobs-table tr[data-job-id=\"{}\"] input.select", held[0]);
+    s.click_when_ready(&tick).await;
+    s.wait_js(
+        "the bulk button counts the selection",
+        "document.getElementById('bulk-delete-selected')?.textContent === 'Delete selected (1)'",
+    )
+    .await;
+    s.click_when_ready("#bulk-delete-selected").await;
+    confirm(&s, "Delete 1 selected job?").await;
+    s.wait("the deleted job leaves the list", || async {
+        let ids = row_ids(&s).await;
+        (ids.len() == 2 && !ids.contains(&held[0])).then_some(())
+    })
+    .await;
+    let gone = api
+        .http
+        .get(format!("{}/api/v1/jobs/{}", api.url, held[0]))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), reqwest::StatusCode::NOT_FOUND);
+
     // Retry of a failed job from the list makes it run again.
     let again = &failed[0];
     hash(&s, "#/jobs?status=failed").await;
@@ -610,9 +635,40 @@ async fn the_dashboard_in_a_real_browser() {
         "document.querySelector('#workers tr[data-worker-id] progress')",
     )
     .await;
+    // Pause and resume a type from its row.
+    let paused = |want: bool| {
+        let api = &api;
+        async move {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let types = api.call(reqwest::Method::GET, "/types", None).await;
+                let now = types["types"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|t| t["type"] == "fail" && t["paused"] == true);
+                if now == want {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "fail paused: {now}, expected {want}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    s.click_when_ready("#types tr[data-type=fail] .type-toggle[data-action=pause]")
+        .await;
+    confirm(&s, "Pause claims of fail?").await;
+    paused(true).await;
+    s.click_when_ready("#types tr[data-type=fail] .type-toggle[data-action=resume]")
+        .await;
+    confirm(&s, "Resume claims of fail?").await;
+    paused(false).await;
     s.wait_js(
-        "types have pause buttons",
-        "document.querySelector('#types tr[data-type=sleep] .type-toggle')",
+        "the row offers pause again",
+        "document.querySelector('#types tr[data-type=fail] .type-toggle[data-action=pause]')",
     )
     .await;
     s.wait_js(
