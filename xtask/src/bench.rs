@@ -12,7 +12,9 @@
 //! million jobs), `--quick` (one run, small sizes, no upstream, no 1M; for
 //! checking the pipeline, not for the doc), `--report-only` (no runs:
 //! writes `docs/benchmarks.md` again from the last run's data in
-//! `target/bench/`, with the current `bench_analysis.md`).
+//! `target/bench/`, with the current `bench_analysis.md`), `--http` (only
+//! the HTTP API's workload, R runs, rewriting just its section of the page;
+//! a full run includes it too).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -20,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+mod http;
 mod report;
 
 /// Settings of one `cargo xtask bench`.
@@ -30,6 +33,7 @@ struct Opts {
     million: bool,
     quick: bool,
     report_only: bool,
+    http_only: bool,
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
@@ -40,6 +44,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         million: true,
         quick: false,
         report_only: false,
+        http_only: false,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -57,6 +62,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--no-upstream" => o.upstream = false,
             "--no-1m" => o.million = false,
             "--report-only" => o.report_only = true,
+            "--http" => o.http_only = true,
             "--quick" => {
                 o.quick = true;
                 o.runs = 1;
@@ -253,7 +259,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         }
     }
     let mut out = Out {
-        dir: target.join("bench"),
+        dir: target.join(if o.http_only { "bench-http" } else { "bench" }),
         commands: Vec::new(),
         failures: Vec::new(),
     };
@@ -276,6 +282,38 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
             .env_remove("RUST_LOG");
         cmd
     };
+    let doc = root.join("docs").join("benchmarks.md");
+    let http_file = out.file("ours-http.jsonl");
+    let run_http = |out: &mut Out| {
+        for r in 1..=o.runs {
+            let cmd = bench_cmd("none", "http", &[], &data);
+            out.keep_going(&format!("HTTP run {r}"), cmd, &http_file);
+        }
+    };
+    let write_http = |out: &Out| -> Result<(), String> {
+        let rows = http::load(&http_file)?;
+        let command = "semiont-jobs bench --workload http --durability none";
+        let facts = format!(
+            "Measured {} with {} ({} cores; load average {} at the start); `cargo xtask bench --http` \
+             rewrites this section alone.{}",
+            capture("date", &["-u", "+%Y-%m-%d"]),
+            capture("rustc", &["--version"]),
+            capture("nproc", &[]),
+            load_start,
+            if out.failures.is_empty() {
+                String::new()
+            } else {
+                format!(" Failed runs: {}.", out.failures.join("; "))
+            }
+        );
+        http::splice(&doc, &http::section(&rows, o.runs, command, &facts))?;
+        println!("wrote the HTTP section of {}", doc.display());
+        Ok(())
+    };
+    if o.http_only {
+        run_http(&mut out);
+        return write_http(&out);
+    }
     let (n_none, n_sync) = if o.quick {
         ("2000", "300")
     } else {
@@ -320,6 +358,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
             out.keep_going(&format!("W4 {mode} run {r}"), cmd, &disk);
         }
     }
+    run_http(&mut out);
 
     if o.million {
         // Each 1M unit writes a million files (~4.5 GB), kept like the
@@ -590,14 +629,13 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     let analysis = out.file("analysis.md");
     std::fs::write(&analysis, include_str!("bench_analysis.md"))
         .map_err(|e| format!("cannot write {}: {e}", analysis.display()))?;
-    let doc = root.join("docs").join("benchmarks.md");
     let elapsed = format!("{:.0} min", started.elapsed().as_secs_f64() / 60.0);
     let facts = [
         ("rustc", capture("rustc", &["--version"])),
         ("data_root", data.clone()),
         ("mount_options", mount_options(&o.data_root)),
         ("tmpfs_root", tmpfs_root.to_owned()),
-        ("load_start", load_start),
+        ("load_start", load_start.clone()),
         ("load_end", load_end),
         ("concurrent", concurrent),
         ("elapsed", elapsed),
@@ -621,7 +659,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     std::fs::write(out.file("report-args.txt"), inputs.to_args().join("\0"))
         .map_err(|e| format!("cannot save the report's arguments: {e}"))?;
     println!("==> report");
-    let written = report::write(&inputs);
+    let written = report::write(&inputs).and_then(|()| write_http(&out));
     if written.is_ok() {
         println!(
             "wrote {} (raw data in {})",

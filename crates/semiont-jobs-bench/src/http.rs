@@ -406,7 +406,7 @@ async fn sse_latency(ctx: &Ctx, opts: Options, mode: Mode) -> anyhow::Result<Val
             "json",
             "work",
             "--types",
-            "noop",
+            "sleep",
             "--exec-log",
         ])
         .arg(&log)
@@ -452,7 +452,9 @@ async fn sse_latency(ctx: &Ctx, opts: Options, mode: Mode) -> anyhow::Result<Val
             text.push_str(&String::from_utf8_lossy(&buf[..n]));
             while let Some(end) = text.find("\n\n") {
                 let block: String = text.drain(..end + 2).collect();
-                if !block.contains("event: started\n") {
+                // The job is visible as running (or, should the server's
+                // view of the store have merged the moves, as finished).
+                if !block.contains("event: started\n") && !block.contains("event: completed\n") {
                     continue;
                 }
                 let id = block
@@ -474,7 +476,14 @@ async fn sse_latency(ctx: &Ctx, opts: Options, mode: Mode) -> anyhow::Result<Val
         let gap = 50 + (rng.next_f64() * 251.0) as u64;
         tokio::time::sleep(Duration::from_millis(gap)).await;
         let at = wall_nanos();
-        let job = app.queue.create_job(noop_job(i)).await?;
+        // Jobs that run for a moment, as real ones do, so that the stream
+        // can show them running.
+        let job = semiont_jobs::model::NewJob::custom(
+            "sleep",
+            "bench-user@example.com",
+            serde_json::json!({ "ms": 100, "n": i }),
+        )?;
+        let job = app.queue.create_job(job).await?;
         enqueued.push((job.id.to_string(), at));
     }
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);

@@ -86,6 +86,9 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(&cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // Standard output was a pipe whose reader went away (`| head`):
+        // quietly, with the status of a program ended by SIGPIPE.
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(BROKEN_PIPE_STATUS),
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             if e.downcast_ref::<UsageError>().is_some() {
@@ -95,6 +98,20 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Exit status of a run whose output pipe was closed (128 + SIGPIPE).
+const BROKEN_PIPE_STATUS: u8 = 141;
+
+/// Whether `e` comes from writing to a pipe whose reader has gone.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                .is_some_and(|k| k == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Warnings and errors of the queue under test, on standard error.
@@ -400,7 +417,13 @@ async fn run(cli: &Cli) -> anyhow::Result<()> {
         settle_max: Duration::from_secs(args.settle_max),
     };
     let result = run_workloads(cli, args, &ctx).await;
-    if result.is_err() {
+    if result.as_ref().is_err_and(is_broken_pipe) {
+        // Nobody reads the results any more: leave quietly, and tidily.
+        if !ctx.keep {
+            let _ = std::fs::remove_dir_all(&ctx.run_dir);
+            drop_schemas().await;
+        }
+    } else if result.is_err() {
         progress(format!("failed; data kept in {}", ctx.run_dir.display()));
     } else {
         ctx.finish();

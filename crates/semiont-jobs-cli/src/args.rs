@@ -359,9 +359,9 @@ pub struct WorkArgs {
     /// Graceful shutdown timeout in milliseconds.
     #[arg(long, default_value_t = 30_000)]
     pub shutdown_timeout: u64,
-    /// Inference backend for detection and generation.
-    #[arg(long, value_enum, default_value = "offline")]
-    pub inference: InferenceArg,
+    /// Inference backend for detection and generation [env: SEMIONT_INFERENCE; config: model.inference; default: offline].
+    #[arg(long, value_enum)]
+    pub inference: Option<InferenceArg>,
     /// Model name (ollama, openai).
     #[arg(long)]
     pub model: Option<String>,

@@ -442,7 +442,7 @@ async fn work(cli: &Cli, args: &WorkArgs) -> anyhow::Result<()> {
     let types = crate::work::parse_types(&args.types)?;
     let options = crate::work::options(args)?;
     // The model flags are checked before anything is opened.
-    crate::content::inference_config(args)?;
+    crate::content::inference_config(args, &crate::app::load_config(cli)?.model)?;
     let mut options = options;
     let app = App::open(cli, Create::Yes).await?;
     if args.no_sweep {

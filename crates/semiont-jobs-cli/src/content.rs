@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use semiont_jobs::config::ModelSection;
 use semiont_jobs::content::inference::{InferenceConfig, ModelSettings};
 use semiont_jobs::content::{
     AnnotationStore, DataDir, FsAnnotationStore, FsResourceStore, MediaType, PutMode, Resource,
@@ -219,15 +220,19 @@ fn slug(s: &str) -> String {
 
 /// The inference configuration and the model settings from `work`'s
 /// flags, falling back to the environment (`SEMIONT_INFERENCE`,
-/// `OLLAMA_HOST`, `OPENAI_API_KEY`, `SEMIONT_INFERENCE_CONTEXT`, ...).
-pub fn inference_config(args: &WorkArgs) -> anyhow::Result<(InferenceConfig, ModelSettings)> {
-    let kind = match args.inference {
+/// `OLLAMA_HOST`, `OPENAI_API_KEY`, `SEMIONT_INFERENCE_CONTEXT`, ...), then
+/// to the configuration file's `[model]` section.
+pub fn inference_config(
+    args: &WorkArgs,
+    file: &ModelSection,
+) -> anyhow::Result<(InferenceConfig, ModelSettings)> {
+    let kind = args.inference.map(|k| match k {
         InferenceArg::Offline => "offline",
         InferenceArg::Ollama => "ollama",
         InferenceArg::Openai => "openai",
-    };
+    });
     let flags: Vec<(&str, Option<String>)> = vec![
-        ("SEMIONT_INFERENCE", Some(kind.to_owned())),
+        ("SEMIONT_INFERENCE", kind.map(str::to_owned)),
         ("SEMIONT_INFERENCE_MODEL", args.model.clone()),
         ("OLLAMA_HOST", args.url.clone()),
         ("OPENAI_BASE_URL", args.url.clone()),
@@ -262,6 +267,7 @@ pub fn inference_config(args: &WorkArgs) -> anyhow::Result<(InferenceConfig, Mod
             .find(|(k, _)| *k == key)
             .and_then(|(_, v)| v.clone())
             .or_else(|| std::env::var(key).ok())
+            .or_else(|| file.lookup(key).map(str::to_owned))
     };
     let usage = |e: semiont_jobs::content::Error| -> anyhow::Error {
         if e.code() == "CONFIG_ERROR" {
@@ -320,7 +326,7 @@ pub fn workers(
     app: &App,
     args: &WorkArgs,
 ) -> anyhow::Result<(Option<Arc<dyn JobWorker>>, Option<Arc<dyn JobWorker>>)> {
-    let (config, settings) = inference_config(args)?;
+    let (config, settings) = inference_config(args, &app.config.model)?;
     tracing::info!(inference = ?config, "inference backend");
     let (d, g) = build_workers(&app.root, &config, &settings)?;
     Ok((Some(d), Some(g)))

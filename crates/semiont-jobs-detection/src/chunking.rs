@@ -14,11 +14,12 @@
 //!
 //! # Resuming
 //!
-//! [`ChunkRunner::new`] takes the index of the first planned chunk to run,
-//! and [`ChunkRunner::next`] hands back finished chunks strictly in plan
-//! order, so "chunks before index N are done" is a valid cursor after each
-//! one. The plan depends only on the text and the options, so the same
-//! cursor resumes the same work.
+//! [`ChunkRunner::next`] hands back finished chunks strictly in plan order,
+//! so after each one "the text before the end of this chunk's owned segment
+//! is done" is a valid cursor: a character offset that does not depend on
+//! the chunk size. [`plan_from`] plans the rest of the text from such an
+//! offset, so a retry resumes where the last attempt stopped even when the
+//! chunk size changed in between.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::ops::Range;
@@ -45,10 +46,24 @@ pub(crate) struct Piece {
 /// The planned chunks of `text`: each sends at most `chunk_chars`
 /// characters (owned segments of `chunk_chars - overlap` characters,
 /// widened by half the overlap on each side).
+#[cfg(test)]
 pub(crate) fn plan(text: &str, chunk_chars: usize, overlap_chars: usize) -> Vec<Piece> {
+    plan_from(text, 0, chunk_chars, overlap_chars)
+}
+
+/// The planned chunks of the text from byte `start` (a character boundary)
+/// to its end, as [`plan`] cuts them: the owned segments cover
+/// `start..text.len()`, and the first one is widened to the left like any
+/// other, so a mention straddling `start` is still seen whole.
+pub(crate) fn plan_from(
+    text: &str,
+    start: usize,
+    chunk_chars: usize,
+    overlap_chars: usize,
+) -> Vec<Piece> {
     let margin = overlap_chars / 2;
     let own_chars = chunk_chars.saturating_sub(2 * margin).max(1);
-    segments(text, 0..text.len(), own_chars)
+    segments(text, start.min(text.len())..text.len(), own_chars)
         .into_iter()
         .map(|own| widen(text, own, margin))
         .collect()
@@ -484,6 +499,25 @@ mod tests {
         let solid = "ü".repeat(100);
         let plan = super::plan(&solid, 30, 0);
         assert_eq!(owned(&solid, &plan).concat(), solid);
+    }
+
+    #[test]
+    fn a_plan_from_an_offset_covers_the_rest_and_sees_across_it() {
+        let text = "Ada Lovelace wrote notes. Charles Babbage built engines.\n\n".repeat(20);
+        let whole = plan(&text, 120, 30);
+        let cut = whole[3].own.end;
+        let rest = plan_from(&text, cut, 120, 30);
+        assert_eq!(rest.first().unwrap().own.start, cut);
+        assert_eq!(rest.last().unwrap().own.end, text.len());
+        assert_eq!(owned(&text, &rest).concat(), &text[cut..]);
+        // The first chunk of the rest sees the overlap before the cut.
+        assert!(rest[0].range.start < cut);
+        // Resuming with the same sizes plans the same chunks as the whole.
+        assert_eq!(rest, whole[4..]);
+        // Another chunk size still covers exactly the rest.
+        let other = plan_from(&text, cut, 300, 30);
+        assert_eq!(owned(&text, &other).concat(), &text[cut..]);
+        assert!(plan_from(&text, text.len(), 120, 30).is_empty());
     }
 
     #[test]

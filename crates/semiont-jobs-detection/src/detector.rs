@@ -128,6 +128,41 @@ pub trait Resume: Send {
         totals: &DetectionResult,
         types_done: u32,
     ) -> bool;
+
+    /// Where an earlier attempt stopped inside `entity_type` (model-based
+    /// detection only), if it stopped inside it. The default: nowhere.
+    fn type_cursor(&self, _entity_type: &str) -> Option<TypeCursor> {
+        None
+    }
+
+    /// Records that model-based detection of `entity_type` is done up to
+    /// `cursor` (its chunks' annotations are stored). Called after each
+    /// chunk but the type's last (then [`Resume::type_done`] follows).
+    /// Returns false when the run must stop (the job was cancelled or
+    /// lost). The default records nothing.
+    async fn chunk_done(&mut self, _entity_type: &str, _cursor: &TypeCursor) -> bool {
+        true
+    }
+}
+
+/// How far model-based detection of one entity type got: the text before
+/// `done_chars` is searched and its annotations are stored. A retry plans
+/// chunks from there (with its own chunk size) instead of from the start.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TypeCursor {
+    /// Characters (Unicode code points) of the document searched, from
+    /// its start.
+    pub done_chars: u64,
+    /// The chunk size the cursor was made with, in characters.
+    pub chunk_chars: u64,
+    /// Chunks of this type done so far (for progress).
+    pub chunks_done: u64,
+    /// The owned chunk size that worked after halvings, if any: later
+    /// chunks start at this size instead of halving again.
+    pub learned_chars: Option<u64>,
+    /// The job's totals at this point: the finished types and this type's
+    /// chunks so far.
+    pub totals: DetectionResult,
 }
 
 /// Nothing finished before, nothing recorded: [`Detector::run`].
@@ -267,7 +302,16 @@ impl Detector {
         }
         let resource = self.resources.get(&resource_id).await?;
         let text: Arc<str> = Arc::from(resource.text.as_str());
-        let before = resume.totals();
+        // A type an earlier attempt stopped inside carries the latest
+        // totals (the finished types' and its own chunks').
+        let partial = types
+            .iter()
+            .filter(|t| !resume.is_done(t))
+            .find_map(|t| resume.type_cursor(t));
+        let before = match &partial {
+            Some(c) if matches!(self.backend, Backend::Model(_)) => c.totals.clone(),
+            _ => resume.totals(),
+        };
         let done_before = types.iter().filter(|t| resume.is_done(t)).count() as u32;
         let mut state = DetectionProgress {
             total_entity_types: types.len() as u32,
@@ -340,7 +384,14 @@ impl Detector {
                         index: &index,
                         entity_type,
                     };
-                    self.model_type(opts, &run, &text, &mut state, &mut tally, progress, cancel)
+                    let from = resume.type_cursor(entity_type);
+                    let mut ctx = TypeState {
+                        state: &mut state,
+                        tally: &mut tally,
+                        progress: &mut *progress,
+                        resume: &mut *resume,
+                    };
+                    self.model_type(opts, &run, &text, from, &mut ctx, cancel)
                         .await?;
                 }
                 (Backend::Rules(_), None) => tally.error("UNKNOWN_ENTITY_TYPE"),
@@ -361,27 +412,35 @@ impl Detector {
     }
 
     /// Searches one entity type with the model, chunk by chunk, writing
-    /// each chunk's annotations as soon as it is done.
+    /// each chunk's annotations as soon as it is done, and resuming from
+    /// `from` (an earlier attempt's cursor) when given.
     ///
-    /// The chunks come back in plan order, so after each one "chunks before
-    /// `outcome.index + 1` of this type are done" is a resumable cursor;
-    /// a saved cursor would be passed as the runner's start index.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the run's state, borrowed once per type"
-    )]
+    /// The chunks come back in plan order, so after each one "the text
+    /// before the end of its owned segment is done" is a resumable cursor,
+    /// handed to [`Resume::chunk_done`].
     async fn model_type(
         &self,
         opts: &ModelOptions,
         run: &TypeRun<'_>,
         text: &Arc<str>,
-        state: &mut DetectionProgress,
-        tally: &mut Tally,
-        progress: &mut dyn ProgressSink<DetectionProgress>,
+        from: Option<TypeCursor>,
+        ctx: &mut TypeState<'_>,
         cancel: &CancellationToken,
     ) -> Result<()> {
+        let chars_total = run.index.char_len();
+        // A cursor beyond the text (the document changed) starts over.
+        let from = from.filter(|c| c.done_chars <= chars_total as u64);
+        let start = match &from {
+            Some(c) => run.index.char_to_byte(c.done_chars as usize).unwrap_or(0),
+            None => 0,
+        };
+        let chunks_before = from.as_ref().map_or(0, |c| c.chunks_done);
+        let learned = from
+            .as_ref()
+            .and_then(|c| c.learned_chars)
+            .map_or(usize::MAX, |n| n as usize);
         let plan: Arc<[chunking::Piece]> =
-            chunking::plan(text, opts.chunk_chars, opts.overlap_chars).into();
+            chunking::plan_from(text, start, opts.chunk_chars, opts.overlap_chars).into();
         let ask = Arc::new(chunking::Ask {
             client: Arc::clone(&opts.client),
             text: Arc::clone(text),
@@ -391,16 +450,19 @@ impl Detector {
             max_tokens: opts.max_tokens,
             margin: opts.overlap_chars / 2,
             min_chars: opts.min_chunk_chars,
-            learned_chars: Arc::new(AtomicUsize::new(usize::MAX)),
+            learned_chars: Arc::new(AtomicUsize::new(learned)),
             cancel: cancel.clone(),
         });
-        state.total_chunks = Some(plan.len() as u32);
-        state.processed_chunks = Some(0);
-        progress.report(state.clone()).await;
+        let state = &mut *ctx.state;
+        state.total_chunks = Some((chunks_before + plan.len() as u64) as u32);
+        state.processed_chunks = Some(chunks_before as u32);
+        ctx.progress.report(state.clone()).await;
         let mut seen: HashSet<Range<usize>> = HashSet::new();
-        let mut runner = chunking::ChunkRunner::new(ask, plan, 0, opts.concurrency);
+        let mut runner =
+            chunking::ChunkRunner::new(Arc::clone(&ask), Arc::clone(&plan), 0, opts.concurrency);
         while let Some(outcome) = runner.next().await {
             let outcome = outcome?;
+            let state = &mut *ctx.state;
             for span in outcome.spans {
                 if seen.insert(span.clone()) {
                     state.entities_found += 1;
@@ -416,12 +478,30 @@ impl Detector {
                 }
             }
             for class in outcome.errors {
-                tally.error(class);
+                ctx.tally.error(class);
             }
-            tally.chunks += 1;
-            tally.calls += outcome.calls;
-            state.processed_chunks = Some(outcome.index as u32 + 1);
-            progress.report(state.clone()).await;
+            ctx.tally.chunks += 1;
+            ctx.tally.calls += outcome.calls;
+            let chunks_done = chunks_before + outcome.index as u64 + 1;
+            state.processed_chunks = Some(chunks_done as u32);
+            ctx.progress.report(state.clone()).await;
+            if outcome.index + 1 < plan.len() {
+                let done_to = plan[outcome.index].own.end;
+                let done_chars = run.index.byte_to_char(done_to).unwrap_or(0) as u64;
+                let learned = ask.learned_chars.load(std::sync::atomic::Ordering::Relaxed);
+                let cursor = TypeCursor {
+                    done_chars,
+                    chunk_chars: opts.chunk_chars as u64,
+                    chunks_done,
+                    learned_chars: (learned != usize::MAX).then_some(learned as u64),
+                    totals: ctx.tally.result(ctx.state, true),
+                };
+                if !ctx.resume.chunk_done(run.entity_type, &cursor).await {
+                    return Err(Error::Cancelled {
+                        resource_id: run.resource_id.to_string(),
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -471,6 +551,14 @@ struct TypeRun<'a> {
     resource_id: &'a ResourceId,
     index: &'a TextIndex<'a>,
     entity_type: &'a str,
+}
+
+/// The run's state that one entity type's model search updates.
+struct TypeState<'a> {
+    state: &'a mut DetectionProgress,
+    tally: &'a mut Tally,
+    progress: &'a mut dyn ProgressSink<DetectionProgress>,
+    resume: &'a mut dyn Resume,
 }
 
 /// Failures that did not stop the run, chunks and model calls.

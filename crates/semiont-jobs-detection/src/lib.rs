@@ -54,7 +54,7 @@ mod recognizer;
 mod tokens;
 mod worker;
 
-pub use detector::{Backend, Detector, ModelOptions, Resume};
+pub use detector::{Backend, Detector, ModelOptions, Resume, TypeCursor};
 pub use error::{Error, Result};
 pub use recognizer::{BuiltinType, Mention, Recognizer};
 pub use worker::DetectionWorker;

@@ -11,7 +11,7 @@ use semiont_jobs_store::TypeFilter;
 use semiont_jobs_worker::{JobContext, JobError, JobWorker};
 use serde_json::Value;
 
-use crate::{Detector, Error};
+use crate::{Detector, Error, TypeCursor};
 
 /// Runs `detection` jobs with a [`Detector`].
 pub struct DetectionWorker {
@@ -45,7 +45,11 @@ impl ProgressSink<DetectionProgress> for ContextSink<'_> {
 pub const TOTALS_UNIT: &str = "#totals";
 
 /// Resumes from the job's checkpoints: one completed unit per finished
-/// entity type, the totals in [`TOTALS_UNIT`]'s cursor.
+/// entity type, the totals in [`TOTALS_UNIT`]'s cursor, and for a type an
+/// attempt stopped inside (model-based detection), a cursor named after
+/// the type: `next` the characters searched, `size` the chunk size, the
+/// job's totals at that chunk, and the extra fields `chunksDone` and
+/// `learnedChars`.
 pub(crate) struct ContextResume<'a>(pub(crate) &'a JobContext);
 
 #[async_trait]
@@ -55,21 +59,10 @@ impl crate::Resume for ContextResume<'_> {
     }
 
     fn totals(&self) -> DetectionResult {
-        match self.0.cursor(TOTALS_UNIT) {
-            Some(c) => DetectionResult {
-                total_found: c.found,
-                total_emitted: c.emitted,
-                errors: c.errors,
-                error_classes: c
-                    .extra
-                    .get("errorClasses")
-                    .and_then(|v| serde_json::from_value(v.clone()).ok())
-                    .unwrap_or_default(),
-                chunks: c.extra.get("chunks").and_then(Value::as_u64),
-                model_calls: c.extra.get("modelCalls").and_then(Value::as_u64),
-            },
-            None => DetectionResult::default(),
-        }
+        self.0
+            .cursor(TOTALS_UNIT)
+            .map(|c| totals_of(&c))
+            .unwrap_or_default()
     }
 
     async fn type_done(
@@ -78,23 +71,7 @@ impl crate::Resume for ContextResume<'_> {
         totals: &DetectionResult,
         types_done: u32,
     ) -> bool {
-        let mut cursor = UnitCursor::at(u64::from(types_done), 0);
-        cursor.found = totals.total_found;
-        cursor.emitted = totals.total_emitted;
-        cursor.errors = totals.errors;
-        // The model-based counts ride in the cursor's extra fields.
-        if !totals.error_classes.is_empty() {
-            cursor.extra.insert(
-                "errorClasses".into(),
-                serde_json::to_value(&totals.error_classes).unwrap_or_default(),
-            );
-        }
-        if let Some(n) = totals.chunks {
-            cursor.extra.insert("chunks".into(), n.into());
-        }
-        if let Some(n) = totals.model_calls {
-            cursor.extra.insert("modelCalls".into(), n.into());
-        }
+        let cursor = cursor_of(u64::from(types_done), 0, totals);
         let checkpoint = Checkpoint::cursor(TOTALS_UNIT, cursor).with_done(entity_type);
         match self.0.checkpoint(checkpoint).await {
             Ok(()) => true,
@@ -103,6 +80,75 @@ impl crate::Resume for ContextResume<'_> {
                 false
             }
         }
+    }
+
+    fn type_cursor(&self, entity_type: &str) -> Option<TypeCursor> {
+        let c = self.0.cursor(entity_type)?;
+        Some(TypeCursor {
+            done_chars: c.next,
+            chunk_chars: c.size,
+            chunks_done: c.extra.get("chunksDone").and_then(Value::as_u64)?,
+            learned_chars: c.extra.get("learnedChars").and_then(Value::as_u64),
+            totals: totals_of(&c),
+        })
+    }
+
+    async fn chunk_done(&mut self, entity_type: &str, cursor: &TypeCursor) -> bool {
+        let mut unit = cursor_of(cursor.done_chars, cursor.chunk_chars, &cursor.totals);
+        unit.extra
+            .insert("chunksDone".into(), cursor.chunks_done.into());
+        if let Some(n) = cursor.learned_chars {
+            unit.extra.insert("learnedChars".into(), n.into());
+        }
+        match self
+            .0
+            .checkpoint(Checkpoint::cursor(entity_type, unit))
+            .await
+        {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(job_id = %self.0.job_id(), entity_type, error = %e, "cannot checkpoint a finished chunk; stopping");
+                false
+            }
+        }
+    }
+}
+
+/// A cursor at `next` of `size` carrying `totals`: the counts in its
+/// fields, the model-based ones in its extra fields.
+fn cursor_of(next: u64, size: u64, totals: &DetectionResult) -> UnitCursor {
+    let mut cursor = UnitCursor::at(next, size);
+    cursor.found = totals.total_found;
+    cursor.emitted = totals.total_emitted;
+    cursor.errors = totals.errors;
+    if !totals.error_classes.is_empty() {
+        cursor.extra.insert(
+            "errorClasses".into(),
+            serde_json::to_value(&totals.error_classes).unwrap_or_default(),
+        );
+    }
+    if let Some(n) = totals.chunks {
+        cursor.extra.insert("chunks".into(), n.into());
+    }
+    if let Some(n) = totals.model_calls {
+        cursor.extra.insert("modelCalls".into(), n.into());
+    }
+    cursor
+}
+
+/// The totals a cursor made by [`cursor_of`] carries.
+fn totals_of(c: &UnitCursor) -> DetectionResult {
+    DetectionResult {
+        total_found: c.found,
+        total_emitted: c.emitted,
+        errors: c.errors,
+        error_classes: c
+            .extra
+            .get("errorClasses")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default(),
+        chunks: c.extra.get("chunks").and_then(Value::as_u64),
+        model_calls: c.extra.get("modelCalls").and_then(Value::as_u64),
     }
 }
 

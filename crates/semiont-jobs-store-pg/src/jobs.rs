@@ -727,7 +727,15 @@ impl Inner {
             .query(sql, &[&job_type.as_str()])
             .await
             .map_err(store_err)?;
-        Ok(!rows.is_empty())
+        drop(conn);
+        let changed = !rows.is_empty();
+        if changed && !paused {
+            // Its pending jobs are claimable again: wake idle claimers here
+            // and in every other process (one NOTIFY).
+            self.announce_sent(JobChange::resynced(ChangeOrigin::Local, 0))
+                .await;
+        }
+        Ok(changed)
     }
 
     /// The paused types.

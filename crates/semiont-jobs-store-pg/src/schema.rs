@@ -10,8 +10,14 @@ use crate::error::describe;
 use crate::OpenError;
 
 /// The migrations, in order: (version, name, SQL with `{s}` for the schema).
-pub(crate) const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "jobs", include_str!("../migrations/0001_jobs.sql"))];
+pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "jobs", include_str!("../migrations/0001_jobs.sql")),
+    (
+        2,
+        "fence_finished_creates",
+        include_str!("../migrations/0002_fence_finished_creates.sql"),
+    ),
+];
 
 /// The schema version this code works with.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;

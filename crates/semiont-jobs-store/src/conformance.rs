@@ -237,6 +237,7 @@ pub const CASES: &[(&str, &[Need])] = &[
     ("workers_lists_live_and_stopped_workers", &[]),
     ("concurrent_claimers_take_each_job_once", &[]),
     ("concurrent_transitions_have_one_winner", &[]),
+    ("concurrent_creates_of_one_id_have_one_winner", &[]),
     ("peers_claim_each_job_once", &[Need::Peers]),
     (
         "peer_changes_arrive_as_external",
@@ -393,6 +394,7 @@ macro_rules! conformance_tests {
                 workers_lists_live_and_stopped_workers,
                 concurrent_claimers_take_each_job_once,
                 concurrent_transitions_have_one_winner,
+                concurrent_creates_of_one_id_have_one_winner,
                 checkpoint_merges_and_renews_the_lease,
                 checkpoint_is_fenced_by_attempt,
                 checkpoints_survive_retry_recovery_and_failure,
@@ -1759,6 +1761,50 @@ pub async fn concurrent_transitions_have_one_winner(store: Arc<dyn JobStore>) {
     }
     assert_eq!(winners.len(), 1);
     assert_eq!(store.get(&job.id).await.unwrap(), winners[0]);
+}
+
+/// Creates of one id racing, in statuses a backend may keep apart (pending
+/// and finished): exactly one is stored, the others are `AlreadyExists`,
+/// and the id reads back as the winner. Repeated for many ids, since the
+/// window is narrow.
+pub async fn concurrent_creates_of_one_id_have_one_winner(store: Arc<dyn JobStore>) {
+    for round in 0..40 {
+        let job = pending("t");
+        let statuses = [
+            JobStatus::Pending,
+            JobStatus::Complete,
+            JobStatus::Failed,
+            JobStatus::Cancelled,
+        ];
+        let mut tasks = Vec::new();
+        for (i, status) in statuses.into_iter().enumerate() {
+            let store = Arc::clone(&store);
+            let mut mine = match status {
+                JobStatus::Pending => job.clone(),
+                done => finished(job.clone(), done, at(2)),
+            };
+            mine.user_id = format!("creator-{round}-{i}");
+            tasks.push(tokio::spawn(async move {
+                store.create(&mine).await.map(|()| mine)
+            }));
+        }
+        let mut winners = Vec::new();
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(mine) => winners.push(mine),
+                Err(e) => assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}"),
+            }
+        }
+        assert_eq!(
+            winners.len(),
+            1,
+            "round {round}: {} creates of one id stored",
+            winners.len()
+        );
+        assert_eq!(store.get(&job.id).await.unwrap(), winners[0]);
+        let stats = store.stats().await.unwrap();
+        assert_eq!(stats.total(), round + 1, "round {round}: {stats:?}");
+    }
 }
 
 /// Two instances over the same data claim concurrently: each job once.

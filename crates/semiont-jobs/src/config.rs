@@ -24,6 +24,17 @@
 //! timeout = "10m"          # execution timeout of one attempt
 //! timeout_grace = "30s"
 //! retry = { base_delay = "5s", max_delay = "10m", jitter = 0.2 }
+//!
+//! [model]                  # the model server of the detection and generation workers
+//! inference = "ollama"     # offline, ollama or openai
+//! model = "smollm2"
+//! url = "http://127.0.0.1:11434"
+//! context = 2048           # the model's context window, in tokens
+//! max_tokens = 512         # most tokens per answer
+//! chunk_chars = 3000       # most characters of a document per detection request
+//! temperature = 0.0
+//! concurrency = 1          # model calls one job may have in flight
+//! read_timeout = "10m"     # how long to wait for an answer
 //! ```
 //!
 //! Every key is optional; a missing one keeps the built-in default.
@@ -32,12 +43,10 @@
 //! error naming it (with the path of the file and the line), so a typo is
 //! never silently ignored.
 //!
-//! Extension point: model-server settings for the detection and generation
-//! workers (context size, chunk size, max tokens, temperature, concurrency)
-//! belong in a `[model]` section of this file. This version reserves the
-//! name and refuses the section with a message saying so; the version that
-//! reads it adds a `model` field to [`FileConfig`] and a `"model"` arm to
-//! the top-level match in [`FileConfig::parse`].
+//! Each `[model]` key stands for an environment variable of the inference
+//! clients ([`ModelSection::VARIABLES`]): a `work` flag beats the variable,
+//! and the variable beats the file. An API key is never read from the file
+//! (only from `OPENAI_API_KEY`), so the file can be shared and committed.
 //!
 //! ```
 //! use semiont_jobs::config::FileConfig;
@@ -102,6 +111,162 @@ pub struct RetentionSettings {
     pub sweep_interval: Option<Duration>,
 }
 
+/// The `[model]` section: settings of the detection and generation
+/// workers' model server, as the environment variables they stand for
+/// (checked for type and range when the file is read).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ModelSection {
+    values: BTreeMap<&'static str, String>,
+}
+
+/// What a `[model]` value must be.
+#[derive(Clone, Copy)]
+enum ModelValue {
+    /// `offline`, `ollama` or `openai`.
+    Inference,
+    /// `chat` or `generate`.
+    OllamaApi,
+    /// A non-empty string.
+    Text,
+    /// An integer in the range.
+    Integer(i64, i64),
+    /// A number in the range.
+    Number(f64, f64),
+    /// A duration, given to the variable in seconds.
+    Seconds,
+}
+
+impl ModelSection {
+    /// The keys of the section and the environment variables they stand
+    /// for (`url` stands for both servers' variables).
+    pub const VARIABLES: &'static [(&'static str, &'static [&'static str])] = &[
+        ("inference", &["SEMIONT_INFERENCE"]),
+        ("model", &["SEMIONT_INFERENCE_MODEL"]),
+        ("url", &["OLLAMA_HOST", "OPENAI_BASE_URL"]),
+        ("ollama_api", &["SEMIONT_OLLAMA_API"]),
+        ("context", &["SEMIONT_INFERENCE_CONTEXT"]),
+        ("max_tokens", &["SEMIONT_INFERENCE_MAX_TOKENS"]),
+        ("chunk_chars", &["SEMIONT_INFERENCE_CHUNK_CHARS"]),
+        ("temperature", &["SEMIONT_INFERENCE_TEMPERATURE"]),
+        ("concurrency", &["SEMIONT_INFERENCE_CONCURRENCY"]),
+        (
+            "connect_timeout",
+            &["SEMIONT_INFERENCE_CONNECT_TIMEOUT_SECS"],
+        ),
+        ("read_timeout", &["SEMIONT_INFERENCE_READ_TIMEOUT_SECS"]),
+    ];
+
+    fn kind(key: &str) -> Option<ModelValue> {
+        Some(match key {
+            "inference" => ModelValue::Inference,
+            "ollama_api" => ModelValue::OllamaApi,
+            "model" | "url" => ModelValue::Text,
+            "context" => ModelValue::Integer(256, 100_000_000),
+            "max_tokens" => ModelValue::Integer(1, 100_000_000),
+            "chunk_chars" => ModelValue::Integer(100, 1 << 40),
+            "concurrency" => ModelValue::Integer(1, 64),
+            "temperature" => ModelValue::Number(0.0, 2.0),
+            "connect_timeout" | "read_timeout" => ModelValue::Seconds,
+            _ => return None,
+        })
+    }
+
+    /// The value the file gives for the environment variable `variable`,
+    /// as that variable would spell it.
+    pub fn lookup(&self, variable: &str) -> Option<&str> {
+        self.values.get(variable).map(String::as_str)
+    }
+
+    /// Whether the section sets nothing.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+fn model_section(v: &Value) -> Found<ModelSection> {
+    let table = as_table(v, "model")?;
+    let mut out = ModelSection::default();
+    for (key, value) in table {
+        let name = join("model", key);
+        if key == "api_key" {
+            return Err(bad(
+                &name,
+                "model.api_key is not read from a file; set OPENAI_API_KEY in the environment",
+            ));
+        }
+        let Some(kind) = ModelSection::kind(key) else {
+            let keys: Vec<&str> = ModelSection::VARIABLES.iter().map(|(k, _)| *k).collect();
+            return Err(bad(
+                &name,
+                format!("unknown key {name} (expected one of: {})", keys.join(", ")),
+            ));
+        };
+        let text = match (kind, value) {
+            (ModelValue::Inference, Value::String(t))
+                if ["offline", "ollama", "openai"].contains(&t.as_str()) =>
+            {
+                t.clone()
+            }
+            (ModelValue::Inference, other) => {
+                return Err(bad(
+                    &name,
+                    format!(
+                        "{name} must be \"offline\", \"ollama\" or \"openai\", not {}",
+                        describe(other)
+                    ),
+                ))
+            }
+            (ModelValue::OllamaApi, Value::String(t))
+                if ["chat", "generate"].contains(&t.as_str()) =>
+            {
+                t.clone()
+            }
+            (ModelValue::OllamaApi, other) => {
+                return Err(bad(
+                    &name,
+                    format!(
+                        "{name} must be \"chat\" or \"generate\", not {}",
+                        describe(other)
+                    ),
+                ))
+            }
+            (ModelValue::Text, Value::String(t)) if !t.trim().is_empty() => t.trim().to_owned(),
+            (ModelValue::Text, other) => {
+                return Err(bad(
+                    &name,
+                    format!("{name} must be a non-empty string, not {}", describe(other)),
+                ))
+            }
+            (ModelValue::Integer(min, max), v) => integer(v, &name, min, max)?.to_string(),
+            (ModelValue::Number(min, max), v) => {
+                let n = match v {
+                    Value::Float(f) => *f,
+                    Value::Integer(n) => *n as f64,
+                    other => {
+                        return Err(bad(
+                            &name,
+                            format!("{name} must be a number, not {}", describe(other)),
+                        ))
+                    }
+                };
+                if !(min..=max).contains(&n) {
+                    return Err(bad(&name, format!("{name} is {n}, outside {min}..={max}")));
+                }
+                n.to_string()
+            }
+            (ModelValue::Seconds, v) => positive_duration(v, &name)?.as_secs_f64().to_string(),
+        };
+        let variables = ModelSection::VARIABLES
+            .iter()
+            .find(|(k, _)| k == key)
+            .map_or(&[][..], |(_, vars)| *vars);
+        for variable in variables {
+            out.values.insert(variable, text.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// A parsed configuration file. See the module docs for its format.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct FileConfig {
@@ -109,6 +274,8 @@ pub struct FileConfig {
     pub queue: QueueSettings,
     /// `[retention]`.
     pub retention: RetentionSettings,
+    /// `[model]`.
+    pub model: ModelSection,
     /// `[types.<type>]`, one per job type.
     pub types: BTreeMap<JobType, TypePolicy>,
 }
@@ -454,26 +621,19 @@ impl FileConfig {
                         out.types.insert(job_type, policy);
                     }
                 }
-                // The extension point for model-server settings (see the
-                // module docs).
-                "model" => {
-                    return Err(bad(
-                        "model",
-                        "section [model] is reserved for model-server settings and not read by this version",
-                    ))
-                }
+                "model" => out.model = model_section(value)?,
                 other if value.is_table() => {
                     return Err(bad(
                         other,
                         format!(
-                            "unknown section [{other}] (expected one of: queue, retention, types)"
+                            "unknown section [{other}] (expected one of: queue, retention, types, model)"
                         ),
                     ))
                 }
                 other => {
                     return Err(bad(
                         other,
-                        format!("unknown key {other} (expected the sections queue, retention, types)"),
+                        format!("unknown key {other} (expected the sections queue, retention, types, model)"),
                     ))
                 }
             }
@@ -607,8 +767,8 @@ timeout = 60
         let table = [
             ("[queue]\nmax_retries = 500\n", "c.toml line 2: queue.max_retries is 500, outside 0..=100"),
             ("[queue]\nmax_retry = 5\n", "c.toml line 2: unknown key queue.max_retry (expected one of: max_retries, lease, timeout_grace, retry)"),
-            ("[qeue]\n", "c.toml line 1: unknown section [qeue] (expected one of: queue, retention, types)"),
-            ("verbose = true\n", "c.toml line 1: unknown key verbose (expected the sections queue, retention, types)"),
+            ("[qeue]\n", "c.toml line 1: unknown section [qeue] (expected one of: queue, retention, types, model)"),
+            ("verbose = true\n", "c.toml line 1: unknown key verbose (expected the sections queue, retention, types, model)"),
             ("[retention]\nperiod = \"1y\"\n", "c.toml line 2: retention.period: invalid duration unit \"y\" in \"1y\" (expected ms, s, m, h or d)"),
             ("[retention]\nsweep = \"yes\"\n", "c.toml line 2: retention.sweep must be true or false, not the string \"yes\""),
             ("[retention]\nsweep_interval = \"0s\"\n", "c.toml line 2: retention.sweep_interval must be longer than 0"),
@@ -617,7 +777,14 @@ timeout = 60
             ("[types.\"bad type\"]\n", "c.toml line 1: types.bad type: invalid job type \"bad type\": only letters, digits and . _ : - are allowed"),
             ("[types.detection.retry]\njitter = 2\n", "c.toml line 2: types.detection.retry.jitter is 2, outside 0..=1"),
             ("[types.detection]\nretry = { base_delay = \"1h\", max_delay = \"1m\" }\n", "c.toml line 2: types.detection.retry.base_delay (3600s) is longer than types.detection.retry.max_delay (60s)"),
-            ("[model]\nchunk_size = 4000\n", "c.toml line 1: section [model] is reserved for model-server settings and not read by this version"),
+            ("[model]\nchunk_size = 4000\n", "c.toml line 2: unknown key model.chunk_size (expected one of: inference, model, url, ollama_api, context, max_tokens, chunk_chars, temperature, concurrency, connect_timeout, read_timeout)"),
+            ("[model]\ninference = \"llama\"\n", "c.toml line 2: model.inference must be \"offline\", \"ollama\" or \"openai\", not the string \"llama\""),
+            ("[model]\ncontext = 100\n", "c.toml line 2: model.context is 100, outside 256..=100000000"),
+            ("[model]\ntemperature = 3.5\n", "c.toml line 2: model.temperature is 3.5, outside 0..=2"),
+            ("[model]\nconcurrency = \"2\"\n", "c.toml line 2: model.concurrency must be a whole number, not the string \"2\""),
+            ("[model]\nread_timeout = \"0s\"\n", "c.toml line 2: model.read_timeout must be longer than 0"),
+            ("[model]\nurl = \"\"\n", "c.toml line 2: model.url must be a non-empty string, not the string \"\""),
+            ("[model]\napi_key = \"sk-secret\"\n", "c.toml line 2: model.api_key is not read from a file; set OPENAI_API_KEY in the environment"),
             ("types = 3\n", "c.toml line 1: types must be a table, not integer"),
         ];
         for (text, want) in table {
@@ -629,6 +796,36 @@ timeout = 60
             "{syntax}"
         );
         assert!(!syntax.contains('\n'), "{syntax}");
+    }
+
+    #[test]
+    fn the_model_section_stands_for_the_inference_variables() {
+        let f = FileConfig::parse(
+            "[model]\ninference = \"ollama\"\nmodel = \"smollm2\"\nurl = \"http://127.0.0.1:9\"\n\
+             context = 4096\nmax_tokens = 512\nchunk_chars = 3000\ntemperature = 0\n\
+             concurrency = 2\nread_timeout = \"10m\"\nconnect_timeout = 3\nollama_api = \"generate\"\n",
+            "c.toml",
+        )
+        .unwrap();
+        let m = &f.model;
+        for (var, want) in [
+            ("SEMIONT_INFERENCE", "ollama"),
+            ("SEMIONT_INFERENCE_MODEL", "smollm2"),
+            ("OLLAMA_HOST", "http://127.0.0.1:9"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:9"),
+            ("SEMIONT_OLLAMA_API", "generate"),
+            ("SEMIONT_INFERENCE_CONTEXT", "4096"),
+            ("SEMIONT_INFERENCE_MAX_TOKENS", "512"),
+            ("SEMIONT_INFERENCE_CHUNK_CHARS", "3000"),
+            ("SEMIONT_INFERENCE_TEMPERATURE", "0"),
+            ("SEMIONT_INFERENCE_CONCURRENCY", "2"),
+            ("SEMIONT_INFERENCE_READ_TIMEOUT_SECS", "600"),
+            ("SEMIONT_INFERENCE_CONNECT_TIMEOUT_SECS", "3"),
+        ] {
+            assert_eq!(m.lookup(var), Some(want), "{var}");
+        }
+        assert_eq!(m.lookup("OPENAI_API_KEY"), None);
+        assert!(FileConfig::default().model.is_empty());
     }
 
     #[test]

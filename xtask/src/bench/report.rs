@@ -112,10 +112,16 @@ const UPSTREAM_NOWATCH_DRAIN: f64 = 2400.0;
 const UPSTREAM_SHIPPED_DRAIN_DISK: f64 = 94.0;
 
 /// JSON lines read from files (lines that are not JSON objects are skipped).
-struct Rows(Vec<Value>);
+pub(super) struct Rows(Vec<Value>);
 
 impl Rows {
-    fn load(paths: &[PathBuf]) -> Result<Rows, String> {
+    /// Rows from values (tests).
+    #[cfg(test)]
+    pub(super) fn from_values(rows: Vec<Value>) -> Rows {
+        Rows(rows)
+    }
+
+    pub(super) fn load(paths: &[PathBuf]) -> Result<Rows, String> {
         let mut rows = Vec::new();
         for p in paths {
             let text = std::fs::read_to_string(p)
@@ -129,7 +135,11 @@ impl Rows {
         Ok(Rows(rows))
     }
 
-    fn of<'a>(&'a self, workload: &str, pred: impl Fn(&Value) -> bool) -> Vec<&'a Value> {
+    pub(super) fn of<'a>(
+        &'a self,
+        workload: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Vec<&'a Value> {
         self.0
             .iter()
             .filter(|r| r["workload"] == workload && pred(r))
@@ -146,23 +156,23 @@ impl Rows {
 }
 
 /// The median of `key` over `rows` (rows without a number there are skipped).
-fn med(rows: &[&Value], key: &str) -> Option<f64> {
+pub(super) fn med(rows: &[&Value], key: &str) -> Option<f64> {
     let xs: Vec<f64> = rows.iter().filter_map(|r| r[key].as_f64()).collect();
     (!xs.is_empty()).then(|| median(&xs))
 }
 
 /// The largest `key` over `rows`.
-fn max(rows: &[&Value], key: &str) -> Option<f64> {
+pub(super) fn max(rows: &[&Value], key: &str) -> Option<f64> {
     rows.iter().filter_map(|r| r[key].as_f64()).reduce(f64::max)
 }
 
 /// The smallest `key` over `rows`.
-fn min(rows: &[&Value], key: &str) -> Option<f64> {
+pub(super) fn min(rows: &[&Value], key: &str) -> Option<f64> {
     rows.iter().filter_map(|r| r[key].as_f64()).reduce(f64::min)
 }
 
 /// The median of `key` with its spread over the runs: `0.52 (0.37–0.59)`.
-fn med_range(rows: &[&Value], key: &str) -> String {
+pub(super) fn med_range(rows: &[&Value], key: &str) -> String {
     match (min(rows, key), max(rows, key)) {
         (Some(lo), Some(hi)) if rows.len() > 1 && lo != hi => {
             format!(
@@ -177,7 +187,7 @@ fn med_range(rows: &[&Value], key: &str) -> String {
 }
 
 /// `12,345` for rates and counts.
-fn int(x: Option<f64>) -> String {
+pub(super) fn int(x: Option<f64>) -> String {
     let Some(x) = x else { return "—".into() };
     let n = x.round() as i64;
     let s = n.unsigned_abs().to_string();
@@ -195,7 +205,7 @@ fn int(x: Option<f64>) -> String {
 }
 
 /// Milliseconds (or any small quantity) with about three significant digits.
-fn num(x: Option<f64>) -> String {
+pub(super) fn num(x: Option<f64>) -> String {
     match x {
         None => "—".into(),
         Some(x) if x.abs() >= 100.0 => int(Some(x)),

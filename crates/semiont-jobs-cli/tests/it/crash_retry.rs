@@ -6,9 +6,11 @@
 //! calls and whose second answer never comes, so the kill lands mid-job
 //! deterministically.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use semiont_jobs::content::testing::{Reply, StubServer};
+use semiont_jobs::content::testing::{Recorded, Reply, StubServer};
 use serde_json::Value;
 
 use crate::processes::WorkerProc;
@@ -131,6 +133,130 @@ fn a_detection_job_killed_mid_job_resumes_without_asking_the_model_again() {
     assert_eq!(
         job["completedUnits"],
         serde_json::json!(["Location", "Person"])
+    );
+}
+
+/// The document text of a detection request (between the prompt's
+/// `<<<` and `>>>` lines).
+fn chunk_of(r: &Recorded) -> String {
+    let prompt = r.body["messages"][1]["content"].as_str().unwrap_or("");
+    let start = prompt.find("<<<\n").map_or(0, |i| i + 4);
+    let end = prompt.rfind("\n>>>").unwrap_or(prompt.len());
+    prompt[start..end.max(start)].to_owned()
+}
+
+/// An answer naming every "Grace Hopper" of the chunk asked about (the
+/// document is ASCII, so byte offsets are character offsets).
+fn hopper_finder(r: &Recorded) -> Reply {
+    let chunk = chunk_of(r);
+    let found: Vec<Value> = chunk
+        .match_indices("Grace Hopper")
+        .map(|(at, m)| serde_json::json!({"text": m, "start": at, "end": at + m.len()}))
+        .collect();
+    Reply::ollama_chat(&serde_json::json!({ "entities": found }).to_string())
+}
+
+#[test]
+fn a_detection_job_killed_inside_a_type_resumes_from_its_last_chunk() {
+    let rt = runtime();
+    let stub = rt.block_on(StubServer::start()).unwrap();
+    let env = Env::new();
+    let text: String = (0..12)
+        .map(|i| format!("Day {i}: Grace Hopper taught the compiler a new trick, and the team wrote it down.\n\n"))
+        .collect();
+    add_doc(&env, &text);
+    let id = env.json(&[
+        "enqueue",
+        "detection",
+        "--user",
+        "u",
+        "--resource",
+        "doc",
+        "--entity-type",
+        "Person",
+    ])["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Three chunks are answered; the fourth answer never comes.
+    let asked = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&asked);
+    stub.respond_with(move |r| {
+        let reply = hopper_finder(r);
+        if counter.fetch_add(1, Ordering::SeqCst) >= 3 {
+            reply.delayed(Duration::from_secs(600))
+        } else {
+            reply
+        }
+    });
+    let mut args = model_args(&stub.base_url(), "detection");
+    args.extend(["--model-chunk-chars".to_owned(), "200".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = WorkerProc::start(&env, &args);
+    first.wait_for("job.started", Some(&id));
+    for _ in 0..4 {
+        assert!(rt.block_on(stub.wait_for_request(Duration::from_secs(30))));
+    }
+    // The cursor inside Person says three chunks are done.
+    let mid = env.json(&["get", &id]);
+    let cursor = &mid["unitCursors"]["Person"];
+    assert_eq!(cursor["chunksDone"], 3, "{mid}");
+    assert_eq!(cursor["size"], 200, "{mid}");
+    let done_chars = cursor["next"].as_u64().unwrap() as usize;
+    assert!(done_chars > 0 && done_chars < text.len(), "{mid}");
+    let emitted_before = cursor["emitted"].as_u64().unwrap();
+    assert_eq!(
+        env.json(&["annotations", "list", "doc"])
+            .as_array()
+            .unwrap()
+            .len() as u64,
+        emitted_before
+    );
+    drop(first); // SIGKILL while the fourth chunk is being asked about
+    let calls_before = stub.requests().len();
+    assert_eq!(calls_before, 4);
+
+    stub.respond_with(hopper_finder);
+    let mut second_args = args.clone();
+    second_args.push("--exit-when-idle");
+    let second = WorkerProc::start(&env, &second_args);
+    let done = second.wait_for("job.completed", Some(&id));
+    assert_eq!(done["attempt"], 2);
+    assert!(second.wait_exit().success());
+    // The retry asked only about the text after the cursor (a chunk is
+    // widened by at most half the overlap to the left of it).
+    let calls = stub.requests();
+    let retry = &calls[calls_before..];
+    assert!(!retry.is_empty());
+    for q in retry {
+        let chunk = chunk_of(q);
+        let at = text
+            .find(&chunk)
+            .expect("a chunk is a piece of the document");
+        assert!(
+            at + 100 > done_chars,
+            "asked again about text before the cursor: {chunk:?}"
+        );
+    }
+    let job = env.json(&["get", &id]);
+    assert_eq!(job["status"], "complete");
+    assert_eq!(job["result"]["totalFound"], 12, "{job}");
+    assert_eq!(job["result"]["totalEmitted"], 12, "counts of both attempts");
+    assert_eq!(
+        job["result"]["chunks"].as_u64().unwrap(),
+        3 + retry.len() as u64,
+        "the chunks of both attempts, the killed one not counted: {job}"
+    );
+    assert!(
+        job.get("unitCursors")
+            .is_none_or(|c| c.get("Person").is_none()),
+        "{job}"
+    );
+    let anns = env.json(&["annotations", "list", "doc"]);
+    assert_eq!(
+        anns.as_array().unwrap().len(),
+        12,
+        "one annotation per mention"
     );
 }
 

@@ -237,3 +237,35 @@ fn a_closed_output_pipe_ends_commands_quietly() {
     assert_eq!(out.status.code(), Some(141), "{:?}", out.status);
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+/// The benchmark harness too: a closed pipe ends it with 141, no error
+/// message, and its data removed.
+#[test]
+fn a_closed_output_pipe_ends_a_benchmark_quietly_and_tidily() {
+    let env = Env::new();
+    let root = env.data.parent().unwrap().join("bench-root");
+    std::fs::create_dir(&root).unwrap();
+    for json in [false, true] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut cmd = env.cmd();
+        cmd.args(["bench", "--workload", "w1", "--jobs", "50", "--no-floor"])
+            .args(["--settle-max", "0", "--root", root.to_str().unwrap()]);
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(141), "{stderr}");
+        assert!(
+            !stderr.contains("error") && !stderr.contains("failed"),
+            "{stderr}"
+        );
+        let left: Vec<_> = std::fs::read_dir(&root).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}

@@ -293,6 +293,96 @@ fn the_config_file_sets_type_timeouts_and_names_a_bad_key() {
     assert!(err.contains("missing.toml: cannot read it"), "{err}");
 }
 
+/// The `[model]` section sets the model server of `work`; the environment
+/// beats the file and a flag beats both.
+#[test]
+fn the_config_file_points_work_at_a_model_and_flags_and_variables_win() {
+    use semiont_jobs::content::testing::{Reply, StubServer};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let stub = rt.block_on(StubServer::start()).unwrap();
+    stub.respond_with(|_| Reply::ollama_chat(r#"{"entities":[]}"#));
+    let env = Env::new();
+    env.ok(&["init"]);
+    let dir = env.data.parent().unwrap().to_owned();
+    let doc = dir.join("doc.txt");
+    std::fs::write(
+        &doc,
+        "Grace Hopper taught the compiler a trick. ".repeat(30),
+    )
+    .unwrap();
+    env.ok(&["resources", "add", path_str(&doc)]);
+    let config = dir.join("model.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\ninference = \"ollama\"\nmodel = \"from-file\"\nurl = \"{}\"\n\
+             chunk_chars = 300\ncontext = 4096\n",
+            stub.base_url()
+        ),
+    )
+    .unwrap();
+    let run = |extra_env: &[(&str, &str)], flags: &[&str]| {
+        env.ok(&[
+            "enqueue",
+            "detection",
+            "--user",
+            "u",
+            "--resource",
+            "doc",
+            "--entity-type",
+            "Person",
+        ]);
+        let seen = stub.requests().len();
+        let mut cmd = env.cmd();
+        cmd.args([
+            "--config",
+            path_str(&config),
+            "work",
+            "--types",
+            "detection",
+        ])
+        .args(["--exit-when-idle", "--poll-interval", "50"])
+        .args(flags);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stub.requests()[seen..].to_vec()
+    };
+    let asked = run(&[], &[]);
+    assert!(asked.len() > 1, "the file's chunk size splits the document");
+    for q in &asked {
+        assert_eq!(q.body["model"], "from-file");
+        assert_eq!(q.body["options"]["num_ctx"], 4096);
+        let prompt = q.body["messages"][1]["content"].as_str().unwrap();
+        assert!(prompt.len() < 300 + 2_000, "{}", prompt.len());
+    }
+    let from_file = asked.len();
+    let asked = run(&[("SEMIONT_INFERENCE_MODEL", "from-env")], &[]);
+    assert!(asked.iter().all(|q| q.body["model"] == "from-env"));
+    let asked = run(
+        &[("SEMIONT_INFERENCE_MODEL", "from-env")],
+        &["--model", "from-flag", "--model-chunk-chars", "2000"],
+    );
+    assert!(asked.iter().all(|q| q.body["model"] == "from-flag"));
+    assert!(
+        asked.len() < from_file,
+        "the flag's larger chunks: {} vs {from_file}",
+        asked.len()
+    );
+    // A flag choosing the offline recognizer never calls the server.
+    assert!(run(&[], &["--inference", "offline"]).is_empty());
+}
+
 #[test]
 fn params_come_from_a_file_or_standard_input_within_1_mib() {
     let env = Env::new();

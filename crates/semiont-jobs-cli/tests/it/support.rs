@@ -55,6 +55,11 @@ impl Env {
         c.env_remove("RUST_LOG");
         c.env_remove("SEMIONT_JOBS_DATABASE_URL");
         c.env_remove("SEMIONT_JOBS_DB_SCHEMA");
+        for (key, _) in std::env::vars() {
+            if key.starts_with("SEMIONT_INFERENCE") || key == "OLLAMA_HOST" {
+                c.env_remove(key);
+            }
+        }
         if let Some((url, schema)) = &self.db {
             c.env("SEMIONT_JOBS_DATABASE_URL", url);
             c.env("SEMIONT_JOBS_DB_SCHEMA", schema);

@@ -11,7 +11,9 @@ use semiont_jobs_content::inference::{HttpOptions, OllamaClient, OllamaConfig};
 use semiont_jobs_content::testing::{Recorded, Reply, StubServer};
 use semiont_jobs_content::text::TextIndex;
 use semiont_jobs_content::InferenceClient;
-use semiont_jobs_detection::{Backend, DetectionWorker, Detector, Error, ModelOptions};
+use semiont_jobs_detection::{
+    Backend, DetectionWorker, Detector, Error, ModelOptions, Resume, TypeCursor,
+};
 use semiont_jobs_model::{
     DetectionProgress, DetectionResult, JobId, JobStatus, NewJob, RetryPolicy, Timestamp,
 };
@@ -431,4 +433,131 @@ async fn retries_wait_by_cause_through_the_worker_runtime() {
     assert!(wait > Duration::from_millis(1000), "{wait:?} {error}");
     assert!(error.starts_with("TIMEOUT: "), "{error}");
     assert!(error.contains("waiting for the answer"), "{error}");
+}
+
+/// Checkpoints kept in memory, as the job runtime keeps them on the job:
+/// finished types, the totals, and the cursor of a type stopped inside.
+/// `stop_after` chunks this attempt, it reports the job lost.
+#[derive(Default)]
+struct Saved {
+    done: Vec<String>,
+    totals: DetectionResult,
+    cursors: std::collections::HashMap<String, TypeCursor>,
+    stop_after: Option<usize>,
+    chunks_this_attempt: usize,
+}
+
+#[async_trait::async_trait]
+impl Resume for Saved {
+    fn is_done(&self, entity_type: &str) -> bool {
+        self.done.iter().any(|t| t == entity_type)
+    }
+    fn totals(&self) -> DetectionResult {
+        self.totals.clone()
+    }
+    async fn type_done(&mut self, entity_type: &str, totals: &DetectionResult, _: u32) -> bool {
+        self.done.push(entity_type.to_owned());
+        self.cursors.remove(entity_type);
+        self.totals = totals.clone();
+        true
+    }
+    fn type_cursor(&self, entity_type: &str) -> Option<TypeCursor> {
+        self.cursors.get(entity_type).cloned()
+    }
+    async fn chunk_done(&mut self, entity_type: &str, cursor: &TypeCursor) -> bool {
+        self.cursors.insert(entity_type.to_owned(), cursor.clone());
+        self.chunks_this_attempt += 1;
+        self.stop_after != Some(self.chunks_this_attempt)
+    }
+}
+
+/// One attempt of a `Person` detection of `doc` resuming from `saved`.
+async fn resume_run(
+    detector: &Detector,
+    job: &JobId,
+    saved: &mut Saved,
+    progress: &mut Vec<DetectionProgress>,
+) -> Result<DetectionResult, Error> {
+    detector
+        .run_resumable(
+            job,
+            &params("doc", &["Person"]),
+            &mut |p| progress.push(p),
+            &CancellationToken::new(),
+            saved,
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_retry_resumes_inside_a_type_from_the_last_finished_chunk() {
+    let text = document();
+    let fx = Fixture::new().await;
+    fx.add_doc("doc", &text).await;
+    let stub = StubServer::start().await.unwrap();
+    stub.respond_with(finder);
+    let detector = Detector::new(
+        fx.resources.clone(),
+        fx.annotations.clone(),
+        Backend::Model(options(&stub)),
+    );
+    let job = JobId::generate();
+    let mut saved = Saved {
+        stop_after: Some(3),
+        ..Saved::default()
+    };
+    let mut progress = Vec::new();
+    let err = resume_run(&detector, &job, &mut saved, &mut progress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Cancelled { .. }), "{err}");
+    let first_calls = stub.requests().len();
+    let cursor = saved
+        .cursors
+        .get("Person")
+        .cloned()
+        .expect("a cursor inside Person");
+    assert_eq!(cursor.chunks_done, 3);
+    assert_eq!(cursor.chunk_chars, 600);
+    assert!(cursor.done_chars > 0 && (cursor.done_chars as usize) < text.chars().count());
+    let found_before = found(&fx, &text).await.len() as u64;
+    assert!(found_before > 0);
+    assert_eq!(cursor.totals.total_emitted, found_before);
+    assert_eq!(cursor.totals.chunks, Some(3));
+
+    // The retry asks only for the text after the cursor, ...
+    saved.stop_after = None;
+    saved.chunks_this_attempt = 0;
+    let mut progress = Vec::new();
+    let r = resume_run(&detector, &job, &mut saved, &mut progress)
+        .await
+        .unwrap();
+    let requests = stub.requests();
+    let retry = &requests[first_calls..];
+    let done_text: String = text.chars().take(cursor.done_chars as usize).collect();
+    let margin = 30; // half the overlap
+    for q in retry {
+        let chunk = chunk_of(q);
+        let at = text.find(&chunk).expect("a chunk is a piece of the text");
+        assert!(
+            at + margin >= done_text.len(),
+            "asked again for text before the cursor: {chunk:?}"
+        );
+    }
+    // ... finds every mention once, and counts both attempts.
+    let want = expected_mentions(&text) as u64;
+    assert_eq!(found(&fx, &text).await.len() as u64, want);
+    assert_eq!((r.total_found, r.total_emitted, r.errors), (want, want, 0));
+    assert_eq!(r.chunks, Some(requests.len() as u64));
+    assert_eq!(r.model_calls, Some(requests.len() as u64));
+    // Progress goes on from the chunks done before.
+    let chunked: Vec<(u32, u32)> = progress
+        .iter()
+        .filter_map(|p| Some((p.processed_chunks?, p.total_chunks?)))
+        .collect();
+    let total = requests.len() as u32;
+    assert_eq!(chunked.first(), Some(&(3, total)));
+    assert_eq!(chunked.last(), Some(&(total, total)));
+    assert!(saved.cursors.is_empty(), "a finished type drops its cursor");
+    assert_eq!(saved.done, ["Person"]);
 }

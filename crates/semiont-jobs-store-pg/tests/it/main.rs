@@ -5,6 +5,7 @@
 
 mod liveness;
 mod open;
+mod pause;
 mod support;
 
 /// The suite with `clock`; peers are other `PgStore` instances on the same
