@@ -8,6 +8,7 @@
 )]
 
 mod bench;
+mod browser;
 mod interop;
 mod llm_check;
 mod pg;
@@ -30,11 +31,14 @@ fn main() -> ExitCode {
         "llm-check" => llm_check::llm_check(&root(), &args[1..]),
         "pg" => pg_run(&args[1..]),
         "interop" => interop::interop(&root(), &target_dir()),
+        "browser" => browser::browser(&root(), &target_dir(), &args[1..]),
         "help" | "--help" | "-h" => {
-            println!("usage: cargo xtask <ci|tidy|torture|fuzz|bench|schemathesis|llm-check>\n");
-            println!("  ci       fmt check, clippy -D warnings, tests, schemathesis, docs, tidy (what CI runs)");
+            println!("usage: cargo xtask <ci|tidy|torture|fuzz|bench|schemathesis|browser|llm-check|pg>\n");
+            println!("  ci       fmt check, clippy -D warnings, tests, schemathesis, browser, docs, tidy (what CI runs)");
             println!("  tidy     module docs present, no dbg!/todo!/unimplemented!");
             println!("  torture  the slow tests (crash loops, long property runs)");
+            println!("  browser  the dashboard in headless Chromium (installs chromium and chromium-driver when root):");
+            println!("           browser [--install-only] [--update-screenshot] (the overview to docs/dashboard.png)");
             println!("  pg       pg -- CMD ARGS: run CMD with a throwaway PostgreSQL (its URL in SEMIONT_JOBS_TEST_DATABASE_URL)");
             println!("  interop  the published TypeScript package @semiont/jobs and semiont-jobs on one data dir,");
             println!(
@@ -132,6 +136,10 @@ fn ci() -> Result<(), String> {
     // Property-based API tests from the server's OpenAPI document (about a
     // minute; the first run installs schemathesis from PyPI into target/).
     schemathesis::schemathesis(&root(), &[], false)?;
+    // The dashboard in a real browser (headless Chromium over WebDriver,
+    // installed when missing and root; otherwise this step fails naming
+    // the packages).
+    browser::browser(&root(), &target_dir(), &[])?;
     // The CLI's binary `semiont-jobs` and the facade library `semiont_jobs`
     // document into the same `doc/semiont_jobs/`: in one `cargo doc` run
     // the two jobs race to remove it (seen failing CI). Two runs, the

@@ -31,7 +31,8 @@ pub struct Cluster {
     port: u16,
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (it may then install packages).
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::history::History;
 use crate::metrics::Metrics;
 
 /// Largest `data` of one event; a job snapshot that does not fit is sent
@@ -295,11 +296,12 @@ impl Hub {
 }
 
 /// Runs the hub until `stop` fires or the store goes away: every event goes
-/// to the metrics and then to the clients.
+/// to the metrics (and finished jobs to the history), then to the clients.
 pub(crate) async fn run(
     hub: Hub,
     mut events: EventStream,
     metrics: Arc<Metrics>,
+    history: Arc<History>,
     stop: CancellationToken,
 ) {
     loop {
@@ -312,7 +314,16 @@ pub(crate) async fn run(
             tracing::warn!("the store's event stream ended; event streams get no more events");
             return;
         };
-        metrics.observe(&event, effective_kind(&event));
+        let kind = effective_kind(&event);
+        metrics.observe(&event, kind);
+        if matches!(
+            kind,
+            EventKind::Completed | EventKind::Failed | EventKind::Cancelled
+        ) {
+            if let Some(status) = event.status {
+                history.finished(event.at, status);
+            }
+        }
         hub.publish(&event);
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP face of semiont-jobs: a JSON API over any
 //! [`JobQueue`](semiont_jobs_queue::JobQueue), live Server-Sent Event
-//! streams, Prometheus metrics and health checks (axum + tower-http).
+//! streams, Prometheus metrics, health checks and a web dashboard (axum +
+//! tower-http).
 //!
 //! [`router`] builds every route in one place; handlers are small functions
 //! whose typed extractors validate the request (and check the caller's role)
@@ -29,12 +30,14 @@
 //! | `GET /api/v1/types` | read | counts per type and status, paused flag |
 //! | `POST /api/v1/types/{type}/pause`, `/resume` | write | stop or restart claims of a type |
 //! | `GET /api/v1/workers` | read | workers, heartbeats, their running jobs |
+//! | `GET /api/v1/history` | read | the last hour per minute: jobs finished, oldest due job's age |
 //! | `GET /api/v1/whoami` | any | the caller's role |
 //! | `GET /api/v1/events` | read | SSE: every change (`type`, `userId`, `jobId`) |
 //! | `GET /api/v1/jobs/{id}/events` | read | SSE: one job until it finishes |
 //! | `GET /api/v1/openapi.json` | none | the OpenAPI 3.1 document |
 //! | `GET /metrics` | read | Prometheus text format |
 //! | `GET /healthz`, `/readyz` | none | process up; store reachable |
+//! | `GET /`, `/assets/{file}` | none | the web dashboard (it calls the API with the user's token) |
 //!
 //! Without tokens (allowed on loopback addresses only) every caller is
 //! admin.
@@ -62,8 +65,10 @@
 mod auth;
 mod bulk;
 mod config;
+mod dashboard;
 mod error;
 mod extract;
+mod history;
 mod hub;
 mod idempotency;
 mod jobs;
@@ -81,6 +86,7 @@ use axum::Router;
 
 pub use auth::{AdminAccess, Caller, ReadAccess, Role, Tokens, WriteAccess};
 pub use config::ServerConfig;
+pub use dashboard::CSP;
 pub use error::{Error, ErrorKind, Result, PROBLEM_JSON};
 pub use extract::etag;
 pub use serve::Server;
@@ -105,9 +111,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/types/{type}/pause", post(views::pause))
         .route("/api/v1/types/{type}/resume", post(views::resume))
         .route("/api/v1/workers", get(views::workers))
+        .route("/api/v1/history", get(history::history))
         .route("/api/v1/whoami", get(views::whoami))
         .route("/api/v1/openapi.json", get(views::openapi))
         .route("/metrics", get(views::metrics))
+        .route("/", get(dashboard::index))
+        .route("/assets/{file}", get(dashboard::asset))
         .route("/healthz", get(views::healthz))
         .route("/readyz", get(views::readyz))
         .layer(from_fn_with_state(state.clone(), layers::timeout));
@@ -122,7 +131,11 @@ pub fn router(state: AppState) -> Router {
     let app = if base.is_empty() {
         api
     } else {
-        Router::new().nest(&base, api).fallback(views::not_found)
+        // The page answers at `/base` and `/base/` alike.
+        Router::new()
+            .route(&format!("{base}/"), get(dashboard::index))
+            .nest(&base, api)
+            .fallback(views::not_found)
     };
     let app = app
         .layer(from_fn_with_state(state.clone(), layers::same_origin))

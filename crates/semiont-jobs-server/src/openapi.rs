@@ -24,6 +24,7 @@ pub const OPERATIONS: &[(&str, &str, &str)] = &[
     ("post", "/api/v1/types/{type}/pause", "pauseType"),
     ("post", "/api/v1/types/{type}/resume", "resumeType"),
     ("get", "/api/v1/workers", "getWorkers"),
+    ("get", "/api/v1/history", "getHistory"),
     ("get", "/api/v1/whoami", "whoAmI"),
     ("get", "/api/v1/events", "events"),
     ("get", "/api/v1/openapi.json", "openApi"),
@@ -202,6 +203,10 @@ fn operation(id: &str) -> Value {
         "getWorkers" => json!({
             "summary": "Workers the store knows, their last heartbeat, and their running jobs.",
             "responses": responses(&[("200", json_response("Workers.", schema_ref("Workers")))], read),
+        }),
+        "getHistory" => json!({
+            "summary": "The last hour, per minute, since the server started: jobs finished and the oldest due pending job's age.",
+            "responses": responses(&[("200", json_response("Sixty minutes, oldest first.", schema_ref("History")))], read),
         }),
         "whoAmI" => json!({
             "summary": "The caller's role, whether tokens are in use, the base path and the server version.",
@@ -456,6 +461,25 @@ fn schemas() -> Value {
                                 "progress": {}
                             }
                         } }
+                    }
+                } }
+            }
+        },
+        "History": {
+            "type": "object", "required": ["bucketSeconds", "minutes"],
+            "properties": {
+                "bucketSeconds": { "type": "integer", "minimum": 1 },
+                "minutes": { "type": "array", "items": {
+                    "type": "object",
+                    "required": ["start", "observed", "complete", "failed", "cancelled", "finished"],
+                    "properties": {
+                        "start": { "type": "string", "format": "date-time" },
+                        "observed": { "type": "boolean" },
+                        "complete": count,
+                        "failed": count,
+                        "cancelled": count,
+                        "finished": count,
+                        "oldestDueSeconds": { "type": "number", "minimum": 0 }
                     }
                 } }
             }

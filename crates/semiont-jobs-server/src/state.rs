@@ -1,6 +1,6 @@
 //! [`AppState`]: what every handler shares, behind one `Arc` — the queue,
-//! the configuration, the event hub, the metrics, the idempotency keys and
-//! the shutdown signal.
+//! the configuration, the event hub, the metrics, the last hour's history,
+//! the idempotency keys and the shutdown signal.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use semiont_jobs_queue::JobQueue;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::history::{self, History};
 use crate::hub::{self, Hub};
 use crate::idempotency::Idempotency;
 use crate::metrics::Metrics;
@@ -28,6 +29,7 @@ struct Inner {
     config: ServerConfig,
     hub: Hub,
     metrics: Arc<Metrics>,
+    history: Arc<History>,
     idempotency: Idempotency,
     shutdown: CancellationToken,
     _stop_hub: DropGuard,
@@ -63,11 +65,18 @@ impl AppState {
             config.client_buffer,
         );
         let metrics = Arc::new(Metrics::default());
+        let history = Arc::new(History::new(queue.now()));
         let stop_hub = CancellationToken::new();
         tokio::spawn(hub::run(
             hub.clone(),
             queue.subscribe(),
             Arc::clone(&metrics),
+            Arc::clone(&history),
+            stop_hub.clone(),
+        ));
+        tokio::spawn(history::sample(
+            queue.clone(),
+            Arc::clone(&history),
             stop_hub.clone(),
         ));
         Ok(AppState {
@@ -77,6 +86,7 @@ impl AppState {
                 config,
                 hub,
                 metrics,
+                history,
                 shutdown: CancellationToken::new(),
                 _stop_hub: stop_hub.drop_guard(),
             }),
@@ -110,6 +120,10 @@ impl AppState {
 
     pub(crate) fn metrics(&self) -> &Metrics {
         &self.inner.metrics
+    }
+
+    pub(crate) fn history(&self) -> &History {
+        &self.inner.history
     }
 
     pub(crate) fn idempotency(&self) -> &Idempotency {

@@ -10,7 +10,6 @@ use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use semiont_jobs_model::{JobStatus, JobType, QueueStats};
-use semiont_jobs_store::TypeFilter;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -291,8 +290,7 @@ pub(crate) async fn metrics(
     let stats = queue.get_stats().await?;
     let per_type = queue.get_type_stats().await?;
     let workers = queue.list_workers().await?;
-    let now = queue.now();
-    let next = queue.poll_next_pending_job(TypeFilter::Any).await?;
+    let age = crate::history::oldest_due_age(queue).await?;
     let mut out = String::with_capacity(16 << 10);
     metric_header(
         &mut out,
@@ -361,10 +359,6 @@ pub(crate) async fn metrics(
         "How long the job a worker would claim next has been due (0 when none is due).",
         "gauge",
     );
-    let age = next.map_or(0.0, |job| {
-        let due = job.run_at.map_or(job.created, |r| r.max(job.created));
-        now.since(due).as_secs_f64()
-    });
     let _ = writeln!(out, "semiont_jobs_oldest_due_pending_age_seconds {age}");
     metric_header(
         &mut out,

@@ -19,8 +19,9 @@
 //!   `DetectionWorker`;
 //! - `generation` (feature `generation`): document generation and its
 //!   `GenerationWorker`;
-//! - `server` (feature `server`): the HTTP API, Server-Sent Events and
-//!   Prometheus metrics over any queue (`router`, `AppState`, `Server`).
+//! - `server` (feature `server`): the HTTP API, Server-Sent Events,
+//!   Prometheus metrics and the web dashboard over any queue (`router`,
+//!   `AppState`, `Server`).
 //!
 //! # Feature flags
 //!
@@ -32,7 +33,7 @@
 //! | `content` | no | `content` (`ResourceStore`, `AnnotationStore`, `DataDir`, `inference`, samples) | `semiont-jobs-content` |
 //! | `detection` | no | `detection` (`Detector`, `Recognizer`, `DetectionWorker`) | `content`, `worker`, `semiont-jobs-detection` |
 //! | `generation` | no | `generation` (`Generator`, `GenerationWorker`) | `content`, `worker`, `semiont-jobs-generation` |
-//! | `server` | no | `server` (`router`, `AppState`, `Server`, `ServerConfig`, `Tokens`): HTTP API, SSE, metrics | `semiont-jobs-server` (axum, tower-http, hyper) |
+//! | `server` | no | `server` (`router`, `AppState`, `Server`, `ServerConfig`, `Tokens`): HTTP API, SSE, metrics, web dashboard | `semiont-jobs-server` (axum, tower-http, hyper) |
 //! | `test-util` | no | `content::testing`: a scripted Ollama/OpenAI stub server on 127.0.0.1, for tests | `content` |
 //! | `conformance` | no | `store::conformance`: the backend behaviour suite, for authors of new backends | — |
 //! | `config` | no | `config` (`FileConfig`): the TOML configuration file — queue settings, retention, per-type policies — as the CLI reads it | `toml` |

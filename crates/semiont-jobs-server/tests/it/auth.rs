@@ -28,6 +28,7 @@ fn endpoints() -> Vec<(Method, &'static str, Option<Value>, Option<&'static str>
         (Method::GET, "/api/v1/stats", None, Some("read")),
         (Method::GET, "/api/v1/types", None, Some("read")),
         (Method::GET, "/api/v1/workers", None, Some("read")),
+        (Method::GET, "/api/v1/history", None, Some("read")),
         (Method::GET, "/metrics", None, Some("read")),
         (Method::GET, "/api/v1/whoami", None, Some("read")),
         (Method::GET, "/api/v1/events", None, Some("read")),
@@ -84,6 +85,8 @@ fn endpoints() -> Vec<(Method, &'static str, Option<Value>, Option<&'static str>
         (Method::GET, "/healthz", None, None),
         (Method::GET, "/readyz", None, None),
         (Method::GET, "/api/v1/openapi.json", None, None),
+        (Method::GET, "/", None, None),
+        (Method::GET, "/assets/app.js", None, None),
     ]
 }
 

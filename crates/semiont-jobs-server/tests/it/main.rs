@@ -3,6 +3,7 @@
 
 mod api;
 mod auth;
+mod dashboard;
 mod hostile;
 mod metrics;
 mod shutdown;
