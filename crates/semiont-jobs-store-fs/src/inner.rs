@@ -44,7 +44,7 @@ fn is_spare_name(name: &str) -> bool {
 
 /// Which syncs a staged move makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Sync {
+pub(crate) enum MoveSync {
     /// None (durability `none`, progress updates, heartbeats).
     Nothing,
     /// `fdatasync` of the staged file only (claims in `fsync` mode: never a
@@ -56,7 +56,7 @@ pub(crate) enum Sync {
 
 /// What reading a file in a status directory found.
 #[derive(Debug)]
-pub(crate) enum Read {
+pub(crate) enum JobFile {
     /// No such file.
     Missing,
     /// A valid job document whose `id` matches the file name (its `status`
@@ -67,8 +67,16 @@ pub(crate) enum Read {
     Bad(String, Option<FileInfo>),
 }
 
-/// A job found on disk: its directory, content and file info.
-pub(crate) type Found = (JobStatus, Job, FileInfo);
+/// A job found on disk by [`Inner::load_locked`].
+#[derive(Debug)]
+pub(crate) struct FoundJob {
+    /// The status directory it is in (its document's status agrees).
+    pub status: JobStatus,
+    /// The job as its file holds it.
+    pub job: Job,
+    /// The file's metadata (its inode identifies this version).
+    pub info: FileInfo,
+}
 
 /// The shared state of one open store.
 #[derive(Debug)]
@@ -156,23 +164,26 @@ impl Inner {
     }
 
     /// Reads and judges `status/<name>` for `key`.
-    pub fn read_file(&self, status: JobStatus, key: &Key, name: &str) -> Result<Read> {
+    pub fn read_file(&self, status: JobStatus, key: &Key, name: &str) -> Result<JobFile> {
         let mut buf = Vec::new();
         let dir = self.dir(status);
         let info = match dir.read(name, &mut buf) {
             Ok(info) => info,
-            Err(e) if sys::is_not_found(&e) => return Ok(Read::Missing),
+            Err(e) if sys::is_not_found(&e) => return Ok(JobFile::Missing),
             Err(e) if sys::is_symlink_error(&e) => {
-                return Ok(Read::Bad("a symlink (symlinks are refused)".into(), None))
+                return Ok(JobFile::Bad(
+                    "a symlink (symlinks are refused)".into(),
+                    None,
+                ))
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Ok(Read::Bad(e.to_string(), None))
+                return Ok(JobFile::Bad(e.to_string(), None))
             }
             Err(e)
                 if e.kind() == io::ErrorKind::PermissionDenied
                     || e.raw_os_error() == Some(libc::EIO) =>
             {
-                return Ok(Read::Bad(format!("unreadable: {e}"), None))
+                return Ok(JobFile::Bad(format!("unreadable: {e}"), None))
             }
             Err(e) => return Err(io_err("read", dir.join(name), e)),
         };
@@ -183,7 +194,7 @@ impl Inner {
     /// `hint`'s directory first, then the others; repairs an interrupted
     /// operation and quarantines bad copies on the way. `None` when the job
     /// is nowhere; `Corrupt` when its only copy is unreadable.
-    pub fn load_locked(&self, key: &Key, hint: Option<JobStatus>) -> Result<Option<Found>> {
+    pub fn load_locked(&self, key: &Key, hint: Option<JobStatus>) -> Result<Option<FoundJob>> {
         let name = key.file_name();
         let order = probe_order(hint);
         for _round in 0..4 {
@@ -191,16 +202,20 @@ impl Inner {
             let mut repaired = false;
             for &status in &order {
                 match self.read_file(status, key, &name)? {
-                    Read::Missing => {}
-                    Read::Job(job, info) if job.status == status => {
-                        return Ok(Some((status, *job, info)));
+                    JobFile::Missing => {}
+                    JobFile::Job(job, info) if job.status == status => {
+                        return Ok(Some(FoundJob {
+                            status,
+                            job: *job,
+                            info,
+                        }));
                     }
-                    Read::Job(..) => {
+                    JobFile::Job(..) => {
                         self.repair_locked(key)?;
                         repaired = true;
                         break;
                     }
-                    Read::Bad(reason, info) => {
+                    JobFile::Bad(reason, info) => {
                         let path = self.dir(status).join(&name);
                         if !self.within_grace(info.as_ref()) {
                             self.quarantine(self.dir(status), &name, status.as_str(), &reason)?;
@@ -228,7 +243,7 @@ impl Inner {
         &self,
         key: &Key,
         hint: Option<JobStatus>,
-    ) -> Result<(Option<JobStatus>, Option<Found>)> {
+    ) -> Result<(Option<JobStatus>, Option<FoundJob>)> {
         let found = match self.load_locked(key, hint) {
             Ok(found) => found,
             Err(e) if e.kind() == semiont_jobs_store::ErrorKind::Corrupt => None,
@@ -236,7 +251,7 @@ impl Inner {
         };
         let mut ix = self.ix();
         let prev = match &found {
-            Some((_, job, info)) => ix.upsert(key, &Facts::of_job(job, info.ino)),
+            Some(FoundJob { job, info, .. }) => ix.upsert(key, &Facts::of_job(job, info.ino)),
             None => ix.remove(key),
         };
         Ok((prev, found))
@@ -260,7 +275,7 @@ impl Inner {
         key: &Key,
         from: JobStatus,
         job: &Job,
-        durability: Sync,
+        durability: MoveSync,
         op: &str,
     ) -> Result<u64> {
         let to = job.status;
@@ -273,7 +288,7 @@ impl Inner {
         // our doing (what the index snapshot relies on).
         let recycle = !from.is_finished();
         let data = job.to_json();
-        let sync = durability != Sync::Nothing;
+        let sync = durability != MoveSync::Nothing;
         // A claim's new content is never rolled forward (recovery rolls an
         // interrupted claim back), so it needs no staged name: a spare is
         // rewritten and exchanged in under its own name, which then holds
@@ -320,7 +335,7 @@ impl Inner {
             return Err(io_err("rename", self.tmp.join(&staged), e));
         }
         step(op, "replaced");
-        if durability == Sync::Full {
+        if durability == MoveSync::Full {
             self.dir(to)
                 .sync()
                 .map_err(|e| io_err("fsync", self.dir(to).path(), e))?;
@@ -431,11 +446,11 @@ impl Inner {
         staged: &str,
         to: JobStatus,
         name: &str,
-        durability: Sync,
+        durability: MoveSync,
         recycle: bool,
         op: &str,
     ) -> io::Result<()> {
-        let want_flush = self.opts.sync() && durability == Sync::Nothing;
+        let want_flush = self.opts.sync() && durability == MoveSync::Nothing;
         if !want_flush && self.exchange_ok.load(Ordering::Relaxed) {
             match sys::exchange(&self.tmp, staged, self.dir(to), name) {
                 Ok(()) => {
@@ -508,16 +523,16 @@ pub(crate) fn probe_order(hint: Option<JobStatus>) -> Vec<JobStatus> {
 }
 
 /// Judges the bytes of a job file named for `key`.
-pub(crate) fn judge(buf: &[u8], key: &Key, info: FileInfo) -> Read {
+pub(crate) fn judge(buf: &[u8], key: &Key, info: FileInfo) -> JobFile {
     if buf.is_empty() {
-        return Read::Bad("empty file".into(), Some(info));
+        return JobFile::Bad("empty file".into(), Some(info));
     }
     match Job::from_json(buf) {
         Ok(job) => {
             if key.with_str(|id| id == job.id.as_str()) {
-                Read::Job(Box::new(job), info)
+                JobFile::Job(Box::new(job), info)
             } else {
-                Read::Bad(
+                JobFile::Bad(
                     format!(
                         "id field {:?} does not match the file name {}",
                         job.id.as_str(),
@@ -533,7 +548,7 @@ pub(crate) fn judge(buf: &[u8], key: &Key, info: FileInfo) -> Read {
             } else {
                 format!("not JSON (truncated or garbage): {e}")
             };
-            Read::Bad(reason, Some(info))
+            JobFile::Bad(reason, Some(info))
         }
     }
 }

@@ -12,7 +12,7 @@ use semiont_jobs_store::{
 
 use crate::error::io_err;
 use crate::index::Facts;
-use crate::inner::{probe_order, step, Found, Inner, Read, Sync};
+use crate::inner::{probe_order, step, FoundJob, Inner, JobFile, MoveSync};
 use crate::key::Key;
 use crate::sys;
 
@@ -44,11 +44,11 @@ pub(crate) fn op_name(from: JobStatus, to: JobStatus) -> &'static str {
 }
 
 impl Inner {
-    fn full_sync(&self) -> Sync {
+    fn full_sync(&self) -> MoveSync {
         if self.opts.sync() {
-            Sync::Full
+            MoveSync::Full
         } else {
-            Sync::Nothing
+            MoveSync::Nothing
         }
     }
 
@@ -197,8 +197,8 @@ impl Inner {
         let name = key.file_name();
         for status in probe_order(hint) {
             match self.read_file(status, key, &name)? {
-                Read::Missing => continue,
-                Read::Job(job, _) if job.status == status => return Ok(*job),
+                JobFile::Missing => continue,
+                JobFile::Job(job, _) if job.status == status => return Ok(*job),
                 _ => break,
             }
         }
@@ -207,7 +207,7 @@ impl Inner {
         let _g = self.lock(key)?;
         let found = self.load_locked(key, hint);
         match &found {
-            Ok(Some((_, job, info))) => {
+            Ok(Some(FoundJob { job, info, .. })) => {
                 self.ix().upsert(key, &Facts::of_job(job, info.ino));
             }
             Ok(None) | Err(Error::Corrupt { .. }) => {
@@ -216,7 +216,7 @@ impl Inner {
             Err(_) => {}
         }
         match found? {
-            Some((_, job, _)) => Ok(job),
+            Some(FoundJob { job, .. }) => Ok(job),
             None => Err(Error::NotFound { id: key.id() }),
         }
     }
@@ -256,8 +256,8 @@ impl Inner {
             self.ix().remove(&key);
             return Err(Error::NotFound { id: id.clone() });
         };
-        let Some((expect, job)) = f(&found.1) else {
-            return Ok(Updated::Declined(found.1));
+        let Some((expect, job)) = f(&found.job) else {
+            return Ok(Updated::Declined(found.job));
         };
         rules::check_same_id(id, &job)?;
         rules::check_transition_request(expect, &job)?;
@@ -265,7 +265,13 @@ impl Inner {
         let _k = match claim {
             Some((unique, _)) => match self.try_lock_key(unique)? {
                 Some(g) => Some(g),
-                None => return Err(conflict(id, expect, Some((found.0, found.1.attempt)))),
+                None => {
+                    return Err(conflict(
+                        id,
+                        expect,
+                        Some((found.status, found.job.attempt)),
+                    ))
+                }
             },
             None => None,
         };
@@ -280,10 +286,14 @@ impl Inner {
         key: &Key,
         expect: Expect,
         job: &Job,
-        found: Found,
+        found: FoundJob,
         claim: Option<(&str, Option<Timestamp>)>,
     ) -> Result<()> {
-        let (status, current, info) = found;
+        let FoundJob {
+            status,
+            job: current,
+            info,
+        } = found;
         if !expect.holds(status, current.attempt) {
             self.ix().upsert(key, &Facts::of_job(&current, info.ino));
             return Err(conflict(&job.id, expect, Some((status, current.attempt))));
@@ -312,13 +322,15 @@ impl Inner {
         let _g = self.lock(&key)?;
         let current = self.load_locked(&key, Some(JobStatus::Running))?;
         match &current {
-            Some((status, cur, _)) if expect.holds(*status, cur.attempt) => {}
-            Some((status, cur, _)) => {
-                return Err(conflict(&job.id, expect, Some((*status, cur.attempt))))
-            }
+            Some(FoundJob {
+                status, job: cur, ..
+            }) if expect.holds(*status, cur.attempt) => {}
+            Some(FoundJob {
+                status, job: cur, ..
+            }) => return Err(conflict(&job.id, expect, Some((*status, cur.attempt)))),
             None => return Err(conflict(&job.id, expect, None)),
         }
-        let ino = self.move_job(&key, JobStatus::Running, job, Sync::Nothing, "progress")?;
+        let ino = self.move_job(&key, JobStatus::Running, job, MoveSync::Nothing, "progress")?;
         self.ix().upsert(&key, &Facts::of_job(job, ino));
         self.emit_local(job, ChangeKind::Updated);
         Ok(())
@@ -331,17 +343,25 @@ impl Inner {
         let expect = Expect::running(req.attempt);
         let _g = self.lock(&key)?;
         let current = match self.load_locked(&key, Some(JobStatus::Running))? {
-            Some((status, cur, _)) if expect.holds(status, cur.attempt) => cur,
-            Some((status, cur, _)) => {
-                return Err(conflict(&req.id, expect, Some((status, cur.attempt))))
-            }
+            Some(FoundJob {
+                status, job: cur, ..
+            }) if expect.holds(status, cur.attempt) => cur,
+            Some(FoundJob {
+                status, job: cur, ..
+            }) => return Err(conflict(&req.id, expect, Some((status, cur.attempt)))),
             None => {
                 self.ix().remove(&key);
                 return Err(Error::NotFound { id: req.id.clone() });
             }
         };
         let job = rules::checkpointed(current, req);
-        let ino = self.move_job(&key, JobStatus::Running, &job, Sync::Nothing, "checkpoint")?;
+        let ino = self.move_job(
+            &key,
+            JobStatus::Running,
+            &job,
+            MoveSync::Nothing,
+            "checkpoint",
+        )?;
         self.ix().upsert(&key, &Facts::of_job(&job, ino));
         self.emit_local(&job, ChangeKind::Updated);
         Ok(job)
@@ -358,10 +378,10 @@ impl Inner {
             let _g = self.lock(&key)?;
             let name = key.file_name();
             let job = match self.read_file(JobStatus::Pending, &key, &name)? {
-                Read::Job(job, _) if job.status == JobStatus::Pending => job,
+                JobFile::Job(job, _) if job.status == JobStatus::Pending => job,
                 // Taken by another process: skip it (the watcher will
                 // tell the index where it went).
-                Read::Missing => {
+                JobFile::Missing => {
                     self.ix().park(&key);
                     continue;
                 }
@@ -378,9 +398,9 @@ impl Inner {
             }
             let claimed = rules::claimed(*job, req);
             let sync = if self.opts.sync() {
-                Sync::File
+                MoveSync::File
             } else {
-                Sync::Nothing
+                MoveSync::Nothing
             };
             let ino = self.move_job(&key, JobStatus::Pending, &claimed, sync, "claim")?;
             self.ix().upsert(&key, &Facts::of_job(&claimed, ino));
@@ -529,7 +549,12 @@ impl Inner {
         rules::check_delete_request(id, expect)?;
         let key = Key::of(id);
         let _g = self.lock(&key)?;
-        let Some((status, current, info)) = self.load_locked(&key, Some(expect.status))? else {
+        let Some(FoundJob {
+            status,
+            job: current,
+            info,
+        }) = self.load_locked(&key, Some(expect.status))?
+        else {
             self.ix().remove(&key);
             return Err(Error::NotFound { id: id.clone() });
         };

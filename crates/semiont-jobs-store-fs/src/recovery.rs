@@ -10,7 +10,7 @@ use semiont_jobs_store::{rules, ChangeKind, RecoveryReport, Result};
 
 use crate::error::io_err;
 use crate::index::Facts;
-use crate::inner::{step, Inner, Read, Sync};
+use crate::inner::{step, FoundJob, Inner, JobFile, MoveSync};
 use crate::key::Key;
 use crate::layout::{self, StagedFor};
 use crate::sys::{self, Dir, EntryType};
@@ -60,7 +60,7 @@ impl Inner {
                 }
                 let mut buf = Vec::new();
                 if let Ok(info) = dir.read(&name, &mut buf) {
-                    if let Read::Job(job, _) = crate::inner::judge(&buf, key, info) {
+                    if let JobFile::Job(job, _) = crate::inner::judge(&buf, key, info) {
                         if job.status == target {
                             let seq: u64 = name
                                 .rsplit('.')
@@ -118,9 +118,9 @@ impl Inner {
         let mut copies: Vec<(JobStatus, Job)> = Vec::new();
         for status in JobStatus::ALL {
             match self.read_file(status, key, &name)? {
-                Read::Missing => {}
-                Read::Job(job, _) => copies.push((status, *job)),
-                Read::Bad(reason, info) => {
+                JobFile::Missing => {}
+                JobFile::Job(job, _) => copies.push((status, *job)),
+                JobFile::Bad(reason, info) => {
                     if !self.within_grace(info.as_ref())
                         && self.quarantine(self.dir(status), &name, status.as_str(), &reason)?
                     {
@@ -231,7 +231,7 @@ impl Inner {
                         if dir.stat(&name).ok().flatten().is_some() {
                             let mismatch = matches!(
                                 self.read_file(target, &key, &key.file_name())?,
-                                Read::Job(job, _) if job.status != target
+                                JobFile::Job(job, _) if job.status != target
                             );
                             if mismatch {
                                 repaired += self.repair_locked(&key)?;
@@ -274,8 +274,8 @@ impl Inner {
                 continue; // foreign names are the scan's business
             };
             let job = match self.read_file(JobStatus::Running, &key, &name)? {
-                Read::Missing => continue,
-                Read::Job(job, _) if job.status == JobStatus::Running => job,
+                JobFile::Missing => continue,
+                JobFile::Job(job, _) if job.status == JobStatus::Running => job,
                 _ => {
                     let _g = self.lock(&key)?;
                     report.repaired += self.repair_locked(&key)?;
@@ -289,7 +289,11 @@ impl Inner {
             };
             let _g = self.lock(&key)?;
             // Re-check under the lock: still the same attempt of the same worker?
-            let Some((status, current, _)) = self.load_locked(&key, Some(JobStatus::Running))?
+            let Some(FoundJob {
+                status,
+                job: current,
+                ..
+            }) = self.load_locked(&key, Some(JobStatus::Running))?
             else {
                 continue;
             };
@@ -301,9 +305,9 @@ impl Inner {
             }
             let new = rules::recovered(current, now.unwrap_or_else(Timestamp::now), why);
             let sync = if self.opts.sync() {
-                Sync::Full
+                MoveSync::Full
             } else {
-                Sync::Nothing
+                MoveSync::Nothing
             };
             let ino = self.move_job(&key, JobStatus::Running, &new, sync, "recover")?;
             self.ix().upsert(&key, &Facts::of_job(&new, ino));

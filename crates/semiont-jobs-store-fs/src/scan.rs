@@ -199,7 +199,9 @@ impl Inner {
                                     part.fin.push(FinRec {
                                         uuid: *uuid,
                                         created,
-                                        aux: p.completed_at.map_or(created, |t| t.as_millis()),
+                                        finished_at: p
+                                            .completed_at
+                                            .map_or(created, |t| t.as_millis()),
                                         ino: info.ino,
                                         user: part.strings.intern(&p.user_id),
                                         ty,
@@ -271,7 +273,7 @@ impl Inner {
             let before = self.ix().status(&key);
             self.repair_locked(&key)?;
             let (_, found) = self.refresh_locked(&key, before)?;
-            changed |= found.map(|f| f.0) != before;
+            changed |= found.map(|f| f.status) != before;
         }
         Ok(changed)
     }
@@ -458,7 +460,7 @@ impl Inner {
                 job_type: strings.name(u32::from(f.ty)),
                 user_id: strings.name(f.user),
                 created: f.created,
-                completed_at: Some(f.aux),
+                completed_at: Some(f.finished_at),
                 run_at: None,
                 priority: 0,
                 worker_id: None,

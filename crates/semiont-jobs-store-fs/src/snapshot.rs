@@ -168,7 +168,7 @@ pub(crate) fn encode(
         out.extend_from_slice(&r.ty.to_le_bytes());
         out.extend_from_slice(&r.user.to_le_bytes());
         out.extend_from_slice(&r.created.to_le_bytes());
-        out.extend_from_slice(&r.aux.to_le_bytes());
+        out.extend_from_slice(&r.finished_at.to_le_bytes());
         out.extend_from_slice(&r.ino.to_le_bytes());
         out.extend_from_slice(&s.mtime_ns.to_le_bytes());
         out.extend_from_slice(&s.size.to_le_bytes());
@@ -278,7 +278,7 @@ pub(crate) fn decode(buf: &[u8]) -> std::result::Result<Snapshot, String> {
         let ty = u16::from_le_bytes(r.arr()?);
         let user = r.u32()?;
         let created = r.i64()?;
-        let aux = r.i64()?;
+        let finished_at = r.i64()?;
         let ino = r.u64()?;
         let mtime_ns = r.i64()?;
         let size = r.u64()?;
@@ -295,7 +295,7 @@ pub(crate) fn decode(buf: &[u8]) -> std::result::Result<Snapshot, String> {
             rec: FinRec {
                 uuid,
                 created,
-                aux,
+                finished_at,
                 ino,
                 user,
                 ty,
@@ -457,7 +457,7 @@ mod tests {
             rec: FinRec {
                 uuid,
                 created: 1000 + i64::from(i),
-                aux: 2000,
+                finished_at: 2000,
                 ino: 77 + u64::from(i),
                 user: 1,
                 ty: 0,

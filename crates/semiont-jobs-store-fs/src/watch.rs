@@ -38,7 +38,7 @@ use notify::{
 use semiont_jobs_model::{JobStatus, JobType, Transition};
 use semiont_jobs_store::{ChangeKind, ChangeOrigin};
 
-use crate::inner::Inner;
+use crate::inner::{FoundJob, Inner};
 use crate::key::Key;
 
 /// Most hints collected in one batch; past this the batch becomes one
@@ -524,10 +524,10 @@ impl Inner {
         };
         let (kind, now, job_type) = match (prev, &found) {
             (None, None) => return,
-            (None, Some((s, job, _))) => {
+            (None, Some(FoundJob { status: s, job, .. })) => {
                 (ChangeKind::Created, Some(*s), Some(job.job_type.clone()))
             }
-            (Some(p), Some((s, job, _))) => {
+            (Some(p), Some(FoundJob { status: s, job, .. })) => {
                 let kind = if p == *s {
                     ChangeKind::Updated
                 } else {
