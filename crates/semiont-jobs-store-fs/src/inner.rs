@@ -2,10 +2,10 @@
 //! reading and judging a job file, loading a job under its lock, the
 //! staged move (stage → rename → replace), quarantine, and change events.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,9 +16,10 @@ use tokio::sync::broadcast;
 use crate::error::io_err;
 use crate::index::{Facts, Index};
 use crate::key::Key;
-use crate::layout::{self, JobGuard, Layout, Stripes};
+use crate::layout::{JobGuard, Layout, Stripes};
 use crate::options::FsOptions;
 use crate::recovery::status_rank;
+use crate::staging::{MoveSync, Staging};
 use crate::sys::{self, Dir, FileInfo};
 use crate::workers::Registered;
 
@@ -29,29 +30,6 @@ pub(crate) fn step(op: &str, what: &str) {
     crate::fault::step(op, what);
     #[cfg(not(feature = "fault-injection"))]
     let _ = (op, what);
-}
-
-/// Most spare files an instance keeps.
-const MAX_SPARES: usize = 32;
-/// Spare files are `tmp/<instance>/spare.<n>`.
-const SPARE_PREFIX: &str = "spare.";
-
-/// Whether `name` (in a staging directory) is a spare file's.
-fn is_spare_name(name: &str) -> bool {
-    name.strip_prefix(SPARE_PREFIX)
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Which syncs a staged move makes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum MoveSync {
-    /// None (durability `none`, progress updates, heartbeats).
-    Nothing,
-    /// `fdatasync` of the staged file only (claims in `fsync` mode: never a
-    /// torn file; a claim lost to power loss just leaves the job pending).
-    File,
-    /// The staged file and both directories.
-    Full,
 }
 
 /// What reading a file in a status directory found.
@@ -87,21 +65,14 @@ pub(crate) struct Inner {
     /// Lock stripes of unique keys (`locks/unique-NN`), taken before job
     /// locks.
     pub key_stripes: Stripes,
-    /// This instance's staging directory (`tmp/<instance>`), flocked.
-    pub tmp: Dir,
+    /// This instance's staging directory and what is written through it.
+    pub staging: Staging,
     pub instance: String,
-    pub _instance_lock: File,
     pub recovery_lock: File,
     pub recovery_mutex: Mutex<()>,
     pub rescan_mutex: Mutex<()>,
     pub index: Mutex<Index>,
     pub tx: broadcast::Sender<JobChange>,
-    pub seq: AtomicU64,
-    /// Whether `renameat2(RENAME_EXCHANGE)` works here (cleared at the
-    /// first `EINVAL`).
-    pub exchange_ok: AtomicBool,
-    /// Spare files in `tmp`, oldest first (see [`Inner::stage`]).
-    pub spares: Mutex<VecDeque<String>>,
     pub quarantined: AtomicU64,
     pub workers: Mutex<HashMap<String, Registered>>,
     /// The paused types as last read from `paused.json`.
@@ -257,17 +228,12 @@ impl Inner {
         Ok((prev, found))
     }
 
-    /// A fresh staged-file name for `key`.
-    pub fn staged_name(&self, key: &Key, target: &str) -> String {
-        layout::staged_name(key, target, self.seq.fetch_add(1, Ordering::Relaxed))
-    }
-
     /// The staged move of a job from `from` to `to` with new content `job`
     /// (the caller holds the job lock and has checked the precondition):
     /// 1. write the new content to `tmp/<instance>/<id>.<to>.<n>`
     ///    (`fdatasync` when durable), 2. rename `from/<id>.json` to
     ///    `to/<id>.json` (no replace), 3. replace it by the staged file
-    ///    ([`Inner::replace`]), 4. `fsync` both directories when durable. Returns the published
+    ///    ([`Staging::replace`]), 4. `fsync` both directories when durable. Returns the published
     ///    inode. `from == to` (an update in place) skips step 2.
     ///    `durability` says which of the syncs happen.
     pub fn move_job(
@@ -294,24 +260,25 @@ impl Inner {
         // rewritten and exchanged in under its own name, which then holds
         // the pending content and stays a spare. Two renames fewer.
         let in_spare = if (from, to) == (JobStatus::Pending, JobStatus::Running) {
-            self.stage_in_spare(&data, sync)
+            self.staging.stage_in_spare(&data, sync)
         } else {
             None
         };
         let (staged, ino) = match in_spare {
             Some(done) => done,
             None => {
-                let staged = self.staged_name(key, to.as_str());
+                let staged = self.staging.staged_name(key, to.as_str());
                 let ino = self
+                    .staging
                     .stage(&staged, &data, sync, spare_ok)
-                    .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
+                    .map_err(|e| io_err("write", self.staging.dir().join(&staged), e))?;
                 (staged, ino)
             }
         };
         step(op, "staged");
         if from != to {
             if let Err(e) = sys::rename(self.dir(from), &name, self.dir(to), &name, true) {
-                let _ = self.tmp.unlink(&staged);
+                let _ = self.staging.dir().unlink(&staged);
                 if sys::is_exists(&e) {
                     // A second copy in `to`: not made by this protocol.
                     // Resolve it; the caller's precondition no longer holds.
@@ -326,13 +293,16 @@ impl Inner {
             }
             step(op, "moved");
         }
-        if let Err(e) = self.replace(&staged, to, &name, durability, recycle, op) {
+        if let Err(e) = self
+            .staging
+            .replace(&staged, self.dir(to), &name, durability, recycle, op)
+        {
             // Put the job back where it was, with its old content.
             if from != to {
                 let _ = sys::rename(self.dir(to), &name, self.dir(from), &name, true);
             }
-            let _ = self.tmp.unlink(&staged);
-            return Err(io_err("rename", self.tmp.join(&staged), e));
+            let _ = self.staging.dir().unlink(&staged);
+            return Err(io_err("rename", self.staging.dir().join(&staged), e));
         }
         step(op, "replaced");
         if durability == MoveSync::Full {
@@ -353,134 +323,11 @@ impl Inner {
         Ok(ino)
     }
 
-    /// Writes `data` to the new staged file `name` in this instance's
-    /// staging directory: into a spare file when `spare_ok` and one is at
-    /// hand (rewritten in place, then renamed to `name`), else into a new
-    /// file. Returns the staged file's inode.
-    ///
-    /// Spares are the files an exchange swapped out (see
-    /// [`Inner::recycle`]). On ext4 without a journal, creating a file where
-    /// files were freed recently is slow (the inode allocator skips
-    /// recently freed inodes), and so is freeing one whose blocks were
-    /// written (with `discard`); a spare does neither.
-    pub fn stage(&self, name: &str, data: &[u8], sync: bool, spare_ok: bool) -> io::Result<u64> {
-        if spare_ok {
-            if let Some((spare, ino)) = self.stage_in_spare(data, sync) {
-                match sys::rename(&self.tmp, &spare, &self.tmp, name, true) {
-                    Ok(()) => return Ok(ino),
-                    Err(e) => {
-                        tracing::debug!(file = %self.tmp.join(&spare).display(), error = %e, "cannot reuse a spare file");
-                        let _ = self.tmp.unlink(&spare);
-                    }
-                }
-            }
-        }
-        self.tmp.create_write(name, data, sync, true)
-    }
-
-    /// Rewrites a spare file with `data` where it is (durability `none`
-    /// only), for content that needs no staged name; returns the spare's
-    /// name and inode, or `None` when there is no spare or it failed (the
-    /// spare is then deleted).
-    fn stage_in_spare(&self, data: &[u8], sync: bool) -> Option<(String, u64)> {
-        if self.opts.sync() {
-            return None;
-        }
-        let spare = self.spares().pop_front()?;
-        match self.tmp.rewrite(&spare, data, sync) {
-            Ok(ino) => Some((spare, ino)),
-            Err(e) => {
-                tracing::debug!(file = %self.tmp.join(&spare).display(), error = %e, "cannot reuse a spare file");
-                let _ = self.tmp.unlink(&spare);
-                None
-            }
-        }
-    }
-
-    /// Keeps the exchanged-out file `staged` (old content, in this
-    /// instance's staging directory) as a spare for [`Inner::stage`],
-    /// renamed to `spare.<n>` (a name recovery treats as junk) unless it
-    /// already is a spare, or deletes it when there are enough spares.
-    fn recycle(&self, staged: &str) {
-        let mut spares = self.spares();
-        if is_spare_name(staged) && spares.len() < MAX_SPARES {
-            spares.push_back(staged.to_owned());
-            return;
-        }
-        if spares.len() < MAX_SPARES && !self.opts.sync() {
-            let spare = format!("{SPARE_PREFIX}{}", self.seq.fetch_add(1, Ordering::Relaxed));
-            if sys::rename(&self.tmp, staged, &self.tmp, &spare, true).is_ok() {
-                spares.push_back(spare);
-                return;
-            }
-        }
-        drop(spares);
-        if let Err(e) = self.tmp.unlink(staged) {
-            // Only the old content is left behind; the staging directory
-            // is emptied when the store closes or by the next open's
-            // recovery after a crash.
-            tracing::debug!(file = %self.tmp.join(staged).display(), error = %e, "cannot remove an exchanged-out file");
-        }
-    }
-
-    fn spares(&self) -> MutexGuard<'_, VecDeque<String>> {
-        self.spares.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Step 3 of [`Inner::move_job`]: publishes the staged file as
-    /// `to/<name>`, replacing the file there.
-    ///
-    /// Usually an exchange (`renameat2(RENAME_EXCHANGE)`) followed by an
-    /// unlink of the staged name, which then holds the old content: on ext4
-    /// a `rename(2)` over an existing file makes the kernel start writing
-    /// the renamed file back at once (`auto_da_alloc`), and the replaced
-    /// file's freshly allocated blocks are then freed (with `discard`,
-    /// synchronously); an exchange does neither. A plain rename over the
-    /// file is kept where that flush is the only power-loss protection the
-    /// content has: an unsynced rewrite (progress, heartbeat) in durable
-    /// mode. It is also the fallback on filesystems without exchange.
-    /// Recovery never rolls an exchanged-out file forward: see
-    /// docs/storage-format.md ("Staged files").
-    fn replace(
-        &self,
-        staged: &str,
-        to: JobStatus,
-        name: &str,
-        durability: MoveSync,
-        recycle: bool,
-        op: &str,
-    ) -> io::Result<()> {
-        let want_flush = self.opts.sync() && durability == MoveSync::Nothing;
-        if !want_flush && self.exchange_ok.load(Ordering::Relaxed) {
-            match sys::exchange(&self.tmp, staged, self.dir(to), name) {
-                Ok(()) => {
-                    step(op, "exchanged");
-                    if recycle {
-                        self.recycle(staged);
-                    } else if let Err(e) = self.tmp.unlink(staged) {
-                        tracing::debug!(file = %self.tmp.join(staged).display(), error = %e, "cannot remove an exchanged-out file");
-                    }
-                    return Ok(());
-                }
-                Err(e) if sys::is_unsupported(&e) => {
-                    tracing::debug!(dir = %self.dir(to).path().display(), "renameat2(RENAME_EXCHANGE) unsupported; replacing by rename");
-                    self.exchange_ok.store(false, Ordering::Relaxed);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        sys::rename(&self.tmp, staged, self.dir(to), name, false)
-    }
-
     /// Moves `dir/<name>` to `quarantine/<origin>.<name>.<unique>` and writes
     /// a `.reason` file beside it. Returns false if the file was already gone.
     pub fn quarantine(&self, dir: &Dir, name: &str, origin: &str, reason: &str) -> Result<bool> {
         let q = &self.layout.quarantine;
-        let qname = format!(
-            "{origin}.{name}.{}-{}",
-            now_ms(),
-            self.seq.fetch_add(1, Ordering::Relaxed)
-        );
+        let qname = format!("{origin}.{name}.{}-{}", now_ms(), self.staging.next_seq());
         match sys::rename(dir, name, q, &qname, true) {
             Ok(()) => {}
             Err(e) if sys::is_not_found(&e) => return Ok(false),

@@ -84,6 +84,8 @@ mod scan;
 #[cfg(target_os = "linux")]
 mod snapshot;
 #[cfg(target_os = "linux")]
+mod staging;
+#[cfg(target_os = "linux")]
 mod sys;
 #[cfg(target_os = "linux")]
 mod unique;
@@ -95,7 +97,7 @@ mod workers;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -117,6 +119,7 @@ pub use semiont_jobs_store::Durability;
 use crate::index::Index;
 use crate::inner::Inner;
 use crate::layout::{Layout, Stripes, RECOVERY_LOCK};
+use crate::staging::Staging;
 
 /// A [`JobStore`] on a jobs directory. See the crate docs for the layout
 /// and protocol. Cheap to share behind an `Arc`; background work (watcher,
@@ -155,11 +158,7 @@ impl Drop for FsStore {
 impl Drop for Inner {
     fn drop(&mut self) {
         // Our own staged files are leftovers of failed operations only.
-        if let Ok(names) = self.tmp.list() {
-            for (name, _) in names {
-                let _ = self.tmp.unlink(&name);
-            }
-        }
+        self.staging.clear();
         let _ = self.layout.tmp_root.rmdir(&self.instance);
     }
 }
@@ -200,22 +199,19 @@ fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, 
     })();
     let _ = recovery_lock.unlock();
     let (tmp, instance_lock) = staged?;
+    let durable = opts.sync();
     let inner = Inner {
         layout,
         opts,
         stripes,
         key_stripes,
-        tmp,
+        staging: Staging::new(tmp, instance_lock, durable),
         instance,
-        _instance_lock: instance_lock,
         recovery_lock,
         recovery_mutex: Mutex::new(()),
         rescan_mutex: Mutex::new(()),
         index: Mutex::new(Index::default()),
         tx: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
-        seq: AtomicU64::new(0),
-        exchange_ok: AtomicBool::new(true),
-        spares: Mutex::new(std::collections::VecDeque::new()),
         quarantined: AtomicU64::new(0),
         workers: Mutex::new(HashMap::new()),
         paused: Mutex::new(control::PausedCache::default()),

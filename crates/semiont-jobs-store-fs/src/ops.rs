@@ -12,8 +12,9 @@ use semiont_jobs_store::{
 
 use crate::error::io_err;
 use crate::index::Facts;
-use crate::inner::{probe_order, step, FoundJob, Inner, JobFile, MoveSync};
+use crate::inner::{probe_order, step, FoundJob, Inner, JobFile};
 use crate::key::Key;
+use crate::staging::MoveSync;
 use crate::sys;
 
 /// Upper bound on candidates a claim tries before giving up for this call
@@ -85,12 +86,12 @@ impl Inner {
             }
         }
         let to = self.dir(job.status);
-        match sys::rename(&self.tmp, staged, to, &name, true) {
+        match sys::rename(self.staging.dir(), staged, to, &name, true) {
             Ok(()) => {}
             Err(e) if sys::is_exists(&e) => {
                 return Err(Error::AlreadyExists { id: job.id.clone() })
             }
-            Err(e) => return Err(io_err("rename", self.tmp.join(staged), e)),
+            Err(e) => return Err(io_err("rename", self.staging.dir().join(staged), e)),
         }
         step(op, "published");
         self.ix().upsert(key, &Facts::of_job(job, ino));
@@ -112,18 +113,19 @@ impl Inner {
     /// `JobStore::create`.
     pub fn create(&self, job: &Job) -> Result<()> {
         let key = Key::of(&job.id);
-        let staged = self.staged_name(&key, "create");
+        let staged = self.staging.staged_name(&key, "create");
         let ino = self
+            .staging
             .stage(
                 &staged,
                 &job.to_json(),
                 self.opts.sync(),
                 job.status == JobStatus::Pending,
             )
-            .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
+            .map_err(|e| io_err("write", self.staging.dir().join(&staged), e))?;
         step("create", "staged");
         if let Err(e) = self.publish_new(&key, &staged, ino, job, "create") {
-            let _ = self.tmp.unlink(&staged);
+            let _ = self.staging.dir().unlink(&staged);
             return Err(e);
         }
         self.sync_dir(job.status)
@@ -135,8 +137,8 @@ impl Inner {
         let mut failure: Option<Error> = None;
         for job in jobs {
             let key = Key::of(&job.id);
-            let name = self.staged_name(&key, "create");
-            match self.stage(
+            let name = self.staging.staged_name(&key, "create");
+            match self.staging.stage(
                 &name,
                 &job.to_json(),
                 false,
@@ -144,18 +146,21 @@ impl Inner {
             ) {
                 Ok(ino) => staged.push((key, name, ino)),
                 Err(e) => {
-                    failure = Some(io_err("write", self.tmp.join(&name), e));
+                    failure = Some(io_err("write", self.staging.dir().join(&name), e));
                     break;
                 }
             }
         }
         step("batch", "staged");
         if self.opts.sync() && !staged.is_empty() {
-            if let Err(e) = self.tmp.syncfs() {
+            if let Err(e) = self.staging.dir().syncfs() {
                 for (_, name, _) in &staged {
-                    let _ = self.tmp.unlink(name);
+                    let _ = self.staging.dir().unlink(name);
                 }
-                return Err(Error::batch(0, io_err("syncfs", self.tmp.path(), e)));
+                return Err(Error::batch(
+                    0,
+                    io_err("syncfs", self.staging.dir().path(), e),
+                ));
             }
             step("batch", "synced");
         }
@@ -175,7 +180,7 @@ impl Inner {
             }
         }
         for (_, name, _) in &staged[published..] {
-            let _ = self.tmp.unlink(name);
+            let _ = self.staging.dir().unlink(name);
         }
         for status in JobStatus::ALL {
             if touched[status.index()] {

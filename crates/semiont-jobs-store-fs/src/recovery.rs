@@ -10,9 +10,10 @@ use semiont_jobs_store::{rules, ChangeKind, RecoveryReport, Result};
 
 use crate::error::io_err;
 use crate::index::Facts;
-use crate::inner::{step, FoundJob, Inner, JobFile, MoveSync};
+use crate::inner::{step, FoundJob, Inner, JobFile};
 use crate::key::Key;
 use crate::layout::{self, StagedFor};
+use crate::staging::MoveSync;
 use crate::sys::{self, Dir, EntryType};
 use crate::workers::Verdict;
 

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 
 use semiont_jobs_model::JobStatus;
 
-use crate::error::io_err;
 use crate::index::FinRec;
 use crate::inner::Inner;
 use crate::sys::{self, FileInfo};
@@ -406,21 +405,9 @@ impl Inner {
         let data = encode(&types, &users, &snap, &dirs, crate::inner::now_ms());
         let (n, len) = (snap.len() as u64, data.len());
         drop(snap);
-        let staged = format!(
-            "index-snapshot.{}.staged",
-            self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
-        self.tmp
-            .create_write(&staged, &data, self.opts.sync(), false)
-            .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
-        let root = &self.layout.root;
-        if let Err(e) = sys::rename(&self.tmp, &staged, root, FILE, false) {
-            let _ = self.tmp.unlink(&staged);
-            return Err(io_err("rename", root.join(FILE), e));
-        }
-        if self.opts.sync() {
-            root.sync().map_err(|e| io_err("fsync", root.path(), e))?;
-        }
+        let staged = format!("index-snapshot.{}.staged", self.staging.next_seq());
+        self.staging
+            .publish(&staged, &data, &self.layout.root, FILE)?;
         self.ix().snapshot_done(at);
         drop(data);
         crate::scan::release_free_memory();

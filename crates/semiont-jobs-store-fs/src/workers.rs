@@ -15,8 +15,9 @@ use serde_json::json;
 
 use crate::error::io_err;
 use crate::index::Facts;
-use crate::inner::{FoundJob, Inner, JobFile, MoveSync};
+use crate::inner::{FoundJob, Inner, JobFile};
 use crate::key::Key;
+use crate::staging::MoveSync;
 use crate::sys;
 
 /// A worker registered by this instance.
