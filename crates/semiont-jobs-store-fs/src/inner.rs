@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,6 +17,7 @@ use crate::index::{Facts, Index};
 use crate::key::Key;
 use crate::layout::{JobGuard, Layout, Stripes};
 use crate::options::FsOptions;
+use crate::quarantine::Quarantine;
 use crate::recovery::status_rank;
 use crate::staging::{MoveSync, Staging};
 use crate::sys::{self, Dir, FileInfo};
@@ -73,7 +73,8 @@ pub(crate) struct Inner {
     pub rescan_mutex: Mutex<()>,
     pub index: Mutex<Index>,
     pub tx: broadcast::Sender<JobChange>,
-    pub quarantined: AtomicU64,
+    /// Where unusable files are set aside, and their count.
+    pub quarantine: Quarantine,
     pub workers: Mutex<HashMap<String, Registered>>,
     /// The paused types as last read from `paused.json`.
     pub paused: Mutex<crate::control::PausedCache>,
@@ -125,13 +126,6 @@ impl Inner {
             Some(job.job_type.clone()),
             ChangeOrigin::Local,
         );
-    }
-
-    /// Whether a file modified at `info.mtime_ms` is still in its grace period.
-    pub fn within_grace(&self, info: Option<&FileInfo>) -> bool {
-        let Some(info) = info else { return false };
-        let grace = self.opts.quarantine_grace.as_millis() as i64;
-        grace > 0 && now_ms() - info.mtime_ms < grace
     }
 
     /// Reads and judges `status/<name>` for `key`.
@@ -188,8 +182,13 @@ impl Inner {
                     }
                     JobFile::Bad(reason, info) => {
                         let path = self.dir(status).join(&name);
-                        if !self.within_grace(info.as_ref()) {
-                            self.quarantine(self.dir(status), &name, status.as_str(), &reason)?;
+                        if !self.quarantine.within_grace(info.as_ref()) {
+                            self.quarantine.set_aside(
+                                self.dir(status),
+                                &name,
+                                status.as_str(),
+                                &reason,
+                            )?;
                         }
                         corrupt = Some(Error::corrupt(path.display(), reason));
                     }
@@ -321,41 +320,6 @@ impl Inner {
             }
         }
         Ok(ino)
-    }
-
-    /// Moves `dir/<name>` to `quarantine/<origin>.<name>.<unique>` and writes
-    /// a `.reason` file beside it. Returns false if the file was already gone.
-    pub fn quarantine(&self, dir: &Dir, name: &str, origin: &str, reason: &str) -> Result<bool> {
-        let q = &self.layout.quarantine;
-        let qname = format!("{origin}.{name}.{}-{}", now_ms(), self.staging.next_seq());
-        match sys::rename(dir, name, q, &qname, true) {
-            Ok(()) => {}
-            Err(e) if sys::is_not_found(&e) => return Ok(false),
-            Err(e) => return Err(io_err("quarantine", dir.join(name), e)),
-        }
-        step("quarantine", "moved");
-        let text = format!(
-            "reason: {reason}\noriginal: {}\nquarantined-at: {}\nby-pid: {}\n",
-            dir.join(name).display(),
-            semiont_jobs_model::Timestamp::now(),
-            sys::pid()
-        );
-        let rname = format!("{qname}.reason");
-        if let Err(e) = q.create_write(&rname, text.as_bytes(), self.opts.sync(), false) {
-            tracing::warn!(path = %q.join(&rname).display(), error = %e, "cannot write quarantine reason");
-        }
-        if self.opts.sync() {
-            let _ = q.sync();
-            let _ = dir.sync();
-        }
-        self.quarantined.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            file = %dir.join(name).display(),
-            moved_to = %q.join(&qname).display(),
-            reason,
-            "quarantined a file that is not a usable job"
-        );
-        Ok(true)
     }
 }
 

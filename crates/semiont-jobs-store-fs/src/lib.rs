@@ -78,6 +78,8 @@ mod ops;
 #[cfg(target_os = "linux")]
 mod options;
 #[cfg(target_os = "linux")]
+mod quarantine;
+#[cfg(target_os = "linux")]
 mod recovery;
 #[cfg(target_os = "linux")]
 mod scan;
@@ -97,7 +99,6 @@ mod workers;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -119,6 +120,7 @@ pub use semiont_jobs_store::Durability;
 use crate::index::Index;
 use crate::inner::Inner;
 use crate::layout::{Layout, Stripes, RECOVERY_LOCK};
+use crate::quarantine::Quarantine;
 use crate::staging::Staging;
 
 /// A [`JobStore`] on a jobs directory. See the crate docs for the layout
@@ -166,7 +168,7 @@ impl Drop for Inner {
 type Opened = (Inner, Option<watch::Watcher>, OpenReport);
 
 fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, OpenError> {
-    let layout = Layout::open(&root)?;
+    let (layout, quarantine) = Layout::open(&root)?;
     let stripes = Stripes::open(&layout.locks)?;
     let key_stripes = Stripes::open_named(&layout.locks, "unique")?;
     let recovery_lock = layout
@@ -200,6 +202,7 @@ fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, 
     let _ = recovery_lock.unlock();
     let (tmp, instance_lock) = staged?;
     let durable = opts.sync();
+    let quarantine = Quarantine::new(quarantine, opts.quarantine_grace, durable);
     let inner = Inner {
         layout,
         opts,
@@ -212,7 +215,7 @@ fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, 
         rescan_mutex: Mutex::new(()),
         index: Mutex::new(Index::default()),
         tx: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
-        quarantined: AtomicU64::new(0),
+        quarantine,
         workers: Mutex::new(HashMap::new()),
         paused: Mutex::new(control::PausedCache::default()),
     };

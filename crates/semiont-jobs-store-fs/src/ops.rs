@@ -457,7 +457,7 @@ impl Inner {
         for status in JobStatus::ALL {
             *stats.get_mut(status) = counts[status.index()];
         }
-        stats.unreadable = self.quarantined.load(std::sync::atomic::Ordering::Relaxed);
+        stats.unreadable = self.quarantine.count();
         stats
     }
 

@@ -122,8 +122,13 @@ impl Inner {
                 JobFile::Missing => {}
                 JobFile::Job(job, _) => copies.push((status, *job)),
                 JobFile::Bad(reason, info) => {
-                    if !self.within_grace(info.as_ref())
-                        && self.quarantine(self.dir(status), &name, status.as_str(), &reason)?
+                    if !self.quarantine.within_grace(info.as_ref())
+                        && self.quarantine.set_aside(
+                            self.dir(status),
+                            &name,
+                            status.as_str(),
+                            &reason,
+                        )?
                     {
                         repairs += 1;
                     }
@@ -137,7 +142,10 @@ impl Inner {
                 let reason = format!(
                     "duplicate: job {key} is also in {kept}/ (that copy ranks higher and was kept)"
                 );
-                if self.quarantine(self.dir(*status), &name, status.as_str(), &reason)? {
+                if self
+                    .quarantine
+                    .set_aside(self.dir(*status), &name, status.as_str(), &reason)?
+                {
                     repairs += 1;
                 }
             }
@@ -152,7 +160,10 @@ impl Inner {
         let (content, dir) = (job.status, dir_status);
         if Transition::between(content, dir).is_none() {
             let reason = format!("status field says {content} but the file is in {dir}/");
-            if self.quarantine(self.dir(dir), &name, dir.as_str(), &reason)? {
+            if self
+                .quarantine
+                .set_aside(self.dir(dir), &name, dir.as_str(), &reason)?
+            {
                 repairs += 1;
             }
             return Ok(repairs);
@@ -175,7 +186,12 @@ impl Inner {
                     Err(e) if sys::is_exists(&e) => {
                         // Cannot happen after deduplication; keep the copy
                         // that is where its content says.
-                        self.quarantine(self.dir(dir), &name, dir.as_str(), "duplicate")?;
+                        self.quarantine.set_aside(
+                            self.dir(dir),
+                            &name,
+                            dir.as_str(),
+                            "duplicate",
+                        )?;
                     }
                     Err(e) => return Err(io_err("rename", self.dir(dir).join(&name), e)),
                 }
@@ -338,7 +354,7 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner());
         layout::flock_exclusive(&self.recovery_lock)
             .map_err(|e| io_err("lock", self.layout.locks.join(layout::RECOVERY_LOCK), e))?;
-        let before = self.quarantined.load(std::sync::atomic::Ordering::Relaxed);
+        let before = self.quarantine.count();
         let result = (|| -> Result<RecoveryReport> {
             let mut report = RecoveryReport {
                 repaired: self.clean_staging()?,
@@ -350,10 +366,7 @@ impl Inner {
         })();
         let _ = self.recovery_lock.unlock();
         let mut report = result?;
-        report.unreadable = self
-            .quarantined
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .saturating_sub(before);
+        report.unreadable = self.quarantine.count().saturating_sub(before);
         Ok(report)
     }
 }

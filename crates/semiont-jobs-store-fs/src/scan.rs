@@ -250,7 +250,7 @@ impl Inner {
             }
             if ty == EntryType::File {
                 let info = dir.stat(&name).ok().flatten();
-                if self.within_grace(info.as_ref()) {
+                if self.quarantine.within_grace(info.as_ref()) {
                     continue;
                 }
             }
@@ -260,7 +260,8 @@ impl Inner {
                 EntryType::Symlink => "a symlink (symlinks are refused)".to_owned(),
                 _ => "not a regular file".to_owned(),
             };
-            self.quarantine(dir, &name, status.as_str(), &reason)?;
+            self.quarantine
+                .set_aside(dir, &name, status.as_str(), &reason)?;
         }
         Ok(())
     }
@@ -474,7 +475,7 @@ impl Inner {
         release_free_memory();
         self.fix_keys(fixups)?;
         self.quarantine_foreign(foreign)?;
-        self.recount_quarantine();
+        self.quarantine.recount();
         let report = OpenReport {
             snapshot_used,
             from_snapshot: from_snapshot as u64,
@@ -485,18 +486,6 @@ impl Inner {
         };
         tracing::debug!(?report, "index built");
         Ok(report)
-    }
-
-    /// Counts the files in quarantine (not their `.reason` files).
-    pub fn recount_quarantine(&self) {
-        let q = &self.layout.quarantine;
-        if let Ok(names) = q.list() {
-            let n = names
-                .iter()
-                .filter(|(name, _)| !name.ends_with(".reason"))
-                .count();
-            self.quarantined.store(n as u64, Ordering::Relaxed);
-        }
     }
 
     /// A rescan: reconciles the index with the directories. Emits one
@@ -587,7 +576,7 @@ impl Inner {
         changed |= self.fix_keys(suspects)?;
         let foreign = !listing.foreign.is_empty();
         self.quarantine_foreign(listing.foreign)?;
-        self.recount_quarantine();
+        self.quarantine.recount();
         Ok(changed || foreign)
     }
 }
