@@ -1,6 +1,7 @@
-//! The shared state of an open store and the protocol's building blocks:
-//! reading and judging a job file, loading a job under its lock, the
-//! staged move (stage → rename → replace), quarantine, and change events.
+//! The shared state of an open store ([`Inner`], which holds its parts)
+//! and the protocol's building blocks: reading and judging a job file,
+//! loading a job under its lock, the staged move (stage → rename →
+//! replace, with [`Staging`]'s files), and change events.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -56,25 +57,50 @@ pub(crate) struct FoundJob {
     pub info: FileInfo,
 }
 
-/// The shared state of one open store.
+/// The shared state of one open store: its parts, and the job protocol
+/// that joins them (the methods here and in `ops`, `recovery`, `scan`,
+/// `workers`, `unique`, `control`, `snapshot`, `watch`).
+///
+/// | part | owns |
+/// | --- | --- |
+/// | [`Layout`], `stripes`, `key_stripes` | the directories, the per-job and per-key lock stripes |
+/// | [`Staging`] | `tmp/<instance>`: staged files, spares, exchange-or-rename, whole-file publish |
+/// | [`Quarantine`] | `quarantine/`: setting unusable files aside, the grace period, the count |
+/// | `index`, `tx` | what claims, lists and stats read; change events |
+/// | `recovery_lock`, `recovery_mutex`, `rescan_mutex` | one recovery pass, one rescan at a time |
+/// | `workers`, `paused` | this instance's registered workers; the paused types |
+///
+/// Opening and closing are `open.rs`'s; the snapshot's file format is
+/// `snapshot/codec.rs`'s.
 #[derive(Debug)]
 pub(crate) struct Inner {
+    /// The jobs directory's open subdirectories.
     pub layout: Layout,
+    /// The options the store was opened with.
     pub opts: FsOptions,
+    /// Lock stripes of jobs (`locks/stripe-NN`).
     pub stripes: Stripes,
     /// Lock stripes of unique keys (`locks/unique-NN`), taken before job
     /// locks.
     pub key_stripes: Stripes,
     /// This instance's staging directory and what is written through it.
     pub staging: Staging,
+    /// This instance's name (`<pid>-<random>`, its staging directory's).
     pub instance: String,
+    /// `locks/recovery.lock`: serializes recovery passes across processes.
     pub recovery_lock: File,
+    /// Serializes this instance's recovery passes (the flock is per file
+    /// description, not per thread).
     pub recovery_mutex: Mutex<()>,
+    /// Serializes this instance's rescans.
     pub rescan_mutex: Mutex<()>,
+    /// The in-memory index (see [`Inner::ix`]).
     pub index: Mutex<Index>,
+    /// Change events to subscribers.
     pub tx: broadcast::Sender<JobChange>,
     /// Where unusable files are set aside, and their count.
     pub quarantine: Quarantine,
+    /// The workers this instance registered, with their lock files.
     pub workers: Mutex<HashMap<String, Registered>>,
     /// The paused types as last read from `paused.json`.
     pub paused: Mutex<crate::control::PausedCache>,
