@@ -6,14 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use semiont_jobs_model::{Job, JobStatus, JobType, NewJob, RetryPolicy, Timestamp};
+use semiont_jobs_model::{Job, JobStatus, JobType, NewJob, Timestamp};
 use semiont_jobs_queue::{JobQueue, ManualClock};
 use semiont_jobs_store::{JobStore, MemoryStore, TypeFilter};
 use semiont_jobs_worker::{EngineError, EngineWorker, JobContext, JobEngine, JobWorker, Worker};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::{fast, spawn, wait_job};
+use crate::{fast, queue, queue_with_clock, spawn, wait_job};
 
 /// Doubles `n`; `mode` picks a failure instead.
 struct Doubler;
@@ -101,17 +101,7 @@ async fn setup() -> (
 ) {
     let clock = ManualClock::new(Timestamp::parse(START).unwrap());
     let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
-    let q = JobQueue::builder()
-        .store(store)
-        .clock(clock.clone())
-        .retry_policy(RetryPolicy {
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_secs(600),
-            jitter: 0.0,
-        })
-        .build()
-        .unwrap();
-    q.initialize().await.unwrap();
+    let q = queue_with_clock(&store, clock.clone()).await;
     let w = Worker::new(q.clone(), EngineWorker::new(Doubler), fast());
     let handle = spawn(&w);
     (q, clock, w, handle)
@@ -125,11 +115,8 @@ async fn enqueue(q: &JobQueue, ty: &str, params: serde_json::Value) -> Job {
 
 #[tokio::test]
 async fn the_adapter_claims_only_the_engines_job_type_under_its_name() {
-    let q = JobQueue::builder()
-        .store(Arc::new(MemoryStore::new()))
-        .build()
-        .unwrap();
-    q.initialize().await.unwrap();
+    let store: Arc<dyn JobStore> = Arc::new(MemoryStore::new());
+    let q = queue(&store).await;
     let w = EngineWorker::new(Doubler);
     let doubling: JobType = "doubling".parse().unwrap();
     assert_eq!(w.worker_name(), "doubling");
@@ -187,7 +174,7 @@ async fn a_retryable_engine_error_is_retried_after_the_wait_it_asked_for() {
     let retried = wait_job(&q, &job, |j| j.retry_count == 1).await;
     assert_eq!(retried.status, JobStatus::Pending);
     assert_eq!(retried.error.as_deref(), Some("BUSY: the doubler is busy"));
-    // The policy alone would wait 1 ms; the engine asked for 30 s.
+    // The policy alone would wait at most 1.5 s; the engine asked for 30 s.
     let due = retried.run_at.expect("a retry has runAt");
     let start = Timestamp::parse(START).unwrap();
     assert!(
