@@ -1,29 +1,23 @@
 //! [`DetectionWorker`]: the [`Detector`] as a [`JobWorker`] for `detection`
-//! jobs — typed parameters in, typed progress through the job context, errors
-//! classified for the retry policy.
+//! jobs — the [`JobEngine`] that the worker runtime's generic
+//! [`EngineWorker`] runs (typed parameters in, typed progress and
+//! checkpoints through the job context, errors classified for the retry
+//! policy).
+//!
+//! [`JobWorker`]: semiont_jobs_worker::JobWorker
 
 use async_trait::async_trait;
 use semiont_jobs_content::ProgressSink;
 use semiont_jobs_model::{
-    Checkpoint, DetectionProgress, DetectionResult, Job, JobType, UnitCursor,
+    Checkpoint, DetectionParams, DetectionProgress, DetectionResult, Job, JobType, UnitCursor,
 };
-use semiont_jobs_store::TypeFilter;
-use semiont_jobs_worker::{JobContext, JobError, JobWorker};
+use semiont_jobs_worker::{EngineError, EngineWorker, JobContext, JobEngine};
 use serde_json::Value;
 
 use crate::{Detector, Error, TypeCursor};
 
-/// Runs `detection` jobs with a [`Detector`].
-pub struct DetectionWorker {
-    detector: Detector,
-}
-
-impl DetectionWorker {
-    /// A worker using `detector`.
-    pub fn new(detector: Detector) -> Self {
-        DetectionWorker { detector }
-    }
-}
+/// Runs `detection` jobs with a [`Detector`]: `DetectionWorker::new(detector)`.
+pub type DetectionWorker = EngineWorker<Detector>;
 
 /// Forwards the engine's progress to the job (throttled by the context).
 pub(crate) struct ContextSink<'a>(pub(crate) &'a JobContext);
@@ -152,48 +146,46 @@ fn totals_of(c: &UnitCursor) -> DetectionResult {
     }
 }
 
-/// How an engine error ends the attempt.
-pub(crate) fn job_error(e: &Error) -> JobError {
-    JobError::classified(
-        matches!(e, Error::Cancelled { .. }),
-        e.is_retryable(),
-        e.code(),
-        e.to_string(),
-    )
-    .with_retry_after(e.retry_after())
+impl EngineError for Error {
+    fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled { .. })
+    }
+    fn is_retryable(&self) -> bool {
+        Error::is_retryable(self)
+    }
+    fn code(&self) -> &'static str {
+        Error::code(self)
+    }
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        Error::retry_after(self)
+    }
 }
 
 #[async_trait]
-impl JobWorker for DetectionWorker {
-    fn worker_name(&self) -> &str {
-        "detection"
+impl JobEngine for Detector {
+    type Params = DetectionParams;
+    type Output = DetectionResult;
+    type Error = Error;
+
+    fn job_type(&self) -> JobType {
+        JobType::Detection
     }
 
-    fn job_types(&self) -> TypeFilter {
-        TypeFilter::one(JobType::Detection)
-    }
-
-    fn can_process_job(&self, job: &Job) -> bool {
-        job.job_type == JobType::Detection
-    }
-
-    async fn execute_job(&self, ctx: &JobContext, job: &Job) -> Result<Option<Value>, JobError> {
-        let params = job
-            .detection_params()
-            .map_err(|e| JobError::permanent(e.to_string()).with_code("INVALID_PARAMS"))?;
+    async fn run_job(
+        &self,
+        ctx: &JobContext,
+        job: &Job,
+        params: DetectionParams,
+    ) -> Result<DetectionResult, Error> {
         let mut sink = ContextSink(ctx);
         let mut resume = ContextResume(ctx);
-        let result = self
-            .detector
-            .run_resumable(
-                &job.id,
-                &params,
-                &mut sink,
-                ctx.cancellation_token(),
-                &mut resume,
-            )
-            .await
-            .map_err(|e| job_error(&e))?;
-        Ok(Some(serde_json::to_value(result)?))
+        self.run_resumable(
+            &job.id,
+            &params,
+            &mut sink,
+            ctx.cancellation_token(),
+            &mut resume,
+        )
+        .await
     }
 }

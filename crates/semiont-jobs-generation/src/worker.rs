@@ -1,27 +1,23 @@
 //! [`GenerationWorker`]: the [`Generator`] as a [`JobWorker`] for
-//! `generation` jobs — typed parameters in, staged progress through the job
-//! context, errors classified for the retry policy.
+//! `generation` jobs — the [`JobEngine`] that the worker runtime's generic
+//! [`EngineWorker`] runs (typed parameters in, staged progress and
+//! checkpoints through the job context, errors classified for the retry
+//! policy).
+//!
+//! [`JobWorker`]: semiont_jobs_worker::JobWorker
 
 use async_trait::async_trait;
 use semiont_jobs_content::ProgressSink;
-use semiont_jobs_model::{Checkpoint, GenerationProgress, GenerationStage, Job, JobType};
-use semiont_jobs_store::TypeFilter;
-use semiont_jobs_worker::{JobContext, JobError, JobWorker};
-use serde_json::Value;
+use semiont_jobs_model::{
+    Checkpoint, GenerationParams, GenerationProgress, GenerationResult, GenerationStage, Job,
+    JobType,
+};
+use semiont_jobs_worker::{EngineError, EngineWorker, JobContext, JobEngine};
 
 use crate::{Error, Generator};
 
-/// Runs `generation` jobs with a [`Generator`].
-pub struct GenerationWorker {
-    generator: Generator,
-}
-
-impl GenerationWorker {
-    /// A worker using `generator`.
-    pub fn new(generator: Generator) -> Self {
-        GenerationWorker { generator }
-    }
-}
+/// Runs `generation` jobs with a [`Generator`]: `GenerationWorker::new(generator)`.
+pub type GenerationWorker = EngineWorker<Generator>;
 
 /// Forwards the engine's progress to the job, and checkpoints each stage
 /// the engine leaves behind (a unit per stage: `fetching`, `generating`,
@@ -69,40 +65,39 @@ impl ProgressSink<GenerationProgress> for ContextSink<'_> {
     }
 }
 
-fn job_error(e: &Error) -> JobError {
-    JobError::classified(
-        matches!(e, Error::Cancelled { .. }),
-        e.is_retryable(),
-        e.code(),
-        e.to_string(),
-    )
-    .with_retry_after(e.retry_after())
+impl EngineError for Error {
+    fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled { .. })
+    }
+    fn is_retryable(&self) -> bool {
+        Error::is_retryable(self)
+    }
+    fn code(&self) -> &'static str {
+        Error::code(self)
+    }
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        Error::retry_after(self)
+    }
 }
 
 #[async_trait]
-impl JobWorker for GenerationWorker {
-    fn worker_name(&self) -> &str {
-        "generation"
+impl JobEngine for Generator {
+    type Params = GenerationParams;
+    type Output = GenerationResult;
+    type Error = Error;
+
+    fn job_type(&self) -> JobType {
+        JobType::Generation
     }
 
-    fn job_types(&self) -> TypeFilter {
-        TypeFilter::one(JobType::Generation)
-    }
-
-    fn can_process_job(&self, job: &Job) -> bool {
-        job.job_type == JobType::Generation
-    }
-
-    async fn execute_job(&self, ctx: &JobContext, job: &Job) -> Result<Option<Value>, JobError> {
-        let params = job
-            .generation_params()
-            .map_err(|e| JobError::permanent(e.to_string()).with_code("INVALID_PARAMS"))?;
+    async fn run_job(
+        &self,
+        ctx: &JobContext,
+        job: &Job,
+        params: GenerationParams,
+    ) -> Result<GenerationResult, Error> {
         let mut sink = ContextSink { ctx, stage: None };
-        let result = self
-            .generator
-            .run(&job.id, &params, &mut sink, ctx.cancellation_token())
+        self.run(&job.id, &params, &mut sink, ctx.cancellation_token())
             .await
-            .map_err(|e| job_error(&e))?;
-        Ok(Some(serde_json::to_value(result)?))
     }
 }

@@ -126,22 +126,9 @@ impl Inner {
             let names: Vec<&str> = types.iter().map(JobType::as_str).collect();
             let body =
                 serde_json::to_vec_pretty(&json!({ "pausedTypes": names })).unwrap_or_default();
-            let staged = format!(
-                "paused.{}",
-                self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            );
-            let sync = self.opts.sync();
-            self.tmp
-                .create_write(&staged, &body, sync, false)
-                .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
-            let root = &self.layout.root;
-            if let Err(e) = sys::rename(&self.tmp, &staged, root, PAUSED_FILE, false) {
-                let _ = self.tmp.unlink(&staged);
-                return Err(io_err("rename", root.join(PAUSED_FILE), e));
-            }
-            if sync {
-                root.sync().map_err(|e| io_err("fsync", root.path(), e))?;
-            }
+            let staged = format!("paused.{}", self.staging.next_seq());
+            self.staging
+                .publish(&staged, &body, &self.layout.root, PAUSED_FILE)?;
             step("pause", "published");
         }
         let _ = lock.unlock();

@@ -33,14 +33,23 @@ const ABSORB_MIN: usize = if cfg!(test) { 8 } else { 4096 };
 /// Sentinel for "no interned string".
 const NONE: u32 = u32::MAX;
 
+/// [`Meta::due_or_finished_at`] of a pending job without `runAt`: due at
+/// once (in a ready set, not among the delayed).
+const DUE_NOW: i64 = i64::MIN;
+/// [`Meta::due_or_finished_at`] of a parked pending job: never due until
+/// the next `upsert` for it (see [`Index::park`]).
+const PARKED: i64 = i64::MAX;
+
 /// The index's record of one job in the overlay.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Meta {
     /// `created`, ms since the epoch.
     pub created: i64,
-    /// Pending: `runAt` (or `i64::MIN`); finished: `completedAt` (or
-    /// `created`); running: 0.
-    pub aux: i64,
+    /// The time that orders the job within its status, ms since the epoch.
+    /// Pending: when it is due for a claim, its `runAt` ([`DUE_NOW`]
+    /// without one, [`PARKED`] while another process holds it); finished:
+    /// `completedAt` (or `created`), the retention order; running: 0.
+    pub due_or_finished_at: i64,
     /// Inode of the file the facts came from (0: unknown).
     pub ino: u64,
     /// Interned user id.
@@ -72,7 +81,7 @@ pub(crate) struct FinRec {
     /// `created`, ms since the epoch.
     pub created: i64,
     /// `completedAt` (or `created`), ms since the epoch.
-    pub aux: i64,
+    pub finished_at: i64,
     /// Inode of the file the facts came from (0: unknown).
     pub ino: u64,
     /// Interned user id.
@@ -97,7 +106,7 @@ impl FinRec {
         Some(FinRec {
             uuid: *uuid,
             created: m.created,
-            aux: m.aux,
+            finished_at: m.due_or_finished_at,
             ino: m.ino,
             user: m.user,
             ty,
@@ -296,7 +305,7 @@ impl Index {
         Some(FinRec {
             uuid: *uuid,
             created: meta.created,
-            aux: meta.aux,
+            finished_at: meta.due_or_finished_at,
             ino: meta.ino,
             user: meta.user,
             ty: u16::try_from(meta.ty).ok()?,
@@ -327,14 +336,14 @@ impl Index {
     }
 
     fn meta_of(&mut self, f: &Facts<'_>) -> Meta {
-        let aux = match f.status {
-            JobStatus::Pending => f.run_at.unwrap_or(i64::MIN),
+        let due_or_finished_at = match f.status {
+            JobStatus::Pending => f.run_at.unwrap_or(DUE_NOW),
             JobStatus::Running => 0,
             _ => f.completed_at.unwrap_or(f.created),
         };
         Meta {
             created: f.created,
-            aux,
+            due_or_finished_at,
             ino: f.ino,
             user: self.users.intern(f.user_id),
             ty: self.types.intern(f.job_type),
@@ -347,11 +356,11 @@ impl Index {
     fn add_side(&mut self, key: &Key, meta: &Meta, f: &Facts<'_>) {
         match meta.status {
             JobStatus::Pending => {
-                if meta.aux == i64::MIN {
+                if meta.due_or_finished_at == DUE_NOW {
                     self.ready_set(meta.ty)
                         .insert((Reverse(meta.priority), key.clone()));
                 } else {
-                    self.delayed.insert((meta.aux, key.clone()));
+                    self.delayed.insert((meta.due_or_finished_at, key.clone()));
                 }
             }
             JobStatus::Running => {
@@ -369,8 +378,8 @@ impl Index {
                 if let Some(set) = self.ready.get_mut(meta.ty as usize) {
                     set.remove(&(Reverse(meta.priority), key.clone()));
                 }
-                if meta.aux != i64::MIN {
-                    self.delayed.remove(&(meta.aux, key.clone()));
+                if meta.due_or_finished_at != DUE_NOW {
+                    self.delayed.remove(&(meta.due_or_finished_at, key.clone()));
                 }
             }
             JobStatus::Running => {
@@ -478,7 +487,7 @@ impl Index {
                     self.count(meta.ty, meta.status, true);
                     let r = &mut self.base.recs[i];
                     r.live = true;
-                    r.aux = meta.aux;
+                    r.finished_at = meta.due_or_finished_at;
                     r.ty = ty;
                     r.user = meta.user;
                     r.ino = meta.ino;
@@ -551,11 +560,11 @@ impl Index {
         }
         self.remove_side(key, &meta);
         let parked = Meta {
-            aux: i64::MAX,
+            due_or_finished_at: PARKED,
             ..meta
         };
         self.jobs.insert(key.clone(), parked);
-        self.delayed.insert((i64::MAX, key.clone()));
+        self.delayed.insert((PARKED, key.clone()));
     }
 
     /// Forgets `key`; returns the status it had.
@@ -674,9 +683,11 @@ impl Index {
             };
             // Jobs promoted for a later clock than `now` are skipped here
             // (only when a caller's clock goes backwards).
-            let first = set
-                .iter()
-                .find(|(_, k)| self.jobs.get(k).is_some_and(|m| m.aux <= now));
+            let first = set.iter().find(|(_, k)| {
+                self.jobs
+                    .get(k)
+                    .is_some_and(|m| m.due_or_finished_at <= now)
+            });
             if let Some(cand) = first {
                 if best.as_ref().is_none_or(|b| cand < b) {
                     best = Some(cand.clone());
@@ -771,25 +782,25 @@ impl Index {
             return Vec::new();
         }
         let mut heap: BinaryHeap<(i64, Key, JobStatus)> = BinaryHeap::new();
-        let mut offer = |aux: i64, key: Cow<'_, Key>, status: JobStatus| {
+        let mut offer = |finished_at: i64, key: Cow<'_, Key>, status: JobStatus| {
             if heap.len() < limit {
-                heap.push((aux, key.into_owned(), status));
+                heap.push((finished_at, key.into_owned(), status));
             } else if heap
                 .peek()
-                .is_some_and(|top| (aux, key.as_ref()) < (top.0, &top.1))
+                .is_some_and(|top| (finished_at, key.as_ref()) < (top.0, &top.1))
             {
                 heap.pop();
-                heap.push((aux, key.into_owned(), status));
+                heap.push((finished_at, key.into_owned(), status));
             }
         };
         for (key, m) in &self.jobs {
-            if m.status.is_finished() && m.aux < before {
-                offer(m.aux, Cow::Borrowed(key), m.status);
+            if m.status.is_finished() && m.due_or_finished_at < before {
+                offer(m.due_or_finished_at, Cow::Borrowed(key), m.status);
             }
         }
         for r in self.base.live() {
-            if r.aux < before {
-                offer(r.aux, Cow::Owned(r.key()), r.status());
+            if r.finished_at < before {
+                offer(r.finished_at, Cow::Owned(r.key()), r.status());
             }
         }
         heap.into_sorted_vec()
@@ -1116,7 +1127,7 @@ mod model_tests {
                     r.key(),
                     r.status(),
                     r.created,
-                    r.aux,
+                    r.finished_at,
                     &*types[usize::from(r.ty)],
                     &*users[r.user as usize],
                 )

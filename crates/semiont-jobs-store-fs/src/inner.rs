@@ -1,11 +1,11 @@
-//! The shared state of an open store and the protocol's building blocks:
-//! reading and judging a job file, loading a job under its lock, the
-//! staged move (stage → rename → replace), quarantine, and change events.
+//! The shared state of an open store ([`Inner`], which holds its parts)
+//! and the protocol's building blocks: reading and judging a job file,
+//! loading a job under its lock, the staged move (stage → rename →
+//! replace, with [`Staging`]'s files), and change events.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,9 +16,11 @@ use tokio::sync::broadcast;
 use crate::error::io_err;
 use crate::index::{Facts, Index};
 use crate::key::Key;
-use crate::layout::{self, JobGuard, Layout, Stripes};
+use crate::layout::{JobGuard, Layout, Stripes};
 use crate::options::FsOptions;
+use crate::quarantine::Quarantine;
 use crate::recovery::status_rank;
+use crate::staging::{MoveSync, Staging};
 use crate::sys::{self, Dir, FileInfo};
 use crate::workers::Registered;
 
@@ -31,32 +33,9 @@ pub(crate) fn step(op: &str, what: &str) {
     let _ = (op, what);
 }
 
-/// Most spare files an instance keeps.
-const MAX_SPARES: usize = 32;
-/// Spare files are `tmp/<instance>/spare.<n>`.
-const SPARE_PREFIX: &str = "spare.";
-
-/// Whether `name` (in a staging directory) is a spare file's.
-fn is_spare_name(name: &str) -> bool {
-    name.strip_prefix(SPARE_PREFIX)
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Which syncs a staged move makes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Sync {
-    /// None (durability `none`, progress updates, heartbeats).
-    Nothing,
-    /// `fdatasync` of the staged file only (claims in `fsync` mode: never a
-    /// torn file; a claim lost to power loss just leaves the job pending).
-    File,
-    /// The staged file and both directories.
-    Full,
-}
-
 /// What reading a file in a status directory found.
 #[derive(Debug)]
-pub(crate) enum Read {
+pub(crate) enum JobFile {
     /// No such file.
     Missing,
     /// A valid job document whose `id` matches the file name (its `status`
@@ -67,34 +46,61 @@ pub(crate) enum Read {
     Bad(String, Option<FileInfo>),
 }
 
-/// A job found on disk: its directory, content and file info.
-pub(crate) type Found = (JobStatus, Job, FileInfo);
+/// A job found on disk by [`Inner::load_locked`].
+#[derive(Debug)]
+pub(crate) struct FoundJob {
+    /// The status directory it is in (its document's status agrees).
+    pub status: JobStatus,
+    /// The job as its file holds it.
+    pub job: Job,
+    /// The file's metadata (its inode identifies this version).
+    pub info: FileInfo,
+}
 
-/// The shared state of one open store.
+/// The shared state of one open store: its parts, and the job protocol
+/// that joins them (the methods here and in `ops`, `recovery`, `scan`,
+/// `workers`, `unique`, `control`, `snapshot`, `watch`).
+///
+/// | part | owns |
+/// | --- | --- |
+/// | [`Layout`], `stripes`, `key_stripes` | the directories, the per-job and per-key lock stripes |
+/// | [`Staging`] | `tmp/<instance>`: staged files, spares, exchange-or-rename, whole-file publish |
+/// | [`Quarantine`] | `quarantine/`: setting unusable files aside, the grace period, the count |
+/// | `index`, `tx` | what claims, lists and stats read; change events |
+/// | `recovery_lock`, `recovery_mutex`, `rescan_mutex` | one recovery pass, one rescan at a time |
+/// | `workers`, `paused` | this instance's registered workers; the paused types |
+///
+/// Opening and closing are `open.rs`'s; the snapshot's file format is
+/// `snapshot/codec.rs`'s.
 #[derive(Debug)]
 pub(crate) struct Inner {
+    /// The jobs directory's open subdirectories.
     pub layout: Layout,
+    /// The options the store was opened with.
     pub opts: FsOptions,
+    /// Lock stripes of jobs (`locks/stripe-NN`).
     pub stripes: Stripes,
     /// Lock stripes of unique keys (`locks/unique-NN`), taken before job
     /// locks.
     pub key_stripes: Stripes,
-    /// This instance's staging directory (`tmp/<instance>`), flocked.
-    pub tmp: Dir,
+    /// This instance's staging directory and what is written through it.
+    pub staging: Staging,
+    /// This instance's name (`<pid>-<random>`, its staging directory's).
     pub instance: String,
-    pub _instance_lock: File,
+    /// `locks/recovery.lock`: serializes recovery passes across processes.
     pub recovery_lock: File,
+    /// Serializes this instance's recovery passes (the flock is per file
+    /// description, not per thread).
     pub recovery_mutex: Mutex<()>,
+    /// Serializes this instance's rescans.
     pub rescan_mutex: Mutex<()>,
+    /// The in-memory index (see [`Inner::ix`]).
     pub index: Mutex<Index>,
+    /// Change events to subscribers.
     pub tx: broadcast::Sender<JobChange>,
-    pub seq: AtomicU64,
-    /// Whether `renameat2(RENAME_EXCHANGE)` works here (cleared at the
-    /// first `EINVAL`).
-    pub exchange_ok: AtomicBool,
-    /// Spare files in `tmp`, oldest first (see [`Inner::stage`]).
-    pub spares: Mutex<VecDeque<String>>,
-    pub quarantined: AtomicU64,
+    /// Where unusable files are set aside, and their count.
+    pub quarantine: Quarantine,
+    /// The workers this instance registered, with their lock files.
     pub workers: Mutex<HashMap<String, Registered>>,
     /// The paused types as last read from `paused.json`.
     pub paused: Mutex<crate::control::PausedCache>,
@@ -148,31 +154,27 @@ impl Inner {
         );
     }
 
-    /// Whether a file modified at `info.mtime_ms` is still in its grace period.
-    pub fn within_grace(&self, info: Option<&FileInfo>) -> bool {
-        let Some(info) = info else { return false };
-        let grace = self.opts.quarantine_grace.as_millis() as i64;
-        grace > 0 && now_ms() - info.mtime_ms < grace
-    }
-
     /// Reads and judges `status/<name>` for `key`.
-    pub fn read_file(&self, status: JobStatus, key: &Key, name: &str) -> Result<Read> {
+    pub fn read_file(&self, status: JobStatus, key: &Key, name: &str) -> Result<JobFile> {
         let mut buf = Vec::new();
         let dir = self.dir(status);
         let info = match dir.read(name, &mut buf) {
             Ok(info) => info,
-            Err(e) if sys::is_not_found(&e) => return Ok(Read::Missing),
+            Err(e) if sys::is_not_found(&e) => return Ok(JobFile::Missing),
             Err(e) if sys::is_symlink_error(&e) => {
-                return Ok(Read::Bad("a symlink (symlinks are refused)".into(), None))
+                return Ok(JobFile::Bad(
+                    "a symlink (symlinks are refused)".into(),
+                    None,
+                ))
             }
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                return Ok(Read::Bad(e.to_string(), None))
+                return Ok(JobFile::Bad(e.to_string(), None))
             }
             Err(e)
                 if e.kind() == io::ErrorKind::PermissionDenied
                     || e.raw_os_error() == Some(libc::EIO) =>
             {
-                return Ok(Read::Bad(format!("unreadable: {e}"), None))
+                return Ok(JobFile::Bad(format!("unreadable: {e}"), None))
             }
             Err(e) => return Err(io_err("read", dir.join(name), e)),
         };
@@ -183,7 +185,7 @@ impl Inner {
     /// `hint`'s directory first, then the others; repairs an interrupted
     /// operation and quarantines bad copies on the way. `None` when the job
     /// is nowhere; `Corrupt` when its only copy is unreadable.
-    pub fn load_locked(&self, key: &Key, hint: Option<JobStatus>) -> Result<Option<Found>> {
+    pub fn load_locked(&self, key: &Key, hint: Option<JobStatus>) -> Result<Option<FoundJob>> {
         let name = key.file_name();
         let order = probe_order(hint);
         for _round in 0..4 {
@@ -191,19 +193,28 @@ impl Inner {
             let mut repaired = false;
             for &status in &order {
                 match self.read_file(status, key, &name)? {
-                    Read::Missing => {}
-                    Read::Job(job, info) if job.status == status => {
-                        return Ok(Some((status, *job, info)));
+                    JobFile::Missing => {}
+                    JobFile::Job(job, info) if job.status == status => {
+                        return Ok(Some(FoundJob {
+                            status,
+                            job: *job,
+                            info,
+                        }));
                     }
-                    Read::Job(..) => {
+                    JobFile::Job(..) => {
                         self.repair_locked(key)?;
                         repaired = true;
                         break;
                     }
-                    Read::Bad(reason, info) => {
+                    JobFile::Bad(reason, info) => {
                         let path = self.dir(status).join(&name);
-                        if !self.within_grace(info.as_ref()) {
-                            self.quarantine(self.dir(status), &name, status.as_str(), &reason)?;
+                        if !self.quarantine.within_grace(info.as_ref()) {
+                            self.quarantine.set_aside(
+                                self.dir(status),
+                                &name,
+                                status.as_str(),
+                                &reason,
+                            )?;
                         }
                         corrupt = Some(Error::corrupt(path.display(), reason));
                     }
@@ -239,7 +250,7 @@ impl Inner {
         &self,
         key: &Key,
         hint: Option<JobStatus>,
-    ) -> Result<(Option<JobStatus>, Option<Found>)> {
+    ) -> Result<(Option<JobStatus>, Option<FoundJob>)> {
         let found = match self.load_locked(key, hint) {
             Ok(found) => found,
             Err(e) if e.kind() == semiont_jobs_store::ErrorKind::Corrupt => None,
@@ -251,21 +262,28 @@ impl Inner {
     /// Puts what a locked read found (`None`: nothing readable) into the
     /// index and reports what that changes (see [`Inner::refresh_locked`]).
     /// Returns the index's previous status.
-    pub fn adopt_locked(&self, key: &Key, found: Option<&Found>) -> Option<JobStatus> {
+    pub fn adopt_locked(&self, key: &Key, found: Option<&FoundJob>) -> Option<JobStatus> {
         let mut ix = self.ix();
         let old_ino = ix.running_ino(key);
         let old_type = ix.job_type(key).and_then(|t| JobType::parse(t).ok());
         let prev = match found {
-            Some((_, job, info)) => ix.upsert(key, &Facts::of_job(job, info.ino)),
+            Some(FoundJob { job, info, .. }) => ix.upsert(key, &Facts::of_job(job, info.ino)),
             None => ix.remove(key),
         };
         drop(ix);
         let change = match (prev, found) {
             (None, None) => None,
-            (None, Some((s, job, _))) => {
+            (None, Some(FoundJob { status: s, job, .. })) => {
                 Some((ChangeKind::Created, Some(*s), Some(job.job_type.clone())))
             }
-            (Some(p), Some((s, job, info))) => {
+            (
+                Some(p),
+                Some(FoundJob {
+                    status: s,
+                    job,
+                    info,
+                }),
+            ) => {
                 let kind = if p != *s {
                     Some(
                         Transition::between(p, *s)
@@ -292,17 +310,12 @@ impl Inner {
         prev
     }
 
-    /// A fresh staged-file name for `key`.
-    pub fn staged_name(&self, key: &Key, target: &str) -> String {
-        layout::staged_name(key, target, self.seq.fetch_add(1, Ordering::Relaxed))
-    }
-
     /// The staged move of a job from `from` to `to` with new content `job`
     /// (the caller holds the job lock and has checked the precondition):
     /// 1. write the new content to `tmp/<instance>/<id>.<to>.<n>`
     ///    (`fdatasync` when durable), 2. rename `from/<id>.json` to
     ///    `to/<id>.json` (no replace), 3. replace it by the staged file
-    ///    ([`Inner::replace`]), 4. `fsync` both directories when durable. Returns the published
+    ///    ([`Staging::replace`]), 4. `fsync` both directories when durable. Returns the published
     ///    inode. `from == to` (an update in place) skips step 2.
     ///    `durability` says which of the syncs happen.
     pub fn move_job(
@@ -310,7 +323,7 @@ impl Inner {
         key: &Key,
         from: JobStatus,
         job: &Job,
-        durability: Sync,
+        durability: MoveSync,
         op: &str,
     ) -> Result<u64> {
         let to = job.status;
@@ -323,30 +336,31 @@ impl Inner {
         // our doing (what the index snapshot relies on).
         let recycle = !from.is_finished();
         let data = job.to_json();
-        let sync = durability != Sync::Nothing;
+        let sync = durability != MoveSync::Nothing;
         // A claim's new content is never rolled forward (recovery rolls an
         // interrupted claim back), so it needs no staged name: a spare is
         // rewritten and exchanged in under its own name, which then holds
         // the pending content and stays a spare. Two renames fewer.
         let in_spare = if (from, to) == (JobStatus::Pending, JobStatus::Running) {
-            self.stage_in_spare(&data, sync)
+            self.staging.stage_in_spare(&data, sync)
         } else {
             None
         };
         let (staged, ino) = match in_spare {
             Some(done) => done,
             None => {
-                let staged = self.staged_name(key, to.as_str());
+                let staged = self.staging.staged_name(key, to.as_str());
                 let ino = self
+                    .staging
                     .stage(&staged, &data, sync, spare_ok)
-                    .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
+                    .map_err(|e| io_err("write", self.staging.dir().join(&staged), e))?;
                 (staged, ino)
             }
         };
         step(op, "staged");
         if from != to {
             if let Err(e) = sys::rename(self.dir(from), &name, self.dir(to), &name, true) {
-                let _ = self.tmp.unlink(&staged);
+                let _ = self.staging.dir().unlink(&staged);
                 if sys::is_exists(&e) {
                     // A second copy in `to`: not made by this protocol.
                     // Resolve it; the caller's precondition no longer holds.
@@ -361,16 +375,19 @@ impl Inner {
             }
             step(op, "moved");
         }
-        if let Err(e) = self.replace(&staged, to, &name, durability, recycle, op) {
+        if let Err(e) = self
+            .staging
+            .replace(&staged, self.dir(to), &name, durability, recycle, op)
+        {
             // Put the job back where it was, with its old content.
             if from != to {
                 let _ = sys::rename(self.dir(to), &name, self.dir(from), &name, true);
             }
-            let _ = self.tmp.unlink(&staged);
-            return Err(io_err("rename", self.tmp.join(&staged), e));
+            let _ = self.staging.dir().unlink(&staged);
+            return Err(io_err("rename", self.staging.dir().join(&staged), e));
         }
         step(op, "replaced");
-        if durability == Sync::Full {
+        if durability == MoveSync::Full {
             self.dir(to)
                 .sync()
                 .map_err(|e| io_err("fsync", self.dir(to).path(), e))?;
@@ -387,164 +404,6 @@ impl Inner {
         }
         Ok(ino)
     }
-
-    /// Writes `data` to the new staged file `name` in this instance's
-    /// staging directory: into a spare file when `spare_ok` and one is at
-    /// hand (rewritten in place, then renamed to `name`), else into a new
-    /// file. Returns the staged file's inode.
-    ///
-    /// Spares are the files an exchange swapped out (see
-    /// [`Inner::recycle`]). On ext4 without a journal, creating a file where
-    /// files were freed recently is slow (the inode allocator skips
-    /// recently freed inodes), and so is freeing one whose blocks were
-    /// written (with `discard`); a spare does neither.
-    pub fn stage(&self, name: &str, data: &[u8], sync: bool, spare_ok: bool) -> io::Result<u64> {
-        if spare_ok {
-            if let Some((spare, ino)) = self.stage_in_spare(data, sync) {
-                match sys::rename(&self.tmp, &spare, &self.tmp, name, true) {
-                    Ok(()) => return Ok(ino),
-                    Err(e) => {
-                        tracing::debug!(file = %self.tmp.join(&spare).display(), error = %e, "cannot reuse a spare file");
-                        let _ = self.tmp.unlink(&spare);
-                    }
-                }
-            }
-        }
-        self.tmp.create_write(name, data, sync, true)
-    }
-
-    /// Rewrites a spare file with `data` where it is (durability `none`
-    /// only), for content that needs no staged name; returns the spare's
-    /// name and inode, or `None` when there is no spare or it failed (the
-    /// spare is then deleted).
-    fn stage_in_spare(&self, data: &[u8], sync: bool) -> Option<(String, u64)> {
-        if self.opts.sync() {
-            return None;
-        }
-        let spare = self.spares().pop_front()?;
-        match self.tmp.rewrite(&spare, data, sync) {
-            Ok(ino) => Some((spare, ino)),
-            Err(e) => {
-                tracing::debug!(file = %self.tmp.join(&spare).display(), error = %e, "cannot reuse a spare file");
-                let _ = self.tmp.unlink(&spare);
-                None
-            }
-        }
-    }
-
-    /// Keeps the exchanged-out file `staged` (old content, in this
-    /// instance's staging directory) as a spare for [`Inner::stage`],
-    /// renamed to `spare.<n>` (a name recovery treats as junk) unless it
-    /// already is a spare, or deletes it when there are enough spares.
-    fn recycle(&self, staged: &str) {
-        let mut spares = self.spares();
-        if is_spare_name(staged) && spares.len() < MAX_SPARES {
-            spares.push_back(staged.to_owned());
-            return;
-        }
-        if spares.len() < MAX_SPARES && !self.opts.sync() {
-            let spare = format!("{SPARE_PREFIX}{}", self.seq.fetch_add(1, Ordering::Relaxed));
-            if sys::rename(&self.tmp, staged, &self.tmp, &spare, true).is_ok() {
-                spares.push_back(spare);
-                return;
-            }
-        }
-        drop(spares);
-        if let Err(e) = self.tmp.unlink(staged) {
-            // Only the old content is left behind; the staging directory
-            // is emptied when the store closes or by the next open's
-            // recovery after a crash.
-            tracing::debug!(file = %self.tmp.join(staged).display(), error = %e, "cannot remove an exchanged-out file");
-        }
-    }
-
-    fn spares(&self) -> MutexGuard<'_, VecDeque<String>> {
-        self.spares.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Step 3 of [`Inner::move_job`]: publishes the staged file as
-    /// `to/<name>`, replacing the file there.
-    ///
-    /// Usually an exchange (`renameat2(RENAME_EXCHANGE)`) followed by an
-    /// unlink of the staged name, which then holds the old content: on ext4
-    /// a `rename(2)` over an existing file makes the kernel start writing
-    /// the renamed file back at once (`auto_da_alloc`), and the replaced
-    /// file's freshly allocated blocks are then freed (with `discard`,
-    /// synchronously); an exchange does neither. A plain rename over the
-    /// file is kept where that flush is the only power-loss protection the
-    /// content has: an unsynced rewrite (progress, heartbeat) in durable
-    /// mode. It is also the fallback on filesystems without exchange.
-    /// Recovery never rolls an exchanged-out file forward: see
-    /// docs/storage-format.md ("Staged files").
-    fn replace(
-        &self,
-        staged: &str,
-        to: JobStatus,
-        name: &str,
-        durability: Sync,
-        recycle: bool,
-        op: &str,
-    ) -> io::Result<()> {
-        let want_flush = self.opts.sync() && durability == Sync::Nothing;
-        if !want_flush && self.exchange_ok.load(Ordering::Relaxed) {
-            match sys::exchange(&self.tmp, staged, self.dir(to), name) {
-                Ok(()) => {
-                    step(op, "exchanged");
-                    if recycle {
-                        self.recycle(staged);
-                    } else if let Err(e) = self.tmp.unlink(staged) {
-                        tracing::debug!(file = %self.tmp.join(staged).display(), error = %e, "cannot remove an exchanged-out file");
-                    }
-                    return Ok(());
-                }
-                Err(e) if sys::is_unsupported(&e) => {
-                    tracing::debug!(dir = %self.dir(to).path().display(), "renameat2(RENAME_EXCHANGE) unsupported; replacing by rename");
-                    self.exchange_ok.store(false, Ordering::Relaxed);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        sys::rename(&self.tmp, staged, self.dir(to), name, false)
-    }
-
-    /// Moves `dir/<name>` to `quarantine/<origin>.<name>.<unique>` and writes
-    /// a `.reason` file beside it. Returns false if the file was already gone.
-    pub fn quarantine(&self, dir: &Dir, name: &str, origin: &str, reason: &str) -> Result<bool> {
-        let q = &self.layout.quarantine;
-        let qname = format!(
-            "{origin}.{name}.{}-{}",
-            now_ms(),
-            self.seq.fetch_add(1, Ordering::Relaxed)
-        );
-        match sys::rename(dir, name, q, &qname, true) {
-            Ok(()) => {}
-            Err(e) if sys::is_not_found(&e) => return Ok(false),
-            Err(e) => return Err(io_err("quarantine", dir.join(name), e)),
-        }
-        step("quarantine", "moved");
-        let text = format!(
-            "reason: {reason}\noriginal: {}\nquarantined-at: {}\nby-pid: {}\n",
-            dir.join(name).display(),
-            semiont_jobs_model::Timestamp::now(),
-            sys::pid()
-        );
-        let rname = format!("{qname}.reason");
-        if let Err(e) = q.create_write(&rname, text.as_bytes(), self.opts.sync(), false) {
-            tracing::warn!(path = %q.join(&rname).display(), error = %e, "cannot write quarantine reason");
-        }
-        if self.opts.sync() {
-            let _ = q.sync();
-            let _ = dir.sync();
-        }
-        self.quarantined.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(
-            file = %dir.join(name).display(),
-            moved_to = %q.join(&qname).display(),
-            reason,
-            "quarantined a file that is not a usable job"
-        );
-        Ok(true)
-    }
 }
 
 /// The order to look for a job: `hint` first, then lifecycle order.
@@ -558,16 +417,16 @@ pub(crate) fn probe_order(hint: Option<JobStatus>) -> Vec<JobStatus> {
 }
 
 /// Judges the bytes of a job file named for `key`.
-pub(crate) fn judge(buf: &[u8], key: &Key, info: FileInfo) -> Read {
+pub(crate) fn judge(buf: &[u8], key: &Key, info: FileInfo) -> JobFile {
     if buf.is_empty() {
-        return Read::Bad("empty file".into(), Some(info));
+        return JobFile::Bad("empty file".into(), Some(info));
     }
     match Job::from_json(buf) {
         Ok(job) => {
             if key.with_str(|id| id == job.id.as_str()) {
-                Read::Job(Box::new(job), info)
+                JobFile::Job(Box::new(job), info)
             } else {
-                Read::Bad(
+                JobFile::Bad(
                     format!(
                         "id field {:?} does not match the file name {}",
                         job.id.as_str(),
@@ -583,7 +442,7 @@ pub(crate) fn judge(buf: &[u8], key: &Key, info: FileInfo) -> Read {
             } else {
                 format!("not JSON (truncated or garbage): {e}")
             };
-            Read::Bad(reason, Some(info))
+            JobFile::Bad(reason, Some(info))
         }
     }
 }

@@ -36,7 +36,6 @@ pub(crate) struct Layout {
     pub root: Dir,
     pub status: [Dir; 5],
     pub tmp_root: Dir,
-    pub quarantine: Dir,
     pub workers: Dir,
     pub locks: Dir,
     pub unique: Dir,
@@ -72,8 +71,10 @@ fn tighten(dir: &Dir, info: &sys::FileInfo) -> Result<(), OpenError> {
 }
 
 impl Layout {
-    /// Creates (if needed) and checks the jobs directory and its subdirectories.
-    pub fn open(root: &Path) -> Result<Layout, OpenError> {
+    /// Creates (if needed) and checks the jobs directory and its
+    /// subdirectories. Returns the quarantine directory apart (it is
+    /// [`Quarantine`](crate::quarantine::Quarantine)'s).
+    pub fn open(root: &Path) -> Result<(Layout, Dir), OpenError> {
         let info = match sys::lstat(root).map_err(|e| OpenError::io("stat", root, e))? {
             Some(info) => info,
             None => {
@@ -121,15 +122,17 @@ impl Layout {
             sub(STATUS_DIRS[3])?,
             sub(STATUS_DIRS[4])?,
         ];
-        Ok(Layout {
+        let tmp_root = sub(TMP)?;
+        let quarantine = sub(QUARANTINE)?;
+        let layout = Layout {
             status,
-            tmp_root: sub(TMP)?,
-            quarantine: sub(QUARANTINE)?,
+            tmp_root,
             workers: sub(WORKERS)?,
             locks: sub(LOCKS)?,
             unique: sub(UNIQUE)?,
             root: root_dir,
-        })
+        };
+        Ok((layout, quarantine))
     }
 
     /// The directory of `status`.

@@ -76,15 +76,21 @@ mod key;
 #[cfg(target_os = "linux")]
 mod layout;
 #[cfg(target_os = "linux")]
+mod open;
+#[cfg(target_os = "linux")]
 mod ops;
 #[cfg(target_os = "linux")]
 mod options;
+#[cfg(target_os = "linux")]
+mod quarantine;
 #[cfg(target_os = "linux")]
 mod recovery;
 #[cfg(target_os = "linux")]
 mod scan;
 #[cfg(target_os = "linux")]
 mod snapshot;
+#[cfg(target_os = "linux")]
+mod staging;
 #[cfg(target_os = "linux")]
 mod sys;
 #[cfg(target_os = "linux")]
@@ -94,11 +100,10 @@ mod watch;
 #[cfg(target_os = "linux")]
 mod workers;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -108,9 +113,8 @@ use semiont_jobs_model::{
 use semiont_jobs_store::{
     Capabilities, ChangeStream, CheckpointRequest, ClaimRequest, Error, Expect, FinishedJob,
     Heartbeat, JobSelector, JobStore, LostJob, RecoveryReport, Result, TypeFilter, UpdateFn,
-    Updated, WorkerInfo, WorkerRecord, CHANGE_CHANNEL_CAPACITY,
+    Updated, WorkerInfo, WorkerRecord,
 };
-use tokio::sync::broadcast;
 
 pub use crate::error::OpenError;
 pub use crate::options::FsOptions;
@@ -118,9 +122,7 @@ pub use crate::snapshot::OpenReport;
 #[doc(no_inline)]
 pub use semiont_jobs_store::Durability;
 
-use crate::index::Index;
 use crate::inner::Inner;
-use crate::layout::{Layout, Stripes, RECOVERY_LOCK};
 
 /// A [`JobStore`] on a jobs directory. See the crate docs for the layout
 /// and protocol. Cheap to share behind an `Arc`; background work (watcher,
@@ -154,97 +156,6 @@ impl Drop for FsStore {
         // Save the index for the next open (a crash only costs it reads).
         self.inner.snapshot_if_behind(1);
     }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Our own staged files are leftovers of failed operations only.
-        if let Ok(names) = self.tmp.list() {
-            for (name, _) in names {
-                let _ = self.tmp.unlink(&name);
-            }
-        }
-        let _ = self.layout.tmp_root.rmdir(&self.instance);
-    }
-}
-
-type Opened = (Inner, Option<watch::Watcher>, OpenReport);
-
-fn open_blocking(root: PathBuf, opts: FsOptions) -> std::result::Result<Opened, OpenError> {
-    let layout = Layout::open(&root)?;
-    let stripes = Stripes::open(&layout.locks)?;
-    let key_stripes = Stripes::open_named(&layout.locks, "unique")?;
-    let recovery_lock = layout
-        .locks
-        .open_rw(RECOVERY_LOCK, true)
-        .map_err(|e| OpenError::io("open", &layout.locks.join(RECOVERY_LOCK), e))?;
-    let instance = layout::instance_name();
-    let tmp_path = layout.tmp_root.join(&instance);
-    // Create and lock the staging directory under the recovery lock: another
-    // process's recovery removes unlocked staging directories, and must not
-    // see ours between its creation and its lock.
-    layout::flock_exclusive(&recovery_lock)
-        .map_err(|e| OpenError::io("lock", &layout.locks.join(RECOVERY_LOCK), e))?;
-    let staged = (|| {
-        layout
-            .tmp_root
-            .mkdir(&instance, 0o700)
-            .map_err(|e| OpenError::io("create", &tmp_path, e))?;
-        let tmp = layout
-            .tmp_root
-            .open_sub(&instance)
-            .map_err(|e| OpenError::io("open", &tmp_path, e))?;
-        let instance_lock = tmp
-            .as_file()
-            .map_err(|e| OpenError::io("open", &tmp_path, e))?;
-        instance_lock
-            .try_lock()
-            .map_err(|e| OpenError::io("lock", &tmp_path, std::io::Error::other(e.to_string())))?;
-        Ok((tmp, instance_lock))
-    })();
-    let _ = recovery_lock.unlock();
-    let (tmp, instance_lock) = staged?;
-    let inner = Inner {
-        layout,
-        opts,
-        stripes,
-        key_stripes,
-        tmp,
-        instance,
-        _instance_lock: instance_lock,
-        recovery_lock,
-        recovery_mutex: Mutex::new(()),
-        rescan_mutex: Mutex::new(()),
-        index: Mutex::new(Index::default()),
-        tx: broadcast::channel(CHANGE_CHANNEL_CAPACITY).0,
-        seq: AtomicU64::new(0),
-        exchange_ok: AtomicBool::new(true),
-        spares: Mutex::new(std::collections::VecDeque::new()),
-        quarantined: AtomicU64::new(0),
-        workers: Mutex::new(HashMap::new()),
-        paused: Mutex::new(control::PausedCache::default()),
-    };
-    let watch = if inner.opts.watch {
-        match watch::start(&inner) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::warn!(dir = %root.display(), error = %e, "cannot watch the status directories; changes by other processes show up at rescans only");
-                None
-            }
-        }
-    } else {
-        None
-    };
-    let store_err = |source: Error| OpenError::Store {
-        path: root.clone(),
-        source,
-    };
-    // Recovery first (rolls interrupted operations forward or back), then
-    // the scan that builds the index from the repaired directories.
-    // Only workers seen dead: leases are the callers' to judge.
-    inner.recover(None).map_err(store_err)?;
-    let report = inner.initial_scan().map_err(store_err)?;
-    Ok((inner, watch, report))
 }
 
 fn join_error(root: &Path, e: tokio::task::JoinError) -> Error {
@@ -288,7 +199,7 @@ impl FsStore {
         let (inner, watch, report) = {
             let dir = root.clone();
             let opts = options.clone();
-            tokio::task::spawn_blocking(move || open_blocking(dir, opts))
+            tokio::task::spawn_blocking(move || open::open_blocking(dir, opts))
                 .await
                 .map_err(|e| OpenError::Io {
                     op: "open",

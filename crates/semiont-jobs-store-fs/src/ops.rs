@@ -12,8 +12,9 @@ use semiont_jobs_store::{
 
 use crate::error::io_err;
 use crate::index::Facts;
-use crate::inner::{probe_order, step, Found, Inner, Read, Sync};
+use crate::inner::{probe_order, step, FoundJob, Inner, JobFile};
 use crate::key::Key;
+use crate::staging::MoveSync;
 use crate::sys;
 
 /// Upper bound on candidates a claim tries before giving up for this call
@@ -44,11 +45,11 @@ pub(crate) fn op_name(from: JobStatus, to: JobStatus) -> &'static str {
 }
 
 impl Inner {
-    fn full_sync(&self) -> Sync {
+    fn full_sync(&self) -> MoveSync {
         if self.opts.sync() {
-            Sync::Full
+            MoveSync::Full
         } else {
-            Sync::Nothing
+            MoveSync::Nothing
         }
     }
 
@@ -85,12 +86,12 @@ impl Inner {
             }
         }
         let to = self.dir(job.status);
-        match sys::rename(&self.tmp, staged, to, &name, true) {
+        match sys::rename(self.staging.dir(), staged, to, &name, true) {
             Ok(()) => {}
             Err(e) if sys::is_exists(&e) => {
                 return Err(Error::AlreadyExists { id: job.id.clone() })
             }
-            Err(e) => return Err(io_err("rename", self.tmp.join(staged), e)),
+            Err(e) => return Err(io_err("rename", self.staging.dir().join(staged), e)),
         }
         step(op, "published");
         self.ix().upsert(key, &Facts::of_job(job, ino));
@@ -112,18 +113,19 @@ impl Inner {
     /// `JobStore::create`.
     pub fn create(&self, job: &Job) -> Result<()> {
         let key = Key::of(&job.id);
-        let staged = self.staged_name(&key, "create");
+        let staged = self.staging.staged_name(&key, "create");
         let ino = self
+            .staging
             .stage(
                 &staged,
                 &job.to_json(),
                 self.opts.sync(),
                 job.status == JobStatus::Pending,
             )
-            .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
+            .map_err(|e| io_err("write", self.staging.dir().join(&staged), e))?;
         step("create", "staged");
         if let Err(e) = self.publish_new(&key, &staged, ino, job, "create") {
-            let _ = self.tmp.unlink(&staged);
+            let _ = self.staging.dir().unlink(&staged);
             return Err(e);
         }
         self.sync_dir(job.status)
@@ -135,8 +137,8 @@ impl Inner {
         let mut failure: Option<Error> = None;
         for job in jobs {
             let key = Key::of(&job.id);
-            let name = self.staged_name(&key, "create");
-            match self.stage(
+            let name = self.staging.staged_name(&key, "create");
+            match self.staging.stage(
                 &name,
                 &job.to_json(),
                 false,
@@ -144,18 +146,21 @@ impl Inner {
             ) {
                 Ok(ino) => staged.push((key, name, ino)),
                 Err(e) => {
-                    failure = Some(io_err("write", self.tmp.join(&name), e));
+                    failure = Some(io_err("write", self.staging.dir().join(&name), e));
                     break;
                 }
             }
         }
         step("batch", "staged");
         if self.opts.sync() && !staged.is_empty() {
-            if let Err(e) = self.tmp.syncfs() {
+            if let Err(e) = self.staging.dir().syncfs() {
                 for (_, name, _) in &staged {
-                    let _ = self.tmp.unlink(name);
+                    let _ = self.staging.dir().unlink(name);
                 }
-                return Err(Error::batch(0, io_err("syncfs", self.tmp.path(), e)));
+                return Err(Error::batch(
+                    0,
+                    io_err("syncfs", self.staging.dir().path(), e),
+                ));
             }
             step("batch", "synced");
         }
@@ -175,7 +180,7 @@ impl Inner {
             }
         }
         for (_, name, _) in &staged[published..] {
-            let _ = self.tmp.unlink(name);
+            let _ = self.staging.dir().unlink(name);
         }
         for status in JobStatus::ALL {
             if touched[status.index()] {
@@ -197,9 +202,9 @@ impl Inner {
         let name = key.file_name();
         for status in probe_order(hint) {
             match self.read_file(status, key, &name)? {
-                Read::Missing => continue,
+                JobFile::Missing => continue,
                 // Where the index says: the common case, no lock.
-                Read::Job(job, _) if job.status == status && hint == Some(status) => {
+                JobFile::Job(job, _) if job.status == status && hint == Some(status) => {
                     return Ok(*job)
                 }
                 _ => break,
@@ -214,7 +219,7 @@ impl Inner {
             Ok(found) => {
                 self.adopt_locked(key, found.as_ref());
                 match found {
-                    Some((_, job, _)) => Ok(job),
+                    Some(FoundJob { job, .. }) => Ok(job),
                     None => Err(Error::NotFound { id: key.id() }),
                 }
             }
@@ -262,8 +267,8 @@ impl Inner {
             self.adopt_locked(&key, None);
             return Err(Error::NotFound { id: id.clone() });
         };
-        let Some((expect, job)) = f(&found.1) else {
-            return Ok(Updated::Declined(found.1));
+        let Some((expect, job)) = f(&found.job) else {
+            return Ok(Updated::Declined(found.job));
         };
         rules::check_same_id(id, &job)?;
         rules::check_transition_request(expect, &job)?;
@@ -271,7 +276,13 @@ impl Inner {
         let _k = match claim {
             Some((unique, _)) => match self.try_lock_key(unique)? {
                 Some(g) => Some(g),
-                None => return Err(conflict(id, expect, Some((found.0, found.1.attempt)))),
+                None => {
+                    return Err(conflict(
+                        id,
+                        expect,
+                        Some((found.status, found.job.attempt)),
+                    ))
+                }
             },
             None => None,
         };
@@ -286,13 +297,24 @@ impl Inner {
         key: &Key,
         expect: Expect,
         job: &Job,
-        found: Found,
+        found: FoundJob,
         claim: Option<(&str, Option<Timestamp>)>,
     ) -> Result<()> {
-        let (status, current, info) = found;
+        let FoundJob {
+            status,
+            job: current,
+            info,
+        } = found;
         if !expect.holds(status, current.attempt) {
             let attempt = current.attempt;
-            self.adopt_locked(key, Some(&(status, current, info)));
+            self.adopt_locked(
+                key,
+                Some(&FoundJob {
+                    status,
+                    job: current,
+                    info,
+                }),
+            );
             return Err(conflict(&job.id, expect, Some((status, attempt))));
         }
         if let Some((unique, at)) = claim {
@@ -319,13 +341,15 @@ impl Inner {
         let _g = self.lock(&key)?;
         let current = self.load_locked(&key, Some(JobStatus::Running))?;
         match &current {
-            Some((status, cur, _)) if expect.holds(*status, cur.attempt) => {}
-            Some((status, cur, _)) => {
-                return Err(conflict(&job.id, expect, Some((*status, cur.attempt))))
-            }
+            Some(FoundJob {
+                status, job: cur, ..
+            }) if expect.holds(*status, cur.attempt) => {}
+            Some(FoundJob {
+                status, job: cur, ..
+            }) => return Err(conflict(&job.id, expect, Some((*status, cur.attempt)))),
             None => return Err(conflict(&job.id, expect, None)),
         }
-        let ino = self.move_job(&key, JobStatus::Running, job, Sync::Nothing, "progress")?;
+        let ino = self.move_job(&key, JobStatus::Running, job, MoveSync::Nothing, "progress")?;
         self.ix().upsert(&key, &Facts::of_job(job, ino));
         self.emit_local(job, ChangeKind::Updated);
         Ok(())
@@ -338,17 +362,25 @@ impl Inner {
         let expect = Expect::running(req.attempt);
         let _g = self.lock(&key)?;
         let current = match self.load_locked(&key, Some(JobStatus::Running))? {
-            Some((status, cur, _)) if expect.holds(status, cur.attempt) => cur,
-            Some((status, cur, _)) => {
-                return Err(conflict(&req.id, expect, Some((status, cur.attempt))))
-            }
+            Some(FoundJob {
+                status, job: cur, ..
+            }) if expect.holds(status, cur.attempt) => cur,
+            Some(FoundJob {
+                status, job: cur, ..
+            }) => return Err(conflict(&req.id, expect, Some((status, cur.attempt)))),
             None => {
                 self.adopt_locked(&key, None);
                 return Err(Error::NotFound { id: req.id.clone() });
             }
         };
         let job = rules::checkpointed(current, req);
-        let ino = self.move_job(&key, JobStatus::Running, &job, Sync::Nothing, "checkpoint")?;
+        let ino = self.move_job(
+            &key,
+            JobStatus::Running,
+            &job,
+            MoveSync::Nothing,
+            "checkpoint",
+        )?;
         self.ix().upsert(&key, &Facts::of_job(&job, ino));
         self.emit_local(&job, ChangeKind::Updated);
         Ok(job)
@@ -365,10 +397,10 @@ impl Inner {
             let _g = self.lock(&key)?;
             let name = key.file_name();
             let job = match self.read_file(JobStatus::Pending, &key, &name)? {
-                Read::Job(job, _) if job.status == JobStatus::Pending => job,
+                JobFile::Job(job, _) if job.status == JobStatus::Pending => job,
                 // Taken by another process: skip it (the watcher will
                 // tell the index where it went).
-                Read::Missing => {
+                JobFile::Missing => {
                     self.ix().park(&key);
                     continue;
                 }
@@ -385,9 +417,9 @@ impl Inner {
             }
             let claimed = rules::claimed(*job, req);
             let sync = if self.opts.sync() {
-                Sync::File
+                MoveSync::File
             } else {
-                Sync::Nothing
+                MoveSync::Nothing
             };
             let ino = self.move_job(&key, JobStatus::Pending, &claimed, sync, "claim")?;
             self.ix().upsert(&key, &Facts::of_job(&claimed, ino));
@@ -439,7 +471,7 @@ impl Inner {
         for status in JobStatus::ALL {
             *stats.get_mut(status) = counts[status.index()];
         }
-        stats.unreadable = self.quarantined.load(std::sync::atomic::Ordering::Relaxed);
+        stats.unreadable = self.quarantine.count();
         stats
     }
 
@@ -536,13 +568,25 @@ impl Inner {
         rules::check_delete_request(id, expect)?;
         let key = Key::of(id);
         let _g = self.lock(&key)?;
-        let Some((status, current, info)) = self.load_locked(&key, Some(expect.status))? else {
+        let Some(FoundJob {
+            status,
+            job: current,
+            info,
+        }) = self.load_locked(&key, Some(expect.status))?
+        else {
             self.adopt_locked(&key, None);
             return Err(Error::NotFound { id: id.clone() });
         };
         if !expect.holds(status, current.attempt) {
             let attempt = current.attempt;
-            self.adopt_locked(&key, Some(&(status, current, info)));
+            self.adopt_locked(
+                &key,
+                Some(&FoundJob {
+                    status,
+                    job: current,
+                    info,
+                }),
+            );
             return Err(conflict(id, expect, Some((status, attempt))));
         }
         let name = key.file_name();

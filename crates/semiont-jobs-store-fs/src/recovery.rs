@@ -10,9 +10,10 @@ use semiont_jobs_store::{rules, ChangeKind, RecoveryReport, Result};
 
 use crate::error::io_err;
 use crate::index::Facts;
-use crate::inner::{step, Inner, Read, Sync};
+use crate::inner::{step, FoundJob, Inner, JobFile};
 use crate::key::Key;
 use crate::layout::{self, StagedFor};
+use crate::staging::MoveSync;
 use crate::sys::{self, Dir, EntryType};
 use crate::workers::Verdict;
 
@@ -60,7 +61,7 @@ impl Inner {
                 }
                 let mut buf = Vec::new();
                 if let Ok(info) = dir.read(&name, &mut buf) {
-                    if let Read::Job(job, _) = crate::inner::judge(&buf, key, info) {
+                    if let JobFile::Job(job, _) = crate::inner::judge(&buf, key, info) {
                         if job.status == target {
                             let seq: u64 = name
                                 .rsplit('.')
@@ -118,11 +119,16 @@ impl Inner {
         let mut copies: Vec<(JobStatus, Job)> = Vec::new();
         for status in JobStatus::ALL {
             match self.read_file(status, key, &name)? {
-                Read::Missing => {}
-                Read::Job(job, _) => copies.push((status, *job)),
-                Read::Bad(reason, info) => {
-                    if !self.within_grace(info.as_ref())
-                        && self.quarantine(self.dir(status), &name, status.as_str(), &reason)?
+                JobFile::Missing => {}
+                JobFile::Job(job, _) => copies.push((status, *job)),
+                JobFile::Bad(reason, info) => {
+                    if !self.quarantine.within_grace(info.as_ref())
+                        && self.quarantine.set_aside(
+                            self.dir(status),
+                            &name,
+                            status.as_str(),
+                            &reason,
+                        )?
                     {
                         repairs += 1;
                     }
@@ -136,7 +142,10 @@ impl Inner {
                 let reason = format!(
                     "duplicate: job {key} is also in {kept}/ (that copy ranks higher and was kept)"
                 );
-                if self.quarantine(self.dir(*status), &name, status.as_str(), &reason)? {
+                if self
+                    .quarantine
+                    .set_aside(self.dir(*status), &name, status.as_str(), &reason)?
+                {
                     repairs += 1;
                 }
             }
@@ -151,7 +160,10 @@ impl Inner {
         let (content, dir) = (job.status, dir_status);
         if Transition::between(content, dir).is_none() {
             let reason = format!("status field says {content} but the file is in {dir}/");
-            if self.quarantine(self.dir(dir), &name, dir.as_str(), &reason)? {
+            if self
+                .quarantine
+                .set_aside(self.dir(dir), &name, dir.as_str(), &reason)?
+            {
                 repairs += 1;
             }
             return Ok(repairs);
@@ -174,7 +186,12 @@ impl Inner {
                     Err(e) if sys::is_exists(&e) => {
                         // Cannot happen after deduplication; keep the copy
                         // that is where its content says.
-                        self.quarantine(self.dir(dir), &name, dir.as_str(), "duplicate")?;
+                        self.quarantine.set_aside(
+                            self.dir(dir),
+                            &name,
+                            dir.as_str(),
+                            "duplicate",
+                        )?;
                     }
                     Err(e) => return Err(io_err("rename", self.dir(dir).join(&name), e)),
                 }
@@ -231,7 +248,7 @@ impl Inner {
                         if dir.stat(&name).ok().flatten().is_some() {
                             let mismatch = matches!(
                                 self.read_file(target, &key, &key.file_name())?,
-                                Read::Job(job, _) if job.status != target
+                                JobFile::Job(job, _) if job.status != target
                             );
                             if mismatch {
                                 repaired += self.repair_locked(&key)?;
@@ -274,8 +291,8 @@ impl Inner {
                 continue; // foreign names are the scan's business
             };
             let job = match self.read_file(JobStatus::Running, &key, &name)? {
-                Read::Missing => continue,
-                Read::Job(job, _) if job.status == JobStatus::Running => job,
+                JobFile::Missing => continue,
+                JobFile::Job(job, _) if job.status == JobStatus::Running => job,
                 _ => {
                     let _g = self.lock(&key)?;
                     report.repaired += self.repair_locked(&key)?;
@@ -289,7 +306,11 @@ impl Inner {
             };
             let _g = self.lock(&key)?;
             // Re-check under the lock: still the same attempt of the same worker?
-            let Some((status, current, _)) = self.load_locked(&key, Some(JobStatus::Running))?
+            let Some(FoundJob {
+                status,
+                job: current,
+                ..
+            }) = self.load_locked(&key, Some(JobStatus::Running))?
             else {
                 continue;
             };
@@ -301,9 +322,9 @@ impl Inner {
             }
             let new = rules::recovered(current, now.unwrap_or_else(Timestamp::now), why);
             let sync = if self.opts.sync() {
-                Sync::Full
+                MoveSync::Full
             } else {
-                Sync::Nothing
+                MoveSync::Nothing
             };
             let ino = self.move_job(&key, JobStatus::Running, &new, sync, "recover")?;
             self.ix().upsert(&key, &Facts::of_job(&new, ino));
@@ -333,7 +354,7 @@ impl Inner {
             .unwrap_or_else(|e| e.into_inner());
         layout::flock_exclusive(&self.recovery_lock)
             .map_err(|e| io_err("lock", self.layout.locks.join(layout::RECOVERY_LOCK), e))?;
-        let before = self.quarantined.load(std::sync::atomic::Ordering::Relaxed);
+        let before = self.quarantine.count();
         let result = (|| -> Result<RecoveryReport> {
             let mut report = RecoveryReport {
                 repaired: self.clean_staging()?,
@@ -345,10 +366,7 @@ impl Inner {
         })();
         let _ = self.recovery_lock.unlock();
         let mut report = result?;
-        report.unreadable = self
-            .quarantined
-            .load(std::sync::atomic::Ordering::Relaxed)
-            .saturating_sub(before);
+        report.unreadable = self.quarantine.count().saturating_sub(before);
         Ok(report)
     }
 }

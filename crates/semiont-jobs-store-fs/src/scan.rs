@@ -354,7 +354,9 @@ impl Inner {
                                     part.fin.push(FinRec {
                                         uuid: *uuid,
                                         created,
-                                        aux: p.completed_at.map_or(created, |t| t.as_millis()),
+                                        finished_at: p
+                                            .completed_at
+                                            .map_or(created, |t| t.as_millis()),
                                         ino: info.ino,
                                         user: part.strings.intern(&p.user_id),
                                         ty,
@@ -403,7 +405,7 @@ impl Inner {
             }
             if ty == EntryType::File {
                 let info = dir.stat(&name).ok().flatten();
-                if self.within_grace(info.as_ref()) {
+                if self.quarantine.within_grace(info.as_ref()) {
                     continue;
                 }
             }
@@ -413,7 +415,8 @@ impl Inner {
                 EntryType::Symlink => "a symlink (symlinks are refused)".to_owned(),
                 _ => "not a regular file".to_owned(),
             };
-            self.quarantine(dir, &name, status.as_str(), &reason)?;
+            self.quarantine
+                .set_aside(dir, &name, status.as_str(), &reason)?;
         }
         Ok(())
     }
@@ -426,7 +429,7 @@ impl Inner {
             let before = self.ix().status(&key);
             self.repair_locked(&key)?;
             let (_, found) = self.refresh_locked(&key, before)?;
-            changed |= found.map(|f| f.0) != before;
+            changed |= found.map(|f| f.status) != before;
         }
         Ok(changed)
     }
@@ -613,7 +616,7 @@ impl Inner {
                 job_type: strings.name(u32::from(f.ty)),
                 user_id: strings.name(f.user),
                 created: f.created,
-                completed_at: Some(f.aux),
+                completed_at: Some(f.finished_at),
                 run_at: None,
                 priority: 0,
                 worker_id: None,
@@ -627,7 +630,7 @@ impl Inner {
         release_free_memory();
         self.fix_keys(fixups)?;
         self.quarantine_foreign(foreign)?;
-        self.recount_quarantine();
+        self.quarantine.recount();
         let report = OpenReport {
             snapshot_used,
             from_snapshot: from_snapshot as u64,
@@ -638,18 +641,6 @@ impl Inner {
         };
         tracing::debug!(?report, "index built");
         Ok(report)
-    }
-
-    /// Counts the files in quarantine (not their `.reason` files).
-    pub fn recount_quarantine(&self) {
-        let q = &self.layout.quarantine;
-        if let Ok(names) = q.list() {
-            let n = names
-                .iter()
-                .filter(|(name, _)| !name.ends_with(".reason"))
-                .count();
-            self.quarantined.store(n as u64, Ordering::Relaxed);
-        }
     }
 
     /// A rescan: reconciles the index with the directories. Emits one
@@ -740,7 +731,7 @@ impl Inner {
         changed |= self.fix_keys(suspects)?;
         let foreign = !listing.foreign.is_empty();
         self.quarantine_foreign(listing.foreign)?;
-        self.recount_quarantine();
+        self.quarantine.recount();
         Ok(changed || foreign)
     }
 }

@@ -149,26 +149,11 @@ impl Inner {
     /// than the job it guards).
     fn reserve_key(&self, key: &str, id: &JobId) -> Result<()> {
         let name = reservation_name(key);
-        let staged = format!(
-            "reserve.{}",
-            self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        );
+        let staged = format!("reserve.{}", self.staging.next_seq());
         let body = serde_json::to_vec_pretty(&json!({ "uniqueKey": key, "jobId": id }))
             .unwrap_or_default();
-        let sync = self.opts.sync();
-        self.tmp
-            .create_write(&staged, &body, sync, false)
-            .map_err(|e| io_err("write", self.tmp.join(&staged), e))?;
-        if let Err(e) = crate::sys::rename(&self.tmp, &staged, &self.layout.unique, &name, false) {
-            let _ = self.tmp.unlink(&staged);
-            return Err(io_err("rename", self.layout.unique.join(&name), e));
-        }
-        if sync {
-            self.layout
-                .unique
-                .sync()
-                .map_err(|e| io_err("fsync", self.layout.unique.path(), e))?;
-        }
+        self.staging
+            .publish(&staged, &body, &self.layout.unique, &name)?;
         step("unique", "reserved");
         Ok(())
     }

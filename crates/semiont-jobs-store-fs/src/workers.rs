@@ -15,8 +15,9 @@ use serde_json::json;
 
 use crate::error::io_err;
 use crate::index::Facts;
-use crate::inner::{Inner, Read, Sync};
+use crate::inner::{FoundJob, Inner, JobFile};
 use crate::key::Key;
+use crate::staging::MoveSync;
 use crate::sys;
 
 /// A worker registered by this instance.
@@ -176,7 +177,7 @@ impl Inner {
         for key in keys {
             let _g = self.lock(&key)?;
             let name = key.file_name();
-            let Read::Job(job, _) = self.read_file(JobStatus::Running, &key, &name)? else {
+            let JobFile::Job(job, _) = self.read_file(JobStatus::Running, &key, &name)? else {
                 continue;
             };
             if job.status != JobStatus::Running || job.worker_id.as_deref() != Some(worker_id) {
@@ -184,7 +185,13 @@ impl Inner {
             }
             let mut job: Job = *job;
             job.lease_expires_at = Some(beat.now.add(lease));
-            let ino = self.move_job(&key, JobStatus::Running, &job, Sync::Nothing, "heartbeat")?;
+            let ino = self.move_job(
+                &key,
+                JobStatus::Running,
+                &job,
+                MoveSync::Nothing,
+                "heartbeat",
+            )?;
             self.ix().upsert(&key, &Facts::of_job(&job, ino));
             holding.insert(job.id.clone(), job.attempt);
         }
@@ -202,9 +209,12 @@ impl Inner {
                 Err(e) => return Err(e),
             };
             match found {
-                Some((JobStatus::Running, job, _))
-                    if job.attempt == *attempt && job.worker_id.as_deref() == Some(worker_id) => {}
-                Some((status, _, _)) => lost.push(LostJob {
+                Some(FoundJob {
+                    status: JobStatus::Running,
+                    job,
+                    ..
+                }) if job.attempt == *attempt && job.worker_id.as_deref() == Some(worker_id) => {}
+                Some(FoundJob { status, .. }) => lost.push(LostJob {
                     id: id.clone(),
                     attempt: *attempt,
                     status: Some(status),
@@ -369,7 +379,7 @@ impl Inner {
             let Some(key) = Key::from_file_name(&name) else {
                 continue;
             };
-            if let Ok(Read::Job(job, _)) = self.read_file(JobStatus::Running, &key, &name) {
+            if let Ok(JobFile::Job(job, _)) = self.read_file(JobStatus::Running, &key, &name) {
                 if let Some(w) = job.worker_id {
                     referenced.insert(w);
                 }

@@ -1,6 +1,9 @@
 //! The worker runtime of semiont-jobs: the [`JobWorker`] trait (the seed's
 //! `JobWorker` base class) and [`Worker`], the runner that claims jobs from a
 //! [`JobQueue`](semiont_jobs_queue::JobQueue) and executes them.
+//! [`JobEngine`] and [`EngineWorker`] make an engine of one job type with
+//! typed parameters (detection, generation) a `JobWorker` without glue of
+//! its own.
 //!
 //! What the runner guarantees:
 //!
@@ -37,11 +40,13 @@
 //! number of jobs deleted.
 
 mod context;
+mod engine;
 mod error;
 mod runner;
 mod worker;
 
 pub use context::JobContext;
+pub use engine::{EngineError, EngineWorker, JobEngine};
 pub use error::{Error, JobError, JobErrorKind, Result};
 pub use runner::{Worker, WorkerOptions, DEFAULT_SWEEP_INTERVAL};
 pub use worker::JobWorker;

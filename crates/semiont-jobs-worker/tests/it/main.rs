@@ -5,6 +5,7 @@
 //! times by the caller's clock so manual clocks drive it; the cases on the
 //! system clock run with the server's clock too).
 
+mod engine;
 mod lease;
 
 pub(crate) use lease::{
