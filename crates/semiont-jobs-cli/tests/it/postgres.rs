@@ -56,7 +56,10 @@ fn url_as(schema: &TestSchema, user: &str, password: &str, db: &str) -> String {
 fn every_command_works_on_postgres() {
     let env = Env::pg();
     let init = env.json(&["init"]);
-    assert_eq!(init["schemaVersion"], 1);
+    assert_eq!(
+        init["schemaVersion"],
+        semiont_jobs::store_pg::SCHEMA_VERSION
+    );
     assert_eq!(init["migratedFrom"], 0);
     let url: semiont_jobs::store_pg::DatabaseUrl = env.db.as_ref().unwrap().0.parse().unwrap();
     if let Some(password) = url.password() {
