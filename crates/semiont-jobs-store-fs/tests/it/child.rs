@@ -31,6 +31,7 @@ fn entry() {
             "drain" => drain(&spec).await,
             "torture" => torture(&spec).await,
             "unique" => unique(&spec).await,
+            "threads" => crate::notify::check_watcher_threads(&dir(&spec)).await,
             other => panic!("unknown child mode {other}"),
         }
     });

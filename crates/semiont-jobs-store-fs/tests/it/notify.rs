@@ -201,15 +201,24 @@ async fn wait_for_threads(prefixes: &[&str], want: &[usize]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_a_store_ends_its_watcher_threads() {
+    // In a process of its own: the test threads of this binary open
+    // stores of their own, whose watcher threads would count too.
     let tmp = crate::support::tempdir();
     let dir = tmp.path().join("jobs");
+    let status = run_child(&json!({ "mode": "threads", "dir": dir }));
+    assert!(status.success(), "the child's check failed: {status:?}");
+}
+
+/// The check of [`dropping_a_store_ends_its_watcher_threads`], run in a
+/// child process.
+pub async fn check_watcher_threads(dir: &std::path::Path) {
     // notify's event thread and the coalescing thread (names cut to 15
     // bytes by the kernel).
     let names = ["notify-rs inoti", "semiont-jobs-fs"];
     let before = threads_named(&names);
     let mut stores = Vec::new();
     for _ in 0..5 {
-        stores.push(FsStore::open(&dir, support::opts()).await.unwrap());
+        stores.push(FsStore::open(dir, support::opts()).await.unwrap());
     }
     wait_for_threads(&names, &[before[0] + 5, before[1] + 5]).await;
     drop(stores);
