@@ -44,8 +44,12 @@ upd AS (
         completed_at = NULL, worker_id = $3::text, worker_inc = w.inc,
         lease_expires_at = t.now + $4::bigint, run_at = NULL,
         -- A new attempt starts without progress (checkpoints are kept);
-        -- the other keys keep their order.
-        doc = CASE WHEN j.doc -> 'progress' IS NULL THEN j.doc
+        -- the other keys keep their order. PostgreSQL cannot take apart a
+        -- json document holding an escaped NUL (\\u0000, 22P05): such a
+        -- document is left as it is here and the claimer drops its
+        -- progress (`claim_jobs`), so it never blocks a claim.
+        doc = CASE WHEN strpos(j.doc::text, '\\u0000') > 0 THEN j.doc
+                   WHEN j.doc -> 'progress' IS NULL THEN j.doc
                    ELSE coalesce((SELECT json_object_agg(e.key, e.value)
                                   FROM json_each(j.doc) AS e WHERE e.key <> 'progress'),
                                  '{}'::json) END
@@ -124,6 +128,15 @@ impl Inner {
             .iter()
             .map(|r| job_from_row(r, &self.schema, "jobs"))
             .collect::<Result<Vec<Job>>>()?;
+        // Progress left by the statement (documents with an escaped NUL,
+        // see above): the new attempt starts without it, in the returned
+        // job and, fenced by the attempt, in the database.
+        for job in jobs.iter_mut().filter(|j| j.progress.is_some()) {
+            job.progress = None;
+            if let Err(e) = self.update_running_job(job).await {
+                tracing::warn!(job_id = %job.id, error = %e, "cannot clear the previous attempt's progress");
+            }
+        }
         jobs.sort_by(|a, b| {
             (std::cmp::Reverse(a.priority), &a.id).cmp(&(std::cmp::Reverse(b.priority), &b.id))
         });

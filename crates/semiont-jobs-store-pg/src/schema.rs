@@ -17,6 +17,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fence_finished_creates",
         include_str!("../migrations/0002_fence_finished_creates.sql"),
     ),
+    (
+        3,
+        "nul_safe_unique_until",
+        include_str!("../migrations/0003_nul_safe_unique_until.sql"),
+    ),
 ];
 
 /// The schema version this code works with.

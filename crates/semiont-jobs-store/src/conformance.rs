@@ -211,6 +211,7 @@ pub const CASES: &[(&str, &[Need])] = &[
     ("finished_before_lists_only_old_finished_jobs", &[]),
     ("delete_finished_before_deletes_old_finished_jobs_only", &[]),
     ("unknown_fields_survive_the_store", &[]),
+    ("nul_characters_survive_every_write", &[]),
     ("subscribe_sees_own_changes_in_order", &[]),
     ("subscriber_that_falls_behind_gets_resynced", &[]),
     (
@@ -380,6 +381,7 @@ macro_rules! conformance_tests {
                 finished_before_lists_only_old_finished_jobs,
                 delete_finished_before_deletes_old_finished_jobs_only,
                 unknown_fields_survive_the_store,
+                nul_characters_survive_every_write,
                 subscribe_sees_own_changes_in_order,
                 subscriber_that_falls_behind_gets_resynced,
                 recover_requeues_job_with_expired_lease,
@@ -1392,6 +1394,66 @@ pub async fn unknown_fields_survive_the_store(store: Arc<dyn JobStore>) {
     store.transition(Expect::running(1), &done).await.unwrap();
     let back = store.get(&job.id).await.unwrap();
     assert_eq!(back.params["fromTheFuture"], json!({"v": [1, 2]}));
+}
+
+/// A NUL character is text like any other (a model's answer or an error
+/// message may hold one): in parameters, progress, a result and an error,
+/// of jobs with and without a unique key, through claim, progress, retry,
+/// failure and completion; and such a job never blocks the claims of
+/// others.
+pub async fn nul_characters_survive_every_write(store: Arc<dyn JobStore>) {
+    let nul = "before\u{0}after";
+    let mut first = pending("t");
+    first.params.insert("text".into(), json!(nul));
+    let mut keyed = NewJob::custom("t", "u1", json!({ "text": nul }))
+        .unwrap()
+        .unique_key("nul-key")
+        // Long enough to hold by any clock (a server's is not the suite's).
+        .unique_after_finish(Duration::from_secs(10 * 365 * 86_400))
+        .into_job(JobId::generate_at(T0), T0, 3)
+        .unwrap();
+    keyed.params.insert("more".into(), json!([nul]));
+    store.create(&first).await.unwrap();
+    store.create(&keyed).await.unwrap();
+    let a = claim(&*store, "w")
+        .await
+        .expect("a job with NUL is claimed");
+    let b = claim(&*store, "w").await.expect("and so is the next");
+    for running in [a, b] {
+        assert_eq!(running.params["text"], json!(nul));
+        let mut p = running.clone();
+        p.progress = Some(json!({ "stage": nul }));
+        store.update_running(&p).await.unwrap();
+        let mut failed = finished(p.clone(), JobStatus::Failed, at(2));
+        failed.error = Some(format!("the model said {nul}"));
+        store.transition(Expect::running(1), &failed).await.unwrap();
+        assert_eq!(store.get(&running.id).await.unwrap(), failed);
+        let retried = rules::retried(failed.clone());
+        store
+            .transition(Expect::status(JobStatus::Failed), &retried)
+            .await
+            .unwrap();
+    }
+    for _ in 0..2 {
+        let running = claim(&*store, "w")
+            .await
+            .expect("retried jobs are claimed again");
+        assert_eq!(running.attempt, 2);
+        assert!(running.progress.is_none(), "{:?}", running.progress);
+        let mut done = finished(running.clone(), JobStatus::Complete, at(3));
+        done.result = Some(json!({ "answer": nul }));
+        store.transition(Expect::running(2), &done).await.unwrap();
+        assert_eq!(store.get(&running.id).await.unwrap(), done);
+    }
+    // The finished keyed job still holds its key (its window is ten years).
+    let again = NewJob::custom("t", "u1", json!({}))
+        .unwrap()
+        .unique_key("nul-key")
+        .into_job(JobId::generate_at(at(4)), at(4), 3)
+        .unwrap();
+    let err = store.create(&again).await.unwrap_err();
+    assert!(matches!(err, crate::Error::UniqueKeyTaken { .. }), "{err}");
+    assert_eq!(store.stats().await.unwrap().complete, 2);
 }
 
 /// A subscriber sees this store's changes to one job in order.
