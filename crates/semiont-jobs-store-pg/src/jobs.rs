@@ -639,29 +639,16 @@ impl Inner {
                 .map_err(store_err)?
                 .get(0)
         } else {
-            let mut cconds = Vec::new();
-            let mut cparams: Vec<&(dyn ToSql + Sync)> = Vec::new();
-            if let Some(s) = &status {
-                cparams.push(s);
-                cconds.push(format!("status = ${}", cparams.len()));
-            }
-            if let Some(t) = &job_type {
-                cparams.push(t);
-                cconds.push(format!("job_type = ${}", cparams.len()));
-            }
-            let where_ = if cconds.is_empty() {
-                String::new()
-            } else {
-                format!(" WHERE {}", cconds.join(" AND "))
-            };
+            // Without a user filter the conditions are on status and type
+            // only, which the counter rows carry too.
             let stmt = conn
                 .prepare_cached(&format!(
-                    "SELECT coalesce(sum(n), 0)::bigint FROM {}.counts{where_}",
+                    "SELECT coalesce(sum(n), 0)::bigint FROM {}.counts WHERE {cond}",
                     self.schema
                 ))
                 .await
                 .map_err(store_err)?;
-            conn.query_one(&stmt, &cparams)
+            conn.query_one(&stmt, &params[..filters])
                 .await
                 .map_err(store_err)?
                 .get(0)
