@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use webdriver::{Driver, Session, WAIT};
+use webdriver::{poll, Driver, Session, WAIT};
 
 const ADMIN: &str = "admin-token-browser-0123456789";
 const READ: &str = "read-token-browser-0123456789";
@@ -98,23 +98,24 @@ impl Proc {
 
     /// Waits for a log event named `event` about `job_id` (and `attempt`).
     async fn wait_log(&self, event: &str, job_id: &str, attempt: Option<u64>) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let found = self.events().into_iter().find(|v| {
-                v["event"] == event
-                    && v["job_id"] == job_id
-                    && attempt.is_none_or(|a| v["attempt"].as_u64() == Some(a))
-            });
-            if let Some(v) = found {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {event} for {job_id} in the work log within {WAIT:?}:\n{}",
-                self.log.lock().unwrap().join("\n")
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let this = self;
+        poll(WAIT, move || async move {
+            this.events()
+                .into_iter()
+                .find(|v| {
+                    v["event"] == event
+                        && v["job_id"] == job_id
+                        && attempt.is_none_or(|a| v["attempt"].as_u64() == Some(a))
+                })
+                .ok_or_else(|| {
+                    format!(
+                        "no {event} for {job_id} in the work log within {WAIT:?}:\n{}",
+                        this.log.lock().unwrap().join("\n")
+                    )
+                })
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -178,26 +179,28 @@ impl Api {
     }
 
     async fn wait_status(&self, id: &str, status: &str) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let job = self.job(id).await;
+        let this = self;
+        poll(WAIT, move || async move {
+            let job = this.job(id).await;
             if job["status"] == status {
-                return job;
+                Ok(job)
+            } else {
+                Err(format!("{id} not {status}: {job}"))
             }
-            assert!(Instant::now() < deadline, "{id} not {status}: {job}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
 impl Api {
     /// Waits until the server counts `n` event-stream clients.
     async fn wait_sse_clients(&self, n: u64) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let text = self
+        let this = self;
+        poll(WAIT, move || async move {
+            let text = this
                 .http
-                .get(format!("{}/metrics", self.url))
+                .get(format!("{}/metrics", this.url))
                 .bearer_auth(ADMIN)
                 .send()
                 .await
@@ -210,14 +213,13 @@ impl Api {
                 .find_map(|l| l.strip_prefix("semiont_jobs_sse_clients "))
                 .and_then(|v| v.trim().parse::<u64>().ok());
             if clients == Some(n) {
-                return;
+                Ok(())
+            } else {
+                Err(format!("sse clients {clients:?}, expected {n}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "sse clients {clients:?}, expected {n}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     }
 }
 
@@ -639,8 +641,7 @@ async fn the_dashboard_in_a_real_browser() {
     let paused = |want: bool| {
         let api = &api;
         async move {
-            let deadline = Instant::now() + WAIT;
-            loop {
+            poll(WAIT, move || async move {
                 let types = api.call(reqwest::Method::GET, "/types", None).await;
                 let now = types["types"]
                     .as_array()
@@ -648,14 +649,13 @@ async fn the_dashboard_in_a_real_browser() {
                     .iter()
                     .any(|t| t["type"] == "fail" && t["paused"] == true);
                 if now == want {
-                    return;
+                    Ok(())
+                } else {
+                    Err(format!("fail paused: {now}, expected {want}"))
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "fail paused: {now}, expected {want}"
-                );
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         }
     };
     s.click_when_ready("#types tr[data-type=fail] .type-toggle[data-action=pause]")

@@ -15,6 +15,24 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// How long `wait` polls by default.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// Polls `check` every 50 ms until it gives `Ok`; after `limit`, its last
+/// `Err` (what it saw) is the error. Every wait of the browser test goes
+/// through here.
+pub async fn poll<T, F, Fut>(limit: Duration, mut check: F) -> std::result::Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, String>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        match check().await {
+            Ok(v) => return Ok(v),
+            Err(seen) if Instant::now() >= deadline => return Err(seen),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 /// A WebDriver error: the command and what the driver said.
 #[derive(Debug)]
 pub struct WdError(pub String);
@@ -63,26 +81,25 @@ impl Driver {
                 .build()
                 .unwrap(),
         };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let ready = driver
-                .http
-                .get(format!("{}/status", driver.url))
-                .send()
-                .await
-                .ok()
-                .map(|r| r.json::<Value>());
-            if let Some(body) = ready {
-                if body.await.is_ok_and(|v| v["value"]["ready"] == true) {
-                    return driver;
-                }
+        let (http, status) = (driver.http.clone(), format!("{}/status", driver.url));
+        poll(WAIT, move || {
+            let (http, status) = (http.clone(), status.clone());
+            async move {
+                let ready = match http.get(&status).send().await {
+                    Ok(r) => r
+                        .json::<Value>()
+                        .await
+                        .is_ok_and(|v| v["value"]["ready"] == true),
+                    Err(_) => false,
+                };
+                ready
+                    .then_some(())
+                    .ok_or_else(|| format!("chromedriver not ready within {WAIT:?}"))
             }
-            assert!(
-                Instant::now() < deadline,
-                "chromedriver not ready within {WAIT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        driver
     }
 
     /// A new headless Chromium session (`binary`: the browser) with its
@@ -284,18 +301,17 @@ impl Session {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(v) = check().await {
-                return v;
-            }
-            if Instant::now() >= deadline {
-                panic!(
-                    "timed out after {limit:?} waiting until {what}\n{}",
-                    self.diagnosis().await
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let found = poll(limit, || {
+            let next = check();
+            async move { next.await.ok_or_else(String::new) }
+        })
+        .await;
+        match found {
+            Ok(v) => v,
+            Err(_) => panic!(
+                "timed out after {limit:?} waiting until {what}\n{}",
+                self.diagnosis().await
+            ),
         }
     }
 
