@@ -199,16 +199,7 @@ fn model_flags_size_the_requests_and_bad_values_are_usage_errors() {
     let text = "Grace Hopper visited Boston. She met Alan Turing there.\n\n".repeat(30);
     std::fs::write(&file, &text).unwrap();
     env.ok(&["resources", "add", file.to_str().unwrap()]);
-    env.ok(&[
-        "enqueue",
-        "detection",
-        "--user",
-        "u",
-        "--resource",
-        "doc",
-        "--entity-type",
-        "Person",
-    ]);
+    env.enqueue_detection("Person");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let stub = rt.block_on(StubServer::start()).unwrap();
     stub.set_fallback(Reply::ollama_chat(

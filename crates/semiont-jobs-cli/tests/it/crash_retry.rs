@@ -24,13 +24,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn add_doc(env: &Env, text: &str) {
-    env.ok(&["init"]);
-    let file = env.data.parent().unwrap().join("doc.txt");
-    std::fs::write(&file, text).unwrap();
-    env.ok(&["resources", "add", file.to_str().unwrap()]);
-}
-
 fn model_args(url: &str, types: &str) -> Vec<String> {
     [
         "--types",
@@ -52,20 +45,8 @@ fn a_detection_job_killed_mid_job_resumes_without_asking_the_model_again() {
     let rt = runtime();
     let stub = rt.block_on(StubServer::start()).unwrap();
     let env = Env::new();
-    add_doc(&env, "Grace Hopper visited Boston.");
-    let id = env.json(&[
-        "enqueue",
-        "detection",
-        "--user",
-        "u",
-        "--resource",
-        "doc",
-        "--entity-type",
-        "Person,Location",
-    ])["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    env.add_doc("Grace Hopper visited Boston.");
+    let id = env.enqueue_detection("Person,Location");
     let person = r#"{"entities":[{"text":"Grace Hopper","start":0,"end":12}]}"#;
     let location = r#"{"entities":[{"text":"Boston","start":20,"end":26}]}"#;
     stub.push(Reply::ollama_chat(person));
@@ -164,20 +145,8 @@ fn a_detection_job_killed_inside_a_type_resumes_from_its_last_chunk() {
     let text: String = (0..12)
         .map(|i| format!("Day {i}: Grace Hopper taught the compiler a new trick, and the team wrote it down.\n\n"))
         .collect();
-    add_doc(&env, &text);
-    let id = env.json(&[
-        "enqueue",
-        "detection",
-        "--user",
-        "u",
-        "--resource",
-        "doc",
-        "--entity-type",
-        "Person",
-    ])["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    env.add_doc(&text);
+    let id = env.enqueue_detection("Person");
     // Three chunks are answered; the fourth answer never comes.
     let asked = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&asked);
@@ -265,20 +234,8 @@ fn a_generation_job_killed_mid_job_creates_one_document_when_retried() {
     let rt = runtime();
     let stub = rt.block_on(StubServer::start()).unwrap();
     let env = Env::new();
-    add_doc(
-        &env,
-        "Ada Lovelace wrote about the Analytical Engine in London.",
-    );
-    env.ok(&[
-        "enqueue",
-        "detection",
-        "--user",
-        "u",
-        "--resource",
-        "doc",
-        "--entity-type",
-        "Person",
-    ]);
+    env.add_doc("Ada Lovelace wrote about the Analytical Engine in London.");
+    env.enqueue_detection("Person");
     env.ok(&[
         "work",
         "--types",

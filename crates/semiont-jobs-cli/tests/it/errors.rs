@@ -167,16 +167,7 @@ fn a_closed_output_pipe_ends_commands_quietly() {
     let file = env.data.parent().unwrap().join("doc.txt");
     std::fs::write(&file, "Grace Hopper visited Boston in 1952.").unwrap();
     env.ok(&["resources", "add", file.to_str().unwrap()]);
-    env.ok(&[
-        "enqueue",
-        "detection",
-        "--user",
-        "u",
-        "--resource",
-        "doc",
-        "--entity-type",
-        "Person,Location",
-    ]);
+    env.enqueue_detection("Person,Location");
     env.ok(&[
         "work",
         "--types",

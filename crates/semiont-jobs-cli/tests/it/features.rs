@@ -326,16 +326,7 @@ fn the_config_file_points_work_at_a_model_and_flags_and_variables_win() {
     )
     .unwrap();
     let run = |extra_env: &[(&str, &str)], flags: &[&str]| {
-        env.ok(&[
-            "enqueue",
-            "detection",
-            "--user",
-            "u",
-            "--resource",
-            "doc",
-            "--entity-type",
-            "Person",
-        ]);
+        env.enqueue_detection("Person");
         let seen = stub.requests().len();
         let mut cmd = env.cmd();
         cmd.args([

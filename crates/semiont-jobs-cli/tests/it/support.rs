@@ -112,6 +112,30 @@ impl Env {
         let job = self.json(&["enqueue", "custom", "--type", "noop", "--user", "u1"]);
         job["id"].as_str().unwrap().to_owned()
     }
+
+    /// `init`, then `text` added as the resource `doc`.
+    pub fn add_doc(&self, text: &str) {
+        self.ok(&["init"]);
+        let file = self.data.parent().unwrap().join("doc.txt");
+        std::fs::write(&file, text).unwrap();
+        self.ok(&["resources", "add", file.to_str().unwrap()]);
+    }
+
+    /// Enqueues detection of `types` (comma-separated) in `doc` for user
+    /// `u`; returns the job id.
+    pub fn enqueue_detection(&self, types: &str) -> String {
+        let job = self.json(&[
+            "enqueue",
+            "detection",
+            "--user",
+            "u",
+            "--resource",
+            "doc",
+            "--entity-type",
+            types,
+        ]);
+        job["id"].as_str().unwrap().to_owned()
+    }
 }
 
 pub fn path_str(p: &Path) -> &str {
