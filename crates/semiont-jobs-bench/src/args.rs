@@ -76,7 +76,13 @@ pub enum Workload {
     W3,
     /// Contention: P `work` processes drain J pre-created jobs.
     W4,
-    /// W1, W2, W3 and W4 (not http).
+    /// River-style burn-down: N pre-inserted jobs drained by P processes
+    /// with --concurrency C each.
+    Burndown,
+    /// Create + claim + complete: P worker processes drain while
+    /// --producers tasks create N jobs one call at a time.
+    Lifecycle,
+    /// W1, W2, W3 and W4 (not http, burndown, lifecycle).
     All,
     /// The HTTP load check of `semiont-jobs serve`: GET throughput and
     /// latency, event-stream clients during a burst, the latency events add.
@@ -89,7 +95,7 @@ pub struct BenchArgs {
     /// Workloads to run (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
     pub workload: Vec<Workload>,
-    /// Jobs per run: W1 (default 10000), W3 (default 20), W4 (default 2000), http's burst (default 1000).
+    /// Jobs per run: W1 (default 10000), W3 (default 20), W4 (default 2000), burndown (default 100000), lifecycle (default 20000), http's burst (default 1000).
     #[arg(long)]
     pub jobs: Option<usize>,
     /// Complete jobs on disk for W2, comma-separated (1000000 needs ~5 GB of disk).
@@ -98,7 +104,13 @@ pub struct BenchArgs {
     /// Worker process counts for W4, comma-separated (each count is one run).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
     pub processes: Vec<usize>,
-    /// Jobs per `create_jobs` call with `--durability batch` (W1).
+    /// burndown and lifecycle: jobs in flight per worker process (`work --concurrency`), comma-separated (each value is one run).
+    #[arg(long, value_delimiter = ',', default_value = "10")]
+    pub concurrency: Vec<usize>,
+    /// lifecycle: tasks creating the jobs (default: one per worker process).
+    #[arg(long)]
+    pub producers: Option<usize>,
+    /// Jobs per `create_jobs` call with `--durability batch` (W1) and of burndown's insert.
     #[arg(long, default_value_t = 1000)]
     pub batch_size: usize,
     /// W1 only: open the store with its directory watcher off (shows what watching costs).

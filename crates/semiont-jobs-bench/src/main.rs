@@ -25,6 +25,7 @@
 
 mod args;
 mod data;
+mod drain;
 mod http;
 mod w1;
 mod w2;
@@ -515,6 +516,29 @@ async fn run_workloads(cli: &Cli, args: &BenchArgs, ctx: &Ctx) -> anyhow::Result
                     }))?;
                 }
             }
+            Workload::Burndown | Workload::Lifecycle => {
+                for &c in &args.concurrency {
+                    for &p in &args.processes {
+                        let (jobs, feed) = if w == Workload::Burndown {
+                            (args.jobs.unwrap_or(100_000), drain::Feed::Before)
+                        } else {
+                            (
+                                args.jobs.unwrap_or(20_000),
+                                drain::Feed::During(args.producers.unwrap_or(p)),
+                            )
+                        };
+                        let unit = drain::Unit {
+                            jobs,
+                            procs: p,
+                            concurrency: c.max(1),
+                            feed,
+                            batch_size: args.batch_size,
+                        };
+                        let row = drain::run(ctx, unit, mode).await?;
+                        ctx.emit(&row)?;
+                    }
+                }
+            }
             Workload::Http => {
                 let opts = http::Options {
                     seconds: args.http_seconds,
@@ -638,6 +662,20 @@ fn summary_line(row: &Value) -> String {
             f("jobs_per_s"),
             f("drain_s"),
             f("wall_s"),
+            f("total_executions"),
+            f("duplicates"),
+            f("lost"),
+            f("per_process_executions")
+        ),
+        "burndown" | "lifecycle" => format!(
+            "{} {} process(es) × concurrency {} × {} jobs ({}): {} jobs/s, drain {} s, {} executions, {} duplicate(s), {} lost, per process {}",
+            f("workload"),
+            f("procs"),
+            f("concurrency"),
+            f("jobs"),
+            f("durability"),
+            f("jobs_per_s"),
+            f("drain_s"),
             f("total_executions"),
             f("duplicates"),
             f("lost"),

@@ -27,7 +27,7 @@ const START_ATTEMPTS: usize = 3;
 /// A worker process exited before it said `ready` (the unit is retried on
 /// fresh data, and the result says how often that happened).
 #[derive(Debug)]
-struct NotReady(String);
+pub struct NotReady(pub String);
 
 impl std::fmt::Display for NotReady {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,60 +91,9 @@ async fn run_once(ctx: &Ctx, p: usize, j: usize, mode: Mode) -> anyhow::Result<V
     let load0 = loadavg1();
     let cpu0 = Cpu::now();
     let spawned = Instant::now();
-    let logs: Vec<_> = (0..p)
-        .map(|i| dir.join(format!("exec-log-{i}.txt")))
-        .collect();
-    let mut children: Vec<Child> = Vec::with_capacity(p);
-    for (i, log) in logs.iter().enumerate() {
-        let stderr = std::fs::File::create(dir.join(format!("worker-{i}.stderr")))?;
-        let child = super::work_command(&dir, mode)
-            .args([
-                "work",
-                "--types",
-                "noop",
-                "--exit-when-idle",
-                "--gate",
-                "--exec-log",
-            ])
-            .arg(log)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .with_context(|| super::cannot_start("a W4 worker process"))?;
-        children.push(child);
-    }
-    // Wait until every worker has opened the queue.
-    let mut readers = Vec::new();
-    for child in &mut children {
-        let out = child.stdout.take().context("no stdout of a worker")?;
-        readers.push(tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(out).read_line(&mut line).map(|_| line)
-        }));
-    }
-    for (i, r) in readers.into_iter().enumerate() {
-        let line = tokio::time::timeout(Duration::from_secs(60), r)
-            .await
-            .context("a W4 worker was not ready within 60 s")???;
-        if line.trim() != "ready" {
-            kill_all(&mut children);
-            let err =
-                std::fs::read_to_string(dir.join(format!("worker-{i}.stderr"))).unwrap_or_default();
-            return Err(NotReady(format!(
-                "worker {i} of {p} exited before it was ready: {}",
-                err.trim()
-            ))
-            .into());
-        }
-    }
+    let (mut children, logs) = start_workers(&dir, p, mode, &["--exit-when-idle"]).await?;
     let go_nanos = wall_nanos();
-    for child in &mut children {
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(b"go\n")?;
-        }
-    }
+    release(&mut children)?;
     let deadline = Instant::now() + TIMEOUT;
     let mut codes: Vec<Option<i32>> = vec![None; p];
     let mut timed_out = false;
@@ -171,19 +120,7 @@ async fn run_once(ctx: &Ctx, p: usize, j: usize, mode: Mode) -> anyhow::Result<V
     let wall_s = spawned.elapsed().as_secs_f64();
     let cpu = Cpu::now().since(cpu0);
 
-    let mut counts: HashMap<String, u32> = HashMap::with_capacity(j);
-    let mut per_process = Vec::with_capacity(p);
-    for log in &logs {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        let mut n = 0;
-        for line in text.lines() {
-            if let Some((id, _)) = line.split_once('\t') {
-                *counts.entry(id.to_owned()).or_default() += 1;
-                n += 1;
-            }
-        }
-        per_process.push(n);
-    }
+    let (counts, per_process) = read_exec_logs(&logs, j);
     let jobs_dir = dir.join("jobs");
     let mut complete_ok: HashSet<String> = HashSet::with_capacity(j);
     let mut corrupt = 0;
@@ -275,7 +212,102 @@ async fn run_once(ctx: &Ctx, p: usize, j: usize, mode: Mode) -> anyhow::Result<V
     }))
 }
 
-fn kill_all(children: &mut [Child]) {
+/// Starts `p` `semiont-jobs work --types noop --gate --exec-log` processes
+/// (plus `extra` arguments) on `dir` and waits until each has opened the
+/// queue and said `ready`; returns them and their exec logs. A worker that
+/// exits first is a [`NotReady`] error (the others are killed).
+pub async fn start_workers(
+    dir: &std::path::Path,
+    p: usize,
+    mode: Mode,
+    extra: &[&str],
+) -> anyhow::Result<(Vec<Child>, Vec<std::path::PathBuf>)> {
+    let logs: Vec<_> = (0..p)
+        .map(|i| dir.join(format!("exec-log-{i}.txt")))
+        .collect();
+    let mut children: Vec<Child> = Vec::with_capacity(p);
+    for (i, log) in logs.iter().enumerate() {
+        let stderr = std::fs::File::create(dir.join(format!("worker-{i}.stderr")))?;
+        let child = super::work_command(dir, mode)
+            .args(["work", "--types", "noop"])
+            .args(extra)
+            .args(["--gate", "--exec-log"])
+            .arg(log)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| super::cannot_start("a worker process"));
+        match child {
+            Ok(child) => children.push(child),
+            Err(e) => {
+                kill_all(&mut children);
+                return Err(e);
+            }
+        }
+    }
+    // Wait until every worker has opened the queue.
+    let mut readers = Vec::new();
+    for child in &mut children {
+        let out = child.stdout.take().context("no stdout of a worker")?;
+        readers.push(tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(out).read_line(&mut line).map(|_| line)
+        }));
+    }
+    for (i, r) in readers.into_iter().enumerate() {
+        let line = match tokio::time::timeout(Duration::from_secs(60), r).await {
+            Ok(Ok(Ok(line))) => line,
+            _ => String::new(),
+        };
+        if line.trim() != "ready" {
+            kill_all(&mut children);
+            let err =
+                std::fs::read_to_string(dir.join(format!("worker-{i}.stderr"))).unwrap_or_default();
+            return Err(NotReady(format!(
+                "worker {i} of {p} was not ready within 60 s: {}",
+                err.trim()
+            ))
+            .into());
+        }
+    }
+    Ok((children, logs))
+}
+
+/// Tells gated workers to start claiming.
+pub fn release(children: &mut [Child]) -> anyhow::Result<()> {
+    for child in children {
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(b"go\n")?;
+        }
+    }
+    Ok(())
+}
+
+/// Executions per job id from the workers' exec logs, and per process.
+pub fn read_exec_logs(
+    logs: &[std::path::PathBuf],
+    expected: usize,
+) -> (HashMap<String, u32>, Vec<usize>) {
+    let mut counts: HashMap<String, u32> = HashMap::with_capacity(expected);
+    let mut per_process = Vec::with_capacity(logs.len());
+    for log in logs {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let mut n = 0;
+        for line in text.lines() {
+            if let Some((id, _)) = line.split_once('\t') {
+                *counts.entry(id.to_owned()).or_default() += 1;
+                n += 1;
+            }
+        }
+        per_process.push(n);
+    }
+    (counts, per_process)
+}
+
+/// Kills and reaps every child.
+pub fn kill_all(children: &mut [Child]) {
     for child in children {
         let _ = child.kill();
         let _ = child.wait();

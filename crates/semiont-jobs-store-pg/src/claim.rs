@@ -1,5 +1,7 @@
 //! Claims: one statement takes up to N due pending jobs of types that are
-//! not paused in claim order (priority, then id) with `FOR UPDATE SKIP LOCKED`, makes them running
+//! not paused in claim order (priority, then id) with `FOR UPDATE SKIP
+//! LOCKED` (the function `due_pending`, which walks the pending index in
+//! that order whatever the statistics say), makes them running
 //! for the claimer's live incarnation and updates the counters. Due-ness
 //! and the lease are judged by the server's clock (or, in caller-clock
 //! mode, the claimer's `now`).
@@ -30,14 +32,8 @@ w AS (
         (SELECT max(inc) FROM {s}.workers WHERE worker_id = $3::text AND alive)) AS inc
 ),
 picked AS (
-    SELECT j.id FROM {s}.jobs j
-    WHERE j.status = 'pending'
-      AND (j.run_at IS NULL OR j.run_at <= (SELECT now FROM t))
-      AND ($2::text[] IS NULL OR j.job_type = ANY($2::text[]))
-      AND NOT EXISTS (SELECT 1 FROM {s}.paused p WHERE p.job_type = j.job_type)
-    ORDER BY j.priority DESC, j.id
-    LIMIT $6
-    FOR UPDATE OF j SKIP LOCKED
+    -- In claim order through the pending index (migration 0004).
+    SELECT id FROM {s}.due_pending((SELECT now FROM t), $2::text[], $6::bigint, true) AS id
 ),
 upd AS (
     UPDATE {s}.jobs j SET status = 'running', attempt = j.attempt + 1, started_at = t.now,
@@ -62,10 +58,8 @@ SELECT * FROM upd";
 
 /// $1 caller's now (NULL: server's), $2 accepted types (NULL: any).
 const PEEK: &str = "SELECT {cols} FROM {s}.jobs
-    WHERE status = 'pending' AND (run_at IS NULL OR run_at <= {now})
-      AND ($2::text[] IS NULL OR job_type = ANY($2::text[]))
-      AND NOT EXISTS (SELECT 1 FROM {s}.paused p WHERE p.job_type = jobs.job_type)
-    ORDER BY priority DESC, id LIMIT 1";
+    WHERE status = 'pending'
+      AND id = (SELECT id FROM {s}.due_pending({now}, $2::text[], 1, false) AS id)";
 
 impl Sql {
     pub(crate) fn new(schema: &str) -> Self {

@@ -16,8 +16,11 @@ use semiont_jobs_store::{
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
+use crate::batch::Outcome;
 use crate::error::{corrupt, store_err};
-use crate::row::{job_from_row, placeholders, status_of, table_of, JobRow, COLS, WRITE_COLS};
+use crate::row::{
+    job_from_row, placeholders, status_of, table_of, Columns, JobRow, COLS, WRITE_COLS,
+};
 use crate::sql::{counts_cte, judged_now, render, SERVER_NOW};
 use crate::Inner;
 
@@ -324,45 +327,10 @@ impl Inner {
             }
         }
         let rows: Vec<JobRow> = jobs.iter().map(JobRow::of).collect::<Result<_>>()?;
-        let col = |f: fn(&JobRow) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
-        let ids = col(|r| &r.id);
-        let types = col(|r| &r.job_type);
-        let statuses = col(|r| r.status);
-        let users = col(|r| &r.user_id);
-        let docs = col(|r| &r.doc);
-        let priorities: Vec<i16> = rows.iter().map(|r| r.priority).collect();
-        let int = |f: fn(&JobRow) -> i64| rows.iter().map(f).collect::<Vec<i64>>();
-        let attempts = int(|r| r.attempt);
-        let retries = int(|r| r.retry_count);
-        let max_retries = int(|r| r.max_retries);
-        let created = int(|r| r.created);
-        let opt = |f: fn(&JobRow) -> Option<i64>| rows.iter().map(f).collect::<Vec<Option<i64>>>();
-        let started = opt(|r| r.started_at);
-        let completed = opt(|r| r.completed_at);
-        let run_at = opt(|r| r.run_at);
-        let leases = opt(|r| r.lease_expires_at);
-        let workers: Vec<Option<&str>> = rows.iter().map(|r| r.worker_id.as_deref()).collect();
-        let unique_keys: Vec<Option<&str>> = rows.iter().map(|r| r.unique_key.as_deref()).collect();
+        let columns = Columns::of(&rows);
         let server = self.opts.clock == crate::PgClock::Server;
-        let params: [&(dyn ToSql + Sync); 17] = [
-            &ids,
-            &types,
-            &statuses,
-            &users,
-            &priorities,
-            &attempts,
-            &retries,
-            &max_retries,
-            &created,
-            &started,
-            &completed,
-            &run_at,
-            &workers,
-            &leases,
-            &unique_keys,
-            &docs,
-            &server,
-        ];
+        let mut params = columns.params().to_vec();
+        params.push(&server);
         let conn = self.conn().await?;
         let stmt = conn
             .prepare_cached(&self.sql.jobs.create)
@@ -395,8 +363,13 @@ impl Inner {
         Ok(())
     }
 
-    /// Reads a job.
+    /// Reads a job (with the reads that arrive together, [`crate::batch`]).
     pub(crate) async fn get_job(&self, id: &JobId) -> Result<Job> {
+        match self.read_grouped(id.as_str()).await {
+            Ok(Some(job)) => return Ok(job),
+            Ok(None) => return Err(Error::NotFound { id: id.clone() }),
+            Err(()) => {}
+        }
         let conn = self.conn().await?;
         let stmt = conn
             .prepare_cached(&self.sql.jobs.get)
@@ -476,9 +449,24 @@ impl Inner {
                     to: job.status,
                 })
             })?;
-        let row = JobRow::of(job)?;
         let expected_status = expect.status.as_str();
         let expected_attempt = expect.attempt.map(i64::from);
+        if from == "jobs" && to == "jobs_done" && fence.is_none() {
+            // Finishes that arrive together share one statement and commit.
+            match self
+                .finish_grouped(JobRow::of(job)?, expected_status, expected_attempt)
+                .await
+            {
+                Outcome::Moved => {
+                    self.announce_sent(JobChange::of(job, kind, ChangeOrigin::Local))
+                        .await;
+                    return Ok(());
+                }
+                Outcome::Missed => return Err(self.explain_miss(expect, job).await),
+                Outcome::Alone => {}
+            }
+        }
+        let row = JobRow::of(job)?;
         let inc_hint = if job.status == JobStatus::Running {
             job.worker_id
                 .as_deref()

@@ -35,6 +35,7 @@
 //! ```
 
 mod admin;
+mod batch;
 mod claim;
 mod connect;
 mod error;
@@ -91,6 +92,10 @@ pub(crate) struct Statements {
     pub jobs: jobs::Sql,
     pub claim: claim::Sql,
     pub live: liveness::Sql,
+    /// The group-committed finish ([`batch`]).
+    pub finish: String,
+    /// The batched read ([`batch`]).
+    pub read: String,
 }
 
 /// What the store's calls and background tasks share.
@@ -104,6 +109,10 @@ pub(crate) struct Inner {
     pub sql: Statements,
     pub tx: broadcast::Sender<JobChange>,
     pub outbox: mpsc::UnboundedSender<notify::Outgoing>,
+    /// Finishes waiting for the finisher's next batch.
+    pub finishes: mpsc::UnboundedSender<batch::Finish>,
+    /// Reads waiting for the reader's next batch.
+    pub reads: mpsc::UnboundedSender<batch::Read>,
     pub live: Live,
     /// This instance's id in notification payloads.
     pub instance: String,
@@ -171,12 +180,16 @@ impl PgStore {
         };
         let (tx, _) = broadcast::channel(CHANGE_CHANNEL_CAPACITY);
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
+        let (finishes, finishes_rx) = mpsc::unbounded_channel();
+        let (reads, reads_rx) = mpsc::unbounded_channel();
         let schema = opts.schema.clone();
         let inner = Arc::new(Inner {
             sql: Statements {
                 jobs: jobs::Sql::new(&schema),
                 claim: claim::Sql::new(&schema),
                 live: liveness::Sql::new(&schema),
+                finish: batch::sql(&schema),
+                read: batch::read_sql(&schema),
             },
             channel: notify::channel(&schema),
             schema,
@@ -187,6 +200,8 @@ impl PgStore {
             pool: pool.clone(),
             tx,
             outbox,
+            finishes,
+            reads,
             live: Live::default(),
             instance: random_hex(),
             wake_beat: Notify::new(),
@@ -210,6 +225,8 @@ impl PgStore {
                 outbox_rx,
             )),
             tokio::spawn(liveness::self_beat(Arc::clone(&inner))),
+            tokio::spawn(batch::finisher(Arc::downgrade(&inner), finishes_rx)),
+            tokio::spawn(batch::reader(Arc::downgrade(&inner), reads_rx)),
         ];
         Ok(PgStore {
             inner,

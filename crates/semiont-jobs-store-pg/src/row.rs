@@ -100,6 +100,81 @@ pub(crate) struct JobRow {
     pub doc: String,
 }
 
+/// Rows split into one array per column, for statements that take many
+/// jobs at once through `unnest` (the parameters `$1..$16` in
+/// [`WRITE_COLS`] order, as `text[]`, `smallint[]` and `bigint[]`).
+pub(crate) struct Columns<'a> {
+    ids: Vec<&'a str>,
+    types: Vec<&'a str>,
+    statuses: Vec<&'a str>,
+    users: Vec<&'a str>,
+    priorities: Vec<i16>,
+    attempts: Vec<i64>,
+    retries: Vec<i64>,
+    max_retries: Vec<i64>,
+    created: Vec<i64>,
+    started: Vec<Option<i64>>,
+    completed: Vec<Option<i64>>,
+    run_at: Vec<Option<i64>>,
+    workers: Vec<Option<&'a str>>,
+    leases: Vec<Option<i64>>,
+    unique_keys: Vec<Option<&'a str>>,
+    docs: Vec<&'a str>,
+}
+
+impl<'a> Columns<'a> {
+    /// The columns of `rows`, in their order.
+    pub fn of(rows: impl IntoIterator<Item = &'a JobRow> + Clone) -> Self {
+        fn col<'a, T>(
+            rows: impl IntoIterator<Item = &'a JobRow>,
+            f: impl Fn(&'a JobRow) -> T,
+        ) -> Vec<T> {
+            rows.into_iter().map(f).collect()
+        }
+        let r = || rows.clone();
+        Columns {
+            ids: col(r(), |r| r.id.as_str()),
+            types: col(r(), |r| r.job_type.as_str()),
+            statuses: col(r(), |r| r.status),
+            users: col(r(), |r| r.user_id.as_str()),
+            priorities: col(r(), |r| r.priority),
+            attempts: col(r(), |r| r.attempt),
+            retries: col(r(), |r| r.retry_count),
+            max_retries: col(r(), |r| r.max_retries),
+            created: col(r(), |r| r.created),
+            started: col(r(), |r| r.started_at),
+            completed: col(r(), |r| r.completed_at),
+            run_at: col(r(), |r| r.run_at),
+            workers: col(r(), |r| r.worker_id.as_deref()),
+            leases: col(r(), |r| r.lease_expires_at),
+            unique_keys: col(r(), |r| r.unique_key.as_deref()),
+            docs: col(r(), |r| r.doc.as_str()),
+        }
+    }
+
+    /// The arrays as statement parameters `$1..$16`.
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 16] {
+        [
+            &self.ids,
+            &self.types,
+            &self.statuses,
+            &self.users,
+            &self.priorities,
+            &self.attempts,
+            &self.retries,
+            &self.max_retries,
+            &self.created,
+            &self.started,
+            &self.completed,
+            &self.run_at,
+            &self.workers,
+            &self.leases,
+            &self.unique_keys,
+            &self.docs,
+        ]
+    }
+}
+
 impl JobRow {
     /// Splits `job`: its column fields, and the rest as json text.
     pub fn of(job: &Job) -> Result<JobRow> {

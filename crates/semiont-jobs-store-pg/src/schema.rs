@@ -22,6 +22,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "nul_safe_unique_until",
         include_str!("../migrations/0003_nul_safe_unique_until.sql"),
     ),
+    (
+        4,
+        "claim_in_index_order",
+        include_str!("../migrations/0004_claim_in_index_order.sql"),
+    ),
 ];
 
 /// The schema version this code works with.
