@@ -82,7 +82,13 @@ pub enum Workload {
     /// Create + claim + complete: P worker processes drain while
     /// --producers tasks create N jobs one call at a time.
     Lifecycle,
-    /// W1, W2, W3 and W4 (not http, burndown, lifecycle).
+    /// PostgreSQL under sustained load: N jobs (default 2000000) through
+    /// the queue with retention on, sizes and throughput at every tenth.
+    Soak,
+    /// PostgreSQL at scale: list, stats, get and cleanup with M
+    /// (--scale) finished jobs in the database.
+    Pgscale,
+    /// W1, W2, W3 and W4 (not http, burndown, lifecycle, soak, pgscale).
     All,
     /// The HTTP load check of `semiont-jobs serve`: GET throughput and
     /// latency, event-stream clients during a burst, the latency events add.

@@ -27,6 +27,7 @@ mod args;
 mod data;
 mod drain;
 mod http;
+mod soak;
 mod w1;
 mod w2;
 mod w3;
@@ -539,6 +540,25 @@ async fn run_workloads(cli: &Cli, args: &BenchArgs, ctx: &Ctx) -> anyhow::Result
                     }
                 }
             }
+            Workload::Soak => {
+                let rows = soak::soak(
+                    ctx,
+                    args.jobs.unwrap_or(2_000_000),
+                    args.processes.first().copied().unwrap_or(2).max(1),
+                    args.concurrency.first().copied().unwrap_or(10).max(1),
+                    mode,
+                )
+                .await?;
+                for row in rows {
+                    ctx.emit(&row)?;
+                }
+            }
+            Workload::Pgscale => {
+                for &m in &args.scale {
+                    let row = soak::scale(ctx, m, mode).await?;
+                    ctx.emit(&row)?;
+                }
+            }
             Workload::Http => {
                 let opts = http::Options {
                     seconds: args.http_seconds,
@@ -666,6 +686,33 @@ fn summary_line(row: &Value) -> String {
             f("duplicates"),
             f("lost"),
             f("per_process_executions")
+        ),
+        "soak-interval" => format!(
+            "soak: {} done at {} s, {} jobs/s, jobs_done {}",
+            f("done"),
+            f("elapsed_s"),
+            f("jobs_per_s"),
+            f("jobs_done")
+        ),
+        "soak" => format!(
+            "soak {} jobs: {} jobs/s overall, first tenth {} jobs/s, last tenth {} jobs/s ({}×), jobs_done at most {} MiB, {} duplicate(s)",
+            f("jobs"),
+            f("jobs_per_s"),
+            f("first_tenth_jobs_per_s"),
+            f("last_tenth_jobs_per_s"),
+            f("last_vs_first"),
+            f("jobs_done_mib_max"),
+            f("duplicates")
+        ),
+        "pgscale" => format!(
+            "pgscale M={}: list {} ms, list by user {} ms, stats {} ms, get {} ms, cleanup {} ms (insert {} jobs/s)",
+            f("m"),
+            f("list_ms"),
+            f("list_user_ms"),
+            f("stats_ms"),
+            f("getjob_ms"),
+            f("cleanup_ms"),
+            f("insert_jobs_per_s")
         ),
         "burndown" | "lifecycle" => format!(
             "{} {} process(es) × concurrency {} × {} jobs ({}): {} jobs/s, drain {} s, {} executions, {} duplicate(s), {} lost, per process {}",

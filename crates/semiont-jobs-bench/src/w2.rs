@@ -200,7 +200,11 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// `samples` samples, each the mean time (ms) of `calls` calls of `op`.
-async fn sample<F, Fut>(samples: usize, calls: usize, mut op: F) -> anyhow::Result<Vec<f64>>
+pub(crate) async fn sample<F, Fut>(
+    samples: usize,
+    calls: usize,
+    mut op: F,
+) -> anyhow::Result<Vec<f64>>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
@@ -256,7 +260,7 @@ fn populate(complete: &Path, m: usize) -> anyhow::Result<Vec<JobId>> {
 }
 
 /// A complete detection job like the upstream harness's.
-fn complete_job(id: JobId, created: i64, completed: i64) -> anyhow::Result<Job> {
+pub(crate) fn complete_job(id: JobId, created: i64, completed: i64) -> anyhow::Result<Job> {
     let resource = format!("res-{}", &id.as_str()[id.as_str().len() - 10..]);
     let mut job = NewJob::detection(
         "bench-user@example.com",

@@ -6,6 +6,9 @@
 //!   one transaction, and each caller is answered after the commit: moved,
 //!   or not as expected (the caller then finds out why, as for a single
 //!   write).
+//! - Creates: single pending jobs created together are inserted by one
+//!   statement in one transaction (all or none; when it fails, each is
+//!   created alone and gets its own error, a taken id or key).
 //! - Reads: `get`s of single jobs are answered by one `id = ANY(...)`
 //!   query.
 //!
@@ -173,6 +176,38 @@ pub(crate) async fn finisher(inner: Weak<Inner>, queue: mpsc::UnboundedReceiver<
     .await;
 }
 
+/// A create of one pending job waiting for its batch; answered `true`
+/// when its batch was committed, `false` when it must be created alone.
+pub(crate) struct Create {
+    pub row: JobRow,
+    pub done: oneshot::Sender<bool>,
+}
+
+/// The creator: inserts queued creates a batch at a time until the store
+/// is gone.
+pub(crate) async fn creator(inner: Weak<Inner>, queue: mpsc::UnboundedReceiver<Create>) {
+    batches(
+        queue,
+        |c: &Create| c.row.id.as_str(),
+        |batch| {
+            let inner = inner.clone();
+            async move {
+                let Some(store) = inner.upgrade() else {
+                    return false;
+                };
+                let rows: Vec<&JobRow> = batch.iter().map(|c| &c.row).collect();
+                let created = store.insert_rows(&rows).await.is_ok();
+                drop(store);
+                for c in batch {
+                    let _ = c.done.send(created);
+                }
+                true
+            }
+        },
+    )
+    .await;
+}
+
 /// A read of one job waiting for its batch: the job, `None` when there is
 /// none, or `Err(())` when the batch failed (read it alone).
 pub(crate) struct Read {
@@ -292,5 +327,15 @@ impl Inner {
         };
         self.reads.send(read).map_err(|_| ())?;
         answer.await.unwrap_or(Err(()))
+    }
+
+    /// Hands the create of one pending job to the creator and waits for
+    /// its batch's commit; `false` when it must be created alone.
+    pub(crate) async fn create_grouped(&self, row: JobRow) -> bool {
+        let (done, answer) = oneshot::channel();
+        if self.creates.send(Create { row, done }).is_err() {
+            return false;
+        }
+        answer.await.unwrap_or(false)
     }
 }

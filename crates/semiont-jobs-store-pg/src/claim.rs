@@ -135,6 +135,7 @@ impl Inner {
             (std::cmp::Reverse(a.priority), &a.id).cmp(&(std::cmp::Reverse(b.priority), &b.id))
         });
         for job in &jobs {
+            self.remember_claimed(job);
             self.announce(job, ChangeKind::Transition(Transition::Claim));
         }
         Ok(jobs)

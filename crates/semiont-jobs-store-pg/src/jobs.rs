@@ -327,27 +327,19 @@ impl Inner {
             }
         }
         let rows: Vec<JobRow> = jobs.iter().map(JobRow::of).collect::<Result<_>>()?;
-        let columns = Columns::of(&rows);
-        let server = self.opts.clock == crate::PgClock::Server;
-        let mut params = columns.params().to_vec();
-        params.push(&server);
-        let conn = self.conn().await?;
-        let stmt = conn
-            .prepare_cached(&self.sql.jobs.create)
-            .await
-            .map_err(store_err)?;
-        match conn.query_one(&stmt, &params).await {
-            Ok(_) => {}
-            Err(e) => {
-                drop(conn);
-                if let Some(taken) = self.key_taken(&e).await {
-                    return Err(taken);
+        let mut grouped = false;
+        if let [job] = jobs {
+            if !job.status.is_finished() {
+                // Creates that arrive together share one statement and
+                // commit ([`crate::batch`]).
+                if let Some(row) = rows.first() {
+                    grouped = self.create_grouped(row.clone()).await;
                 }
-                return Err(match duplicate_id(&e).map(|id| JobId::parse(&id)) {
-                    Some(Ok(id)) => Error::AlreadyExists { id },
-                    _ => store_err(e),
-                });
             }
+        }
+        if !grouped {
+            let all: Vec<&JobRow> = rows.iter().collect();
+            self.insert_rows(&all).await?;
         }
         if let Some((last, rest)) = jobs.split_last() {
             for job in rest {
@@ -361,6 +353,31 @@ impl Inner {
             .await;
         }
         Ok(())
+    }
+
+    /// Runs the create statement for `rows` (one transaction: all or
+    /// none); a taken id or unique key is named in the error.
+    pub(crate) async fn insert_rows(&self, rows: &[&JobRow]) -> Result<()> {
+        let columns = Columns::of(rows.iter().copied());
+        let server = self.opts.clock == crate::PgClock::Server;
+        let mut params = columns.params().to_vec();
+        params.push(&server);
+        let conn = self.conn().await?;
+        let stmt = conn
+            .prepare_cached(&self.sql.jobs.create)
+            .await
+            .map_err(store_err)?;
+        let Err(e) = conn.query_one(&stmt, &params).await else {
+            return Ok(());
+        };
+        drop(conn);
+        if let Some(taken) = self.key_taken(&e).await {
+            return Err(taken);
+        }
+        Err(match duplicate_id(&e).map(|id| JobId::parse(&id)) {
+            Some(Ok(id)) => Error::AlreadyExists { id },
+            _ => store_err(e),
+        })
     }
 
     /// Reads a job (with the reads that arrive together, [`crate::batch`]).
@@ -435,6 +452,7 @@ impl Inner {
         fence: Option<Option<i64>>,
         kind: ChangeKind,
     ) -> Result<()> {
+        self.forget_claimed(&job.id);
         let from = table_of(expect.status);
         let to = table_of(job.status);
         let sql = self
@@ -539,6 +557,7 @@ impl Inner {
                 other => other,
             });
         }
+        self.rewrote_claimed(job);
         self.announce(job, ChangeKind::Updated);
         Ok(())
     }

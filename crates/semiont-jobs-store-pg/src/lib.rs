@@ -59,14 +59,14 @@ use async_trait::async_trait;
 use deadpool_postgres::{Object, Pool};
 use semiont_jobs_model::{Job, JobFilter, JobId, JobPage, JobType, QueueStats, Timestamp};
 use semiont_jobs_store::{
-    Capabilities, ChangeKind, ChangeOrigin, ChangeStream, ClaimRequest, Expect, FinishedJob,
-    Heartbeat, JobChange, JobStore, LostJob, RecoveryReport, Result, TypeFilter, WorkerInfo,
-    WorkerRecord, CHANGE_CHANNEL_CAPACITY,
+    rules, Capabilities, ChangeKind, ChangeOrigin, ChangeStream, ClaimRequest, Expect, FinishedJob,
+    Heartbeat, JobChange, JobStore, LostJob, RecoveryReport, Result, TypeFilter, UpdateFn, Updated,
+    WorkerInfo, WorkerRecord, CHANGE_CHANNEL_CAPACITY,
 };
 use tokio::sync::{broadcast, mpsc, Notify};
 use tokio::task::JoinHandle;
 
-pub use admin::{admin_sql, server_settings};
+pub use admin::{admin_sql, server_settings, table_stats, TableStats};
 pub use error::OpenError;
 pub use options::{check_schema_name, PgClock, PgOptions, DEFAULT_SCHEMA};
 pub use schema::{Migrated, SCHEMA_VERSION};
@@ -111,6 +111,8 @@ pub(crate) struct Inner {
     pub outbox: mpsc::UnboundedSender<notify::Outgoing>,
     /// Finishes waiting for the finisher's next batch.
     pub finishes: mpsc::UnboundedSender<batch::Finish>,
+    /// Creates waiting for the creator's next batch.
+    pub creates: mpsc::UnboundedSender<batch::Create>,
     /// Reads waiting for the reader's next batch.
     pub reads: mpsc::UnboundedSender<batch::Read>,
     pub live: Live,
@@ -123,6 +125,9 @@ pub(crate) struct Inner {
     pub me: std::sync::OnceLock<std::sync::Weak<Inner>>,
     /// A recovery pass after the grace period is scheduled.
     pub recovery_scheduled: std::sync::atomic::AtomicBool,
+    /// The jobs this instance claimed, as last written by it (see
+    /// [`Inner::remember_claimed`]).
+    pub claimed: std::sync::Mutex<std::collections::HashMap<JobId, Job>>,
 }
 
 impl fmt::Debug for PgStore {
@@ -182,6 +187,7 @@ impl PgStore {
         let (outbox, outbox_rx) = mpsc::unbounded_channel();
         let (finishes, finishes_rx) = mpsc::unbounded_channel();
         let (reads, reads_rx) = mpsc::unbounded_channel();
+        let (creates, creates_rx) = mpsc::unbounded_channel();
         let schema = opts.schema.clone();
         let inner = Arc::new(Inner {
             sql: Statements {
@@ -201,12 +207,14 @@ impl PgStore {
             tx,
             outbox,
             finishes,
+            creates,
             reads,
             live: Live::default(),
             instance: random_hex(),
             wake_beat: Notify::new(),
             me: std::sync::OnceLock::new(),
             recovery_scheduled: std::sync::atomic::AtomicBool::new(false),
+            claimed: std::sync::Mutex::new(std::collections::HashMap::new()),
         });
         let _ = inner.me.set(Arc::downgrade(&inner));
         let messages =
@@ -227,6 +235,7 @@ impl PgStore {
             tokio::spawn(liveness::self_beat(Arc::clone(&inner))),
             tokio::spawn(batch::finisher(Arc::downgrade(&inner), finishes_rx)),
             tokio::spawn(batch::reader(Arc::downgrade(&inner), reads_rx)),
+            tokio::spawn(batch::creator(Arc::downgrade(&inner), creates_rx)),
         ];
         Ok(PgStore {
             inner,
@@ -251,7 +260,40 @@ impl PgStore {
     }
 }
 
+/// Most claimed jobs remembered at once.
+const CLAIMED_CAPACITY: usize = 10_000;
+
 impl Inner {
+    /// Remembers a job this instance claimed or rewrote while it runs, so
+    /// that finishing it (`update_with`: the queue's complete and fail)
+    /// needs no read first. Only the claimer writes a running attempt's
+    /// document; the finish is conditioned on status and attempt, so a
+    /// job cancelled, recovered or claimed again meanwhile is refused as
+    /// with a fresh read. Forgotten on any transition of the job, on any
+    /// other instance's news of it, and when finished.
+    pub(crate) fn remember_claimed(&self, job: &Job) {
+        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        if claimed.len() < CLAIMED_CAPACITY || claimed.contains_key(&job.id) {
+            claimed.insert(job.id.clone(), job.clone());
+        }
+    }
+
+    /// Replaces a remembered job with the version just written.
+    pub(crate) fn rewrote_claimed(&self, job: &Job) {
+        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = claimed.get_mut(&job.id) {
+            *held = job.clone();
+        }
+    }
+
+    /// Forgets a remembered job; returns it.
+    pub(crate) fn forget_claimed(&self, id: &JobId) -> Option<Job> {
+        self.claimed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+    }
+
     /// A pooled connection.
     pub(crate) async fn conn(&self) -> Result<Object> {
         self.pool.get().await.map_err(pool_err)
@@ -310,6 +352,26 @@ impl JobStore for PgStore {
 
     async fn transition(&self, expect: Expect, job: &Job) -> Result<()> {
         self.inner.transition_job(expect, job).await
+    }
+
+    async fn update_with(&self, id: &JobId, f: UpdateFn) -> Result<Updated> {
+        // A job this instance claimed is finished from its remembered
+        // version (one statement instead of a read and a write).
+        let remembered = self.inner.forget_claimed(id);
+        let fresh = remembered.is_none();
+        let current = match remembered {
+            Some(job) => job,
+            None => self.get(id).await?,
+        };
+        match f(&current) {
+            Some((expect, next)) => {
+                rules::check_same_id(id, &next)?;
+                self.transition(expect, &next).await?;
+                Ok(Updated::Written(next))
+            }
+            None if fresh => Ok(Updated::Declined(current)),
+            None => Ok(Updated::Declined(self.get(id).await?)),
+        }
     }
 
     async fn update_running(&self, job: &Job) -> Result<()> {

@@ -590,6 +590,9 @@ impl Inner {
     fn on_notification(&self, payload: &str) {
         if let Some(changes) = decode(payload, &self.instance) {
             for change in changes {
+                if let Some(id) = &change.id {
+                    self.forget_claimed(id);
+                }
                 let _ = self.tx.send(change);
             }
         }

@@ -149,6 +149,19 @@ fn pack(origin: &str, lines: Vec<String>) -> Vec<String> {
 const SEND: &str = "SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p
     WHERE set_config('synchronous_commit', 'off', true) IS NOT NULL";
 
+/// How long news that brings no work may wait for more (see [`notifier`]).
+const GATHER: Duration = Duration::from_millis(5);
+
+/// Whether a change line must go out at once: it may bring work to an
+/// idle worker (created, requeued, retried, recovered, resynced) or stop a
+/// running job (cancelled while running).
+fn urgent(line: &str) -> bool {
+    matches!(
+        line.split(' ').next(),
+        Some("C" | "Tq" | "Tr" | "Ty" | "R" | "S")
+    )
+}
+
 /// A queued change line, and whom to tell once it was sent.
 pub(crate) type Outgoing = (String, Option<tokio::sync::oneshot::Sender<()>>);
 
@@ -167,6 +180,16 @@ pub(crate) async fn notifier(
             match rx.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) => break,
+            }
+        }
+        // News that brings no work (claims, progress) and that nobody
+        // waits for gathers a little longer: one NOTIFY for many instead
+        // of one each, which every listening process must read.
+        let until = tokio::time::Instant::now() + GATHER;
+        while !batch.iter().any(|(line, waiter)| waiter.is_some() || urgent(line)) {
+            match tokio::time::timeout_at(until, rx.recv()).await {
+                Ok(Some(next)) => batch.push(next),
+                Ok(None) | Err(_) => break,
             }
         }
         let (lines, waiting): (Vec<String>, Vec<_>) = batch.into_iter().unzip();

@@ -80,7 +80,7 @@ pub(crate) fn table_of(status: JobStatus) -> &'static str {
 }
 
 /// A job split into column values.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct JobRow {
     pub id: String,
     pub job_type: String,

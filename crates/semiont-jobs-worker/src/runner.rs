@@ -397,8 +397,17 @@ impl Worker {
                 Ok(jobs) if jobs.is_empty() => {
                     drop(slots);
                     inner.wait_for_work(&mut events).await;
+                    // This claim came back empty: another process took
+                    // the job the last news was about. Let the next news
+                    // gather briefly, so that N idle processes woken by
+                    // every new job do not each claim for each one.
+                    inner.pause(EMPTY_CLAIM_SETTLE).await;
                 }
                 Ok(jobs) => {
+                    // Fewer jobs than free slots: nothing more is due now,
+                    // so the next claim waits for news (or the poll)
+                    // instead of coming back empty.
+                    let drained = jobs.len() < slots.len();
                     for job in jobs {
                         let Some(permit) = slots.pop() else { break };
                         if !inner.worker.can_process_job(&job) {
@@ -410,6 +419,10 @@ impl Worker {
                         // scheduled: a cancel arriving meanwhile finds it.
                         let ctx = inner.context_for(&job, claimed_at);
                         tasks.spawn(Arc::clone(&inner).run_job(job, ctx, permit));
+                    }
+                    drop(slots);
+                    if drained {
+                        inner.wait_for_work(&mut events).await;
                     }
                 }
                 Err(e) => {
@@ -471,6 +484,10 @@ async fn drain<T: 'static>(set: &mut JoinSet<T>) {
 }
 
 /// Events after which a claim may find something new.
+/// How long a worker whose claim came back empty lets news gather before
+/// it claims again (see the claim loop).
+const EMPTY_CLAIM_SETTLE: Duration = Duration::from_millis(2);
+
 fn brings_work(kind: EventKind) -> bool {
     matches!(
         kind,
