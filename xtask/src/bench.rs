@@ -23,7 +23,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 mod http;
+mod pg;
 mod report;
+mod soak;
 
 /// Settings of one `cargo xtask bench`.
 struct Opts {
@@ -129,8 +131,21 @@ fn describe(cmd: &Command) -> String {
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let mut parts = vec![prog];
-    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    parts.extend(cmd.get_args().map(|a| redact(&a.to_string_lossy())));
     parts.join(" ")
+}
+
+/// `arg` with the password of a URL in it replaced by `***`.
+fn redact(arg: &str) -> String {
+    if let Some(scheme) = arg.find("://") {
+        let rest = &arg[scheme + 3..];
+        if let Some(at) = rest.find('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                return format!("{}://{}:***{}", &arg[..scheme], &rest[..colon], &rest[at..]);
+            }
+        }
+    }
+    arg.to_owned()
 }
 
 fn have(tool: &str, args: &[&str]) -> bool {
@@ -208,6 +223,9 @@ fn is_tmpfs(path: &str) -> bool {
 
 /// `cargo xtask bench`.
 pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
+    if args.iter().any(|a| a == "--pg") {
+        return bench_pg(root, args);
+    }
     let o = parse(args)?;
     let started = Instant::now();
     let load_start = loadavg();
@@ -691,4 +709,54 @@ fn find_data_dir(root: &Path) -> Option<PathBuf> {
         .flatten()
         .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .find_map(|e| find_data_dir(&e.path()))
+}
+
+/// Puts `section` (which starts with `begin` and ends with `end`) into the
+/// page at `doc`: in place of the section between those markers when there
+/// is one, else at the end.
+pub fn splice(doc: &Path, begin: &str, end: &str, section: &str) -> Result<(), String> {
+    let page = std::fs::read_to_string(doc).unwrap_or_default();
+    let page = match (page.find(begin), page.find(end)) {
+        (Some(b), Some(e)) if b < e => {
+            let after = &page[e + end.len()..];
+            format!(
+                "{}{}{}",
+                &page[..b],
+                section,
+                after.strip_prefix('\n').unwrap_or(after)
+            )
+        }
+        _ => format!(
+            "{}\n{section}",
+            page.trim_end_matches('\n').to_owned() + "\n"
+        ),
+    };
+    std::fs::write(doc, page).map_err(|e| format!("cannot write {}: {e}", doc.display()))
+}
+
+/// `cargo xtask bench --pg` ([`pg`]).
+fn bench_pg(root: &Path, args: &[String]) -> Result<(), String> {
+    let opts = pg::Opts::parse(args)?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| if t.is_absolute() { t } else { root.join(t) })
+        .unwrap_or_else(|| root.join("target"));
+    let mut build = crate::cargo();
+    build.args([
+        "build",
+        "--release",
+        "-j2",
+        "-p",
+        "semiont-jobs-cli",
+        "-p",
+        "semiont-jobs-bench",
+    ]);
+    crate::run("build (release)", build)?;
+    let tools = pg::Tools {
+        root: root.to_path_buf(),
+        exe: target.join("release").join("semiont-jobs"),
+        harness: target.join("release").join("semiont-jobs-bench"),
+        target,
+    };
+    pg::run(&tools, &opts)
 }

@@ -22,6 +22,34 @@ pub const BIN_VAR: &str = "SEMIONT_JOBS_TEST_PG_BIN";
 /// The account `pg_ctl` must run as (empty: the current user).
 pub const AS_VAR: &str = "SEMIONT_JOBS_TEST_PG_AS";
 
+/// How a throwaway cluster is configured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Profile {
+    /// For the test suites: no flushes at all (`fsync = off`).
+    Test,
+    /// For benchmarks: a durable server as deployed (`fsync = on`,
+    /// `synchronous_commit = on` unless a connection turns it off,
+    /// `full_page_writes = on`), 256 MB of shared buffers, and
+    /// `pg_stat_statements` loaded.
+    Bench,
+}
+
+impl Profile {
+    /// The server options (`postgres -c ...`) of this profile.
+    pub fn settings(self) -> &'static str {
+        match self {
+            Profile::Test => {
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=400"
+            }
+            Profile::Bench => {
+                "-c fsync=on -c synchronous_commit=on -c full_page_writes=on \
+                 -c max_connections=400 -c shared_buffers=256MB \
+                 -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+            }
+        }
+    }
+}
+
 /// A running throwaway cluster.
 pub struct Cluster {
     bin: PathBuf,
@@ -109,8 +137,13 @@ fn random_password() -> String {
 
 impl Cluster {
     /// Finds or installs the server, initialises a cluster under
-    /// `target_dir` and starts it.
+    /// `target_dir` and starts it, configured for the test suites.
     pub fn start(target_dir: &Path) -> Result<Cluster, String> {
+        Cluster::start_with(target_dir, Profile::Test)
+    }
+
+    /// Like [`Cluster::start`], configured as `profile` says.
+    pub fn start_with(target_dir: &Path, profile: Profile) -> Result<Cluster, String> {
         let t0 = Instant::now();
         let bin = install()?;
         let run_as = is_root().then_some("postgres");
@@ -161,9 +194,9 @@ impl Cluster {
         std::fs::create_dir_all(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
         chown(&sock, run_as)?;
         let opts = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=400",
-            sock.display()
+            "-c listen_addresses=127.0.0.1 -p {port} -k {} {}",
+            sock.display(),
+            profile.settings()
         );
         let log = cluster.dir.join("server.log");
         cluster.pg(
@@ -240,6 +273,33 @@ impl Cluster {
                 std::fs::read_to_string(&errors).unwrap_or_default().trim()
             ))
         }
+    }
+
+    /// Runs `sql` with `psql` on the cluster's database; returns its
+    /// unaligned, tuples-only output.
+    pub fn psql(&self, sql: &str) -> Result<String, String> {
+        let sock = std::env::temp_dir().join(format!("semiont-pg-{}", std::process::id()));
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&sock)
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d"])
+            .arg(self.url.rsplit('/').next().unwrap_or("postgres"))
+            .args(["-c", sql])
+            .output()
+            .map_err(|e| format!("psql: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "psql failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// The URL of the cluster's database (with its password).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Sets the variables the tests read on `cmd`.

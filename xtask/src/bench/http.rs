@@ -117,26 +117,9 @@ pub fn section(rows: &Rows, runs: usize, command: &str, facts: &str) -> String {
     s
 }
 
-/// Puts `section` into the page at `doc`: in place of the marked section
-/// when there is one, else at the end.
+/// Puts `section` into the page at `doc` (see [`super::splice`]).
 pub fn splice(doc: &Path, section: &str) -> Result<(), String> {
-    let page = std::fs::read_to_string(doc).unwrap_or_default();
-    let page = match (page.find(BEGIN), page.find(END)) {
-        (Some(b), Some(e)) if b < e => {
-            let after = &page[e + END.len()..];
-            format!(
-                "{}{}{}",
-                &page[..b],
-                section,
-                after.strip_prefix('\n').unwrap_or(after)
-            )
-        }
-        _ => format!(
-            "{}\n{section}",
-            page.trim_end_matches('\n').to_owned() + "\n"
-        ),
-    };
-    std::fs::write(doc, page).map_err(|e| format!("cannot write {}: {e}", doc.display()))
+    super::splice(doc, BEGIN, END, section)
 }
 
 /// Rows of a JSON-lines file.

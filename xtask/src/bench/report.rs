@@ -115,6 +115,16 @@ const UPSTREAM_SHIPPED_DRAIN_DISK: f64 = 94.0;
 pub(super) struct Rows(Vec<Value>);
 
 impl Rows {
+    /// No rows.
+    pub(super) fn empty() -> Rows {
+        Rows(Vec::new())
+    }
+
+    /// Every row.
+    pub(super) fn all(&self) -> &[Value] {
+        &self.0
+    }
+
     /// Rows from values (tests).
     #[cfg(test)]
     pub(super) fn from_values(rows: Vec<Value>) -> Rows {

@@ -1,0 +1,707 @@
+//! `cargo xtask bench --pg`: the PostgreSQL section of `docs/benchmarks.md`.
+//!
+//! Starts a throwaway PostgreSQL server configured as deployed (durable,
+//! `pg_stat_statements` loaded; [`crate::pg::Profile::Bench`]), installs
+//! the peer queues from npm (`bench/peers/setup.sh`: graphile-worker and
+//! pg-boss, into a cache directory), and runs, R times and interleaved so
+//! that every system meets the same machine state, the same workloads on
+//! the same server: `semiont-jobs bench --database-url` and
+//! `node bench/peers/run.mjs` for each peer. Our lifecycle runs are also
+//! profiled with `pg_stat_statements`. The section (between two markers,
+//! so it is rewritten alone) gives medians with their spread, the ratio to
+//! the best peer, every run's duplicate and lost counts, the targets and
+//! the server's settings.
+//!
+//! Options (after `--pg`): `--runs R` (default 3), `--burndown-jobs N`
+//! (default 100000), `--lifecycle-jobs N` (default 20000), `--concurrency
+//! C` (default 10), `--no-peers`, `--soak N` (also run the soak of N jobs,
+//! see [`soak`](super::soak)).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+use super::report::{int, max, med, med_range, num, Rows};
+use super::{capture, loadavg, Out};
+use crate::pg::{Cluster, Profile};
+
+/// The markers around the section.
+pub const BEGIN: &str = "<!-- pg:begin (cargo xtask bench --pg) -->";
+/// The end marker.
+pub const END: &str = "<!-- pg:end -->";
+
+/// The peers, as `run.mjs --system` names them.
+pub const PEERS: [&str; 2] = ["graphile-worker", "pg-boss"];
+
+/// Settings of `cargo xtask bench --pg`.
+#[derive(Debug, Clone)]
+pub struct Opts {
+    /// Runs of every unit.
+    pub runs: usize,
+    /// Jobs of each burn-down.
+    pub burndown_jobs: usize,
+    /// Jobs of each lifecycle run.
+    pub lifecycle_jobs: usize,
+    /// Jobs in flight per worker process (burn-down, lifecycle).
+    pub concurrency: usize,
+    /// Run the peers.
+    pub peers: bool,
+    /// Jobs of the soak, when one is run.
+    pub soak: Option<usize>,
+}
+
+impl Opts {
+    /// Parses the options after `--pg`.
+    pub fn parse(args: &[String]) -> Result<Opts, String> {
+        let mut o = Opts {
+            runs: 3,
+            burndown_jobs: 100_000,
+            lifecycle_jobs: 20_000,
+            concurrency: 10,
+            peers: true,
+            soak: None,
+        };
+        let mut it = args.iter();
+        let num = |v: Option<&String>, what: &str| -> Result<usize, String> {
+            v.and_then(|v| v.replace('_', "").parse().ok())
+                .filter(|&n: &usize| n > 0)
+                .ok_or_else(|| format!("{what} needs a positive number"))
+        };
+        while let Some(a) = it.next() {
+            match a.as_str() {
+                "--pg" => {}
+                "--runs" => o.runs = num(it.next(), "--runs")?,
+                "--burndown-jobs" => o.burndown_jobs = num(it.next(), "--burndown-jobs")?,
+                "--lifecycle-jobs" => o.lifecycle_jobs = num(it.next(), "--lifecycle-jobs")?,
+                "--concurrency" => o.concurrency = num(it.next(), "--concurrency")?,
+                "--soak" => o.soak = Some(num(it.next(), "--soak")?),
+                "--no-peers" => o.peers = false,
+                other => return Err(format!("bench --pg: unknown option {other:?}")),
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// What a unit of the run is, for every system.
+struct Unit {
+    name: String,
+    ours: Vec<String>,
+    peer: Vec<String>,
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn units(o: &Opts) -> Vec<Unit> {
+    let c = o.concurrency.to_string();
+    let bj = o.burndown_jobs.to_string();
+    let lj = o.lifecycle_jobs.to_string();
+    let mut u = vec![
+        Unit {
+            name: "W1 synchronous_commit=off".into(),
+            ours: args(&[
+                "--workload",
+                "w1",
+                "--durability",
+                "none",
+                "--jobs",
+                "10000",
+            ]),
+            peer: args(&[
+                "--workload",
+                "w1",
+                "--synchronous-commit",
+                "off",
+                "--jobs",
+                "10000",
+            ]),
+        },
+        Unit {
+            name: "W1 synchronous_commit=on".into(),
+            ours: args(&[
+                "--workload",
+                "w1",
+                "--durability",
+                "fsync",
+                "--jobs",
+                "3000",
+            ]),
+            peer: args(&[
+                "--workload",
+                "w1",
+                "--synchronous-commit",
+                "on",
+                "--jobs",
+                "3000",
+            ]),
+        },
+        Unit {
+            name: "W1 batch enqueue".into(),
+            ours: args(&[
+                "--workload",
+                "w1",
+                "--durability",
+                "batch",
+                "--jobs",
+                "10000",
+                "--batch-size",
+                "1000",
+            ]),
+            peer: args(&[
+                "--workload",
+                "w1-batch",
+                "--synchronous-commit",
+                "on",
+                "--jobs",
+                "10000",
+                "--batch-size",
+                "1000",
+            ]),
+        },
+    ];
+    for p in ["1", "2", "4"] {
+        u.push(Unit {
+            name: format!("burn-down {p} process(es)"),
+            ours: args(&[
+                "--workload",
+                "burndown",
+                "--durability",
+                "fsync",
+                "--jobs",
+                &bj,
+                "--processes",
+                p,
+                "--concurrency",
+                &c,
+                "--batch-size",
+                "1000",
+            ]),
+            peer: args(&[
+                "--workload",
+                "burndown",
+                "--synchronous-commit",
+                "on",
+                "--jobs",
+                &bj,
+                "--processes",
+                p,
+                "--concurrency",
+                &c,
+                "--batch-size",
+                "1000",
+            ]),
+        });
+    }
+    for p in ["1", "4"] {
+        u.push(Unit {
+            name: format!("lifecycle {p} process(es)"),
+            ours: args(&[
+                "--workload",
+                "lifecycle",
+                "--durability",
+                "fsync",
+                "--jobs",
+                &lj,
+                "--processes",
+                p,
+                "--concurrency",
+                &c,
+            ]),
+            peer: args(&[
+                "--workload",
+                "lifecycle",
+                "--synchronous-commit",
+                "on",
+                "--jobs",
+                &lj,
+                "--processes",
+                p,
+                "--concurrency",
+                &c,
+            ]),
+        });
+    }
+    u.push(Unit {
+        name: "W3".into(),
+        ours: args(&["--workload", "w3", "--durability", "fsync", "--jobs", "20"]),
+        peer: args(&[
+            "--workload",
+            "w3",
+            "--synchronous-commit",
+            "on",
+            "--jobs",
+            "20",
+        ]),
+    });
+    u.push(Unit {
+        name: "W4".into(),
+        ours: args(&[
+            "--workload",
+            "w4",
+            "--durability",
+            "fsync",
+            "--jobs",
+            "2000",
+            "--processes",
+            "1,2,4",
+        ]),
+        peer: args(&[
+            "--workload",
+            "w4",
+            "--synchronous-commit",
+            "on",
+            "--jobs",
+            "2000",
+            "--processes",
+            "1,2,4",
+        ]),
+    });
+    u
+}
+
+/// Paths and programs of the run.
+pub struct Tools {
+    /// The repository.
+    pub root: PathBuf,
+    /// The target directory.
+    pub target: PathBuf,
+    /// `semiont-jobs`.
+    pub exe: PathBuf,
+    /// `semiont-jobs-bench`.
+    pub harness: PathBuf,
+}
+
+/// Runs everything and writes the section.
+pub fn run(t: &Tools, o: &Opts) -> Result<(), String> {
+    let load_start = loadavg();
+    let mut out = Out {
+        dir: t.target.join("bench-pg"),
+        commands: Vec::new(),
+        failures: Vec::new(),
+    };
+    let _ = std::fs::remove_dir_all(&out.dir);
+    std::fs::create_dir_all(&out.dir)
+        .map_err(|e| format!("cannot create {}: {e}", out.dir.display()))?;
+    if o.peers {
+        let mut setup = Command::new("bash");
+        setup.arg(t.root.join("bench/peers/setup.sh"));
+        crate::run("peers (npm install into the cache)", setup)?;
+    }
+    let cluster = Cluster::start_with(&t.target, Profile::Bench)?;
+    let url = cluster.url().to_owned();
+    cluster.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
+    let server = cluster.psql(
+        "SELECT version() || ' | ' || string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) \
+         FROM pg_settings WHERE name IN ('fsync','synchronous_commit','full_page_writes','shared_buffers',\
+         'max_connections','wal_level','checkpoint_timeout','max_wal_size','commit_delay','work_mem')",
+    )?;
+    let ours_file = out.file("ours.jsonl");
+    let dir = out.dir.clone();
+    let peer_file = |p: &str| dir.join(format!("{p}.jsonl"));
+    // The filesystem backend's W1 with fsync, in the same run: the
+    // reference of the synchronous_commit target.
+    let fs_file = out.file("ours-fs.jsonl");
+    let fs_root = t.target.join("bench-pg-fs");
+    let _ = std::fs::create_dir_all(&fs_root);
+    let units = units(o);
+    for r in 1..=o.runs {
+        for unit in &units {
+            let mut cmd = Command::new(&t.harness);
+            cmd.arg("--json")
+                .args(&unit.ours)
+                .env("SEMIONT_JOBS_DATABASE_URL", &url)
+                .env("SEMIONT_JOBS_BIN", &t.exe)
+                .env_remove("RUST_LOG");
+            let lifecycle4 = unit.name == "lifecycle 4 process(es)";
+            if lifecycle4 {
+                let _ = cluster.psql("SELECT pg_stat_statements_reset()");
+            }
+            out.keep_going(
+                &format!("run {r}: {} (semiont-jobs)", unit.name),
+                cmd,
+                &ours_file,
+            );
+            if lifecycle4 {
+                if let Ok(top) = cluster.psql(TOP_STATEMENTS) {
+                    let _ = std::fs::write(out.file(&format!("pgss-lifecycle4-run{r}.txt")), top);
+                }
+            }
+            if o.peers {
+                for peer in PEERS {
+                    let mut cmd = Command::new("node");
+                    cmd.arg(t.root.join("bench/peers/run.mjs"))
+                        .args(["--system", peer])
+                        .args(&unit.peer)
+                        .env("SEMIONT_JOBS_DATABASE_URL", &url);
+                    out.keep_going(
+                        &format!("run {r}: {} ({peer})", unit.name),
+                        cmd,
+                        &peer_file(peer),
+                    );
+                }
+            }
+        }
+        let mut fs = Command::new(&t.harness);
+        fs.args([
+            "--json",
+            "--workload",
+            "w1",
+            "--durability",
+            "fsync",
+            "--jobs",
+            "2000",
+            "--settle-max",
+            "20",
+            "--root",
+        ])
+        .arg(&fs_root)
+        .env("SEMIONT_JOBS_BIN", &t.exe)
+        .env_remove("SEMIONT_JOBS_DATABASE_URL")
+        .env_remove("RUST_LOG");
+        out.keep_going(
+            &format!("run {r}: W1 filesystem fsync (reference)"),
+            fs,
+            &fs_file,
+        );
+    }
+    let soak_rows = match o.soak {
+        Some(n) => Some(super::soak::run(t, &cluster, &mut out, n)?),
+        None => None,
+    };
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&fs_root);
+
+    let ours = Rows::load(&[ours_file])?;
+    let fs = Rows::load(&[fs_file]).unwrap_or_else(|_| Rows::empty());
+    let mut peers = BTreeMap::new();
+    if o.peers {
+        for p in PEERS {
+            peers.insert(
+                p,
+                Rows::load(&[peer_file(p)]).unwrap_or_else(|_| Rows::empty()),
+            );
+        }
+    }
+    let profile = std::fs::read_to_string(out.file(&format!("pgss-lifecycle4-run{}.txt", o.runs)))
+        .unwrap_or_default();
+    let facts = Facts {
+        runs: o.runs,
+        server,
+        date: capture("date", &["-u", "+%Y-%m-%d"]),
+        cores: capture("nproc", &[]),
+        load_start,
+        concurrency: o.concurrency,
+        failures: out.failures.clone(),
+        profile,
+        soak: soak_rows,
+    };
+    let doc = t.root.join("docs").join("benchmarks.md");
+    super::splice(&doc, BEGIN, END, &section(&ours, &peers, &fs, &facts))?;
+    println!("wrote the PostgreSQL section of {}", doc.display());
+    Ok(())
+}
+
+/// The statements that took the most server time (`pg_stat_statements`).
+const TOP_STATEMENTS: &str = "SELECT calls || ' | ' || round(total_exec_time::numeric, 1) || ' | ' \
+     || round(mean_exec_time::numeric, 3) || ' | ' || round(rows::numeric / greatest(calls, 1), 1) \
+     || ' | ' || round(shared_blks_hit::numeric / greatest(calls, 1), 1) || ' | ' \
+     || left(regexp_replace(regexp_replace(query, '\\s+', ' ', 'g'), 'bench_[0-9a-z_]+\\.', '', 'g'), 90) \
+     FROM pg_stat_statements WHERE calls > 100 ORDER BY total_exec_time DESC LIMIT 8";
+
+/// What the section says besides the tables.
+pub struct Facts {
+    /// Runs of every unit.
+    pub runs: usize,
+    /// `version() | settings`.
+    pub server: String,
+    /// The date of the run.
+    pub date: String,
+    /// Cores of the machine.
+    pub cores: String,
+    /// The load average at the start.
+    pub load_start: String,
+    /// Jobs in flight per worker process.
+    pub concurrency: usize,
+    /// Units that failed.
+    pub failures: Vec<String>,
+    /// `pg_stat_statements` of the last lifecycle run at 4 processes.
+    pub profile: String,
+    /// The soak's rows, when one ran.
+    pub soak: Option<Rows>,
+}
+
+/// How a measured quantity compares across systems.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Better {
+    Higher,
+    Lower,
+}
+
+/// One line of the comparison table: a label, and where each system's
+/// rows and number are.
+struct Line {
+    label: String,
+    ours: (&'static str, Box<dyn Fn(&Value) -> bool>, &'static str),
+    peer: (&'static str, Box<dyn Fn(&Value) -> bool>, &'static str),
+    better: Better,
+}
+
+fn is(key: &'static str, v: &'static str) -> Box<dyn Fn(&Value) -> bool> {
+    Box::new(move |r: &Value| r[key].as_str() == Some(v))
+}
+
+fn n_is(key: &'static str, n: u64) -> Box<dyn Fn(&Value) -> bool> {
+    Box::new(move |r: &Value| r[key].as_u64() == Some(n))
+}
+
+fn lines(concurrency: usize) -> Vec<Line> {
+    let mut l = Vec::new();
+    for (sync, mode) in [("off", "none"), ("on", "fsync")] {
+        l.push(Line {
+            label: format!("W1 create, one call per job (sync commit {sync}), jobs/s"),
+            ours: ("W1", is("durability", mode), "create_jobs_per_s"),
+            peer: ("w1", is("synchronous_commit", sync), "create_jobs_per_s"),
+            better: Better::Higher,
+        });
+        l.push(Line {
+            label: format!("W1 drain, one worker, one job at a time (sync commit {sync}), jobs/s"),
+            ours: ("W1", is("durability", mode), "drain_jobs_per_s"),
+            peer: ("w1", is("synchronous_commit", sync), "drain_jobs_per_s"),
+            better: Better::Higher,
+        });
+    }
+    l.push(Line {
+        label: "W1 batch enqueue, 1,000 per call (sync commit on), jobs/s".into(),
+        ours: ("W1", is("durability", "batch"), "create_jobs_per_s"),
+        peer: ("w1-batch", Box::new(|_| true), "create_jobs_per_s"),
+        better: Better::Higher,
+    });
+    for p in [1, 2, 4] {
+        l.push(Line {
+            label: format!("burn-down, {p} process(es) × concurrency {concurrency}, jobs/s"),
+            ours: ("burndown", n_is("procs", p), "jobs_per_s"),
+            peer: ("burndown", n_is("processes", p), "drain_jobs_per_s"),
+            better: Better::Higher,
+        });
+    }
+    for p in [1, 4] {
+        l.push(Line {
+            label: format!(
+                "lifecycle (create + claim + complete), {p} process(es) × concurrency {concurrency}, jobs/s"
+            ),
+            ours: ("lifecycle", n_is("procs", p), "jobs_per_s"),
+            peer: ("lifecycle", n_is("processes", p), "lifecycle_jobs_per_s"),
+            better: Better::Higher,
+        });
+    }
+    for (key, what) in [("p50_ms", "p50"), ("p99_ms", "p99")] {
+        l.push(Line {
+            label: format!("W3 enqueue → start across processes, {what} ms"),
+            ours: ("W3", Box::new(|_| true), key),
+            peer: ("w3", Box::new(|_| true), key),
+            better: Better::Lower,
+        });
+    }
+    for p in [1, 2, 4] {
+        l.push(Line {
+            label: format!("W4, {p} process(es) × concurrency 1, jobs/s"),
+            ours: ("W4", n_is("procs", p), "jobs_per_s"),
+            peer: ("w4", n_is("processes", p), "drain_jobs_per_s"),
+            better: Better::Higher,
+        });
+    }
+    l
+}
+
+/// Duplicate and lost counts summed over every row of a system.
+fn integrity(rows: &Rows) -> (u64, u64, usize) {
+    let mut dup = 0;
+    let mut lost = 0;
+    let mut n = 0;
+    for r in rows.all() {
+        let d = ["duplicates", "duplicate_jobs"]
+            .iter()
+            .find_map(|k| r[*k].as_u64());
+        let l = ["lost"].iter().find_map(|k| r[*k].as_u64());
+        if d.is_some() || l.is_some() {
+            n += 1;
+        }
+        dup += d.unwrap_or(0);
+        lost += l.unwrap_or(0);
+    }
+    (dup, lost, n)
+}
+
+/// The section's markdown.
+pub fn section(ours: &Rows, peers: &BTreeMap<&str, Rows>, fs: &Rows, f: &Facts) -> String {
+    let mut s = String::new();
+    s.push_str(BEGIN);
+    s.push_str("\n## PostgreSQL, side by side with graphile-worker and pg-boss\n\n");
+    s.push_str(&format!(
+        "Medians of {} runs (min–max in parentheses), measured {} on {} cores (load average {} at \
+         the start) by `cargo xtask bench --pg`: one throwaway server, each unit run for every \
+         system back to back, every system on its own schema of the same database. Peers: \
+         graphile-worker and pg-boss from npm (`bench/peers/`, Node {}); the same workloads and \
+         counters (executions from each worker's log). \"vs best peer\" is ours ÷ the best peer \
+         (for latencies, the best peer ÷ ours): above 1 is better.\n\n",
+        f.runs,
+        f.date,
+        f.cores,
+        f.load_start,
+        capture("node", &["--version"]),
+    ));
+    s.push_str(&format!("Server: {}\n\n", f.server.trim()));
+    s.push_str("| workload | semiont-jobs | ");
+    for p in peers.keys() {
+        s.push_str(&format!("{p} | "));
+    }
+    s.push_str("vs best peer |\n| --- | ---: |");
+    for _ in peers.keys() {
+        s.push_str(" ---: |");
+    }
+    s.push_str(" ---: |\n");
+    let mut lifecycle4: Option<(Option<f64>, Option<f64>)> = None;
+    let mut w3 = (None, None);
+    for line in lines(f.concurrency) {
+        let (w, pred, key) = &line.ours;
+        let mine = ours.of(w, pred);
+        let my = med(&mine, key);
+        s.push_str(&format!("| {} | {} |", line.label, fmt(&mine, key)));
+        let mut best: Option<f64> = None;
+        for rows in peers.values() {
+            let (w, pred, key) = &line.peer;
+            let theirs = rows.of(w, pred);
+            let m = med(&theirs, key);
+            s.push_str(&format!(" {} |", fmt(&theirs, key)));
+            best = match (best, m) {
+                (None, m) => m,
+                (Some(b), Some(m)) if line.better == Better::Higher => Some(b.max(m)),
+                (Some(b), Some(m)) => Some(b.min(m)),
+                (b, None) => b,
+            };
+        }
+        let r = match (my, best, line.better) {
+            (Some(a), Some(b), Better::Higher) if b > 0.0 => Some(a / b),
+            (Some(a), Some(b), Better::Lower) if a > 0.0 => Some(b / a),
+            _ => None,
+        };
+        s.push_str(&format!(
+            " {} |\n",
+            r.map_or("—".into(), |r| format!("{}×", num(Some(r))))
+        ));
+        if line.label.starts_with("lifecycle") && line.label.contains(" 4 process") {
+            lifecycle4 = Some((my, best));
+        }
+        if line.label.starts_with("W3") {
+            if line.label.contains("p50") {
+                w3.0 = my;
+            } else {
+                w3.1 = my;
+            }
+        }
+    }
+    s.push_str("\nDuplicate executions and lost jobs, summed over every run and unit:\n\n");
+    s.push_str(
+        "| system | rows | jobs run more than once | jobs lost |\n| --- | ---: | ---: | ---: |\n",
+    );
+    let (d, l, n) = integrity(ours);
+    s.push_str(&format!("| semiont-jobs | {n} | {d} | {l} |\n"));
+    for (p, rows) in peers {
+        let (d, l, n) = integrity(rows);
+        s.push_str(&format!("| {p} | {n} | {d} | {l} |\n"));
+    }
+
+    // Targets.
+    let verdict = |ok: Option<bool>| match ok {
+        Some(true) => "**met**",
+        Some(false) => "**missed**",
+        None => "not measured",
+    };
+    s.push_str("\n| target | measured | |\n| --- | --- | --- |\n");
+    let (lc_ours, lc_best) = lifecycle4.unwrap_or((None, None));
+    let dup_free = ours
+        .of("lifecycle", n_is("procs", 4))
+        .iter()
+        .all(|r| r["duplicates"].as_u64() == Some(0));
+    s.push_str(&format!(
+        "| lifecycle at 4 processes ≥ 1.5× the best peer, no duplicates in any run | {} jobs/s vs {} ({}) | {} |\n",
+        int(lc_ours),
+        int(lc_best),
+        match (lc_ours, lc_best) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{}×", num(Some(a / b))),
+            _ => "—".into(),
+        },
+        verdict(match (lc_ours, lc_best) {
+            (Some(a), Some(b)) => Some(a >= 1.5 * b && dup_free),
+            _ => None,
+        })
+    ));
+    let fs_w1 = med(&fs.of("W1", is("durability", "fsync")), "drain_jobs_per_s");
+    let sync_on = med(&ours.of("lifecycle", n_is("procs", 4)), "jobs_per_s");
+    s.push_str(&format!(
+        "| `synchronous_commit = on` ≥ 10× the filesystem backend with fsync (its W1 drain, same run) | lifecycle at 4 processes {} jobs/s vs filesystem {} jobs/s ({}) | {} |\n",
+        int(sync_on),
+        int(fs_w1),
+        match (sync_on, fs_w1) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{}×", num(Some(a / b))),
+            _ => "—".into(),
+        },
+        verdict(match (sync_on, fs_w1) {
+            (Some(a), Some(b)) => Some(a >= 10.0 * b),
+            _ => None,
+        })
+    ));
+    s.push_str(&format!(
+        "| W3 p50 ≤ 3 ms, p99 ≤ 20 ms across processes | p50 {} ms, p99 {} ms | {} |\n",
+        num(w3.0),
+        num(w3.1),
+        verdict(match w3 {
+            (Some(a), Some(b)) => Some(a <= 3.0 && b <= 20.0),
+            _ => None,
+        })
+    ));
+    if let Some(soak) = &f.soak {
+        s.push_str(&super::soak::targets(soak));
+    }
+    if let Some(soak) = &f.soak {
+        s.push_str(&super::soak::section(soak));
+    }
+    if !f.profile.trim().is_empty() {
+        s.push_str(
+            "\nWhere the server's time goes in our lifecycle at 4 processes (`pg_stat_statements` of the last run; \
+             statements called over 100 times):\n\n| calls | total ms | mean ms | rows/call | buffers/call | statement |\n\
+             | ---: | ---: | ---: | ---: | ---: | --- |\n",
+        );
+        for line in f.profile.lines().filter(|l| l.contains('|')) {
+            let cells: Vec<&str> = line.splitn(6, " | ").collect();
+            if cells.len() == 6 {
+                s.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | `{}` |\n",
+                    cells[0],
+                    cells[1],
+                    cells[2],
+                    cells[3],
+                    cells[4],
+                    cells[5].replace('|', "\\|").replace('`', "'")
+                ));
+            }
+        }
+    }
+    if !f.failures.is_empty() {
+        s.push_str(&format!("\nFailed units: {}.\n", f.failures.join("; ")));
+    }
+    s.push_str(END);
+    s.push('\n');
+    s
+}
+
+fn fmt(rows: &[&Value], key: &str) -> String {
+    if rows.is_empty() || max(rows, key).is_none() {
+        return "—".into();
+    }
+    med_range(rows, key)
+}
