@@ -186,7 +186,10 @@ pub(crate) async fn notifier(
         // waits for gathers a little longer: one NOTIFY for many instead
         // of one each, which every listening process must read.
         let until = tokio::time::Instant::now() + GATHER;
-        while !batch.iter().any(|(line, waiter)| waiter.is_some() || urgent(line)) {
+        while !batch
+            .iter()
+            .any(|(line, waiter)| waiter.is_some() || urgent(line))
+        {
             match tokio::time::timeout_at(until, rx.recv()).await {
                 Ok(Some(next)) => batch.push(next),
                 Ok(None) | Err(_) => break,

@@ -396,12 +396,18 @@ impl Worker {
             match claimed {
                 Ok(jobs) if jobs.is_empty() => {
                     drop(slots);
+                    let empty_at = Instant::now();
                     inner.wait_for_work(&mut events).await;
-                    // This claim came back empty: another process took
-                    // the job the last news was about. Let the next news
-                    // gather briefly, so that N idle processes woken by
-                    // every new job do not each claim for each one.
-                    inner.pause(EMPTY_CLAIM_SETTLE).await;
+                    // This claim came back empty. When news comes fast
+                    // (another process took the job the last news was
+                    // about, and more are coming), the next claim waits
+                    // until EMPTY_CLAIM_SETTLE after this one, so that N
+                    // idle processes woken by every new job do not each
+                    // claim for each one; news after a quiet spell is
+                    // claimed at once.
+                    if let Some(rest) = EMPTY_CLAIM_SETTLE.checked_sub(empty_at.elapsed()) {
+                        inner.pause(rest).await;
+                    }
                 }
                 Ok(jobs) => {
                     // Fewer jobs than free slots: nothing more is due now,
@@ -484,8 +490,8 @@ async fn drain<T: 'static>(set: &mut JoinSet<T>) {
 }
 
 /// Events after which a claim may find something new.
-/// How long a worker whose claim came back empty lets news gather before
-/// it claims again (see the claim loop).
+/// The least time between a claim that came back empty and the next one
+/// (see the claim loop).
 const EMPTY_CLAIM_SETTLE: Duration = Duration::from_millis(2);
 
 fn brings_work(kind: EventKind) -> bool {

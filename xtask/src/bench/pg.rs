@@ -336,7 +336,7 @@ pub fn run(t: &Tools, o: &Opts) -> Result<(), String> {
                     cmd.arg(t.root.join("bench/peers/run.mjs"))
                         .args(["--system", peer])
                         .args(&unit.peer)
-                        .env("SEMIONT_JOBS_DATABASE_URL", &url);
+                        .args(["--database-url", &url]);
                     out.keep_going(
                         &format!("run {r}: {} ({peer})", unit.name),
                         cmd,
@@ -691,6 +691,8 @@ pub fn section(ours: &Rows, peers: &BTreeMap<&str, Rows>, fs: &Rows, f: &Facts) 
             }
         }
     }
+    s.push('\n');
+    s.push_str(include_str!("../bench_pg_analysis.md"));
     if !f.failures.is_empty() {
         s.push_str(&format!("\nFailed units: {}.\n", f.failures.join("; ")));
     }

@@ -3,6 +3,7 @@
 //! the conformance suite judging times by the server's clock and by the
 //! caller's, and the backend's own cases.
 
+mod batch;
 mod liveness;
 mod open;
 mod pause;

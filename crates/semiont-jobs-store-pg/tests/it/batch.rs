@@ -1,0 +1,219 @@
+//! Calls that arrive together share statements (group commit of finishes
+//! and creates, batched reads, finishes of remembered claims): each caller
+//! still gets its own outcome, and a remembered job never hides another
+//! instance's change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use semiont_jobs_model::{Job, JobId, JobStatus, NewJob, Timestamp};
+use semiont_jobs_store::{
+    ClaimRequest, ErrorKind, Expect, JobStore, TypeFilter, Updated, WorkerInfo,
+};
+use semiont_jobs_store_pg::testing::TestSchema;
+use serde_json::json;
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn new_job() -> Job {
+    NewJob::custom("t", "u", json!({}))
+        .unwrap()
+        .into_job(JobId::generate(), Timestamp::now(), 3)
+        .unwrap()
+}
+
+async fn claim_all(store: &dyn JobStore, n: usize) -> Vec<Job> {
+    store
+        .register_worker(&WorkerInfo {
+            id: "w".into(),
+            lease: LEASE,
+        })
+        .await
+        .unwrap();
+    let jobs = store
+        .claim_batch(
+            &ClaimRequest {
+                types: TypeFilter::Any,
+                worker_id: "w".into(),
+                now: Timestamp::now(),
+                lease: LEASE,
+            },
+            n,
+        )
+        .await
+        .unwrap();
+    assert_eq!(jobs.len(), n, "every job is claimed");
+    jobs
+}
+
+fn completed(mut job: Job) -> Job {
+    job.status = JobStatus::Complete;
+    job.completed_at = Some(Timestamp::now());
+    job.lease_expires_at = None;
+    job.result = Some(json!({ "ok": job.id.as_str() }));
+    job
+}
+
+/// Sixty finishes at once, a third of them expecting the wrong attempt:
+/// those are refused with a conflict naming the stored attempt, the others
+/// are written, each with its own result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_finishes_each_get_their_own_outcome() {
+    let schema = TestSchema::new();
+    let store: Arc<dyn JobStore> = Arc::new(schema.open(schema.options()).await);
+    let jobs: Vec<Job> = (0..60).map(|_| new_job()).collect();
+    store.create_batch(&jobs).await.unwrap();
+    let running = claim_all(store.as_ref(), 60).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, job) in running.into_iter().enumerate() {
+        let store = Arc::clone(&store);
+        tasks.spawn(async move {
+            let wrong = i % 3 == 0;
+            let expect = Expect::running(if wrong { job.attempt + 7 } else { job.attempt });
+            let outcome = store.transition(expect, &completed(job.clone())).await;
+            (job, wrong, outcome)
+        });
+    }
+    let mut refused = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (job, wrong, outcome) = r.unwrap();
+        let stored = store.get(&job.id).await.unwrap();
+        if wrong {
+            let e = outcome.expect_err("a wrong attempt is refused");
+            assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+            assert_eq!(
+                stored.status,
+                JobStatus::Running,
+                "nothing written for {}",
+                job.id
+            );
+            refused += 1;
+        } else {
+            outcome.unwrap();
+            assert_eq!(stored.status, JobStatus::Complete);
+            assert_eq!(stored.result, Some(json!({ "ok": job.id.as_str() })));
+        }
+    }
+    assert_eq!(refused, 20);
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.running, stats.complete), (20, 40));
+}
+
+/// Creates at once, one of them reusing an id already stored: that one
+/// fails with the id named, every other job is created once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_with_one_duplicate() {
+    let schema = TestSchema::new();
+    let store: Arc<dyn JobStore> = Arc::new(schema.open(schema.options()).await);
+    let taken = new_job();
+    store.create(&taken).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..40 {
+        let store = Arc::clone(&store);
+        let job = if i == 17 { taken.clone() } else { new_job() };
+        tasks.spawn(async move { (job.id.clone(), store.create(&job).await) });
+    }
+    let mut created = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (id, outcome) = r.unwrap();
+        if id == taken.id {
+            let e = outcome.expect_err("the stored id is refused");
+            assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+            assert!(e.to_string().contains(id.as_str()), "{e}");
+        } else {
+            outcome.unwrap();
+            store.get(&id).await.unwrap();
+            created += 1;
+        }
+    }
+    assert_eq!(created, 39);
+    assert_eq!(store.stats().await.unwrap().pending, 40);
+}
+
+/// A claimed job that another instance cancels is not completed from the
+/// claimer's remembered copy; one that it rewrote (a checkpoint) is
+/// completed with what it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remembered_claim_never_hides_a_change() {
+    let schema = TestSchema::new();
+    let a = schema.open(schema.options()).await;
+    let b = schema.open(schema.options()).await;
+    let jobs = vec![new_job(), new_job()];
+    a.create_batch(&jobs).await.unwrap();
+    let running = claim_all(&a, 2).await;
+    let (first, second) = (&running[0], &running[1]);
+
+    // Another instance cancels the first while it runs.
+    let mut cancelled = first.clone();
+    cancelled.status = JobStatus::Cancelled;
+    cancelled.completed_at = Some(Timestamp::now());
+    b.transition(Expect::running(first.attempt), &cancelled)
+        .await
+        .unwrap();
+    let attempt = first.attempt;
+    let e = a
+        .update_with(
+            &first.id,
+            Box::new(move |job: &Job| {
+                (job.status == JobStatus::Running && job.attempt == attempt)
+                    .then(|| (Expect::running(attempt), completed(job.clone())))
+            }),
+        )
+        .await;
+    match e {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::Conflict, "{e}"),
+        Ok(Updated::Declined(job)) => assert_eq!(job.status, JobStatus::Cancelled),
+        Ok(Updated::Written(job)) => panic!("completed over a cancel: {job:?}"),
+    }
+    assert_eq!(b.get(&first.id).await.unwrap().status, JobStatus::Cancelled);
+
+    // The claimer writes progress, then completes: the progress it wrote
+    // is in the completed job.
+    let mut progressed = second.clone();
+    progressed.progress = Some(json!({ "done": 3 }));
+    a.update_running(&progressed).await.unwrap();
+    let attempt = second.attempt;
+    let written = a
+        .update_with(
+            &second.id,
+            Box::new(move |job: &Job| {
+                (job.status == JobStatus::Running && job.attempt == attempt)
+                    .then(|| (Expect::running(attempt), completed(job.clone())))
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(written, Updated::Written(_)));
+    let stored = b.get(&second.id).await.unwrap();
+    assert_eq!(stored.status, JobStatus::Complete);
+    assert_eq!(stored.progress, Some(json!({ "done": 3 })));
+}
+
+/// Claims take jobs in claim order through the pending index right after a
+/// bulk insert into a young table (stale statistics), and a peek agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_keep_claim_order_after_a_bulk_insert() {
+    let schema = TestSchema::new();
+    let store = schema.open(schema.options()).await;
+    let mut jobs: Vec<Job> = (0..3000).map(|_| new_job()).collect();
+    for (i, job) in jobs.iter_mut().enumerate() {
+        job.priority = i16::try_from(i % 3).unwrap();
+    }
+    for chunk in jobs.chunks(1000) {
+        store.create_batch(chunk).await.unwrap();
+    }
+    let mut order: Vec<&Job> = jobs.iter().collect();
+    order.sort_by(|x, y| {
+        (std::cmp::Reverse(x.priority), &x.id).cmp(&(std::cmp::Reverse(y.priority), &y.id))
+    });
+    let peeked = store
+        .peek_next(&TypeFilter::Any, Timestamp::now())
+        .await
+        .unwrap()
+        .expect("a job is due");
+    assert_eq!(peeked.id, order[0].id);
+    let claimed = claim_all(&store, 25).await;
+    let ids: Vec<&JobId> = claimed.iter().map(|j| &j.id).collect();
+    let expected: Vec<&JobId> = order[..25].iter().map(|j| &j.id).collect();
+    assert_eq!(ids, expected);
+}
