@@ -557,6 +557,20 @@ const DEFAULTS = {
   w4: { jobs: 2000, processes: [4], concurrency: 1 },
 };
 
+// Retried: right after worker processes are killed their sessions may still hold
+// locks for a moment (or the drop may hit a deadlock with a dying session).
+async function dropSchema(admin, schema) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await admin.query(`drop schema if exists "${schema}" cascade`);
+      return;
+    } catch (e) {
+      if (attempt >= 5) { log(`could not drop schema ${schema}: ${oneLine(e)}`); return; }
+      await sleep(500 * attempt);
+    }
+  }
+}
+
 let unitCounter = 0;
 let CURRENT = null; // { admin, schema } for signal cleanup
 
@@ -609,7 +623,7 @@ async function runUnit(o, M, adapter, P, runIndex) {
     return row;
   } finally {
     for (const w of ctx.workers) if (!w.exited) { try { process.kill(w.child.pid, 'SIGKILL'); } catch { /* gone */ } }
-    try { await admin.query(`drop schema if exists "${schema}" cascade`); } catch (e) { log(`could not drop schema ${schema}: ${oneLine(e)}`); }
+    await dropSchema(admin, schema);
     await admin.end().catch(() => {});
     CURRENT = null;
     fs.rmSync(tmpdir, { recursive: true, force: true });
@@ -670,7 +684,7 @@ async function parentMain(o) {
 async function cleanupAndExit(code) {
   killChildren();
   if (CURRENT) {
-    try { await CURRENT.admin.query(`drop schema if exists "${CURRENT.schema}" cascade`); } catch { /* best effort */ }
+    await dropSchema(CURRENT.admin, CURRENT.schema);
   }
   process.exit(code);
 }
