@@ -562,6 +562,7 @@ const DEFAULTS = {
 async function dropSchema(admin, schema) {
   for (let attempt = 1; ; attempt++) {
     try {
+      await admin.query("set lock_timeout = '10s'");
       await admin.query(`drop schema if exists "${schema}" cascade`);
       return;
     } catch (e) {
