@@ -675,7 +675,18 @@ async function parentMain(o) {
   const adapter = makeAdapter(cfg.system, M, cfg.url);
   for (const P of procs) {
     for (let r = 1; r <= cfg.runs; r++) {
-      const row = await runUnit({ ...cfg, o }, M, adapter, P, r);
+      let row;
+      try {
+        row = await runUnit({ ...cfg, o }, M, adapter, P, r);
+      } catch (e) {
+        // a failed unit still yields a row, so a reader of stdout sees what failed
+        process.stdout.write(JSON.stringify({
+          system: cfg.system, system_version: adapter.version, workload: cfg.workload, run: r,
+          n: cfg.jobs, processes: P, concurrency: cfg.concurrency, synchronous_commit: cfg.sync,
+          ok: false, error: oneLine(e),
+        }) + '\n');
+        throw e;
+      }
       process.stdout.write(JSON.stringify(row) + '\n');
     }
   }
