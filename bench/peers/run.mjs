@@ -296,6 +296,10 @@ async function workerMain(o) {
   });
   const send = (s) => process.stdout.write(s + '\n');
   const sc = await w.prepare();
+  // progress: handler starts so far, so the parent need not poll the database
+  // until every job has at least started
+  let reported = -1;
+  setInterval(() => { if (lines.length !== reported) { reported = lines.length; send(`progress ${reported}`); } }, 10).unref();
   if (!o['start-on-go']) await w.start();
   send(`ready ${sc}`);
   let stopping = false;
@@ -336,7 +340,9 @@ function spawnWorker(o, schema, idx, concurrency, startOnGo, tmpdir) {
     for (const w of waiters.splice(0)) w.reject(new Error(`worker process ${idx} exited (${c.code}) while waiting for '${w.prefix}'`));
   });
   child.stdin.on('error', () => {});
+  c.executed = 0;
   readline.createInterface({ input: child.stdout }).on('line', (l) => {
+    if (l.startsWith('progress ')) { c.executed = Number(l.slice(9)); return; }
     seen.push(l);
     for (let i = 0; i < waiters.length; i++) {
       if (l.startsWith(waiters[i].prefix)) { waiters.splice(i, 1)[0].resolve(l); break; }
@@ -393,8 +399,15 @@ function counters(recs, n) {
   return { executions: recs.length, distinct_executed: m.size, duplicate_jobs: dup, lost: n - found };
 }
 
+// Completion: first wait (without touching the database) until the handlers have
+// started at least n times, as reported by the workers; then poll the system's
+// own table until no job is pending.
 async function waitDone(ctx, isCreationDone = () => true) {
   const deadline = performance.now() + ctx.timeoutS * 1000;
+  while (ctx.executed() < ctx.n || !isCreationDone()) {
+    if (performance.now() > deadline) break;
+    await sleep(5);
+  }
   for (;;) {
     const r = await ctx.admin.query(ctx.adapter.pendingSql(ctx.schema));
     const { pending, failed } = r.rows[0];
@@ -402,7 +415,7 @@ async function waitDone(ctx, isCreationDone = () => true) {
     if (failed > 0) throw new Error(`${failed} job(s) failed in ${ctx.system} (harness handler never throws)`);
     if (pending === 0 && isCreationDone()) return now;
     if (now > deadline) throw new Error(`timeout: ${pending} job(s) still pending after ${ctx.timeoutS} s (--timeout-s)`);
-    await sleep(pending > 2000 ? 100 : pending > 200 ? 40 : 15);
+    await sleep(10);
   }
 }
 
@@ -440,6 +453,7 @@ async function wlW1(ctx, batched) {
     concurrency: ctx.concurrency, pollIntervalMs: ctx.pollIntervalMs, refill: ctx.refill,
     onJob: (d) => recs.push({ k: d && d.k, t: wallMs() }),
   });
+  ctx.executed = () => recs.length;
   ctx.syncSeen.push(await w.prepare());
   let drainS;
   try {
@@ -460,6 +474,7 @@ async function startWorkers(ctx, P, concurrency, startOnGo) {
   const workers = [];
   for (let i = 0; i < P; i++) workers.push(spawnWorker(ctx.o, ctx.schema, i, concurrency, startOnGo, ctx.tmpdir));
   ctx.workers = workers;
+  ctx.executed = () => workers.reduce((a, w) => a + w.executed, 0);
   for (const w of workers) ctx.syncSeen.push((await w.waitFor('ready', 120000)).split(' ')[1]);
   return workers;
 }
