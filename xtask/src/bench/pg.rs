@@ -394,7 +394,7 @@ pub fn run(t: &Tools, o: &Opts) -> Result<(), String> {
         date: capture("date", &["-u", "+%Y-%m-%d"]),
         cores: capture("nproc", &[]),
         load_start,
-        concurrency: o.concurrency,
+        opts: o.clone(),
         failures: out.failures.clone(),
         profile,
         soak: soak_rows,
@@ -424,8 +424,8 @@ pub struct Facts {
     pub cores: String,
     /// The load average at the start.
     pub load_start: String,
-    /// Jobs in flight per worker process.
-    pub concurrency: usize,
+    /// The run's settings.
+    pub opts: Opts,
     /// Units that failed.
     pub failures: Vec<String>,
     /// `pg_stat_statements` of the last lifecycle run at 4 processes.
@@ -441,28 +441,38 @@ enum Better {
     Lower,
 }
 
+/// Which rows hold a number: the workload, a filter, the key.
+type Source = (&'static str, Filter, &'static str);
+
+/// A filter on rows.
+type Filter = Box<dyn Fn(&Value) -> bool>;
+
 /// One line of the comparison table: a label, and where each system's
 /// rows and number are.
 struct Line {
     label: String,
-    ours: (&'static str, Box<dyn Fn(&Value) -> bool>, &'static str),
-    peer: (&'static str, Box<dyn Fn(&Value) -> bool>, &'static str),
+    ours: Source,
+    peer: Source,
     better: Better,
 }
 
-fn is(key: &'static str, v: &'static str) -> Box<dyn Fn(&Value) -> bool> {
+fn is(key: &'static str, v: &'static str) -> Filter {
     Box::new(move |r: &Value| r[key].as_str() == Some(v))
 }
 
-fn n_is(key: &'static str, n: u64) -> Box<dyn Fn(&Value) -> bool> {
+fn n_is(key: &'static str, n: u64) -> Filter {
     Box::new(move |r: &Value| r[key].as_u64() == Some(n))
 }
 
-fn lines(concurrency: usize) -> Vec<Line> {
+fn lines(o: &Opts) -> Vec<Line> {
+    let concurrency = o.concurrency;
     let mut l = Vec::new();
     for (sync, mode) in [("off", "none"), ("on", "fsync")] {
         l.push(Line {
-            label: format!("W1 create, one call per job (sync commit {sync}), jobs/s"),
+            label: format!(
+                "W1 create, one call per job (sync commit {sync}; {} jobs), jobs/s",
+                if sync == "off" { "10,000" } else { "2,000" }
+            ),
             ours: ("W1", is("durability", mode), "create_jobs_per_s"),
             peer: ("w1", is("synchronous_commit", sync), "create_jobs_per_s"),
             better: Better::Higher,
@@ -475,14 +485,17 @@ fn lines(concurrency: usize) -> Vec<Line> {
         });
     }
     l.push(Line {
-        label: "W1 batch enqueue, 1,000 per call (sync commit on), jobs/s".into(),
+        label: "W1 batch enqueue, 1,000 per call (sync commit on; 3,000 jobs), jobs/s".into(),
         ours: ("W1", is("durability", "batch"), "create_jobs_per_s"),
         peer: ("w1-batch", Box::new(|_| true), "create_jobs_per_s"),
         better: Better::Higher,
     });
     for p in [1, 2, 4] {
         l.push(Line {
-            label: format!("burn-down, {p} process(es) × concurrency {concurrency}, jobs/s"),
+            label: format!(
+                "burn-down of {} jobs, {p} process(es) × concurrency {concurrency}, jobs/s",
+                o.burndown_jobs
+            ),
             ours: ("burndown", n_is("procs", p), "jobs_per_s"),
             peer: ("burndown", n_is("processes", p), "drain_jobs_per_s"),
             better: Better::Higher,
@@ -491,7 +504,8 @@ fn lines(concurrency: usize) -> Vec<Line> {
     for p in [1, 4] {
         l.push(Line {
             label: format!(
-                "lifecycle (create + claim + complete), {p} process(es) × concurrency {concurrency}, jobs/s"
+                "lifecycle (create + claim + complete) of {} jobs, {p} process(es) × concurrency {concurrency}, {p} producer(s), jobs/s",
+                o.lifecycle_jobs
             ),
             ours: ("lifecycle", n_is("procs", p), "jobs_per_s"),
             peer: ("lifecycle", n_is("processes", p), "lifecycle_jobs_per_s"),
@@ -508,7 +522,7 @@ fn lines(concurrency: usize) -> Vec<Line> {
     }
     for p in [1, 2, 4] {
         l.push(Line {
-            label: format!("W4, {p} process(es) × concurrency 1, jobs/s"),
+            label: format!("W4, 2,000 jobs, {p} process(es) × concurrency 1, jobs/s"),
             ours: ("W4", n_is("procs", p), "jobs_per_s"),
             peer: ("w4", n_is("processes", p), "drain_jobs_per_s"),
             better: Better::Higher,
@@ -566,7 +580,7 @@ pub fn section(ours: &Rows, peers: &BTreeMap<&str, Rows>, fs: &Rows, f: &Facts) 
     s.push_str(" ---: |\n");
     let mut lifecycle4: Option<(Option<f64>, Option<f64>)> = None;
     let mut w3 = (None, None);
-    for line in lines(f.concurrency) {
+    for line in lines(&f.opts) {
         let (w, pred, key) = &line.ours;
         let mine = ours.of(w, pred);
         let my = med(&mine, key);
@@ -691,8 +705,6 @@ pub fn section(ours: &Rows, peers: &BTreeMap<&str, Rows>, fs: &Rows, f: &Facts) 
             }
         }
     }
-    s.push('\n');
-    s.push_str(include_str!("../bench_pg_analysis.md"));
     if !f.failures.is_empty() {
         s.push_str(&format!("\nFailed units: {}.\n", f.failures.join("; ")));
     }
@@ -706,4 +718,75 @@ fn fmt(rows: &[&Value], key: &str) -> String {
         return "—".into();
     }
     med_range(rows, key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn opts() -> Opts {
+        Opts::parse(&["--pg".into(), "--lifecycle-jobs".into(), "1000".into()]).unwrap()
+    }
+
+    fn facts() -> Facts {
+        Facts {
+            runs: 2,
+            server: "PostgreSQL 15".into(),
+            date: "today".into(),
+            cores: "2".into(),
+            load_start: "0.1".into(),
+            opts: opts(),
+            failures: vec![],
+            profile: "10 | 5.0 | 0.5 | 1.0 | 3.0 | SELECT 1".into(),
+            soak: None,
+        }
+    }
+
+    #[test]
+    fn ratios_and_verdicts_come_from_every_systems_rows() {
+        let ours = Rows::from_values(vec![
+            json!({"workload": "lifecycle", "procs": 4, "jobs_per_s": 3000.0, "duplicates": 0, "lost": 0}),
+            json!({"workload": "lifecycle", "procs": 4, "jobs_per_s": 3400.0, "duplicates": 0, "lost": 0}),
+            json!({"workload": "W3", "p50_ms": 2.0, "p99_ms": 9.0}),
+        ]);
+        let mut peers = BTreeMap::new();
+        peers.insert(
+            "graphile-worker",
+            Rows::from_values(vec![
+                json!({"workload": "lifecycle", "processes": 4, "lifecycle_jobs_per_s": 2000.0, "duplicate_jobs": 0, "lost": 0}),
+                json!({"workload": "w3", "p50_ms": 4.0, "p99_ms": 20.0}),
+            ]),
+        );
+        peers.insert(
+            "pg-boss",
+            Rows::from_values(vec![
+                json!({"workload": "lifecycle", "processes": 4, "lifecycle_jobs_per_s": 1000.0, "duplicate_jobs": 1, "lost": 0}),
+            ]),
+        );
+        let fs = Rows::from_values(vec![
+            json!({"workload": "W1", "durability": "fsync", "drain_jobs_per_s": 500.0}),
+        ]);
+        let s = section(&ours, &peers, &fs, &facts());
+        assert!(s.starts_with(BEGIN) && s.trim_end().ends_with(END), "{s}");
+        assert!(
+            s.contains("4 process(es) × concurrency 10, 4 producer(s), jobs/s | 3,200 (3,000–3,400) | 2,000 | 1,000 | 1.60× |"),
+            "{s}"
+        );
+        assert!(s.contains("p50 ms | 2.00 | 4.00 | — | 2.00× |"), "{s}");
+        assert!(
+            s.contains("| 3,200 jobs/s vs 2,000 (1.60×) | **met** |"),
+            "{s}"
+        );
+        assert!(s.contains("(6.40×) | **missed** |"), "{s}");
+        assert!(s.contains("| pg-boss | 1 | 1 | 0 |"), "{s}");
+        assert!(s.contains("`SELECT 1`"), "{s}");
+    }
+
+    #[test]
+    fn options_are_checked() {
+        assert_eq!(opts().lifecycle_jobs, 1000);
+        assert!(Opts::parse(&["--runs".into(), "0".into()]).is_err());
+        assert!(Opts::parse(&["--frobnicate".into()]).is_err());
+    }
 }
