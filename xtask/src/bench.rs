@@ -248,7 +248,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         let saved: Vec<String> = saved.split('\0').map(str::to_owned).collect();
         let inputs = report::Inputs::parse(&saved)
             .map_err(|e| format!("{}: {e}", dir.join("report-args.txt").display()))?;
-        report::write(&inputs)?;
+        write_keeping_sections(&inputs)?;
         println!(
             "wrote {} again from {}",
             inputs.out.display(),
@@ -677,7 +677,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     std::fs::write(out.file("report-args.txt"), inputs.to_args().join("\0"))
         .map_err(|e| format!("cannot save the report's arguments: {e}"))?;
     println!("==> report");
-    let written = report::write(&inputs).and_then(|()| write_http(&out));
+    let written = write_keeping_sections(&inputs).and_then(|()| write_http(&out));
     if written.is_ok() {
         println!(
             "wrote {} (raw data in {})",
@@ -759,4 +759,23 @@ fn bench_pg(root: &Path, args: &[String]) -> Result<(), String> {
         target,
     };
     pg::run(&tools, &opts)
+}
+
+/// Writes the report's page anew, keeping the sections other commands
+/// write (`--http`, `--pg`) as they were.
+fn write_keeping_sections(inputs: &report::Inputs) -> Result<(), String> {
+    let old = std::fs::read_to_string(&inputs.out).unwrap_or_default();
+    let kept: Vec<(&str, &str, String)> = [(http::BEGIN, http::END), (pg::BEGIN, pg::END)]
+        .into_iter()
+        .filter_map(|(b, e)| {
+            let start = old.find(b)?;
+            let end = old[start..].find(e)? + start + e.len();
+            Some((b, e, format!("{}\n", &old[start..end])))
+        })
+        .collect();
+    report::write(inputs)?;
+    for (b, e, section) in kept {
+        splice(&inputs.out, b, e, &section)?;
+    }
+    Ok(())
 }

@@ -9,8 +9,8 @@ use std::path::Path;
 use super::report::{int, max, med, med_range, min, num, Rows};
 
 /// The markers around the section.
-const BEGIN: &str = "<!-- http:begin (cargo xtask bench --http) -->";
-const END: &str = "<!-- http:end -->";
+pub const BEGIN: &str = "<!-- http:begin (cargo xtask bench --http) -->";
+pub const END: &str = "<!-- http:end -->";
 
 /// The section's markdown from the rows of `runs` runs of the http workload.
 pub fn section(rows: &Rows, runs: usize, command: &str, facts: &str) -> String {
