@@ -741,6 +741,15 @@ fn bench_pg(root: &Path, args: &[String]) -> Result<(), String> {
         .map(PathBuf::from)
         .map(|t| if t.is_absolute() { t } else { root.join(t) })
         .unwrap_or_else(|| root.join("target"));
+    if opts.report_only {
+        let tools = pg::Tools {
+            root: root.to_path_buf(),
+            exe: target.join("release").join("semiont-jobs"),
+            harness: target.join("release").join("semiont-jobs-bench"),
+            target,
+        };
+        return pg::report(&tools, &opts);
+    }
     let mut build = crate::cargo();
     build.args([
         "build",

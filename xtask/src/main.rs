@@ -52,6 +52,9 @@ fn main() -> ExitCode {
                 "           bench [--runs R] [--data-root DIR] [--no-upstream] [--no-1m] [--quick]"
             );
             println!("           bench --report-only (the report again from the last run's data)");
+            println!("           bench --pg [--runs R] [--burndown-jobs N] [--lifecycle-jobs N] [--concurrency C]");
+            println!("                [--soak N] [--no-peers] [--report-only]: PostgreSQL side by side with");
+            println!("                graphile-worker and pg-boss (Node >= 20, npm) -> its section of docs/benchmarks.md");
             println!("  llm-check  detection and generation against a real small model (SmolLM2-135M via");
             println!(
                 "           llama-cpp-python, and an Ollama shim); installs into target/llm-check:"

@@ -15,7 +15,8 @@
 //! Options (after `--pg`): `--runs R` (default 3), `--burndown-jobs N`
 //! (default 100000), `--lifecycle-jobs N` (default 20000), `--concurrency
 //! C` (default 10), `--no-peers`, `--soak N` (also run the soak of N jobs,
-//! see [`soak`](super::soak)).
+//! see [`soak`](super::soak)), `--report-only` (no runs: the section again
+//! from the last run's data in `target/bench-pg/`, given the same options).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ pub struct Opts {
     pub peers: bool,
     /// Jobs of the soak, when one is run.
     pub soak: Option<usize>,
+    /// No runs: write the section again from the last run's data.
+    pub report_only: bool,
 }
 
 impl Opts {
@@ -62,6 +65,7 @@ impl Opts {
             concurrency: 10,
             peers: true,
             soak: None,
+            report_only: false,
         };
         let mut it = args.iter();
         let num = |v: Option<&String>, what: &str| -> Result<usize, String> {
@@ -78,11 +82,23 @@ impl Opts {
                 "--concurrency" => o.concurrency = num(it.next(), "--concurrency")?,
                 "--soak" => o.soak = Some(num(it.next(), "--soak")?),
                 "--no-peers" => o.peers = false,
+                "--report-only" => o.report_only = true,
                 other => return Err(format!("bench --pg: unknown option {other:?}")),
             }
         }
         Ok(o)
     }
+}
+
+/// Jobs of W1 with `synchronous_commit = off`, with it on, and of the
+/// batch enqueue (both drained one job at a time).
+const W1_OFF_JOBS: &str = "10000";
+const W1_ON_JOBS: &str = "3000";
+const W1_BATCH_JOBS: &str = "10000";
+
+/// `10000` as `10,000`.
+fn thousands(n: &str) -> String {
+    int(n.parse::<f64>().ok())
 }
 
 /// What a unit of the run is, for every system.
@@ -109,7 +125,7 @@ fn units(o: &Opts) -> Vec<Unit> {
                 "--durability",
                 "none",
                 "--jobs",
-                "10000",
+                W1_OFF_JOBS,
             ]),
             peer: args(&[
                 "--workload",
@@ -117,7 +133,7 @@ fn units(o: &Opts) -> Vec<Unit> {
                 "--synchronous-commit",
                 "off",
                 "--jobs",
-                "10000",
+                W1_OFF_JOBS,
             ]),
         },
         Unit {
@@ -128,7 +144,7 @@ fn units(o: &Opts) -> Vec<Unit> {
                 "--durability",
                 "fsync",
                 "--jobs",
-                "3000",
+                W1_ON_JOBS,
             ]),
             peer: args(&[
                 "--workload",
@@ -136,7 +152,7 @@ fn units(o: &Opts) -> Vec<Unit> {
                 "--synchronous-commit",
                 "on",
                 "--jobs",
-                "3000",
+                W1_ON_JOBS,
             ]),
         },
         Unit {
@@ -147,7 +163,7 @@ fn units(o: &Opts) -> Vec<Unit> {
                 "--durability",
                 "batch",
                 "--jobs",
-                "10000",
+                W1_BATCH_JOBS,
                 "--batch-size",
                 "1000",
             ]),
@@ -157,7 +173,7 @@ fn units(o: &Opts) -> Vec<Unit> {
                 "--synchronous-commit",
                 "on",
                 "--jobs",
-                "10000",
+                W1_BATCH_JOBS,
                 "--batch-size",
                 "1000",
             ]),
@@ -299,6 +315,13 @@ pub fn run(t: &Tools, o: &Opts) -> Result<(), String> {
          FROM pg_settings WHERE name IN ('fsync','synchronous_commit','full_page_writes','shared_buffers',\
          'max_connections','wal_level','checkpoint_timeout','max_wal_size','commit_delay','work_mem')",
     )?;
+    let saved = serde_json::json!({
+        "server": server.trim(),
+        "date": capture("date", &["-u", "+%Y-%m-%d"]),
+        "load_start": load_start,
+    });
+    std::fs::write(out.file("facts.json"), saved.to_string())
+        .map_err(|e| format!("cannot write {}: {e}", out.file("facts.json").display()))?;
     let ours_file = out.file("ours.jsonl");
     let dir = out.dir.clone();
     let peer_file = |p: &str| dir.join(format!("{p}.jsonl"));
@@ -368,41 +391,90 @@ pub fn run(t: &Tools, o: &Opts) -> Result<(), String> {
             &fs_file,
         );
     }
-    let soak_rows = match o.soak {
-        Some(n) => Some(super::soak::run(t, &cluster, &mut out, n)?),
-        None => None,
-    };
+    if let Some(n) = o.soak {
+        super::soak::run(t, &cluster, &mut out, n)?;
+    }
     drop(cluster);
     let _ = std::fs::remove_dir_all(&fs_root);
 
-    let ours = Rows::load(&[ours_file])?;
-    let fs = Rows::load(&[fs_file]).unwrap_or_else(|_| Rows::empty());
+    write_section(t, o, &out.dir, out.failures.clone())
+}
+
+/// `cargo xtask bench --pg --report-only`: the section again from the
+/// data of the last run (in the target directory).
+pub fn report(t: &Tools, o: &Opts) -> Result<(), String> {
+    write_section(t, o, &t.target.join("bench-pg"), Vec::new())
+}
+
+/// Writes the section from the data in `dir`.
+fn write_section(
+    t: &Tools,
+    o: &Opts,
+    dir: &std::path::Path,
+    failures: Vec<String>,
+) -> Result<(), String> {
+    let file = |name: &str| dir.join(name);
+    let ours = Rows::load(&[file("ours.jsonl")])?;
+    let fs = Rows::load(&[file("ours-fs.jsonl")]).unwrap_or_else(|_| Rows::empty());
     let mut peers = BTreeMap::new();
     if o.peers {
         for p in PEERS {
             peers.insert(
                 p,
-                Rows::load(&[peer_file(p)]).unwrap_or_else(|_| Rows::empty()),
+                Rows::load(&[file(&format!("{p}.jsonl"))]).unwrap_or_else(|_| Rows::empty()),
             );
         }
     }
-    let profile = std::fs::read_to_string(out.file(&format!("pgss-lifecycle4-run{}.txt", o.runs)))
+    let profile = std::fs::read_to_string(file(&format!("pgss-lifecycle4-run{}.txt", o.runs)))
         .unwrap_or_default();
+    let saved: serde_json::Value = std::fs::read_to_string(file("facts.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_else(|| facts_from_env(&ours));
+    let text = |k: &str| saved[k].as_str().unwrap_or("?").to_owned();
+    let soak = file("soak.jsonl");
     let facts = Facts {
         runs: o.runs,
-        server,
-        date: capture("date", &["-u", "+%Y-%m-%d"]),
+        server: text("server"),
+        date: text("date"),
         cores: capture("nproc", &[]),
-        load_start,
+        load_start: text("load_start"),
         opts: o.clone(),
-        failures: out.failures.clone(),
+        failures,
         profile,
-        soak: soak_rows,
+        soak: soak.exists().then(|| Rows::load(&[soak])).transpose()?,
     };
     let doc = t.root.join("docs").join("benchmarks.md");
     super::splice(&doc, BEGIN, END, &section(&ours, &peers, &fs, &facts))?;
     println!("wrote the PostgreSQL section of {}", doc.display());
     Ok(())
+}
+
+/// What the run's `env` row says of the server, for a run that did not
+/// save its facts.
+fn facts_from_env(ours: &Rows) -> serde_json::Value {
+    let env = ours.all().iter().find(|r| r["workload"] == "env");
+    let server = env.map(|e| &e["database"]["server"]);
+    let settings = server
+        .and_then(|s| s.as_object())
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| *k != "server_version")
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
+    serde_json::json!({
+        "server": format!(
+            "PostgreSQL {} | {settings}",
+            server.and_then(|s| s["server_version"].as_str()).unwrap_or("?")
+        ),
+        "date": env.and_then(|e| e["date"].as_str()).map(|d| d.chars().take(10).collect::<String>()),
+        "load_start": env
+            .and_then(|e| e["loadavg"].as_array())
+            .map(|l| l.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(" ")),
+    })
 }
 
 /// The statements that took the most server time (`pg_stat_statements`).
@@ -471,7 +543,11 @@ fn lines(o: &Opts) -> Vec<Line> {
         l.push(Line {
             label: format!(
                 "W1 create, one call per job (sync commit {sync}; {} jobs), jobs/s",
-                if sync == "off" { "10,000" } else { "2,000" }
+                thousands(if sync == "off" {
+                    W1_OFF_JOBS
+                } else {
+                    W1_ON_JOBS
+                })
             ),
             ours: ("W1", is("durability", mode), "create_jobs_per_s"),
             peer: ("w1", is("synchronous_commit", sync), "create_jobs_per_s"),
@@ -485,7 +561,10 @@ fn lines(o: &Opts) -> Vec<Line> {
         });
     }
     l.push(Line {
-        label: "W1 batch enqueue, 1,000 per call (sync commit on; 3,000 jobs), jobs/s".into(),
+        label: format!(
+            "W1 batch enqueue, 1,000 per call (sync commit on; {} jobs), jobs/s",
+            thousands(W1_BATCH_JOBS)
+        ),
         ours: ("W1", is("durability", "batch"), "create_jobs_per_s"),
         peer: ("w1-batch", Box::new(|_| true), "create_jobs_per_s"),
         better: Better::Higher,
@@ -705,6 +784,10 @@ pub fn section(ours: &Rows, peers: &BTreeMap<&str, Rows>, fs: &Rows, f: &Facts) 
             }
         }
     }
+    s.push_str(
+        "\nWhat each change to the backend bought, why the missed targets are missed and what \
+         the profile points at next: `docs/postgres-performance.md`.\n",
+    );
     if !f.failures.is_empty() {
         s.push_str(&format!("\nFailed units: {}.\n", f.failures.join("; ")));
     }

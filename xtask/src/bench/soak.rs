@@ -14,8 +14,9 @@ use crate::pg::Cluster;
 /// Finished jobs of the scale check.
 const SCALE: &str = "1000000";
 
-/// Runs the soak of `n` jobs and the scale check; returns their rows.
-pub fn run(t: &Tools, cluster: &Cluster, out: &mut Out, n: usize) -> Result<Rows, String> {
+/// Runs the soak of `n` jobs and the scale check, into `soak.jsonl` of the
+/// run's directory.
+pub fn run(t: &Tools, cluster: &Cluster, out: &mut Out, n: usize) -> Result<(), String> {
     let file = out.file("soak.jsonl");
     let jobs = n.to_string();
     for args in [
@@ -48,7 +49,7 @@ pub fn run(t: &Tools, cluster: &Cluster, out: &mut Out, n: usize) -> Result<Rows
             .env_remove("RUST_LOG");
         out.keep_going(&format!("{} (semiont-jobs)", args[1]), cmd, &file);
     }
-    Rows::load(&[file])
+    Ok(())
 }
 
 /// The soak's and the scale check's lines of the targets table.
