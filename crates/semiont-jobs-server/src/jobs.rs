@@ -129,6 +129,17 @@ pub(crate) fn validate_user(user: &str) -> Result<()> {
     if user.chars().any(char::is_control) {
         return Err(Error::invalid("userId contains a control character"));
     }
+    // The API's documented form (the OpenAPI pattern `^[!-~]([ -~]*[!-~])?$`):
+    // printable ASCII, no space at either end, so that its length in
+    // characters is its length in bytes.
+    if let Some(c) = user.chars().find(|c| !(' '..='~').contains(c)) {
+        return Err(Error::invalid(format!(
+            "userId contains {c:?}: the API takes printable ASCII user ids"
+        )));
+    }
+    if user.starts_with(' ') || user.ends_with(' ') {
+        return Err(Error::invalid("userId starts or ends with a space"));
+    }
     Ok(())
 }
 
@@ -431,6 +442,26 @@ mod tests {
             Value::Object(m) => new_job(m),
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn user_ids_are_printable_ascii_as_documented() {
+        for ok in ["u", "user@example.com", "a b", "~!"] {
+            validate_user(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        }
+        for (bad, why) in [
+            ("\u{d8}", "printable ASCII"),
+            ("caf\u{e9}", "printable ASCII"),
+            (" u", "space"),
+            ("u ", "space"),
+            ("", "empty"),
+            ("a\tb", "control"),
+        ] {
+            let e = validate_user(bad).expect_err(bad).to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        assert!(validate_user(&"x".repeat(257)).is_err());
+        assert!(validate_user(&"x".repeat(256)).is_ok());
     }
 
     #[test]
