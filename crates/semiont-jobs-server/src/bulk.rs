@@ -94,6 +94,12 @@ fn target(req: BulkRequest) -> Result<(Target, bool)> {
             let mut parsed: Vec<JobId> = Vec::with_capacity(ids.len());
             for (i, raw) in ids.iter().enumerate() {
                 let id = JobId::parse(raw).map_err(|e| Error::invalid(format!("ids[{i}]: {e}")))?;
+                if !api_id_form(raw) {
+                    return Err(Error::invalid(format!(
+                        "ids[{i}]: the API takes ids of ASCII letters, digits, '_', ':' and '-' \
+                         in segments joined by single dots"
+                    )));
+                }
                 if !parsed.contains(&id) {
                     parsed.push(id);
                 }
@@ -124,6 +130,19 @@ fn target(req: BulkRequest) -> Result<(Target, bool)> {
             "give ids (a list of job ids) or filter (status, type, userId)",
         )),
     }
+}
+
+/// Whether `raw` has the documented form of a job id in a bulk request
+/// (the OpenAPI pattern `^[A-Za-z0-9_:-]+(\.[A-Za-z0-9_:-]+)*$`); the
+/// store takes more (any file-name-safe id), but every id this project
+/// and the TypeScript package generate has this form.
+fn api_id_form(raw: &str) -> bool {
+    raw.split('.').all(|seg| {
+        !seg.is_empty()
+            && seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-'))
+    })
 }
 
 /// The three bulk actions.
@@ -272,4 +291,19 @@ pub(crate) async fn delete(
     body: JsonBody<BulkRequest>,
 ) -> Result<Json<BulkResponse>> {
     run(&state, Action::Delete, body.value).await.map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bulk_ids_have_the_documented_form() {
+        for ok in ["job-1", "a.b", "job-01a2:x_y"] {
+            assert!(api_id_form(ok), "{ok}");
+        }
+        for bad in ["V\u{f1}", "a..b", ".a", "a.", "a b", ""] {
+            assert!(!api_id_form(bad), "{bad:?}");
+        }
+    }
 }
