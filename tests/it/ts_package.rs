@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use semiont_jobs_model::{Job, JobFilter, JobId, JobLayout, JobStatus, JobType, QueueStats};
+use semiont_jobs_model::{
+    Job, JobFilter, JobId, JobLayout, JobStatus, JobType, QueueStats, Timestamp,
+};
 use semiont_jobs_queue::JobFailure;
 use semiont_jobs_store::JobStore;
 use semiont_jobs_store_fs::FsStore;
@@ -316,7 +318,13 @@ async fn package_jobs_stay_nested_through_every_transition() {
     assert_eq!(d["metadata"]["retryCount"], 2);
     assert!(d["metadata"].get("workerId").is_none(), "{d}");
 
-    // Retention deletes finished nested jobs like any other.
+    // Retention deletes finished nested jobs like any other. A job
+    // finished in the current millisecond is not yet older than zero:
+    // wait for the clock to pass it first.
+    let last = Timestamp::now().as_millis();
+    while Timestamp::now().as_millis() <= last {
+        tokio::task::yield_now().await;
+    }
     let deleted = queue.cleanup_jobs_older_than(Duration::ZERO).await.unwrap();
     assert_eq!(deleted, 6);
     for status in [JobStatus::Complete, JobStatus::Failed, JobStatus::Cancelled] {
