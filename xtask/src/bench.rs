@@ -230,10 +230,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
     let started = Instant::now();
     let load_start = loadavg();
     let concurrent = busy_processes();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|t| if t.is_absolute() { t } else { root.join(t) })
-        .unwrap_or_else(|| root.join("target"));
+    let target = target_of(root);
     if o.report_only {
         let dir = target.join("bench");
         let saved = std::fs::read_to_string(dir.join("report-args.txt")).map_err(|e| {
@@ -737,17 +734,14 @@ pub fn splice(doc: &Path, begin: &str, end: &str, section: &str) -> Result<(), S
 /// `cargo xtask bench --pg` ([`pg`]).
 fn bench_pg(root: &Path, args: &[String]) -> Result<(), String> {
     let opts = pg::Opts::parse(args)?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|t| if t.is_absolute() { t } else { root.join(t) })
-        .unwrap_or_else(|| root.join("target"));
+    let target = target_of(root);
+    let tools = pg::Tools {
+        root: root.to_path_buf(),
+        exe: target.join("release").join("semiont-jobs"),
+        harness: target.join("release").join("semiont-jobs-bench"),
+        target,
+    };
     if opts.report_only {
-        let tools = pg::Tools {
-            root: root.to_path_buf(),
-            exe: target.join("release").join("semiont-jobs"),
-            harness: target.join("release").join("semiont-jobs-bench"),
-            target,
-        };
         return pg::report(&tools, &opts);
     }
     let mut build = crate::cargo();
@@ -761,12 +755,6 @@ fn bench_pg(root: &Path, args: &[String]) -> Result<(), String> {
         "semiont-jobs-bench",
     ]);
     crate::run("build (release)", build)?;
-    let tools = pg::Tools {
-        root: root.to_path_buf(),
-        exe: target.join("release").join("semiont-jobs"),
-        harness: target.join("release").join("semiont-jobs-bench"),
-        target,
-    };
     pg::run(&tools, &opts)
 }
 
@@ -787,4 +775,13 @@ fn write_keeping_sections(inputs: &report::Inputs) -> Result<(), String> {
         splice(&inputs.out, b, e, &section)?;
     }
     Ok(())
+}
+
+/// The target directory (`CARGO_TARGET_DIR`, relative to `root` when
+/// relative, else `root/target`).
+fn target_of(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .map(|t| if t.is_absolute() { t } else { root.join(t) })
+        .unwrap_or_else(|| root.join("target"))
 }

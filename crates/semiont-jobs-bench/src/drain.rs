@@ -220,7 +220,7 @@ async fn wait_complete(queue: &JobQueue, n: usize, go: Instant) -> Result<f64, f
 
 /// Stops the workers: SIGTERM (graceful), then waits up to 30 s, then
 /// kills; returns their exit codes.
-async fn stop(children: &mut [Child]) -> Vec<Option<i32>> {
+pub(crate) async fn stop(children: &mut [Child]) -> Vec<Option<i32>> {
     for child in children.iter() {
         if let Ok(pid) = i32::try_from(child.id()) {
             // SAFETY: signalling a child we spawned and have not reaped.

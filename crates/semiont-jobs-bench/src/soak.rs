@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use semiont_jobs::model::{JobFilter, JobId, JobStatus, Timestamp};
+use semiont_jobs::model::{JobFilter, JobId, Timestamp};
 use serde_json::{json, Value};
 
 use super::w4::{kill_all, read_exec_logs, release, start_workers};
@@ -132,17 +132,7 @@ pub async fn soak(
         }
     }
     let total_s = go.elapsed().as_secs_f64();
-    for child in &children {
-        if let Ok(pid) = i32::try_from(child.id()) {
-            // SAFETY: signalling a child we spawned and have not reaped.
-            unsafe {
-                libc::kill(pid, libc::SIGTERM);
-            }
-        }
-    }
-    for child in &mut children {
-        let _ = child.wait();
-    }
+    super::drain::stop(&mut children).await;
     let (counts, _) = read_exec_logs(&logs, n);
     let first = rates.first().copied().unwrap_or(f64::NAN);
     let last = rates.last().copied().unwrap_or(f64::NAN);
@@ -211,19 +201,12 @@ pub async fn scale(ctx: &Ctx, m: usize, mode: Mode) -> anyhow::Result<Value> {
     }
     let insert_s = t.elapsed().as_secs_f64();
     let newest = newest.context("no jobs")?;
-    let filter = &JobFilter::default().status(JobStatus::Complete).limit(10);
-    let newest = &newest;
-    let list = super::w2::sample(21, 10, || async move {
-        let page = queue.list_jobs(filter).await?;
-        if page.jobs.len() != m.min(10) || page.total != m {
-            bail!("list returned {} jobs of {}", page.jobs.len(), page.total);
-        }
-        if page.jobs[0].id != *newest {
-            bail!("list is not newest first");
-        }
-        Ok(())
-    })
-    .await?;
+    let super::w2::Timings {
+        list,
+        stats,
+        getjob,
+        cleanup,
+    } = super::w2::timings(queue, m, &newest, &probes).await?;
     let by_user = &JobFilter::default()
         .user("bench-user@example.com")
         .limit(10);
@@ -235,37 +218,6 @@ pub async fn scale(ctx: &Ctx, m: usize, mode: Mode) -> anyhow::Result<Value> {
                 page.jobs.len(),
                 page.total
             );
-        }
-        Ok(())
-    })
-    .await?;
-    let stats = super::w2::sample(21, 100, || async move {
-        let s = queue.get_stats().await?;
-        if s.complete != m as u64 {
-            bail!("stats says {} complete, not {m}", s.complete);
-        }
-        Ok(())
-    })
-    .await?;
-    let mut next = probes.iter();
-    let getjob = super::w2::sample(21, 10, || {
-        let id = next.next().cloned();
-        async move {
-            let id = id.context("probe ids")?;
-            let job = queue.get_job(&id).await?;
-            if job.status != JobStatus::Complete || job.id != id {
-                bail!("get returned the wrong job");
-            }
-            Ok(())
-        }
-    })
-    .await?;
-    let cleanup = super::w2::sample(5, 1, || async move {
-        let deleted = queue
-            .cleanup_jobs_older_than(Duration::from_secs(24 * 3600))
-            .await?;
-        if deleted != 0 {
-            bail!("cleanup deleted {deleted} jobs");
         }
         Ok(())
     })

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 
 use super::{loadavg1, median, peak_rss_mib, r3, reset_peak_rss, rss_mib, Ctx, Mode, Mulberry32};
 use crate::data::{App, Create};
+use semiont_jobs::queue::JobQueue;
 
 /// Runs W2 at `m` in a child process (a fresh heap for the RSS figures) and
 /// prints its result.
@@ -119,8 +120,65 @@ pub async fn run(ctx: &Ctx, m: usize, mode: Mode) -> anyhow::Result<Value> {
         bail!("W2 expected no index snapshot at the first open and one at the next two, saw {had_snapshot:?}");
     }
 
+    let Timings {
+        list,
+        stats,
+        getjob,
+        cleanup,
+    } = timings(queue, m, &newest, &probes).await?;
+    let rss_end = rss_mib();
+    let peak = peak_rss_mib();
+    queue.close().await?;
+    drop(app);
+    let f = |xs: &[f64]| (median(xs) * 1e6).round() / 1e6;
+    Ok(json!({
+        "workload": "W2",
+        "m": m,
+        "durability": mode.as_str(),
+        "stat": "median",
+        "open_ms": f(&open),
+        "open_ms_no_snapshot": r3(open[0]),
+        "open_ms_with_snapshot": f(&open[1..]),
+        "rss_mib": rss_open,
+        "rss_mib_after_no_snapshot_open": rss_no_snapshot,
+        "rss_mib_before_open": rss_before,
+        "rss_mib_end": rss_end,
+        "peak_rss_mib": peak,
+        "list_ms": f(&list),
+        "stats_ms": f(&stats),
+        "getjob_ms": f(&getjob),
+        "cleanup_ms": f(&cleanup),
+        "samples": { "open": 3, "list": 21, "stats": 21, "getjob": 21, "cleanup": 5 },
+        "calls_per_sample": { "list": 10, "stats": 100, "getjob": 10, "cleanup": 1 },
+        "samples_ms": { "open": open.iter().map(|x| r3(*x)).collect::<Vec<_>>(), "cleanup": cleanup.iter().map(|x| r3(*x)).collect::<Vec<_>>() },
+        "populate_s": r3(populate_s),
+        "page_cache": "warm (files just written)",
+        "loadavg1_start": load0,
+        "loadavg1_end": loadavg1(),
+    }))
+}
+
+/// Per-call milliseconds of each sample of the queries W2 times.
+pub(crate) struct Timings {
+    /// `list` of the first 10 complete jobs, with the total (21 × 10 calls).
+    pub list: Vec<f64>,
+    /// `stats` (21 × 100 calls).
+    pub stats: Vec<f64>,
+    /// `get` of the `probes` (21 × 10 calls).
+    pub getjob: Vec<f64>,
+    /// A retention sweep with nothing to delete (5 × 1 call).
+    pub cleanup: Vec<f64>,
+}
+
+/// Times list, stats, get and cleanup on a queue holding `m` complete jobs,
+/// `newest` the most recent; each answer is checked. Needs 210 `probes`.
+pub(crate) async fn timings(
+    queue: &JobQueue,
+    m: usize,
+    newest: &JobId,
+    probes: &[JobId],
+) -> anyhow::Result<Timings> {
     let filter = &JobFilter::default().status(JobStatus::Complete).limit(10);
-    let newest = &newest;
     let list = sample(21, 10, || async move {
         let page = queue.list_jobs(filter).await?;
         if page.jobs.len() != m.min(10) || page.total != m {
@@ -163,36 +221,12 @@ pub async fn run(ctx: &Ctx, m: usize, mode: Mode) -> anyhow::Result<Value> {
         Ok(())
     })
     .await?;
-    let rss_end = rss_mib();
-    let peak = peak_rss_mib();
-    queue.close().await?;
-    drop(app);
-    let f = |xs: &[f64]| (median(xs) * 1e6).round() / 1e6;
-    Ok(json!({
-        "workload": "W2",
-        "m": m,
-        "durability": mode.as_str(),
-        "stat": "median",
-        "open_ms": f(&open),
-        "open_ms_no_snapshot": r3(open[0]),
-        "open_ms_with_snapshot": f(&open[1..]),
-        "rss_mib": rss_open,
-        "rss_mib_after_no_snapshot_open": rss_no_snapshot,
-        "rss_mib_before_open": rss_before,
-        "rss_mib_end": rss_end,
-        "peak_rss_mib": peak,
-        "list_ms": f(&list),
-        "stats_ms": f(&stats),
-        "getjob_ms": f(&getjob),
-        "cleanup_ms": f(&cleanup),
-        "samples": { "open": 3, "list": 21, "stats": 21, "getjob": 21, "cleanup": 5 },
-        "calls_per_sample": { "list": 10, "stats": 100, "getjob": 10, "cleanup": 1 },
-        "samples_ms": { "open": open.iter().map(|x| r3(*x)).collect::<Vec<_>>(), "cleanup": cleanup.iter().map(|x| r3(*x)).collect::<Vec<_>>() },
-        "populate_s": r3(populate_s),
-        "page_cache": "warm (files just written)",
-        "loadavg1_start": load0,
-        "loadavg1_end": loadavg1(),
-    }))
+    Ok(Timings {
+        list,
+        stats,
+        getjob,
+        cleanup,
+    })
 }
 
 fn ms(d: Duration) -> f64 {
