@@ -18,6 +18,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::batch::Outcome;
 use crate::error::{corrupt, store_err};
+use crate::notify;
 use crate::row::{
     job_from_row, placeholders, status_of, table_of, Columns, JobRow, COLS, WRITE_COLS,
 };
@@ -71,8 +72,12 @@ d AS (
     FROM new WHERE status NOT IN ('pending', 'running')
     RETURNING job_type, status, {s}.absent_from_jobs(id) AS ok
 ),
-{counts}
-SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM d)";
+{counts},
+-- The creates' notifications ride in the same transaction ($18 the
+-- channel, $19 the payloads): sent exactly when the jobs are committed,
+-- with no second round trip or commit.
+news AS (SELECT pg_notify($18::text, p) FROM unnest($19::text[]) AS p)
+SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM d) + 0 * (SELECT count(*) FROM news)";
 
 const GET: &str = "SELECT {cols}, 'jobs' FROM {s}.jobs WHERE id = $1
     UNION ALL SELECT {cols}, 'jobs_done' FROM {s}.jobs_done WHERE id = $1";
@@ -341,16 +346,9 @@ impl Inner {
             let all: Vec<&JobRow> = rows.iter().collect();
             self.insert_rows(&all).await?;
         }
-        if let Some((last, rest)) = jobs.split_last() {
-            for job in rest {
-                self.announce(job, ChangeKind::Created);
-            }
-            self.announce_sent(JobChange::of(
-                last,
-                ChangeKind::Created,
-                ChangeOrigin::Local,
-            ))
-            .await;
+        // The other instances were told by the statement itself.
+        for job in jobs {
+            self.tell_local(JobChange::of(job, ChangeKind::Created, ChangeOrigin::Local));
         }
         Ok(())
     }
@@ -360,8 +358,16 @@ impl Inner {
     pub(crate) async fn insert_rows(&self, rows: &[&JobRow]) -> Result<()> {
         let columns = Columns::of(rows.iter().copied());
         let server = self.opts.clock == crate::PgClock::Server;
+        let payloads = notify::pack(
+            &self.instance,
+            rows.iter()
+                .map(|r| notify::line(ChangeKind::Created, r.status, &r.job_type, &r.id))
+                .collect(),
+        );
         let mut params = columns.params().to_vec();
         params.push(&server);
+        params.push(&self.channel);
+        params.push(&payloads);
         let conn = self.conn().await?;
         let stmt = conn
             .prepare_cached(&self.sql.jobs.create)
@@ -476,8 +482,21 @@ impl Inner {
                 .await
             {
                 Outcome::Moved => {
-                    self.announce_sent(JobChange::of(job, kind, ChangeOrigin::Local))
-                        .await;
+                    if matches!(
+                        kind,
+                        ChangeKind::Transition(Transition::Complete | Transition::Fail)
+                    ) {
+                        // A worker's finish brings no work to anyone: its
+                        // news shares the next NOTIFY (within a few ms)
+                        // instead of costing one of its own; unregistering
+                        // the worker flushes it ([`Inner::flush_news`]).
+                        self.announce(job, kind);
+                    } else {
+                        // A cancel may come from a one-shot command that
+                        // exits next: it waits until the others are told.
+                        self.announce_sent(JobChange::of(job, kind, ChangeOrigin::Local))
+                            .await;
+                    }
                     return Ok(());
                 }
                 Outcome::Missed => return Err(self.explain_miss(expect, job).await),

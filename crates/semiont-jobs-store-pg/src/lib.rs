@@ -315,6 +315,21 @@ impl Inner {
         let _ = self.tx.send(change);
     }
 
+    /// Tells this instance's subscribers only (the others learn of the
+    /// change from a notification the change's own statement sent).
+    pub(crate) fn tell_local(&self, change: JobChange) {
+        let _ = self.tx.send(change);
+    }
+
+    /// Waits (briefly) until every change queued so far was sent to the
+    /// other instances.
+    pub(crate) async fn flush_news(&self) {
+        let (done, sent) = tokio::sync::oneshot::channel();
+        if self.outbox.send((String::new(), Some(done))).is_ok() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sent).await;
+        }
+    }
+
     /// Announces a change of `job`.
     pub(crate) fn announce(&self, job: &Job, kind: ChangeKind) {
         self.announce_change(JobChange::of(job, kind, ChangeOrigin::Local));

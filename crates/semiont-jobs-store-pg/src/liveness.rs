@@ -355,6 +355,9 @@ impl Inner {
     }
 
     pub(crate) async fn unregister(&self, worker_id: &str) -> Result<()> {
+        // The worker's last finishes may still be gathering for a NOTIFY:
+        // send them before the process that unregisters goes away.
+        self.flush_news().await;
         let conn = self.conn().await?;
         conn.execute(&self.sql.live.unregister, &[&worker_id])
             .await

@@ -2,13 +2,25 @@
 //! connection, NOTIFY sent by the application (no triggers), coalesced.
 //!
 //! Every change a store instance makes is broadcast to its own subscribers
-//! at once and queued for the other instances. The notifier sends whatever
-//! is queued as soon as the previous send finished: one `pg_notify` per
-//! ~8 kB of changes, however many jobs a batch touched, and a progress
-//! write of a job counts once per send. Sending after the commit keeps
-//! NOTIFY's global commit lock off the job statements; a change whose
-//! notification is lost (a crash in between) is caught by the workers'
-//! fallback polls and heartbeats.
+//! at once. The other instances are told in one of two ways:
+//!
+//! - **Creates** carry their notification in their own statement
+//!   (`pg_notify` in the create's transaction): it is delivered exactly
+//!   when the jobs are committed, and a create costs one round trip and
+//!   one commit. Creates are the news that wakes idle workers, so this is
+//!   also the enqueue → start latency path.
+//! - **Everything else** is queued for the notifier, which sends whatever
+//!   is queued as soon as the previous send finished: one `pg_notify` per
+//!   ~8 kB of changes, however many jobs a batch touched, and a progress
+//!   write of a job counts once per send. News that brings no work
+//!   (claims, progress, a worker's complete and fail) waits up to
+//!   [`GATHER`] to share a NOTIFY; a writer that must know its news went
+//!   out (a cancel from a one-shot command) waits for the send, and
+//!   unregistering a worker flushes the queue. Sending after the commit
+//!   keeps NOTIFY's database-wide commit lock off the claims and finishes.
+//!
+//! A change whose notification is lost (a crash in between) is caught by
+//! the workers' fallback polls and heartbeats.
 //!
 //! A payload is the sending instance's id on the first line, then one
 //! change per line: `<kind> <status> <type> <id>` (`-` for none; ids and
@@ -69,13 +81,17 @@ fn kind_of(code: &str) -> Option<ChangeKind> {
 
 /// One change as a payload line.
 pub(crate) fn encode(change: &JobChange) -> String {
-    format!(
-        "{} {} {} {}",
-        kind_code(change.kind),
+    line(
+        change.kind,
         change.status.map_or("-", JobStatus::as_str),
         change.job_type.as_ref().map_or("-", JobType::as_str),
         change.id.as_ref().map_or("-", JobId::as_str),
     )
+}
+
+/// The payload line of a `kind` change of job `id` (`-` for none).
+pub(crate) fn line(kind: ChangeKind, status: &str, job_type: &str, id: &str) -> String {
+    format!("{} {status} {job_type} {id}", kind_code(kind))
 }
 
 /// The changes of a payload sent by another instance; `None` for this
@@ -118,14 +134,16 @@ pub(crate) fn decode(payload: &str, own: &str) -> Option<Vec<JobChange>> {
 
 /// Packs queued lines into payloads: progress writes (`U`) of one job
 /// count once, at their last place; each payload starts with `origin`.
-fn pack(origin: &str, lines: Vec<String>) -> Vec<String> {
+pub(crate) fn pack(origin: &str, lines: Vec<String>) -> Vec<String> {
     let mut seen_updates = HashSet::new();
     let mut kept: Vec<String> = lines
         .into_iter()
         .rev()
         .filter(|l| {
-            !l.starts_with("U ")
-                || seen_updates.insert(l.rsplit(' ').next().unwrap_or_default().to_owned())
+            // An empty line only asks for a flush.
+            !l.is_empty()
+                && (!l.starts_with("U ")
+                    || seen_updates.insert(l.rsplit(' ').next().unwrap_or_default().to_owned()))
         })
         .collect();
     kept.reverse();
@@ -199,6 +217,9 @@ pub(crate) async fn notifier(
         let waiting: Vec<_> = waiting.into_iter().flatten().collect();
         let payloads = pack(&origin, lines);
         let sent = async {
+            if payloads.is_empty() {
+                return Ok(Vec::new());
+            }
             let conn = pool.get().await.map_err(|e| e.to_string())?;
             let stmt = conn.prepare_cached(SEND).await.map_err(|e| e.to_string())?;
             conn.query(&stmt, &[&channel, &payloads])
@@ -273,6 +294,10 @@ mod tests {
             }
         }
         assert_eq!((updates, created), (400, 400));
+        assert!(
+            pack("origin", vec![String::new(), String::new()]).is_empty(),
+            "a flush request alone sends nothing"
+        );
         assert_eq!(decode("x\ngarbage line\nZ - - -", "me").unwrap(), []);
     }
 }
