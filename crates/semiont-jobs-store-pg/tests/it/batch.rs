@@ -217,3 +217,50 @@ async fn claims_keep_claim_order_after_a_bulk_insert() {
     let expected: Vec<&JobId> = order[..25].iter().map(|j| &j.id).collect();
     assert_eq!(ids, expected);
 }
+
+/// A worker's complete does not wait for its NOTIFY (it gathers with other
+/// news that brings no work), and unregistering the worker sends it: an
+/// instance whose runtime ends right after still told the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unregistering_sends_the_workers_last_news() {
+    use semiont_jobs_model::Transition;
+    use semiont_jobs_store::ChangeKind;
+
+    let schema = TestSchema::new();
+    let peer = schema.open(schema.options()).await;
+    let mut news = peer.subscribe();
+    let job = new_job();
+    let (url, opts, id) = (schema.url().clone(), schema.options(), job.id.clone());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let store = semiont_jobs_store_pg::PgStore::open(&url, opts)
+                .await
+                .unwrap();
+            store.create(&job).await.unwrap();
+            let running = claim_all(&store, 1).await.remove(0);
+            let expect = Expect::running(running.attempt);
+            store.transition(expect, &completed(running)).await.unwrap();
+            store.unregister_worker("w").await.unwrap();
+        });
+        // Ends the instance's notifier with whatever it still held.
+        drop(rt);
+    })
+    .join()
+    .unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(change) = news.recv().await {
+            if change.id.as_ref() == Some(&id)
+                && change.kind == ChangeKind::Transition(Transition::Complete)
+            {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(heard, Ok(true), "the peer heard of the complete");
+}
