@@ -70,14 +70,9 @@ const FINISH: &str = "WITH req AS (
          exp_status, exp_attempt)
 ),
 del AS (
-    DELETE FROM {s}.jobs j USING req r
-    -- `id = ANY` as well as the join: the primary key finds the rows
-    -- whatever the statistics say (a young or churned table was read
-    -- whole: 150 buffers per finished job).
-    WHERE j.id = ANY($1::text[])
-      AND j.id = r.id AND j.job_type = r.job_type AND j.status = r.exp_status
-      AND (r.exp_attempt IS NULL OR j.attempt = r.exp_attempt)
-    RETURNING j.id
+    -- Through the primary key whatever the statistics say (migration
+    -- 0005: a plan made while the table was young read it whole).
+    SELECT id FROM {s}.take_finished($1::text[], $2::text[], $17::text[], $18::bigint[]) AS id
 ),
 changed AS (
     INSERT INTO {s}.jobs_done ({cols}, worker_inc)

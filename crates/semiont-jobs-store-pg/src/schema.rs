@@ -27,6 +27,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "claim_in_index_order",
         include_str!("../migrations/0004_claim_in_index_order.sql"),
     ),
+    (
+        5,
+        "finish_by_primary_key",
+        include_str!("../migrations/0005_finish_by_primary_key.sql"),
+    ),
 ];
 
 /// The schema version this code works with.
