@@ -311,7 +311,7 @@ pub fn run(t: &Tools, o: &Opts) -> Result<(), String> {
     let url = cluster.url().to_owned();
     cluster.psql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")?;
     let server = cluster.psql(
-        "SELECT version() || ' | ' || string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) \
+        "SELECT version() || ' | ' || string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) \
          FROM pg_settings WHERE name IN ('fsync','synchronous_commit','full_page_writes','shared_buffers',\
          'max_connections','wal_level','checkpoint_timeout','max_wal_size','commit_delay','work_mem')",
     )?;
