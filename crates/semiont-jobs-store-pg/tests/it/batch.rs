@@ -264,3 +264,45 @@ async fn unregistering_sends_the_workers_last_news() {
     .await;
     assert_eq!(heard, Ok(true), "the peer heard of the complete");
 }
+
+/// A create's notification rides in its own statement: a create the
+/// database refused (a taken id, alone or in a batch) tells the other
+/// instances nothing, and the ones committed reach them in commit order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_committed_creates_are_announced() {
+    use semiont_jobs_store::ChangeKind;
+
+    let schema = TestSchema::new();
+    let store = schema.open(schema.options()).await;
+    let peer = schema.open(schema.options()).await;
+    let mut news = peer.subscribe();
+    let first = new_job();
+    store.create(&first).await.unwrap();
+    let again = store.create(&first).await.unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::AlreadyExists, "{again}");
+    let refused = [new_job(), first.clone()];
+    store.create_batch(&refused).await.unwrap_err();
+    let last = new_job();
+    store.create(&last).await.unwrap();
+
+    let mut created = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(change) = news.recv().await {
+            if change.kind == ChangeKind::Created {
+                let id = change.id.clone().expect("a create names its job");
+                let done = id == last.id;
+                created.push(id);
+                if done {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the peer heard of the last create");
+    assert_eq!(
+        created,
+        [first.id.clone(), last.id.clone()],
+        "each committed create once, in order; nothing of the refused ones"
+    );
+}
