@@ -253,17 +253,7 @@ pub fn bench(root: &Path, args: &[String]) -> Result<(), String> {
         );
         return Ok(());
     }
-    let mut build = crate::cargo();
-    build.args([
-        "build",
-        "--release",
-        "-j2",
-        "-p",
-        "semiont-jobs-cli",
-        "-p",
-        "semiont-jobs-bench",
-    ]);
-    crate::run("build (release)", build)?;
+    build_release()?;
     // `semiont-jobs` for the worker processes and the cold-open profile,
     // the harness for the workloads.
     let exe = target.join("release").join("semiont-jobs");
@@ -744,17 +734,7 @@ fn bench_pg(root: &Path, args: &[String]) -> Result<(), String> {
     if opts.report_only {
         return pg::report(&tools, &opts);
     }
-    let mut build = crate::cargo();
-    build.args([
-        "build",
-        "--release",
-        "-j2",
-        "-p",
-        "semiont-jobs-cli",
-        "-p",
-        "semiont-jobs-bench",
-    ]);
-    crate::run("build (release)", build)?;
+    build_release()?;
     pg::run(&tools, &opts)
 }
 
@@ -784,4 +764,20 @@ fn target_of(root: &Path) -> PathBuf {
         .map(PathBuf::from)
         .map(|t| if t.is_absolute() { t } else { root.join(t) })
         .unwrap_or_else(|| root.join("target"))
+}
+
+/// Builds the release `semiont-jobs` (worker processes) and
+/// `semiont-jobs-bench` (the harness) that every benchmark runs.
+fn build_release() -> Result<(), String> {
+    let mut build = crate::cargo();
+    build.args([
+        "build",
+        "--release",
+        "-j2",
+        "-p",
+        "semiont-jobs-cli",
+        "-p",
+        "semiont-jobs-bench",
+    ]);
+    crate::run("build (release)", build)
 }

@@ -724,14 +724,8 @@ pub fn section(ours: &Rows, peers: &BTreeMap<&str, Rows>, fs: &Rows, f: &Facts) 
         "| lifecycle at 4 processes ≥ 1.5× the best peer, no duplicates in any run | {} jobs/s vs {} ({}) | {} |\n",
         int(lc_ours),
         int(lc_best),
-        match (lc_ours, lc_best) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{}×", num(Some(a / b))),
-            _ => "—".into(),
-        },
-        verdict(match (lc_ours, lc_best) {
-            (Some(a), Some(b)) => Some(a >= 1.5 * b && dup_free),
-            _ => None,
-        })
+        times(lc_ours, lc_best),
+        verdict(at_least(lc_ours, lc_best, 1.5).map(|ok| ok && dup_free))
     ));
     let fs_w1 = med(&fs.of("W1", is("durability", "fsync")), "drain_jobs_per_s");
     let sync_on = med(&ours.of("lifecycle", n_is("procs", 4)), "jobs_per_s");
@@ -739,14 +733,8 @@ pub fn section(ours: &Rows, peers: &BTreeMap<&str, Rows>, fs: &Rows, f: &Facts) 
         "| `synchronous_commit = on` ≥ 10× the filesystem backend with fsync (its W1 drain, same run) | lifecycle at 4 processes {} jobs/s vs filesystem {} jobs/s ({}) | {} |\n",
         int(sync_on),
         int(fs_w1),
-        match (sync_on, fs_w1) {
-            (Some(a), Some(b)) if b > 0.0 => format!("{}×", num(Some(a / b))),
-            _ => "—".into(),
-        },
-        verdict(match (sync_on, fs_w1) {
-            (Some(a), Some(b)) => Some(a >= 10.0 * b),
-            _ => None,
-        })
+        times(sync_on, fs_w1),
+        verdict(at_least(sync_on, fs_w1, 10.0))
     ));
     s.push_str(&format!(
         "| W3 p50 ≤ 3 ms, p99 ≤ 20 ms across processes | p50 {} ms, p99 {} ms | {} |\n",
@@ -759,8 +747,6 @@ pub fn section(ours: &Rows, peers: &BTreeMap<&str, Rows>, fs: &Rows, f: &Facts) 
     ));
     if let Some(soak) = &f.soak {
         s.push_str(&super::soak::targets(soak));
-    }
-    if let Some(soak) = &f.soak {
         s.push_str(&super::soak::section(soak));
     }
     if !f.profile.trim().is_empty() {
@@ -794,6 +780,19 @@ pub fn section(ours: &Rows, peers: &BTreeMap<&str, Rows>, fs: &Rows, f: &Facts) 
     s.push_str(END);
     s.push('\n');
     s
+}
+
+/// `a ÷ b` as a ratio cell (`1.09×`), `—` when either is missing.
+fn times(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{}×", num(Some(a / b))),
+        _ => "—".into(),
+    }
+}
+
+/// Whether `a` is at least `factor` times `b` (`None`: not measured).
+fn at_least(a: Option<f64>, b: Option<f64>, factor: f64) -> Option<bool> {
+    Some(a? >= factor * b?)
 }
 
 fn fmt(rows: &[&Value], key: &str) -> String {
