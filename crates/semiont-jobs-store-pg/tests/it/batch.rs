@@ -54,6 +54,24 @@ fn completed(mut job: Job) -> Job {
     job
 }
 
+/// Completes `claimed` through `update_with` if the stored job is still
+/// running in the same attempt (else declines).
+async fn complete_if_running(
+    store: &dyn JobStore,
+    claimed: &Job,
+) -> semiont_jobs_store::Result<Updated> {
+    let attempt = claimed.attempt;
+    store
+        .update_with(
+            &claimed.id,
+            Box::new(move |job: &Job| {
+                (job.status == JobStatus::Running && job.attempt == attempt)
+                    .then(|| (Expect::running(attempt), completed(job.clone())))
+            }),
+        )
+        .await
+}
+
 /// Sixty finishes at once, a third of them expecting the wrong attempt:
 /// those are refused with a conflict naming the stored attempt, the others
 /// are written, each with its own result.
@@ -150,16 +168,7 @@ async fn a_remembered_claim_never_hides_a_change() {
     b.transition(Expect::running(first.attempt), &cancelled)
         .await
         .unwrap();
-    let attempt = first.attempt;
-    let e = a
-        .update_with(
-            &first.id,
-            Box::new(move |job: &Job| {
-                (job.status == JobStatus::Running && job.attempt == attempt)
-                    .then(|| (Expect::running(attempt), completed(job.clone())))
-            }),
-        )
-        .await;
+    let e = complete_if_running(&a, first).await;
     match e {
         Err(e) => assert_eq!(e.kind(), ErrorKind::Conflict, "{e}"),
         Ok(Updated::Declined(job)) => assert_eq!(job.status, JobStatus::Cancelled),
@@ -172,17 +181,7 @@ async fn a_remembered_claim_never_hides_a_change() {
     let mut progressed = second.clone();
     progressed.progress = Some(json!({ "done": 3 }));
     a.update_running(&progressed).await.unwrap();
-    let attempt = second.attempt;
-    let written = a
-        .update_with(
-            &second.id,
-            Box::new(move |job: &Job| {
-                (job.status == JobStatus::Running && job.attempt == attempt)
-                    .then(|| (Expect::running(attempt), completed(job.clone())))
-            }),
-        )
-        .await
-        .unwrap();
+    let written = complete_if_running(&a, second).await.unwrap();
     assert!(matches!(written, Updated::Written(_)));
     let stored = b.get(&second.id).await.unwrap();
     assert_eq!(stored.status, JobStatus::Complete);
