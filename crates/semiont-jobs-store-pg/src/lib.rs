@@ -324,8 +324,15 @@ impl Inner {
     /// Waits (briefly) until every change queued so far was sent to the
     /// other instances.
     pub(crate) async fn flush_news(&self) {
+        // An empty line carries no change, only the wait.
+        self.queue_and_wait(String::new()).await;
+    }
+
+    /// Queues `line` for the notifier and waits (at most 2 s) until it,
+    /// and every line queued before it, was sent.
+    async fn queue_and_wait(&self, line: String) {
         let (done, sent) = tokio::sync::oneshot::channel();
-        if self.outbox.send((String::new(), Some(done))).is_ok() {
+        if self.outbox.send((line, Some(done))).is_ok() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sent).await;
         }
     }
@@ -340,10 +347,9 @@ impl Inner {
     /// exits right after a write (a CLI command) still tells the others.
     /// Concurrent writers share one NOTIFY.
     pub(crate) async fn announce_sent(&self, change: JobChange) {
-        let (done, sent) = tokio::sync::oneshot::channel();
-        let _ = self.outbox.send((notify::encode(&change), Some(done)));
+        let line = notify::encode(&change);
         let _ = self.tx.send(change);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), sent).await;
+        self.queue_and_wait(line).await;
     }
 }
 
