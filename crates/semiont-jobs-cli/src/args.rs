@@ -369,6 +369,12 @@ pub struct WorkArgs {
     /// Fallback poll interval in milliseconds (idle workers wake on notifications).
     #[arg(long, default_value_t = 1000)]
     pub poll_interval: u64,
+    /// Least milliseconds between two claims prompted by news of new work
+    /// (under a stream of creates one claim takes several jobs; news after
+    /// a quiet spell is claimed at once; 0: claim at every news; at most
+    /// the poll interval).
+    #[arg(long, default_value_t = semiont_jobs::worker::DEFAULT_CLAIM_COOLDOWN.as_millis() as u64, value_name = "MS", env = "SEMIONT_JOBS_CLAIM_COOLDOWN")]
+    pub claim_cooldown: u64,
     /// Stop once no job of these types is pending or running.
     #[arg(long)]
     pub exit_when_idle: bool,

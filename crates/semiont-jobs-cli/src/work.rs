@@ -309,6 +309,7 @@ pub fn options(args: &crate::args::WorkArgs) -> anyhow::Result<WorkerOptions> {
     }
     let mut o = WorkerOptions::default()
         .concurrency(args.concurrency)
+        .claim_cooldown(Duration::from_millis(args.claim_cooldown))
         .poll_interval(Duration::from_millis(args.poll_interval))
         .shutdown_timeout(Duration::from_millis(args.shutdown_timeout));
     if let Some(id) = &args.worker_id {

@@ -48,5 +48,5 @@ mod worker;
 pub use context::JobContext;
 pub use engine::{EngineError, EngineWorker, JobEngine};
 pub use error::{Error, JobError, JobErrorKind, Result};
-pub use runner::{Worker, WorkerOptions, DEFAULT_SWEEP_INTERVAL};
+pub use runner::{Worker, WorkerOptions, DEFAULT_CLAIM_COOLDOWN, DEFAULT_SWEEP_INTERVAL};
 pub use worker::JobWorker;

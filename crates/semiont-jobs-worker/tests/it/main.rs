@@ -37,6 +37,7 @@ macro_rules! system_clock_cases {
             permanent_errors_fail_at_once,
             concurrency_limit_is_respected,
             an_idle_worker_wakes_on_new_work_long_before_its_poll_interval,
+            a_stream_of_news_is_claimed_a_cooldown_at_a_time,
             cancelling_a_running_job_fires_its_token_and_records_nothing_more,
             graceful_stop_waits_for_the_running_job,
             stop_after_timeout_cancels_cooperatively_and_gives_the_job_back,
@@ -409,6 +410,61 @@ pub(crate) async fn an_idle_worker_wakes_on_new_work_long_before_its_poll_interv
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "woke by notification"
+    );
+    w.stop().await;
+    handle.await.unwrap().unwrap();
+}
+
+pub(crate) async fn a_stream_of_news_is_claimed_a_cooldown_at_a_time(store: Arc<dyn JobStore>) {
+    let q = queue(&store).await;
+    let cooldown = Duration::from_secs(2);
+    let opts = fast()
+        .poll_interval(Duration::from_secs(3600))
+        .claim_cooldown(cooldown)
+        .concurrency(10);
+    let w = Worker::new(q.clone(), Scripted::default(), opts);
+    let handle = spawn(&w);
+    // The start's claim finds nothing; the runner waits for news.
+    tokio::time::timeout(WAIT, async {
+        while w.claim_attempts() < 1 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the runner claimed at start");
+    // A quiet spell longer than the cooldown (the condition under test,
+    // not a synchronisation): the next news is claimed at once.
+    tokio::time::sleep(cooldown + Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let first = enqueue(&q, "scripted", json!({"mode": "ok"})).await;
+    wait_job(&q, &first, |j| j.status == JobStatus::Complete).await;
+    assert!(
+        started.elapsed() < cooldown,
+        "news after a quiet spell waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        w.claim_attempts(),
+        2,
+        "the start's claim and the first job's"
+    );
+    // A stream right after that claim: one claim, a cooldown after the
+    // previous one, takes every job of it.
+    let mut stream = Vec::new();
+    for _ in 0..5 {
+        stream.push(enqueue(&q, "scripted", json!({"mode": "ok"})).await);
+    }
+    for job in &stream {
+        wait_job(&q, job, |j| j.status == JobStatus::Complete).await;
+    }
+    assert_eq!(w.claim_attempts(), 3, "five creates, one claim");
+    let mut starts = Vec::new();
+    for job in &stream {
+        starts.push(q.get_job(&job.id).await.unwrap().started_at);
+    }
+    assert!(
+        starts.iter().all(|s| s.is_some() && *s == starts[0]),
+        "the five were claimed together: {starts:?}"
     );
     w.stop().await;
     handle.await.unwrap().unwrap();
