@@ -43,7 +43,7 @@ impl Profile {
             }
             Profile::Bench => {
                 "-c fsync=on -c synchronous_commit=on -c full_page_writes=on \
-                 -c max_connections=400 -c shared_buffers=256MB \
+                 -c max_connections=600 -c shared_buffers=256MB \
                  -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
             }
         }
