@@ -768,8 +768,14 @@ pub fn section(ours: &Rows, peers: &BTreeMap<&str, Rows>, fs: &Rows, f: &Facts) 
     // (≈ 640 jobs/s); the same shape on the filesystem is shown beside it.
     let fs_w1 = med(&fs.of("W1", is("durability", "fsync")), "drain_jobs_per_s");
     let wide = |procs: u64| {
-        let pg = med(&ours.of("burndown", shape("procs", procs, WIDE)), "jobs_per_s");
-        let same = med(&fs.of("burndown", shape("procs", procs, WIDE)), "jobs_per_s");
+        let pg = med(
+            &ours.of("burndown", shape("procs", procs, WIDE)),
+            "jobs_per_s",
+        );
+        let same = med(
+            &fs.of("burndown", shape("procs", procs, WIDE)),
+            "jobs_per_s",
+        );
         (procs, pg, same)
     };
     let (procs, sync_on, fs_same) = [wide(1), wide(4)]
