@@ -783,7 +783,8 @@ pub fn section(ours: &Rows, peers: &BTreeMap<&str, Rows>, fs: &Rows, f: &Facts) 
         .max_by(|a, b| a.1.unwrap_or(0.0).total_cmp(&b.1.unwrap_or(0.0)))
         .unwrap_or((4, None, None));
     s.push_str(&format!(
-        "| `synchronous_commit = on` ≥ 10× the filesystem backend with fsync (its W1 drain, same run) | burn-down at {procs} process(es) × {WIDE}: {} jobs/s vs filesystem W1 drain {} jobs/s ({}); the filesystem in the same burn-down shape: {} jobs/s ({}) | {} |\n",
+        "| `synchronous_commit = on` ≥ 10× the filesystem backend with fsync (its W1 drain, same run) | burn-down of {} jobs at {procs} process(es) × {WIDE}: {} jobs/s vs filesystem W1 drain {} jobs/s ({}); the filesystem in the same burn-down shape: {} jobs/s ({}) | {} |\n",
+        thousands(&f.opts.burndown_jobs.to_string()),
         int(sync_on),
         int(fs_w1),
         times(sync_on, fs_w1),
@@ -926,7 +927,7 @@ mod tests {
             "{s}"
         );
         assert!(
-            s.contains("burn-down at 1 process(es) × 100: 6,000 jobs/s vs filesystem W1 drain 500 jobs/s (12.0×); the filesystem in the same burn-down shape: 1,500 jobs/s (4.00×) | **met** |"),
+            s.contains("burn-down of 100,000 jobs at 1 process(es) × 100: 6,000 jobs/s vs filesystem W1 drain 500 jobs/s (12.0×); the filesystem in the same burn-down shape: 1,500 jobs/s (4.00×) | **met** |"),
             "{s}"
         );
         assert!(s.contains("| pg-boss | 1 | 1 | 0 |"), "{s}");
