@@ -419,15 +419,12 @@ impl Worker {
             match claimed {
                 Ok(jobs) if jobs.is_empty() => {
                     drop(slots);
-                    inner.wait_for_work(&mut events).await;
                     // This claim came back empty. When news comes fast
                     // (another process took the job the last news was
-                    // about, and more are coming), the next claim waits
-                    // until the cooldown after this one, so that N idle
-                    // processes woken by every new job do not each claim
-                    // for each one; news after a quiet spell is claimed
-                    // at once.
-                    inner.cool_down(claimed_at).await;
+                    // about, and more are coming), the cooldown keeps N
+                    // idle processes woken by every new job from each
+                    // claiming for each one.
+                    inner.wait_for_work(&mut events, claimed_at).await;
                 }
                 Ok(jobs) => {
                     // Fewer jobs than free slots: nothing more is due now,
@@ -448,10 +445,7 @@ impl Worker {
                     }
                     drop(slots);
                     if drained {
-                        inner.wait_for_work(&mut events).await;
-                        // A stream of news is claimed a cooldown at a
-                        // time, several creates per claim.
-                        inner.cool_down(claimed_at).await;
+                        inner.wait_for_work(&mut events, claimed_at).await;
                     }
                 }
                 Err(e) => {
@@ -539,15 +533,18 @@ impl Inner {
         }
     }
 
-    /// Waits until the claim cooldown has passed since `last_claim`.
-    async fn cool_down(&self, last_claim: Instant) {
+    /// Waits for news of work (or the poll interval), then until the
+    /// claim cooldown has passed since `last_claim`: news after a quiet
+    /// spell is claimed at once, a stream of it a cooldown at a time.
+    async fn wait_for_work(&self, events: &mut EventStream, last_claim: Instant) {
+        self.wait_for_news(events).await;
         let cooldown = self.options.claim_cooldown.min(self.options.poll_interval);
         if let Some(rest) = cooldown.checked_sub(last_claim.elapsed()) {
             self.pause(rest).await;
         }
     }
 
-    async fn wait_for_work(&self, events: &mut EventStream) {
+    async fn wait_for_news(&self, events: &mut EventStream) {
         let types = &self.types;
         let wake = async {
             loop {

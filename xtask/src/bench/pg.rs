@@ -117,6 +117,12 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| (*s).to_owned()).collect()
 }
 
+/// The burn-down's shapes: processes × jobs in flight per process.
+fn burndown_shapes(o: &Opts) -> [(u64, usize); 5] {
+    let c = o.concurrency;
+    [(1, c), (2, c), (4, c), (1, WIDE), (4, WIDE)]
+}
+
 fn units(o: &Opts) -> Vec<Unit> {
     let c = o.concurrency.to_string();
     let bj = o.burndown_jobs.to_string();
@@ -184,8 +190,8 @@ fn units(o: &Opts) -> Vec<Unit> {
             ]),
         },
     ];
-    let wide = WIDE.to_string();
-    for (p, c) in [("1", &c), ("2", &c), ("4", &c), ("1", &wide), ("4", &wide)] {
+    for (p, c) in burndown_shapes(o) {
+        let (p, c) = (&p.to_string(), &c.to_string());
         u.push(Unit {
             name: format!("burn-down {p} process(es) × {c}"),
             ours: args(&[
@@ -331,8 +337,8 @@ pub fn run(t: &Tools, o: &Opts) -> Result<(), String> {
     let ours_file = out.file("ours.jsonl");
     let dir = out.dir.clone();
     let peer_file = |p: &str| dir.join(format!("{p}.jsonl"));
-    // The filesystem backend's W1 with fsync, in the same run: the
-    // reference of the synchronous_commit target.
+    // The filesystem backend's runs with fsync, in the same run: the
+    // references of the synchronous_commit target.
     let fs_file = out.file("ours-fs.jsonl");
     let fs_root = t.target.join("bench-pg-fs");
     let _ = std::fs::create_dir_all(&fs_root);
@@ -374,44 +380,47 @@ pub fn run(t: &Tools, o: &Opts) -> Result<(), String> {
                 }
             }
         }
-        let mut fs = Command::new(&t.harness);
-        fs.args([
-            "--json",
-            "--workload",
-            "w1",
-            "--durability",
-            "fsync",
-            "--jobs",
-            "2000",
-            "--settle-max",
-            "20",
-            "--root",
-        ])
-        .arg(&fs_root)
-        .env("SEMIONT_JOBS_BIN", &t.exe)
-        .env_remove("SEMIONT_JOBS_DATABASE_URL")
-        .env_remove("RUST_LOG");
-        out.keep_going(
-            &format!("run {r}: W1 filesystem fsync (reference)"),
-            fs,
-            &fs_file,
-        );
-        // The wide burn-down on the filesystem with fsync: the same shape
-        // as the PostgreSQL row the target is judged on.
-        let mut fs = Command::new(&t.harness);
-        fs.args(["--json", "--workload", "burndown", "--durability", "fsync"])
-            .args(["--jobs", &o.burndown_jobs.to_string(), "--processes", "1,4"])
-            .args(["--concurrency", &WIDE.to_string(), "--batch-size", "1000"])
-            .arg("--root")
-            .arg(&fs_root)
-            .env("SEMIONT_JOBS_BIN", &t.exe)
-            .env_remove("SEMIONT_JOBS_DATABASE_URL")
-            .env_remove("RUST_LOG");
-        out.keep_going(
-            &format!("run {r}: burn-down filesystem fsync (reference)"),
-            fs,
-            &fs_file,
-        );
+        // The filesystem backend with fsync: its W1 drain (the reference
+        // the issue names) and the wide burn-down (the same shape as the
+        // PostgreSQL row the target is judged on).
+        let jobs = o.burndown_jobs.to_string();
+        let wide = WIDE.to_string();
+        let references: [(&str, Vec<&str>); 2] = [
+            (
+                "W1",
+                vec!["--workload", "w1", "--jobs", "2000", "--settle-max", "20"],
+            ),
+            (
+                "burn-down",
+                vec![
+                    "--workload",
+                    "burndown",
+                    "--jobs",
+                    &jobs,
+                    "--processes",
+                    "1,4",
+                    "--concurrency",
+                    &wide,
+                    "--batch-size",
+                    "1000",
+                ],
+            ),
+        ];
+        for (name, workload) in references {
+            let mut fs = Command::new(&t.harness);
+            fs.args(["--json", "--durability", "fsync"])
+                .args(workload)
+                .arg("--root")
+                .arg(&fs_root)
+                .env("SEMIONT_JOBS_BIN", &t.exe)
+                .env_remove("SEMIONT_JOBS_DATABASE_URL")
+                .env_remove("RUST_LOG");
+            out.keep_going(
+                &format!("run {r}: {name} filesystem fsync (reference)"),
+                fs,
+                &fs_file,
+            );
+        }
     }
     if let Some(n) = o.soak {
         super::soak::run(t, &cluster, &mut out, n)?;
@@ -599,13 +608,7 @@ fn lines(o: &Opts) -> Vec<Line> {
         peer: ("w1-batch", Box::new(|_| true), "create_jobs_per_s"),
         better: Better::Higher,
     });
-    for (p, c) in [
-        (1, concurrency),
-        (2, concurrency),
-        (4, concurrency),
-        (1, WIDE),
-        (4, WIDE),
-    ] {
+    for (p, c) in burndown_shapes(o) {
         l.push(Line {
             label: format!(
                 "burn-down of {} jobs, {p} process(es) × concurrency {c}, jobs/s",
