@@ -49,6 +49,7 @@ mod sql;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod url;
+mod vacuum;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -68,7 +69,7 @@ use tokio::task::JoinHandle;
 
 pub use admin::{admin_sql, server_settings, table_stats, TableStats};
 pub use error::OpenError;
-pub use options::{check_schema_name, PgClock, PgOptions, DEFAULT_SCHEMA};
+pub use options::{check_schema_name, PgClock, PgOptions, DEFAULT_SCHEMA, DEFAULT_VACUUM_EVERY};
 pub use schema::{Migrated, SCHEMA_VERSION};
 #[doc(no_inline)]
 pub use semiont_jobs_store::Durability;
@@ -128,6 +129,8 @@ pub(crate) struct Inner {
     /// The jobs this instance claimed, as last written by it (see
     /// [`Inner::remember_claimed`]).
     pub claimed: std::sync::Mutex<std::collections::HashMap<JobId, Job>>,
+    /// Changes this instance made since the vacuumer last looked.
+    pub writes: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for PgStore {
@@ -215,6 +218,7 @@ impl PgStore {
             me: std::sync::OnceLock::new(),
             recovery_scheduled: std::sync::atomic::AtomicBool::new(false),
             claimed: std::sync::Mutex::new(std::collections::HashMap::new()),
+            writes: std::sync::atomic::AtomicU64::new(0),
         });
         let _ = inner.me.set(Arc::downgrade(&inner));
         let messages =
@@ -224,7 +228,7 @@ impl PgStore {
                     url: redacted.clone(),
                     reason,
                 })?;
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(liveness::listen(Arc::clone(&inner), messages)),
             tokio::spawn(notify::notifier(
                 pool,
@@ -237,6 +241,12 @@ impl PgStore {
             tokio::spawn(batch::reader(Arc::downgrade(&inner), reads_rx)),
             tokio::spawn(batch::creator(Arc::downgrade(&inner), creates_rx)),
         ];
+        if let Some(every) = inner.opts.vacuum_every {
+            tasks.push(tokio::spawn(vacuum::vacuumer(
+                Arc::downgrade(&inner),
+                every,
+            )));
+        }
         Ok(PgStore {
             inner,
             tasks,
@@ -311,6 +321,8 @@ impl Inner {
     /// Tells this instance's subscribers at once and queues the change for
     /// the others (NOTIFY, coalesced).
     pub(crate) fn announce_change(&self, change: JobChange) {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = self.outbox.send((notify::encode(&change), None));
         let _ = self.tx.send(change);
     }
@@ -318,6 +330,8 @@ impl Inner {
     /// Tells this instance's subscribers only (the others learn of the
     /// change from a notification the change's own statement sent).
     pub(crate) fn tell_local(&self, change: JobChange) {
+        self.writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = self.tx.send(change);
     }
 

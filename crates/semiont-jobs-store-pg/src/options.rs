@@ -10,6 +10,10 @@ use crate::OpenError;
 /// The schema used when none is configured.
 pub const DEFAULT_SCHEMA: &str = "semiont_jobs";
 
+/// How often a writing store instance looks for tables to vacuum, by
+/// default.
+pub const DEFAULT_VACUUM_EVERY: Duration = Duration::from_secs(2);
+
 /// Which clock judges leases and due times.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum PgClock {
@@ -54,6 +58,13 @@ pub struct PgOptions {
     /// Apply missing migrations at open (default true). When false, an
     /// out-of-date schema is an error naming `semiont-jobs init`.
     pub migrate: bool,
+    /// How often a store instance that wrote since its last look checks
+    /// whether the queue's tables need a vacuum (default 2 s; `None`:
+    /// never, autovacuum alone). See the `vacuum` module's docs.
+    pub vacuum_every: Option<Duration>,
+    /// Dead rows a table must hold, besides a fifth of its live rows,
+    /// before the store vacuums it (default 1,000).
+    pub vacuum_min_dead: u64,
 }
 
 impl Default for PgOptions {
@@ -66,6 +77,8 @@ impl Default for PgOptions {
             connect_timeout: Duration::from_secs(5),
             liveness_grace: Duration::from_secs(3),
             migrate: true,
+            vacuum_every: Some(DEFAULT_VACUUM_EVERY),
+            vacuum_min_dead: 1_000,
         }
     }
 }
@@ -113,6 +126,15 @@ impl PgOptions {
         self
     }
 
+    /// Sets how often the store looks for tables to vacuum (`None`:
+    /// never) and how many dead rows, besides a fifth of the live ones,
+    /// make a table due.
+    pub fn vacuum(mut self, every: Option<Duration>, min_dead: u64) -> Self {
+        self.vacuum_every = every;
+        self.vacuum_min_dead = min_dead;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), OpenError> {
         check_schema_name(&self.schema)?;
         if self.pool_size == 0 || self.pool_size > 1000 {
@@ -124,6 +146,11 @@ impl PgOptions {
         if self.connect_timeout.is_zero() {
             return Err(OpenError::InvalidOptions(
                 "connect timeout must be above zero".into(),
+            ));
+        }
+        if self.vacuum_every.is_some_and(|d| d.is_zero()) {
+            return Err(OpenError::InvalidOptions(
+                "vacuum interval must be above zero".into(),
             ));
         }
         Ok(())

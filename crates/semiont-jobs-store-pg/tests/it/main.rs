@@ -8,6 +8,7 @@ mod liveness;
 mod open;
 mod pause;
 mod support;
+mod vacuum;
 
 /// The suite with `clock`; peers are other `PgStore` instances on the same
 /// schema (another process's view: own pool, own listener, own locks).
