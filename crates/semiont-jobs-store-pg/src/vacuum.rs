@@ -64,7 +64,7 @@ pub(crate) async fn vacuumer(inner: Weak<Inner>, every: Duration) {
         if store.writes.swap(0, Ordering::Relaxed) > 0 {
             last_write = Some(tokio::time::Instant::now());
         }
-        if !last_write.is_some_and(|at| at.elapsed() <= KEEP_LOOKING) {
+        if last_write.is_none_or(|at| at.elapsed() > KEEP_LOOKING) {
             continue;
         }
         match store.vacuum_due(!owner_checked).await {
