@@ -6,45 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use semiont_jobs_model::{Job, JobId, JobStatus, NewJob, Timestamp};
-use semiont_jobs_store::{
-    ClaimRequest, ErrorKind, Expect, JobStore, TypeFilter, Updated, WorkerInfo,
-};
+use semiont_jobs_model::{Job, JobId, JobStatus, Timestamp};
+use semiont_jobs_store::{ErrorKind, Expect, JobStore, TypeFilter, Updated};
 use semiont_jobs_store_pg::testing::TestSchema;
 use serde_json::json;
 
-const LEASE: Duration = Duration::from_secs(30);
-
-fn new_job() -> Job {
-    NewJob::custom("t", "u", json!({}))
-        .unwrap()
-        .into_job(JobId::generate(), Timestamp::now(), 3)
-        .unwrap()
-}
-
-async fn claim_all(store: &dyn JobStore, n: usize) -> Vec<Job> {
-    store
-        .register_worker(&WorkerInfo {
-            id: "w".into(),
-            lease: LEASE,
-        })
-        .await
-        .unwrap();
-    let jobs = store
-        .claim_batch(
-            &ClaimRequest {
-                types: TypeFilter::Any,
-                worker_id: "w".into(),
-                now: Timestamp::now(),
-                lease: LEASE,
-            },
-            n,
-        )
-        .await
-        .unwrap();
-    assert_eq!(jobs.len(), n, "every job is claimed");
-    jobs
-}
+use crate::support::{claim_all, new_job};
 
 fn completed(mut job: Job) -> Job {
     job.status = JobStatus::Complete;

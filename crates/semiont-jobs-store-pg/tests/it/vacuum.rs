@@ -3,14 +3,11 @@
 
 use std::time::Duration;
 
-use semiont_jobs_model::{Job, JobId, JobStatus, NewJob, Timestamp};
-use semiont_jobs_store::{ClaimRequest, Expect, JobStore, TypeFilter, WorkerInfo};
+use semiont_jobs_model::{Job, JobStatus, Timestamp};
+use semiont_jobs_store::{Expect, JobStore};
 use semiont_jobs_store_pg::testing::TestSchema;
-use serde_json::json;
 
-use crate::support::admin;
-
-const LEASE: Duration = Duration::from_secs(30);
+use crate::support::{admin, claim_all, new_job};
 
 /// Manual vacuums (autovacuum's are counted apart) of `table` in `schema`.
 async fn vacuums(client: &tokio_postgres::Client, schema: &str, table: &str) -> i64 {
@@ -42,35 +39,9 @@ async fn a_store_that_writes_vacuums_its_tables() {
     let admin = admin(schema.url()).await;
     assert_eq!(vacuums(&admin, schema.name(), "jobs").await, 0);
 
-    let jobs: Vec<Job> = (0..300)
-        .map(|_| {
-            NewJob::custom("t", "u", json!({}))
-                .unwrap()
-                .into_job(JobId::generate(), Timestamp::now(), 3)
-                .unwrap()
-        })
-        .collect();
+    let jobs: Vec<Job> = (0..300).map(|_| new_job()).collect();
     store.create_batch(&jobs).await.unwrap();
-    store
-        .register_worker(&WorkerInfo {
-            id: "w".into(),
-            lease: LEASE,
-        })
-        .await
-        .unwrap();
-    let claimed = store
-        .claim_batch(
-            &ClaimRequest {
-                types: TypeFilter::Any,
-                worker_id: "w".into(),
-                now: Timestamp::now(),
-                lease: LEASE,
-            },
-            300,
-        )
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 300);
+    let claimed = claim_all(&store, 300).await;
     for job in claimed {
         let attempt = job.attempt;
         let mut done = job.clone();
