@@ -186,6 +186,14 @@ pub(crate) fn new_job(mut body: Map<String, Value>) -> Result<NewJob> {
     let unique_key = take_string(&mut body, "uniqueKey")?;
     if let Some(key) = &unique_key {
         validate_unique_key(key).map_err(|e| Error::invalid(e.to_string()))?;
+        // The API's documented form (the OpenAPI pattern
+        // `^[ -~]*[!-~][ -~]*$`), as for user ids: printable ASCII, so
+        // that its length in characters is its length in bytes.
+        if let Some(c) = key.chars().find(|c| !(' '..='~').contains(c)) {
+            return Err(Error::invalid(format!(
+                "uniqueKey contains {c:?}: the API takes printable ASCII unique keys"
+            )));
+        }
     }
     let unique_after: Option<u64> =
         take_integer(&mut body, "uniqueAfterFinishMs", "0..=999999999999999")?;
@@ -462,6 +470,23 @@ mod tests {
         }
         assert!(validate_user(&"x".repeat(257)).is_err());
         assert!(validate_user(&"x".repeat(256)).is_ok());
+    }
+
+    #[test]
+    fn unique_keys_are_printable_ascii_as_documented() {
+        let with_key = |key: &str| parse(json!({ "type": "t", "userId": "u", "uniqueKey": key }));
+        for ok in ["k", "a b", " x ", "~!"] {
+            with_key(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        }
+        for (bad, why) in [
+            ("\u{ec}\u{c0}\u{be}", "printable ASCII"),
+            ("caf\u{e9}", "printable ASCII"),
+            ("   ", "empty"),
+            ("a\tb", "control"),
+        ] {
+            let e = with_key(bad).expect_err(bad).to_string();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
     }
 
     #[test]
