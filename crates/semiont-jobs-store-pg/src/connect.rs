@@ -127,7 +127,15 @@ pub(crate) fn config(url: &DatabaseUrl, opts: &PgOptions) -> Config {
         Durability::None => "off",
     };
     // A client stuck inside a transaction must not hold row locks forever.
-    let ours = format!("-c synchronous_commit={sync} -c idle_in_transaction_session_timeout=60000");
+    // No JIT: the queue's statements are short index walks, but a claim's
+    // cost estimate grows with the pending backlog (the whole index is the
+    // bound the planner sees), and past `jit_above_cost` (at about a
+    // million pending jobs) every claim and peek compiled its expressions
+    // again: 5 ms of a 7 ms claim, and a peek past `jit_optimize_above_cost`
+    // ~50 ms (docs/postgres-performance.md, item 12).
+    let ours = format!(
+        "-c synchronous_commit={sync} -c idle_in_transaction_session_timeout=60000 -c jit=off"
+    );
     let options = match config.get_options() {
         Some(theirs) if !theirs.trim().is_empty() => format!("{theirs} {ours}"),
         _ => ours,
@@ -191,4 +199,27 @@ pub(crate) async fn connect_one(
         }
     });
     Ok((client, rx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options_of(url: &str) -> String {
+        let url = DatabaseUrl::parse(url).expect("a valid url");
+        config(&url, &PgOptions::default())
+            .get_options()
+            .expect("options are set")
+            .to_owned()
+    }
+
+    #[test]
+    fn sessions_run_without_jit_and_keep_the_users_options() {
+        let ours = options_of("postgres://u@localhost/db");
+        assert!(ours.contains("-c jit=off"), "{ours}");
+        assert!(ours.contains("-c synchronous_commit=on"), "{ours}");
+        let both = options_of("postgres://u@localhost/db?options=-c%20statement_timeout%3D5000");
+        assert!(both.starts_with("-c statement_timeout=5000 "), "{both}");
+        assert!(both.contains("-c jit=off"), "{both}");
+    }
 }
