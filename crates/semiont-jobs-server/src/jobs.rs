@@ -115,6 +115,18 @@ fn take_integer<T: TryFrom<i64>>(
     }
 }
 
+/// Refuses `value` of the body's `field` unless it is printable ASCII (the
+/// API's documented form for ids and keys, so that a length in characters
+/// is a length in bytes); `what` names such values in the message.
+fn printable_ascii(value: &str, field: &str, what: &str) -> Result<()> {
+    match value.chars().find(|c| !(' '..='~').contains(c)) {
+        Some(c) => Err(Error::invalid(format!(
+            "{field} contains {c:?}: the API takes printable ASCII {what}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A user id from a request: non-empty, at most 256 bytes, no control
 /// characters.
 pub(crate) fn validate_user(user: &str) -> Result<()> {
@@ -130,13 +142,8 @@ pub(crate) fn validate_user(user: &str) -> Result<()> {
         return Err(Error::invalid("userId contains a control character"));
     }
     // The API's documented form (the OpenAPI pattern `^[!-~]([ -~]*[!-~])?$`):
-    // printable ASCII, no space at either end, so that its length in
-    // characters is its length in bytes.
-    if let Some(c) = user.chars().find(|c| !(' '..='~').contains(c)) {
-        return Err(Error::invalid(format!(
-            "userId contains {c:?}: the API takes printable ASCII user ids"
-        )));
-    }
+    // printable ASCII, no space at either end.
+    printable_ascii(user, "userId", "user ids")?;
     if user.starts_with(' ') || user.ends_with(' ') {
         return Err(Error::invalid("userId starts or ends with a space"));
     }
@@ -187,13 +194,8 @@ pub(crate) fn new_job(mut body: Map<String, Value>) -> Result<NewJob> {
     if let Some(key) = &unique_key {
         validate_unique_key(key).map_err(|e| Error::invalid(e.to_string()))?;
         // The API's documented form (the OpenAPI pattern
-        // `^[ -~]*[!-~][ -~]*$`), as for user ids: printable ASCII, so
-        // that its length in characters is its length in bytes.
-        if let Some(c) = key.chars().find(|c| !(' '..='~').contains(c)) {
-            return Err(Error::invalid(format!(
-                "uniqueKey contains {c:?}: the API takes printable ASCII unique keys"
-            )));
-        }
+        // `^[ -~]*[!-~][ -~]*$`), as for user ids.
+        printable_ascii(key, "uniqueKey", "unique keys")?;
     }
     let unique_after: Option<u64> =
         take_integer(&mut body, "uniqueAfterFinishMs", "0..=999999999999999")?;
@@ -452,41 +454,57 @@ mod tests {
         }
     }
 
-    #[test]
-    fn user_ids_are_printable_ascii_as_documented() {
-        for ok in ["u", "user@example.com", "a b", "~!"] {
-            validate_user(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+    /// `check` accepts each of `ok` and refuses each of `bad` with a
+    /// message containing its reason.
+    fn accepts_and_refuses<T>(
+        check: impl Fn(&str) -> Result<T>,
+        ok: &[&str],
+        bad: &[(&str, &str)],
+    ) {
+        for ok in ok {
+            if let Err(e) = check(ok) {
+                panic!("{ok:?}: {e}");
+            }
         }
-        for (bad, why) in [
-            ("\u{d8}", "printable ASCII"),
-            ("caf\u{e9}", "printable ASCII"),
-            (" u", "space"),
-            ("u ", "space"),
-            ("", "empty"),
-            ("a\tb", "control"),
-        ] {
-            let e = validate_user(bad).expect_err(bad).to_string();
+        for (bad, why) in bad {
+            let Err(e) = check(bad) else {
+                panic!("{bad:?} was accepted");
+            };
+            let e = e.to_string();
             assert!(e.contains(why), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn user_ids_are_printable_ascii_as_documented() {
+        accepts_and_refuses(
+            validate_user,
+            &["u", "user@example.com", "a b", "~!"],
+            &[
+                ("\u{d8}", "printable ASCII"),
+                ("caf\u{e9}", "printable ASCII"),
+                (" u", "space"),
+                ("u ", "space"),
+                ("", "empty"),
+                ("a\tb", "control"),
+            ],
+        );
         assert!(validate_user(&"x".repeat(257)).is_err());
         assert!(validate_user(&"x".repeat(256)).is_ok());
     }
 
     #[test]
     fn unique_keys_are_printable_ascii_as_documented() {
-        let with_key = |key: &str| parse(json!({ "type": "t", "userId": "u", "uniqueKey": key }));
-        for ok in ["k", "a b", " x ", "~!"] {
-            with_key(ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
-        }
-        for (bad, why) in [
-            ("\u{ec}\u{c0}\u{be}", "printable ASCII"),
-            ("caf\u{e9}", "printable ASCII"),
-            ("   ", "empty"),
-            ("a\tb", "control"),
-        ] {
-            let e = with_key(bad).expect_err(bad).to_string();
-            assert!(e.contains(why), "{bad:?}: {e}");
-        }
+        accepts_and_refuses(
+            |key| parse(json!({ "type": "t", "userId": "u", "uniqueKey": key })),
+            &["k", "a b", " x ", "~!"],
+            &[
+                ("\u{ec}\u{c0}\u{be}", "printable ASCII"),
+                ("caf\u{e9}", "printable ASCII"),
+                ("   ", "empty"),
+                ("a\tb", "control"),
+            ],
+        );
     }
 
     #[test]
